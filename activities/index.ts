@@ -1,0 +1,48 @@
+/**
+ * Activities: the control plane's side effects (vault, environment databases, mail), built by a factory from their
+ * dependencies so that the worker (worker/main.ts) is the only composition root and tests build the same activities
+ * with real local parts. Inputs and results are references, thumbprints and IDs only (DESIGN.md §6).
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { isCmkError } from '../common/errors';
+import type { Vault } from '../vault/types';
+import type { EnvironmentDatabases } from '../database/types';
+import type { Mailer } from '../mail/types';
+import { createEnvironmentActivities } from './environments';
+import { createKeyActivities } from './keys';
+import { createNotificationActivities } from './notifications';
+
+export interface ActivityDependencies {
+  vault: Vault;
+  databases: EnvironmentDatabases;
+  mailer: Mailer;
+}
+
+export function createActivities(deps: ActivityDependencies) {
+  return refusalsAsFailures({
+    ...createKeyActivities(deps),
+    ...createEnvironmentActivities(deps),
+    ...createNotificationActivities(deps),
+  });
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * A CmkError is a business refusal: retrying cannot help, so it crosses into the workflow as a non-retryable
+ * ApplicationFailure whose type is the stable code. Anything else (I/O, vault faults) is retried by policy.
+ */
+function refusalsAsFailures<T extends Record<string, (...args: never[]) => Promise<unknown>>>(activities: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities)) {
+    wrapped[name] = async (...args: never[]) => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        if (isCmkError(err)) throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
+        throw err;
+      }
+    };
+  }
+  return wrapped as T;
+}

@@ -1,0 +1,299 @@
+/**
+ * What the API service does for each request, apart from HTTP: the pre-checks in DESIGN.md §4's order
+ * (FORBIDDEN → NOT_FOUND → input → state → time → in progress), key material staged in the vault and passed on
+ * as a reference, and environment data straight from the database engine. The workflows re-check every rule in
+ * their update validators; these pre-checks only make refusals cheap and correctly ordered.
+ */
+import { CmkError } from '../common/errors';
+import type { ControlPlane } from '../client/library';
+import type { EnvironmentDatabases } from '../database/types';
+import type { Outbox } from '../mail/outbox';
+import type { Vault, VaultKeyInfo } from '../vault/types';
+import type { Config } from '../config';
+import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx } from '../keyfiles';
+import {
+  activeKeyOf,
+  checkGeneratedPassword,
+  checkKeyChange,
+  COVERAGE,
+  forbidden,
+  isAllowed,
+  isValidId,
+  KEY_NAME_PATTERN,
+  lockAllowedAt,
+  nextKeyChangeAllowedAt,
+  normaliseEmail,
+  tenantAdminRole,
+  type Action,
+  type Actor,
+  type AdminRole,
+  type EnvironmentRecord,
+  type KeySource,
+  type TenantKey,
+  type TenantSnapshot,
+} from '../workflows/rules';
+import type { StagedKey } from '../workflows/messages';
+
+export interface ApiDependencies {
+  config: Config;
+  controlPlane: ControlPlane;
+  vault: Vault;
+  databases: EnvironmentDatabases;
+  outbox: Outbox;
+}
+
+const refuse = (code: ConstructorParameters<typeof CmkError>[0], message: string): never => {
+  throw new CmkError(code, message);
+};
+
+/** The vault key under which a (tenant, region)'s keys are versions, as Azure Key Vault keeps them. */
+export const tenantVaultKeyName = (tenant: string, region: string): string => `tenant-${tenant}-${region}`;
+export const kekVaultKeyName = (tenant: string, region: string): string => `kek-${tenant}-${region}`;
+
+export function keyView(key: TenantKey | null) {
+  return key && { name: key.name, thumbprint: key.thumbprint, state: key.state, activatedAt: key.activatedAt, activatedBy: key.activatedBy };
+}
+
+export function environmentView(env: EnvironmentRecord) {
+  return {
+    id: env.id,
+    region: env.region,
+    state: env.state,
+    protection: env.protection,
+    keyThumbprint: env.keyThumbprint,
+    systemAdmin: env.systemAdmin,
+    createdAt: env.createdAt,
+    coverage: { covered: [...COVERAGE.covered], notCovered: [...COVERAGE.notCovered] },
+  };
+}
+
+export class ApiService {
+  constructor(private readonly deps: ApiDependencies) {}
+
+  private get policy() {
+    return this.deps.config.policy;
+  }
+
+  /**
+   * FORBIDDEN, then INVALID_ARGUMENT for a malformed tenant ID (it cannot name a tenant), then NOT_FOUND.
+   * Returns the tenant's state for the later checks.
+   */
+  async authorize(actor: Actor, tenantId: string, action: Action, envId?: string): Promise<TenantSnapshot> {
+    const tenant = isValidId(tenantId) ? await this.deps.controlPlane.snapshot(tenantId) : undefined;
+    if (!isAllowed(tenant, actor, action, envId)) {
+      const refusal = forbidden(actor, describeAction(action));
+      refuse(refusal.code, refusal.message);
+    }
+    if (!isValidId(tenantId)) refuse('INVALID_ARGUMENT', `"${tenantId}" is not a valid tenant ID.`);
+    if (!tenant) return refuse('NOT_FOUND', `Tenant ${tenantId} does not exist.`);
+    return tenant;
+  }
+
+  /** FORBIDDEN / NOT_FOUND for a request the CLI could not even build (e.g. an unreadable local file): they come first. */
+  async checkAccess(actor: Actor, tenantId: string, action: Action, envId?: string) {
+    const tenant = await this.authorize(actor, tenantId, action, envId);
+    if (envId !== undefined) this.environmentOf(tenant, envId);
+    return { allowed: true };
+  }
+
+  private environmentOf(tenant: TenantSnapshot, envId: string): EnvironmentRecord {
+    if (!isValidId(envId)) refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+    const env = tenant.environments.find((e) => e.id === envId);
+    if (!env || env.state === 'Deleted') return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+    return env;
+  }
+
+  private regionOf(tenant: TenantSnapshot, region: string | undefined): string {
+    const chosen = region ?? tenant.homeRegion;
+    if (!isValidId(chosen)) refuse('INVALID_ARGUMENT', `"${chosen}" is not a valid region ID.`);
+    return chosen;
+  }
+
+  // ------------------------------------------------------------------------------------------ tenants
+
+  async createTenant(actor: Actor, p: { tenant: string; name: string; region?: string; admins: Array<{ email: string; role: AdminRole }> }) {
+    const snapshot = await this.deps.controlPlane.createTenant({ actor, tenant: p.tenant, displayName: p.name, homeRegion: p.region ?? 'default', admins: p.admins });
+    return { tenant: tenantView(snapshot) };
+  }
+
+  async changeAdmin(actor: Actor, tenantId: string, p: { change: 'add' | 'remove'; email: string; role: AdminRole | null }) {
+    await this.authorize(actor, tenantId, 'tenant.admin');
+    const result = await this.deps.controlPlane.changeAdmin(tenantId, { actor, policy: this.policy, ...p });
+    return { tenant: tenantId, admins: result.admins };
+  }
+
+  // ------------------------------------------------------------------------------------------ environments
+
+  async createEnvironment(actor: Actor, tenantId: string, p: { env: string; region?: string; admin?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'env.create');
+    const env = await this.deps.controlPlane.createEnvironment(tenantId, {
+      actor,
+      policy: this.policy,
+      env: p.env,
+      region: this.regionOf(tenant, p.region),
+      systemAdmin: p.admin ?? null,
+    });
+    return { environment: environmentView(env) };
+  }
+
+  async listEnvironments(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'env.list');
+    const region = this.regionOf(tenant, p.region);
+    // A system administrator sees the environments they administer; the others see all of the tenant's.
+    const seesAll = actor.kind === 'operator' || tenantAdminRole(tenant, actor) !== null;
+    const mine = actor.kind === 'user' ? normaliseEmail(actor.email) : null;
+    const environments = tenant.environments.filter((e) => e.region === region && (seesAll || e.systemAdmin === mine));
+    return { tenant: tenantId, region, environments: environments.map(environmentView) };
+  }
+
+  /** `env data`: served straight from the database engine, never through a workflow payload (DESIGN.md §6). */
+  async environmentData(actor: Actor, tenantId: string, envId: string, write: string | undefined) {
+    const tenant = await this.authorize(actor, tenantId, 'env.data', envId);
+    const env = this.environmentOf(tenant, envId);
+    if (write !== undefined && (write.length === 0 || write.length > 10_000)) refuse('INVALID_ARGUMENT', 'The text to write must be 1 to 10,000 characters.');
+    if (env.state === 'Locked') refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked: its data cannot be read or written until it is unlocked.`);
+    if (env.state !== 'Online') refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
+    if (write !== undefined) await this.deps.databases.writeRow(tenantId, envId, write);
+    return { tenant: tenantId, env: envId, rows: await this.deps.databases.readRows(tenantId, envId) };
+  }
+
+  // ------------------------------------------------------------------------------------------ keys
+
+  async showKey(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.show');
+    return this.keyReport(tenant, this.regionOf(tenant, p.region));
+  }
+
+  keyReport(tenant: TenantSnapshot, region: string) {
+    const keys = tenant.regions[region];
+    const at = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    return {
+      tenant: tenant.tenant,
+      region,
+      activeKey: keyView(activeKeyOf(keys)),
+      nextKeyChangeAllowedAt: at(nextKeyChangeAllowedAt(keys, this.policy)),
+      lockAllowedAt: at(lockAllowedAt(keys, this.policy)),
+      rollbackAvailableUntil: keys?.rollbackUntil ?? null,
+    };
+  }
+
+  /** `key generate`: the key is made here, staged disabled in the vault, and the .pfx goes back to the caller only. */
+  async generateKey(actor: Actor, tenantId: string, p: { name: string; password: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    const region = this.regionOf(tenant, p.region);
+    checkKeyName(p.name);
+    const weak = checkGeneratedPassword(p.password);
+    if (weak) refuse(weak.code, weak.message);
+    this.precheckKeyChange(tenant, actor, region, '');
+    const generated = await generateKeyPfx({ name: p.name, password: p.password });
+    const staged = await this.deps.vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
+    const report = await this.activate(tenantId, region, actor, p.name, 'generated', staged);
+    return { ...report, pfx: generated.pfx.toString('base64') };
+  }
+
+  /** `key upload`: a .pfx opened here with its password, or a .byok unwrapped inside the vault. */
+  async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    const region = this.regionOf(tenant, p.region);
+    checkKeyName(p.name);
+    if (p.file.length > MAX_KEY_FILE_BYTES) refuse('INVALID_KEY_FILE', `The key file is larger than ${MAX_KEY_FILE_BYTES / 1024} KiB; no key file is that large.`);
+    const kind = detectKeyFileKind(p.fileName);
+    const options = this.stagingOptions(tenantId, region, p.name, actor);
+    const vaultName = tenantVaultKeyName(tenantId, region);
+    let staged: VaultKeyInfo;
+    if (kind === 'pfx') {
+      const opened = parsePfx(p.file, p.password);
+      this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+      staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
+    } else {
+      const transfer = parseByok(p.file);
+      staged = await this.deps.vault.importByok(vaultName, transfer, options);
+    }
+    return this.activate(tenantId, region, actor, p.name, kind, staged);
+  }
+
+  /** `key kek`: a key-exchange key in the vault; its public key goes to the HSM that makes the .byok. */
+  async createKek(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.kek');
+    const region = this.regionOf(tenant, p.region);
+    const { key, publicKeyPem } = await this.deps.vault.createKek(kekVaultKeyName(tenantId, region));
+    return { tenant: tenantId, region, kid: key.kid, thumbprint: key.thumbprint, publicKeyPem };
+  }
+
+  /** `--wait`: until the active key is no longer Installing (re-protection done). */
+  async waitForKey(actor: Actor, tenantId: string, p: { region?: string; timeoutMs: number }) {
+    const deadline = Date.now() + p.timeoutMs;
+    for (;;) {
+      const tenant = await this.authorize(actor, tenantId, 'key.show');
+      const region = this.regionOf(tenant, p.region);
+      const report = this.keyReport(tenant, region);
+      if (report.activeKey?.state !== 'Installing' || Date.now() > deadline) return report;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  private stagingOptions(tenant: string, region: string, name: string, actor: Actor) {
+    return { purpose: 'tenant' as const, enabled: false, tags: { tenant, region, name, stagedBy: actor.kind === 'operator' ? 'operator' : actor.email } };
+  }
+
+  /** Time and state rules before any key material is staged, so a doomed request costs nothing (R5, R11). */
+  private precheckKeyChange(tenant: TenantSnapshot, actor: Actor, region: string, thumbprint: string): void {
+    const refusal = checkKeyChange(tenant, { actor, region, thumbprint }, Date.now(), this.policy);
+    if (refusal) refuse(refusal.code, refusal.message);
+  }
+
+  /** Hands the staged key to the tenant workflow; a refusal purges it from the vault (DESIGN.md §6). */
+  private async activate(tenantId: string, region: string, actor: Actor, name: string, source: KeySource, key: VaultKeyInfo) {
+    const staged: StagedKey = { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+    try {
+      await this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged });
+    } catch (err) {
+      // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
+      if (err instanceof CmkError) await this.deps.vault.deleteKey(staged.vaultKey);
+      throw err;
+    }
+    const tenant = await this.authorize(actor, tenantId, 'key.show');
+    return this.keyReport(tenant, region);
+  }
+
+  // ------------------------------------------------------------------------------------------ mail
+
+  async listMail(actor: Actor, tenantId: string) {
+    await this.authorize(actor, tenantId, 'mail.list');
+    const mails = await this.deps.outbox.list(tenantId);
+    return { tenant: tenantId, mails: mails.map((m) => ({ to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt })) };
+  }
+}
+
+function checkKeyName(name: string): void {
+  if (!KEY_NAME_PATTERN.test(name)) refuse('INVALID_ARGUMENT', 'The key name must be 1 to 100 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.');
+}
+
+function tenantView(t: TenantSnapshot) {
+  return { id: t.tenant, name: t.displayName, homeRegion: t.homeRegion, admins: t.admins, createdAt: t.createdAt };
+}
+
+function describeAction(action: Action): string {
+  const words: Record<Action, string> = {
+    'tenant.create': 'create tenants',
+    'tenant.admin': 'change the administrators of this tenant',
+    'tenant.lock': 'lock this tenant',
+    'env.create': 'create environments for this tenant',
+    'env.list': 'list the environments of this tenant',
+    'env.data': 'read or write the data of this environment',
+    'env.apply': 'apply the tenant key to this environment',
+    'env.revert': 'revert this environment to the provider key',
+    'env.rekey': 'rekey this environment',
+    'env.unlock': 'unlock this environment',
+    'env.backup': 'back up this environment',
+    'env.restore': 'restore this environment',
+    'key.change': 'change the keys of this tenant',
+    'key.kek': 'create key-exchange keys for this tenant',
+    'key.show': 'see the keys of this tenant',
+    'key.rollback': 'roll back the key of this tenant',
+    'key.reactivate': 're-activate the key of this tenant',
+    'mail.list': 'read the mail of this tenant',
+    audit: 'read the audit trail of this tenant',
+  };
+  return words[action];
+}

@@ -1,0 +1,310 @@
+/**
+ * `cmk`: the tenant administrator's command line, a client of the API service (DESIGN.md §4).
+ * Exit status: 0 success, 2 usage error, 3 refused, 1 anything else. With --json, stdout is exactly one JSON document.
+ */
+import { constants, promises as fs } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { CmkError, isCmkError } from '../common/errors';
+import { writeFileAtomic } from '../common/atomic';
+import { ApiClient, ApiUnreachableError } from './http';
+import type { Action } from '../workflows/rules';
+
+const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+class UsageError extends Error {}
+
+type Json = Record<string, unknown>;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  let json = argv.includes('--json');
+  const program = buildProgram(io, (value) => (json = value));
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    return report(err, json, io);
+  }
+}
+
+function report(err: unknown, json: boolean, io: Io): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+    if (json) io.out(JSON.stringify({ error: { code: 'USAGE', message: err.message.replace(/^error: /, '') } }));
+    return EXIT.usage;
+  }
+  if (err instanceof UsageError) {
+    io.err(`error: ${err.message}`);
+    if (json) io.out(JSON.stringify({ error: { code: 'USAGE', message: err.message } }));
+    return EXIT.usage;
+  }
+  if (isCmkError(err)) {
+    io.err(`${err.code}: ${err.message}`);
+    if (json) io.out(JSON.stringify({ error: { code: err.code, message: err.message } }));
+    return EXIT.refused;
+  }
+  const message = err instanceof ApiUnreachableError || err instanceof Error ? err.message : String(err);
+  io.err(`cmk: ${message}`);
+  if (json) io.out(JSON.stringify({ error: { code: 'FAILED', message } }));
+  return EXIT.failed;
+}
+
+function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
+  const program = new Command('cmk')
+    .description('Bring, rotate, apply, revert and lock your own database encryption keys.')
+    .addOption(new Option('--as <email>', 'act as this user (default: CMK_USER, else the provider operator)'))
+    .option('--json', 'print exactly one JSON document on stdout')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+  program.hook('preAction', () => setJson(Boolean(program.opts().json)));
+
+  const api = () => new ApiClient(io.env.CMK_API_URL || `http://127.0.0.1:${io.env.CMK_API_PORT || '8787'}`, program.opts().as ?? (io.env.CMK_USER || undefined));
+  const wantsJson = () => Boolean(program.opts().json);
+  const print = (doc: Json, human: () => string) => io.out(wantsJson() ? JSON.stringify(doc) : human());
+  /** FORBIDDEN and NOT_FOUND come before any complaint about local input (DESIGN.md §4 order of checks). */
+  const localInput = async <T>(tenant: string, action: Action, read: () => Promise<T>, env?: string): Promise<T> => {
+    try {
+      return await read();
+    } catch (err) {
+      if (isCmkError(err)) await api().call('POST', `/v1/tenants/${enc(tenant)}/access`, { action, env });
+      throw err;
+    }
+  };
+  const command = (parent: Command, name: string, description: string) =>
+    parent.command(name).description(description).exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  command(program, 'status', 'exit 0 once the API answers, Temporal answers and a worker polls').action(async () => {
+    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: { taskQueue: string; pollers: number } }>('GET', '/v1/status');
+    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}`);
+    if (!s.ready) throw new Error('The control plane is not ready yet.');
+  });
+
+  // ----------------------------------------------------------------------------------------------- tenant
+  const tenant = command(program, 'tenant', 'tenants and their administrators');
+  command(tenant, 'create', 'create a tenant (never alters an existing one)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--name <display name>', "the tenant's display name")
+    .option('--region <region>', 'home region', 'default')
+    .requiredOption('--admin <email:role...>', 'administrator, EMAIL:global or EMAIL:service (repeatable)')
+    .action(async (o: { tenant: string; name: string; region: string; admin: string[] }) => {
+      const admins = o.admin.map((spec) => parseAdmin(spec));
+      const r = await api().call<Json & { tenant: { id: string; admins: Array<{ email: string; role: string }> } }>('POST', '/v1/tenants', { tenant: o.tenant, name: o.name, region: o.region, admins });
+      print(r, () => `Tenant ${r.tenant.id} created, administrators: ${r.tenant.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
+    });
+  const admin = command(tenant, 'admin', "change the tenant's global and service administrators");
+  for (const change of ['add', 'remove'] as const) {
+    command(admin, change, `${change} an administrator (mailed to every administrator)`)
+      .requiredOption('--tenant <id>', 'tenant ID')
+      .requiredOption('--admin <email[:role]>', 'EMAIL or EMAIL:global|service')
+      .action(async (o: { tenant: string; admin: string }) => {
+        const { email, role } = parseAdmin(o.admin, change === 'add' ? 'global' : undefined);
+        const r = await api().call<Json & { admins: Array<{ email: string; role: string }> }>('POST', `/v1/tenants/${enc(o.tenant)}/admins`, { change, email, role });
+        print(r, () => `Administrators of ${o.tenant}: ${r.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
+      });
+  }
+
+  // ----------------------------------------------------------------------------------------------- env
+  const env = command(program, 'env', 'environments and their databases');
+  command(env, 'create', 'create an environment: a new database under the provider key')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--admin <email>', "the environment's system administrator")
+    .action(async (o: { tenant: string; env: string; region?: string; admin?: string }) => {
+      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments`, { env: o.env, region: o.region, admin: o.admin });
+      print(r, () => `Environment ${r.environment.id} created in region ${r.environment.region}: ${describeEnv(r.environment)}.`);
+    });
+  command(env, 'list', "list the tenant's environments in a region")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; region?: string }) => {
+      const r = await api().call<Json & { region: string; environments: EnvView[] }>('GET', `/v1/tenants/${enc(o.tenant)}/environments${query({ region: o.region })}`);
+      print({ environments: r.environments }, () =>
+        r.environments.length === 0
+          ? `No environments in region ${r.region}.`
+          : [`ENVIRONMENT  STATE  PROTECTION  KEY THUMBPRINT`, ...r.environments.map((e) => `${e.id}  ${e.state}  ${e.protection}  ${e.keyThumbprint}`), `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`].join('\n'),
+      );
+    });
+  command(env, 'data', "read (and with --write, first add) rows of the environment's database")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--write <text>', 'add a row with this text first')
+    .action(async (o: { tenant: string; env: string; write?: string }) => {
+      const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/data`;
+      const r = await (o.write === undefined ? api().call<Json & { rows: Row[] }>('GET', path) : api().call<Json & { rows: Row[] }>('POST', path, { text: o.write }));
+      print({ rows: r.rows }, () => (r.rows.length ? r.rows.map((row) => `${row.id}\t${row.createdAt}\t${row.text}`).join('\n') : 'No rows.'));
+    });
+
+  // ----------------------------------------------------------------------------------------------- key
+  const key = command(program, 'key', "the tenant's own encryption keys");
+  command(key, 'generate', 'generate a new 2048-bit RSA key; the .pfx is written to --out once, and the key becomes active')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--name <name>', 'a name for the key')
+    .requiredOption('--password-file <file>', 'file whose first line is the .pfx password (at least 12 characters)')
+    .requiredOption('--out <file.pfx>', 'where to write the .pfx')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until every environment is re-protected with the new key')
+    .action(async (o: { tenant: string; name: string; passwordFile: string; out: string; region?: string; wait?: boolean }) => {
+      const { password, out } = await localInput(o.tenant, 'key.change', async () => ({ password: await readPassword(o.passwordFile), out: await checkOutPath(o.out) }));
+      const r = await api().call<KeyReport & { pfx: string }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region });
+      await writeFileAtomic(out, Buffer.from(r.pfx, 'base64'), 0o600);
+      const { pfx: _pfx, ...report } = r;
+      const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
+      print({ ...final, out }, () => `${describeKey(final)}\nThe key was written to ${out}: keep it and its password safe; the service does not keep a copy of the file.`);
+    });
+  command(key, 'upload', 'upload your own key (.pfx with its password, or .byok from an HSM); it becomes the active key')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--name <name>', 'a name for the key')
+    .requiredOption('--file <file>', 'FILE.pfx or FILE.byok')
+    .option('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until every environment is re-protected with the new key')
+    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
+      const { file, password } = await localInput(o.tenant, 'key.change', async () => ({
+        file: await readKeyFile(o.file),
+        password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
+      }));
+      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, { name: o.name, fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
+      const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
+      print(final, () => describeKey(final));
+    });
+  command(key, 'kek', 'create a key-exchange key (KEK) and write its public key, for wrapping a .byok in your HSM')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--out <kek.pem>', 'where to write the public key (PEM)')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; out: string; region?: string }) => {
+      const out = await localInput(o.tenant, 'key.kek', () => checkOutPath(o.out));
+      const r = await api().call<Json & { kid: string; publicKeyPem: string; thumbprint: string }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/kek`, { region: o.region });
+      await writeFileAtomic(out, Buffer.from(r.publicKeyPem), 0o644);
+      print({ ...r, out }, () => `Key-exchange key created. Key ID (the .byok header.kid): ${r.kid}\nIts public key was written to ${out}.`);
+    });
+  command(key, 'show', "show the tenant's active key in a region")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; region?: string }) => {
+      const r = await api().call<KeyReport>('GET', `/v1/tenants/${enc(o.tenant)}/key${query({ region: o.region })}`);
+      print(r, () => describeKey(r));
+    });
+
+  // ----------------------------------------------------------------------------------------------- mail
+  const mail = command(program, 'mail', 'mail sent to administrators');
+  command(mail, 'list', 'list the mail sent about this tenant')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .action(async (o: { tenant: string }) => {
+      const r = await api().call<Json & { mails: Array<{ to: string; subject: string; event: string; sentAt: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
+      print({ mails: r.mails }, () => (r.mails.length ? r.mails.map((m) => `${m.sentAt}  ${m.to}  [${m.event}] ${m.subject}`).join('\n') : 'No mail.'));
+    });
+
+  return program;
+}
+
+// --------------------------------------------------------------------------------------------------- helpers
+
+interface EnvView {
+  id: string;
+  region: string;
+  state: string;
+  protection: string;
+  keyThumbprint: string;
+  coverage: { covered: string[]; notCovered: string[] };
+}
+interface Row {
+  id: number;
+  text: string;
+  createdAt: string;
+}
+type KeyReport = Json & {
+  tenant: string;
+  region: string;
+  activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null } | null;
+  nextKeyChangeAllowedAt: string | null;
+  lockAllowedAt: string | null;
+};
+
+const enc = encodeURIComponent;
+const query = (params: Record<string, string | undefined>): string => {
+  const entries = Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined);
+  return entries.length ? `?${new URLSearchParams(entries).toString()}` : '';
+};
+
+function describeEnv(e: EnvView): string {
+  return `${e.state}, protected by the ${e.protection} key ${e.keyThumbprint}`;
+}
+
+function describeKey(r: KeyReport): string {
+  const k = r.activeKey;
+  const lines = [k ? `Active key of ${r.tenant} in region ${r.region}: "${k.name}" (${k.state}), thumbprint ${k.thumbprint}, activated ${k.activatedAt} by ${k.activatedBy}.` : `${r.tenant} has no key of its own in region ${r.region}: its environments use the provider key.`];
+  if (r.nextKeyChangeAllowedAt) lines.push(`Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
+  if (r.lockAllowedAt) lines.push(`Lock allowed from ${r.lockAllowedAt}.`);
+  return lines.join('\n');
+}
+
+async function waitForKey(api: ApiClient, tenant: string, region: string | undefined): Promise<KeyReport> {
+  for (;;) {
+    const r = await api.call<KeyReport>('GET', `/v1/tenants/${enc(tenant)}/key/installed${query({ region })}`);
+    if (r.activeKey?.state !== 'Installing') return r;
+  }
+}
+
+function parseAdmin(spec: string, defaultRole?: string): { email: string; role: string | undefined } {
+  const at = spec.lastIndexOf(':');
+  if (at > spec.lastIndexOf('@')) return { email: spec.slice(0, at), role: spec.slice(at + 1) };
+  return { email: spec, role: defaultRole ?? 'global' };
+}
+
+/** `--password-file F`: F's first line without CR/LF (DESIGN.md §4). */
+async function readPassword(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new CmkError('INVALID_ARGUMENT', `The password file ${file} cannot be read.`);
+  }
+  return (text.split('\n')[0] ?? '').replace(/\r$/, '');
+}
+
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/** Refused by size before a byte of it is read or sent (INVALID_KEY_FILE). */
+async function readKeyFile(file: string): Promise<Buffer> {
+  let size: number;
+  try {
+    const stat = await fs.stat(file);
+    if (!stat.isFile()) throw new Error('not a file');
+    size = stat.size;
+  } catch {
+    throw new CmkError('INVALID_ARGUMENT', `The key file ${file} cannot be read.`);
+  }
+  if (size > MAX_KEY_FILE_BYTES) throw new CmkError('INVALID_KEY_FILE', `${file} is larger than 64 KiB; no key file is that large.`);
+  return fs.readFile(file);
+}
+
+/** The key file is handed over once: never overwrite another file, and fail before the key is made. */
+async function checkOutPath(out: string): Promise<string> {
+  const path = resolve(out);
+  try {
+    await fs.access(dirname(path), constants.W_OK);
+  } catch {
+    throw new CmkError('INVALID_ARGUMENT', `Cannot write to ${dirname(path)}.`);
+  }
+  const exists = await fs.stat(path).then(() => true, () => false);
+  if (exists) throw new CmkError('INVALID_ARGUMENT', `${out} already exists; choose another --out so that no key file is overwritten.`);
+  return path;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2), {
+    out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+    err: (text) => process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+    env: process.env,
+  }).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,37 @@
+/** The API service's HTTP client, as the CLI uses it. Refusals come back as CmkError with their stable code. */
+import { CmkError } from '../common/errors';
+import { isErrorCode } from '../workflows/codes';
+
+export class ApiUnreachableError extends Error {
+  override name = 'ApiUnreachableError';
+}
+
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly as: string | undefined,
+  ) {}
+
+  async call<T = Record<string, unknown>>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.as) headers['x-cmk-as'] = this.as;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.baseUrl), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch {
+      throw new ApiUnreachableError(`Cannot reach the cmk API service at ${this.baseUrl}; is \`npm start\` running (or CMK_API_URL set)?`);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : {};
+    } catch {
+      throw new Error(`The API service answered ${response.status} with something that is not JSON.`);
+    }
+    if (response.ok) return parsed as T;
+    const error = (parsed as { error?: { code?: unknown; message?: unknown } }).error;
+    if (error && isErrorCode(error.code)) throw new CmkError(error.code, String(error.message ?? ''));
+    throw new Error(`The API service failed (${response.status}): ${String(error?.message ?? text)}`);
+  }
+}

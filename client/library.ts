@@ -1,0 +1,106 @@
+/**
+ * The typed client library: how an API layer starts, updates and queries the control plane's workflows. The API
+ * service (api/) is built on it; other API layers may use it directly. It speaks Temporal; it never sees key
+ * material — callers stage keys in the vault and pass references.
+ */
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { CmkError } from '../common/errors';
+import { isErrorCode } from '../workflows/codes';
+import {
+  queries,
+  tenantWorkflowId,
+  updates,
+  type AdminChangeRequest,
+  type AdminChangeResult,
+  type EnvironmentCreateRequest,
+  type KeyChangeRequest,
+  type KeyChangeResult,
+} from '../workflows/messages';
+import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../workflows/rules';
+import type { tenantWorkflow } from '../workflows';
+
+export class ControlPlane {
+  constructor(
+    private readonly temporal: Client,
+    private readonly taskQueue: string,
+  ) {}
+
+  private tenantHandle(tenant: string): WorkflowHandle<typeof tenantWorkflow> {
+    return this.temporal.workflow.getHandle<typeof tenantWorkflow>(tenantWorkflowId(tenant));
+  }
+
+  /** Starts the tenant's workflow; never alters an existing tenant (ALREADY_EXISTS). */
+  async createTenant(request: TenantCreateCheck): Promise<TenantSnapshot> {
+    const refusal = checkTenantCreate(request);
+    if (refusal) throw new CmkError(refusal.code, refusal.message);
+    const admins = request.admins.map((a) => ({ email: normaliseEmail(a.email), role: a.role }));
+    try {
+      await this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
+        workflowId: tenantWorkflowId(request.tenant),
+        taskQueue: this.taskQueue,
+        args: [{ tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor }],
+        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        workflowIdConflictPolicy: 'FAIL',
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CmkError('ALREADY_EXISTS', `Tenant ${request.tenant} already exists.`);
+      throw err;
+    }
+    const snapshot = await this.snapshot(request.tenant);
+    if (!snapshot) throw new Error(`Tenant ${request.tenant} was started but does not answer.`);
+    return snapshot;
+  }
+
+  /** The tenant's state, or undefined when there is no such tenant. */
+  async snapshot(tenant: string): Promise<TenantSnapshot | undefined> {
+    try {
+      return await this.tenantHandle(tenant).query(queries.snapshot);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  changeAdmin(tenant: string, request: AdminChangeRequest): Promise<AdminChangeResult> {
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.changeAdmin, { args: [request] }));
+  }
+
+  createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
+    return this.update(tenant, () =>
+      // The update ID makes a repeated request attach to the running one instead of starting a second.
+      this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request], updateId: `env-create/${request.env}` }),
+    );
+  }
+
+  changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () =>
+      this.tenantHandle(tenant).executeUpdate(updates.changeKey, { args: [request], updateId: `key-change/${request.staged.vaultKey.version}` }),
+    );
+  }
+
+  /** Runs an update, turning a refusal (validator or handler) into a CmkError with its stable code. */
+  private async update<T>(tenant: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      throw asRefusal(err) ?? (err instanceof WorkflowNotFoundError ? new CmkError('NOT_FOUND', `Tenant ${tenant} does not exist.`) : err);
+    }
+  }
+}
+
+/** The CmkError a workflow refusal carries, if it is one. */
+export function asRefusal(err: unknown): CmkError | undefined {
+  let cause: unknown = err;
+  for (let depth = 0; cause && depth < 5; depth++) {
+    if (cause instanceof ApplicationFailure && isErrorCode(cause.type)) return new CmkError(cause.type, cause.message);
+    cause = cause instanceof WorkflowUpdateFailedError || cause instanceof Error ? (cause as Error).cause : undefined;
+  }
+  return undefined;
+}

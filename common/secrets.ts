@@ -1,0 +1,37 @@
+/**
+ * Secrets that protect the data dir live outside it (DESIGN.md §6): files in CMK_SECRETS_DIR (0700 / 0600),
+ * created at first use, or values from the environment (`CMK_SECRET_<NAME>`, base64).
+ */
+import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, relative, resolve, isAbsolute } from 'node:path';
+import { createFileExclusiveSync } from './atomic';
+
+export const secretEnvName = (name: string): string => `CMK_SECRET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+
+export function loadOrCreateSecret(secretsDir: string, name: string, bytes = 32, env: Record<string, string | undefined> = process.env): Buffer {
+  const fromEnv = env[secretEnvName(name)];
+  if (fromEnv) {
+    const value = Buffer.from(fromEnv, 'base64');
+    if (value.length !== bytes) throw new Error(`${secretEnvName(name)} must be ${bytes} bytes, base64-encoded.`);
+    return value;
+  }
+  mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+  chmodSync(secretsDir, 0o700);
+  const path = join(secretsDir, name);
+  if (!existsSync(path)) {
+    // Exclusive creation: two processes starting together end up with the same secret.
+    createFileExclusiveSync(path, randomBytes(bytes).toString('base64'));
+  }
+  const value = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  if (value.length !== bytes) throw new Error(`The secret ${path} is damaged: expected ${bytes} bytes.`);
+  return value;
+}
+
+/** The secrets must not lie inside the data dir they protect. */
+export function assertOutside(dataDir: string, secretsDir: string): void {
+  const rel = relative(resolve(dataDir), resolve(secretsDir));
+  if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+    throw new Error(`CMK_SECRETS_DIR (${secretsDir}) lies inside CMK_DATA_DIR (${dataDir}); keep the secrets that protect the data dir outside it.`);
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The deployment's configuration, read once at start from the environment (DESIGN.md §4, R14). The worker, the API
+ * service, `npm start` and the tests all read it here, so every part agrees on ports, directories and durations.
+ */
+import { homedir } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { DEFAULT_POLICY, parseDuration, type Policy } from '../workflows/rules';
+
+export interface Config {
+  dataDir: string;
+  secretsDir: string;
+  apiHost: string;
+  apiPort: number;
+  apiUrl: string;
+  temporalAddress: string;
+  temporalNamespace: string;
+  taskQueue: string;
+  policy: Policy;
+}
+
+type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function duration(env: Env, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new ConfigError(`${name}="${text}" is not a duration such as 24h, 72h, 28d, 1h or 30s.`);
+  return ms;
+}
+
+function port(env: Env, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(`${name}="${text}" is not a TCP port.`);
+  return value;
+}
+
+const absolute = (path: string): string => (isAbsolute(path) ? path : resolve(process.cwd(), path));
+
+export function loadConfig(env: Env = process.env): Config {
+  const apiPort = port(env, 'CMK_API_PORT', 8787);
+  const apiHost = '127.0.0.1';
+  return {
+    dataDir: absolute(env.CMK_DATA_DIR || './var'),
+    secretsDir: absolute(env.CMK_SECRETS_DIR || resolve(homedir(), '.config', 'cmk')),
+    apiHost,
+    apiPort,
+    apiUrl: env.CMK_API_URL || `http://${apiHost}:${apiPort}`,
+    temporalAddress: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
+    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    taskQueue: env.CMK_TASK_QUEUE || 'cmk',
+    policy: {
+      keyChangeIntervalMs: duration(env, 'CMK_KEY_CHANGE_INTERVAL', DEFAULT_POLICY.keyChangeIntervalMs),
+      lockEmbargoMs: duration(env, 'CMK_LOCK_EMBARGO', DEFAULT_POLICY.lockEmbargoMs),
+      lockedRetentionMs: duration(env, 'CMK_LOCKED_RETENTION', DEFAULT_POLICY.lockedRetentionMs),
+      unlockDelayMs: duration(env, 'CMK_UNLOCK_DELAY', DEFAULT_POLICY.unlockDelayMs),
+    },
+  };
+}

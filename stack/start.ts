@@ -1,0 +1,126 @@
+/**
+ * `npm start`: the embedded stack in the foreground — a Temporal dev server (its SQLite file under the data dir),
+ * the worker and the API service — with one line when it is ready. Its children stay in its process group; SIGINT
+ * or SIGTERM stops them all. Nothing here reads stdin.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { SEARCH_ATTRIBUTE_REGISTRATION } from '../workflows/messages';
+import { temporalCliPath } from './tools';
+import { reapPreviousStack, recordStack } from './pids';
+
+const root = join(__dirname, '..');
+const say = (line: string) => process.stderr.write(`cmk: ${line}\n`);
+
+interface Part {
+  name: string;
+  child: ChildProcess;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const [host, portText] = splitAddress(config.temporalAddress);
+  const uiPort = Number(portText) + 1000;
+  const runDir = join(config.dataDir, 'run');
+  const logDir = join(config.dataDir, 'logs');
+  for (const dir of [config.dataDir, join(config.dataDir, 'temporal'), runDir, logDir]) mkdirSync(dir, { recursive: true });
+  await reapPreviousStack(runDir, say);
+
+  const parts: Part[] = [];
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const p of [...parts].reverse()) p.child.kill('SIGTERM');
+    const deadline = setTimeout(() => parts.forEach((p) => p.child.kill('SIGKILL')), 10_000);
+    await Promise.all(parts.map((p) => (p.child.exitCode === null && p.child.signalCode === null ? new Promise((r) => p.child.once('exit', r)) : null)));
+    clearTimeout(deadline);
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+
+  const launch = (name: string, command: string, args: string[], logFile?: string): ChildProcess => {
+    const out = logFile ? openSync(logFile, 'a') : 'inherit';
+    const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, CMK_STACK_PID: String(process.pid) } });
+    parts.push({ name, child });
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); stopping the stack.`);
+      void stop(1);
+    });
+    return child;
+  };
+
+  const temporalLog = join(logDir, 'temporal.log');
+  launch(
+    'Temporal dev server',
+    temporalCliPath(),
+    [
+      'server', 'start-dev',
+      '--ip', host, '--port', portText,
+      '--ui-ip', host, '--ui-port', String(uiPort),
+      '--db-filename', join(config.dataDir, 'temporal', 'dev-server.sqlite'),
+      '--namespace', config.temporalNamespace,
+      '--log-level', 'warn',
+      ...SEARCH_ATTRIBUTE_REGISTRATION.flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+    ],
+    temporalLog,
+  );
+  await waitForTemporal(config, temporalLog);
+
+  const tsx = ['--import', 'tsx'];
+  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')]);
+  launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')]);
+  recordStack(runDir, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
+  await waitForApi(config);
+  process.stdout.write(
+    `cmk ready: API ${config.apiUrl} · Temporal ${config.temporalAddress} (namespace ${config.temporalNamespace}) · ` +
+      `UI http://${host}:${uiPort} · data ${config.dataDir} · secrets ${config.secretsDir}\n`,
+  );
+}
+
+function splitAddress(address: string): [string, string] {
+  const at = address.lastIndexOf(':');
+  if (at <= 0 || !/^\d+$/.test(address.slice(at + 1))) throw new ConfigError(`TEMPORAL_ADDRESS="${address}" must be HOST:PORT.`);
+  return [address.slice(0, at), address.slice(at + 1)];
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${timeoutMs / 1000} s.`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function waitForTemporal(config: Config, log: string): Promise<void> {
+  await until(`The Temporal dev server (log: ${log})`, 60_000, async () => {
+    const connection = await Connection.connect({ address: config.temporalAddress, connectTimeout: 1000 });
+    try {
+      await connection.workflowService.describeNamespace({ namespace: config.temporalNamespace });
+      return true;
+    } finally {
+      await connection.close();
+    }
+  });
+}
+
+async function waitForApi(config: Config): Promise<void> {
+  await until('The API service and worker', 60_000, async () => {
+    const response = await fetch(`${config.apiUrl}/v1/status`);
+    const status = (await response.json()) as { ready?: boolean };
+    return status.ready ? true : undefined;
+  });
+}
+
+main().catch((err: unknown) => {
+  say(err instanceof Error ? err.message : String(err));
+  process.kill(process.pid, 'SIGTERM');
+  setTimeout(() => process.exit(1), 12_000).unref();
+});

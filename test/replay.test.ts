@@ -1,0 +1,28 @@
+/**
+ * Determinism guard: recorded tenant workflow histories (test/fixtures/histories, made by
+ * test/support/record-histories.ts) must replay against today's workflow code. Change a workflow that may be running
+ * with `patched()`, never by editing its command sequence.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { Worker } from '@temporalio/worker';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+
+const dir = join(__dirname, 'fixtures', 'histories');
+const histories = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => ({ name: f, history: historyFromJSON(JSON.parse(readFileSync(join(dir, f), 'utf8'))) }));
+
+test('there are recorded histories to replay', () => {
+  expect(histories.length).toBeGreaterThan(0);
+});
+
+test.each(histories.map((h) => [h.name, h.history] as const))('%s replays against the current workflow code', async (_name, history) => {
+  await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows') }, history);
+});
+
+test('an incompatible change fails the replay check', async () => {
+  const [first] = histories;
+  await expect(Worker.runReplayHistory({ workflowsPath: require.resolve('./fixtures/changed-workflows') }, first!.history)).rejects.toThrow(DeterminismViolationError);
+});

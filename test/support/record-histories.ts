@@ -1,0 +1,60 @@
+/**
+ * Records tenant workflow histories for the replay test (test/replay.test.ts) on the time-skipping server:
+ * `npx tsx test/support/record-histories.ts`. Re-record only on purpose: the recorded histories are what running
+ * workflows look like, and a workflow change that cannot replay them breaks those workflows.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { ControlPlane } from '../../client/library';
+import { createActivities } from '../../activities';
+import { temporalTestServerPath } from '../../stack/tools';
+import { registerSearchAttributes } from '../../stack/search-attributes';
+import { tenantWorkflowId } from '../../workflows/messages';
+import { DEFAULT_POLICY } from '../../workflows/rules';
+import { localParts } from './parts';
+
+const HOUR = 3_600_000;
+
+async function main(): Promise<void> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } } });
+  await registerSearchAttributes(env.connection, 'default');
+  const parts = localParts();
+  const taskQueue = 'record-histories';
+  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowsPath: require.resolve('../../workflows'), activities: createActivities(parts) });
+  const plane = new ControlPlane(env.client, taskQueue);
+  const operator = { kind: 'operator' } as const;
+  const alice = { kind: 'user', email: 'alice@example.com' } as const;
+  const stage = async (tenant: string) => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = await parts.vault.importKey(`tenant-${tenant}-default`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+    return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+  };
+
+  await worker.runUntil(async () => {
+    // Two key changes 25 h apart, the rollback window running out, an environment and an administrator change.
+    const tenant = 'recorded-lifecycle';
+    await plane.createTenant({ actor: operator, tenant, displayName: 'Recorded Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+    await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: 'sam@example.com' });
+    await plane.changeAdmin(tenant, { actor: alice, policy: DEFAULT_POLICY, change: 'add', email: 'bob@example.com', role: 'service' });
+    await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+    await expectRefusal(plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'too-soon', source: 'pfx', staged: await stage(tenant) }));
+    await env.sleep(25 * HOUR);
+    await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'byok', staged: await stage(tenant) });
+    await env.sleep(73 * HOUR);
+    await plane.snapshot(tenant);
+    const history = await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
+    writeFileSync(join(__dirname, '..', 'fixtures', 'histories', `${tenant}.json`), historyToJSON(history));
+  });
+  await env.teardown();
+}
+
+async function expectRefusal(promise: Promise<unknown>): Promise<void> {
+  const refused = await promise.then(() => false, () => true);
+  if (!refused) throw new Error('expected a refusal');
+}
+
+void main();

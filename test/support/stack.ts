@@ -1,0 +1,126 @@
+/**
+ * Starts the embedded stack exactly as `npm start` does (stack/start.ts), on free ports with its own data and
+ * secrets dirs, and drives the real `cmk` bin as a user would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(__dirname, '..', '..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A frontend port whose UI port (+1000) is free too. */
+async function temporalPort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 30000);
+    const ok = await Promise.all([port, port + 1000].map(portIsFree));
+    if (ok.every(Boolean)) return port;
+  }
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: () => Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON shapes
+}
+
+export interface Stack {
+  env: Record<string, string>;
+  dataDir: string;
+  secretsDir: string;
+  readyLine: string;
+  cmk: (args: string[], options?: { as?: string; env?: Record<string, string> }) => Promise<CliResult>;
+  stop: (signal?: NodeJS.Signals) => Promise<void>;
+  process: ChildProcess;
+  output: () => string;
+}
+
+export async function startStack(extraEnv: Record<string, string> = {}, dirs?: { dataDir: string; secretsDir: string }): Promise<Stack> {
+  const base = mkdtempSync(join(tmpdir(), 'cmk-stack-'));
+  const dataDir = dirs?.dataDir ?? join(base, 'var');
+  const secretsDir = dirs?.secretsDir ?? join(base, 'secrets');
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    CMK_DATA_DIR: dataDir,
+    CMK_SECRETS_DIR: secretsDir,
+    CMK_API_PORT: String(await freePort()),
+    TEMPORAL_ADDRESS: `127.0.0.1:${await temporalPort()}`,
+    ...extraEnv,
+  };
+  delete env.CMK_USER;
+  delete env.CMK_API_URL;
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'stack', 'start.ts')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const readyLine = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`stack not ready in 90 s:\n${output}`)), 90_000);
+    const onData = () => {
+      const line = output.split('\n').find((l) => l.startsWith('cmk ready:'));
+      if (line) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`stack exited (${code}) before it was ready:\n${output}`));
+    });
+  });
+  const stack: Stack = {
+    env,
+    dataDir,
+    secretsDir,
+    readyLine,
+    process: child,
+    output: () => output,
+    cmk: (args, options = {}) => runCmk(args, { ...env, ...(options.as ? { CMK_USER: options.as } : {}), ...(options.env ?? {}) }),
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await exited;
+    },
+  };
+  return stack;
+}
+
+export function runCmk(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(root, 'bin', 'cmk.js'), ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('exit', (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout,
+        stderr,
+        json: () => JSON.parse(stdout) as Record<string, any>, // eslint-disable-line @typescript-eslint/no-explicit-any -- see CliResult
+      }),
+    );
+  });
+}

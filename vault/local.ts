@@ -1,0 +1,207 @@
+/**
+ * The embedded key vault: Azure Key Vault's model (named keys, immutable versions, enabled flag, delete = purge)
+ * in files under `<data dir>/vault/keys/<name>/<version>.json`. Public parts are stored in the clear; the private
+ * key is AES-256-GCM encrypted under the master key (kept in CMK_SECRETS_DIR), with name and version as additional
+ * data so that records cannot be swapped. Every call reads from disk: the API service and the worker share it.
+ */
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  generateKeyPair,
+  privateDecrypt,
+  publicEncrypt,
+  randomBytes,
+  verify as verifySignature,
+  type KeyObject,
+} from 'node:crypto';
+import { mkdirSync, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CmkError } from '../common/errors';
+import { assertSupportedKey, privateKeyFromPkcs8, thumbprintOf } from '../common/keys';
+import { readJsonIfExists, writeFileAtomic } from '../common/atomic';
+import { unwrapByokCiphertext } from '../keyfiles/byok';
+import type { ByokTransfer, ImportOptions, KeyRef, Vault, VaultKeyInfo } from './types';
+
+const generateRsa = promisify(generateKeyPair);
+const KEY_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;
+const VERSION = /^[0-9a-f]{32}$/;
+
+/** A vault fault that is not a tenant's doing (missing or disabled key): retried or reported, never a refusal. */
+export class VaultError extends Error {
+  override name = 'VaultError';
+  constructor(
+    readonly reason: 'not-found' | 'disabled' | 'tampered',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface StoredKey extends VaultKeyInfo {
+  publicKeyPem: string;
+  sealed: { iv: string; tag: string; ciphertext: string };
+}
+
+export class LocalVault implements Vault {
+  private readonly root: string;
+  private readonly masterKey: Buffer;
+
+  constructor({ dataDir, masterKey }: { dataDir: string; masterKey: Buffer }) {
+    if (masterKey.length !== 32) throw new Error('The vault master key must be 32 bytes.');
+    this.root = join(dataDir, 'vault', 'keys');
+    this.masterKey = masterKey;
+  }
+
+  // ------------------------------------------------------------------------------------------------ storage
+
+  private path({ name, version }: KeyRef): string {
+    if (!KEY_NAME.test(name) || !VERSION.test(version)) throw new VaultError('not-found', `No key ${name}/${version} in the vault.`);
+    return join(this.root, name, `${version}.json`);
+  }
+
+  private aad({ name, version }: KeyRef): Buffer {
+    return Buffer.from(`cmk-local-vault:${name}/${version}`);
+  }
+
+  private async load(ref: KeyRef): Promise<StoredKey | undefined> {
+    const stored = await readJsonIfExists<StoredKey>(this.path(ref));
+    if (stored && (stored.name !== ref.name || stored.version !== ref.version)) throw new VaultError('tampered', `The vault record ${ref.name}/${ref.version} does not belong there.`);
+    return stored;
+  }
+
+  private async require(ref: KeyRef, mustBeEnabled = true): Promise<StoredKey> {
+    const stored = await this.load(ref);
+    if (!stored) throw new VaultError('not-found', `No key ${ref.name}/${ref.version} in the vault.`);
+    if (mustBeEnabled && !stored.enabled) throw new VaultError('disabled', `The key ${ref.name}/${ref.version} is disabled.`);
+    return stored;
+  }
+
+  private privateKey(stored: StoredKey): KeyObject {
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.masterKey, Buffer.from(stored.sealed.iv, 'base64'));
+      decipher.setAAD(this.aad(stored));
+      decipher.setAuthTag(Buffer.from(stored.sealed.tag, 'base64'));
+      const der = Buffer.concat([decipher.update(Buffer.from(stored.sealed.ciphertext, 'base64')), decipher.final()]);
+      return privateKeyFromPkcs8(der);
+    } catch {
+      throw new VaultError('tampered', `The vault record ${stored.name}/${stored.version} cannot be opened with this vault's master key.`);
+    }
+  }
+
+  private async store(name: string, key: KeyObject, options: ImportOptions): Promise<VaultKeyInfo> {
+    if (!KEY_NAME.test(name)) throw new CmkError('INVALID_ARGUMENT', `"${name}" is not a valid vault key name.`);
+    const version = randomBytes(16).toString('hex');
+    const ref = { name, version };
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.masterKey, iv);
+    cipher.setAAD(this.aad(ref));
+    const ciphertext = Buffer.concat([cipher.update(key.export({ type: 'pkcs8', format: 'der' })), cipher.final()]);
+    const info: VaultKeyInfo = {
+      name,
+      version,
+      kid: `local-vault:/keys/${name}/${version}`,
+      thumbprint: thumbprintOf(key),
+      purpose: options.purpose,
+      enabled: options.enabled,
+      createdAt: new Date().toISOString(),
+      tags: options.tags ?? {},
+    };
+    const stored: StoredKey = {
+      ...info,
+      publicKeyPem: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString(),
+      sealed: { iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), ciphertext: ciphertext.toString('base64') },
+    };
+    mkdirSync(join(this.root, name), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.path(ref), JSON.stringify(stored));
+    return info;
+  }
+
+  private info(stored: StoredKey): VaultKeyInfo {
+    const { publicKeyPem: _p, sealed: _s, ...info } = stored;
+    return info;
+  }
+
+  // ------------------------------------------------------------------------------------------------ Vault
+
+  async importKey(name: string, pkcs8Der: Buffer, options: ImportOptions): Promise<VaultKeyInfo> {
+    const key = privateKeyFromPkcs8(pkcs8Der);
+    assertSupportedKey(key);
+    return this.store(name, key, options);
+  }
+
+  async importByok(name: string, transfer: ByokTransfer, options: ImportOptions): Promise<VaultKeyInfo> {
+    const kek = await this.findKek(transfer.kid);
+    const pkcs8 = unwrapByokCiphertext(this.privateKey(kek), transfer.ciphertext);
+    return this.importKey(name, pkcs8, options);
+  }
+
+  async createKey(name: string, options: ImportOptions): Promise<VaultKeyInfo> {
+    const { privateKey } = await generateRsa('rsa', { modulusLength: 2048 });
+    return this.store(name, privateKey, options);
+  }
+
+  async createKek(name: string): Promise<{ key: VaultKeyInfo; publicKeyPem: string }> {
+    const { privateKey } = await generateRsa('rsa', { modulusLength: 2048 });
+    const key = await this.store(name, privateKey, { purpose: 'kek', enabled: true });
+    return { key, publicKeyPem: await this.getPublicKeyPem(key) };
+  }
+
+  async getKey(ref: KeyRef): Promise<VaultKeyInfo | undefined> {
+    const stored = await this.load(ref).catch((err: unknown) => (err instanceof VaultError && err.reason === 'not-found' ? undefined : Promise.reject(err)));
+    return stored && this.info(stored);
+  }
+
+  async listVersions(name: string): Promise<VaultKeyInfo[]> {
+    if (!KEY_NAME.test(name)) return [];
+    const files = await fs.readdir(join(this.root, name)).catch(() => [] as string[]);
+    const versions = await Promise.all(files.filter((f) => VERSION.test(f.replace(/\.json$/, '')) && f.endsWith('.json')).map((f) => this.getKey({ name, version: f.slice(0, -5) })));
+    return versions.filter((v): v is VaultKeyInfo => v !== undefined).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.version.localeCompare(b.version));
+  }
+
+  async getPublicKeyPem(ref: KeyRef): Promise<string> {
+    return (await this.require(ref, false)).publicKeyPem;
+  }
+
+  async setEnabled(ref: KeyRef, enabled: boolean): Promise<void> {
+    const stored = await this.require(ref, false);
+    if (stored.enabled === enabled) return;
+    await writeFileAtomic(this.path(ref), JSON.stringify({ ...stored, enabled }));
+  }
+
+  async deleteKey(ref: KeyRef): Promise<void> {
+    // The local vault has no soft-delete: deleting is purging; the encrypted record is gone.
+    await fs.rm(this.path(ref), { force: true });
+  }
+
+  async wrapKey(ref: KeyRef, plaintext: Buffer): Promise<Buffer> {
+    const stored = await this.require(ref);
+    return publicEncrypt({ key: stored.publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
+  }
+
+  async unwrapKey(ref: KeyRef, wrapped: Buffer): Promise<Buffer> {
+    const stored = await this.require(ref);
+    return privateDecrypt({ key: this.privateKey(stored), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, wrapped);
+  }
+
+  async verify(ref: KeyRef, data: Buffer, signature: Buffer): Promise<boolean> {
+    const stored = await this.require(ref);
+    return verifySignature('sha256', data, { key: stored.publicKeyPem, padding: constants.RSA_PKCS1_PADDING }, signature);
+  }
+
+  /** A .byok's header.kid: the full kid, `<name>/<version>` or `<name>` (its newest version). */
+  private async findKek(kid: string): Promise<StoredKey> {
+    const match = /^(?:local-vault:\/keys\/)?([a-z0-9][a-z0-9-]{0,126})(?:\/([0-9a-f]{32}))?$/.exec(kid);
+    let stored: StoredKey | undefined;
+    if (match?.[1]) {
+      const version = match[2] ?? (await this.listVersions(match[1])).at(-1)?.version;
+      stored = version ? await this.load({ name: match[1], version }).catch(() => undefined) : undefined;
+    }
+    if (!stored || stored.purpose !== 'kek' || !stored.enabled) {
+      throw new CmkError('INVALID_KEY_FILE', 'The .byok file names a key-exchange key this vault does not hold; create one with `cmk key kek` and wrap the key with it.');
+    }
+    return stored;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The stable refusal codes of DESIGN.md §4, in the order the checks run (the first failing check answers).
+ * Pure data: read by workflows (as ApplicationFailure types), the API service, the CLI and the tests.
+ */
+export const ERROR_CODES = [
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'INVALID_ARGUMENT',
+  'INVALID_KEY_FILE',
+  'UNSUPPORTED_KEY',
+  'PASSWORD_REQUIRED',
+  'WRONG_PASSWORD',
+  'WEAK_PASSWORD',
+  'ALREADY_EXISTS',
+  'ENVIRONMENT_LOCKED',
+  'LOCKED_ENVIRONMENTS_EXIST',
+  'KEY_NOT_ACTIVE',
+  'TENANT_NAME_MISMATCH',
+  'KEY_MISMATCH',
+  'KEY_CHANGE_TOO_SOON',
+  'LOCK_EMBARGO',
+  'UNLOCK_TOO_SOON',
+  'OPERATION_IN_PROGRESS',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/** HTTP status the API answers a refusal with. */
+export function httpStatusOf(code: ErrorCode): number {
+  switch (code) {
+    case 'FORBIDDEN':
+      return 403;
+    case 'NOT_FOUND':
+      return 404;
+    case 'ALREADY_EXISTS':
+    case 'ENVIRONMENT_LOCKED':
+    case 'LOCKED_ENVIRONMENTS_EXIST':
+    case 'KEY_NOT_ACTIVE':
+    case 'TENANT_NAME_MISMATCH':
+    case 'KEY_MISMATCH':
+    case 'KEY_CHANGE_TOO_SOON':
+    case 'LOCK_EMBARGO':
+    case 'UNLOCK_TOO_SOON':
+    case 'OPERATION_IN_PROGRESS':
+      return 409;
+    default:
+      return 400;
+  }
+}

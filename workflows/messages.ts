@@ -1,0 +1,112 @@
+/**
+ * The messages the tenant workflow answers, its ID builder, task queue and search attributes: one module shared by
+ * the client library and the workflows. Payloads carry IDs, names, e-mails, thumbprints and vault references —
+ * never a password, PFX byte, private key, DEK or environment row (DESIGN.md §6).
+ */
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import type {
+  Actor,
+  Administrator,
+  AdminRole,
+  EnvironmentRecord,
+  KeySource,
+  Policy,
+  TenantKey,
+  TenantSnapshot,
+} from './rules';
+
+/** Default task queue; a deployment may set CMK_TASK_QUEUE (tests use one per run). */
+export const TASK_QUEUE = 'cmk';
+
+/** The tenant's entity workflow: the single source of truth for its admins, environments and keys. */
+export const tenantWorkflowId = (tenant: string): string => `cmk-tenant/${tenant}`;
+
+/** Search attributes (no codec covers them: IDs, states, counts and thumbprints only). */
+export const SEARCH_ATTRIBUTES = {
+  tenant: defineSearchAttributeKey('CmkTenant', 'KEYWORD'),
+  keyStates: defineSearchAttributeKey('CmkKeyStates', 'KEYWORD_LIST'),
+  activeKeyThumbprints: defineSearchAttributeKey('CmkActiveKeyThumbprints', 'KEYWORD_LIST'),
+  environmentCount: defineSearchAttributeKey('CmkEnvironmentCount', 'INT'),
+  lockedEnvironmentCount: defineSearchAttributeKey('CmkLockedEnvironmentCount', 'INT'),
+} as const;
+
+/** `--search-attribute` arguments for `temporal server start-dev` and the operator's `temporal operator` set-up. */
+export const SEARCH_ATTRIBUTE_REGISTRATION: ReadonlyArray<[string, string]> = [
+  ['CmkTenant', 'Keyword'],
+  ['CmkKeyStates', 'KeywordList'],
+  ['CmkActiveKeyThumbprints', 'KeywordList'],
+  ['CmkEnvironmentCount', 'Int'],
+  ['CmkLockedEnvironmentCount', 'Int'],
+];
+
+// ----------------------------------------------------------------------------------------------- start input
+
+export interface TenantWorkflowInput {
+  tenant: string;
+  displayName: string;
+  homeRegion: string;
+  admins: Administrator[];
+  createdBy: Actor;
+  /** Set by continue-as-new: the whole state carried over as plain JSON. */
+  carried?: CarriedTenantState;
+}
+
+/** Everything the workflow keeps, as plain JSON (crosses continue-as-new). */
+export interface CarriedTenantState {
+  snapshot: TenantSnapshot;
+  notificationSeq: number;
+  policy: Policy;
+}
+
+// ----------------------------------------------------------------------------------------------- requests
+
+/** Every request carries who asks and the deployment's durations, read by the API service at start (R14). */
+interface Request {
+  actor: Actor;
+  policy: Policy;
+}
+
+export interface AdminChangeRequest extends Request {
+  change: 'add' | 'remove';
+  email: string;
+  role: AdminRole | null;
+}
+
+export interface EnvironmentCreateRequest extends Request {
+  env: string;
+  region: string;
+  systemAdmin: string | null;
+}
+
+/** A key the API service staged (disabled) in the vault: a reference, never the material. */
+export interface StagedKey {
+  vaultKey: { name: string; version: string };
+  thumbprint: string;
+}
+
+export interface KeyChangeRequest extends Request {
+  region: string;
+  name: string;
+  source: KeySource;
+  staged: StagedKey;
+}
+
+export interface KeyChangeResult {
+  region: string;
+  key: TenantKey;
+}
+
+export interface AdminChangeResult {
+  admins: Administrator[];
+}
+
+export const queries = {
+  snapshot: defineQuery<TenantSnapshot>('snapshot'),
+};
+
+export const updates = {
+  changeAdmin: defineUpdate<AdminChangeResult, [AdminChangeRequest]>('changeAdmin'),
+  createEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentCreateRequest]>('createEnvironment'),
+  changeKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('changeKey'),
+};

@@ -1,0 +1,68 @@
+/**
+ * R4 mail: the events of DESIGN.md §4 and the plain words that say them. Pure text built from IDs, names,
+ * e-mails and thumbprints — never secrets.
+ */
+export const MAIL_EVENTS = [
+  'key-changed',
+  'key-rolled-back',
+  'key-reactivated',
+  'environment-applied',
+  'environment-reverted',
+  'environment-rekeyed',
+  'tenant-locked',
+  'environment-unlocked',
+  'deletion-warning',
+  'environment-deleted',
+  'admin-changed',
+] as const;
+export type MailEvent = (typeof MAIL_EVENTS)[number];
+
+export interface Notification {
+  event: MailEvent;
+  subject: string;
+  body: string;
+}
+
+const SIGNATURE = '\n\n— cmk, the encryption key control plane. You receive this because you administer this tenant.';
+
+export function keyChangedMail(p: {
+  tenantName: string;
+  tenant: string;
+  region: string;
+  keyName: string;
+  thumbprint: string;
+  by: string;
+  at: string;
+  lockAllowedAt: string;
+  nextChangeAllowedAt: string;
+}): Notification {
+  return {
+    event: 'key-changed',
+    subject: `Encryption key changed for ${p.tenantName} (region ${p.region})`,
+    body:
+      `${p.by} set a new encryption key "${p.keyName}" for tenant ${p.tenant} in region ${p.region} at ${p.at}.\n` +
+      `Key thumbprint (SHA-256 of the public key): ${p.thumbprint}\n\n` +
+      `If you did not expect this change, act now: the tenant cannot be locked before ${p.lockAllowedAt}, ` +
+      `which is the window in which another administrator can roll the change back. ` +
+      `The key cannot change again before ${p.nextChangeAllowedAt}.` +
+      SIGNATURE,
+  };
+}
+
+export function adminChangedMail(p: { tenantName: string; tenant: string; change: 'added' | 'removed'; email: string; role: string; by: string; at: string }): Notification {
+  const what = p.change === 'added' ? `added ${p.email} as a ${p.role} administrator` : `removed ${p.email} (${p.role} administrator)`;
+  return {
+    event: 'admin-changed',
+    subject: `Administrators changed for ${p.tenantName}`,
+    body: `${p.by} ${what} of tenant ${p.tenant} at ${p.at}.` + SIGNATURE,
+  };
+}
+
+export function tenantCreatedMail(p: { tenantName: string; tenant: string; admins: Array<{ email: string; role: string }>; by: string; at: string }): Notification {
+  const list = p.admins.map((a) => `${a.email} (${a.role})`).join(', ');
+  return {
+    event: 'admin-changed',
+    subject: `You are an administrator of ${p.tenantName}`,
+    body: `${p.by} created tenant ${p.tenant} at ${p.at} with these administrators: ${list}.` + SIGNATURE,
+  };
+}

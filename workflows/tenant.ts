@@ -1,0 +1,296 @@
+/**
+ * The tenant's entity workflow: the one source of truth for its administrators, environments and, per region, its
+ * keys (R1). Every request is an update whose validator applies the rules before anything reaches history (R12, R5,
+ * R11 …); handlers that touch the outside world run one at a time; durable timers end the rollback window (R6).
+ */
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import {
+  queries,
+  SEARCH_ATTRIBUTES,
+  tenantWorkflowId,
+  updates,
+  type CarriedTenantState,
+  type KeyChangeRequest,
+  type TenantWorkflowInput,
+} from './messages';
+import {
+  activeKeyOf,
+  checkAdminChange,
+  checkEnvironmentCreate,
+  checkKeyChange,
+  describeActor,
+  emptyRegion,
+  lockAllowedAt,
+  nextKeyChangeAllowedAt,
+  normaliseEmail,
+  notificationRecipients,
+  DEFAULT_POLICY,
+  type EnvironmentRecord,
+  type Refusal,
+  type RegionKeys,
+  type TenantKey,
+  type TenantSnapshot,
+} from './rules';
+import { adminChangedMail, keyChangedMail, tenantCreatedMail, type Notification } from './notifications';
+import { ERROR_CODES } from './codes';
+
+/** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
+const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+
+/** Mail: retried for as long as it takes; the outbox entry IDs make every retry harmless. */
+const { notifyAdministrators } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+});
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function refuseIf(refusal: Refusal | null): void {
+  if (refusal) throw ApplicationFailure.create({ type: refusal.code, message: refusal.message, nonRetryable: true });
+}
+
+export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> {
+  const carried: CarriedTenantState = input.carried ?? {
+    snapshot: {
+      tenant: input.tenant,
+      displayName: input.displayName,
+      homeRegion: input.homeRegion,
+      createdAt: iso(Date.now()),
+      admins: input.admins,
+      environments: [],
+      regions: {},
+      operations: {},
+    },
+    notificationSeq: 0,
+    policy: DEFAULT_POLICY,
+  };
+  const tenant: TenantSnapshot = carried.snapshot;
+  /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
+  const provisioning = new Set<string>();
+  let busy = false;
+
+  /** Handlers that await the outside world run one at a time, in the order they were accepted. */
+  async function exclusively<T>(work: () => Promise<T>): Promise<T> {
+    await condition(() => !busy);
+    busy = true;
+    try {
+      return await work();
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function notify(notification: Notification, envId?: string): Promise<void> {
+    carried.notificationSeq += 1;
+    await notifyAdministrators({
+      notificationId: `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`,
+      tenant: tenant.tenant,
+      recipients: notificationRecipients(tenant, envId),
+      ...notification,
+      occurredAt: iso(Date.now()),
+    });
+  }
+
+  function publishSearchAttributes(): void {
+    const regions = Object.values(tenant.regions);
+    upsertSearchAttributes([
+      { key: SEARCH_ATTRIBUTES.tenant, value: tenant.tenant },
+      { key: SEARCH_ATTRIBUTES.keyStates, value: regions.map((r) => `${r.region}:${activeKeyOf(r)?.state ?? 'none'}`) },
+      { key: SEARCH_ATTRIBUTES.activeKeyThumbprints, value: regions.flatMap((r) => (r.activeThumbprint ? [r.activeThumbprint] : [])) },
+      { key: SEARCH_ATTRIBUTES.environmentCount, value: tenant.environments.length },
+      { key: SEARCH_ATTRIBUTES.lockedEnvironmentCount, value: tenant.environments.filter((e) => e.state === 'Locked').length },
+    ]);
+  }
+
+  // ------------------------------------------------------------------------------------------ queries
+
+  setHandler(queries.snapshot, () => tenant);
+
+  // ------------------------------------------------------------------------------------------ administrators
+
+  setHandler(
+    updates.changeAdmin,
+    (request) =>
+      exclusively(async () => {
+        const email = normaliseEmail(request.email);
+        const at = iso(Date.now());
+        const before = tenant.admins.find((a) => a.email === email);
+        let role = request.role ?? before?.role ?? 'global';
+        if (request.change === 'add') {
+          tenant.admins = [...tenant.admins.filter((a) => a.email !== email), { email, role }];
+        } else {
+          role = before?.role ?? role;
+          // The removed administrator is told too: they should know they lost access.
+          await notify(adminChangedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, change: 'removed', email, role, by: describeActor(request.actor), at }));
+          tenant.admins = tenant.admins.filter((a) => a.email !== email);
+          return { admins: tenant.admins };
+        }
+        await notify(adminChangedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, change: 'added', email, role, by: describeActor(request.actor), at }));
+        return { admins: tenant.admins };
+      }),
+    { validator: (request) => refuseIf(checkAdminChange(tenant, request)) },
+  );
+
+  // ------------------------------------------------------------------------------------------ environments
+
+  setHandler(
+    updates.createEnvironment,
+    async (request) => {
+      provisioning.add(request.env);
+      try {
+        return await exclusively(async () => {
+          const created = await provisionEnvironmentDatabase({ tenant: tenant.tenant, env: request.env, region: request.region });
+          const record: EnvironmentRecord = {
+            id: request.env,
+            region: request.region,
+            state: 'Online',
+            protection: created.protection,
+            keyThumbprint: created.keyThumbprint,
+            systemAdmin: request.systemAdmin === null ? null : normaliseEmail(request.systemAdmin),
+            createdAt: iso(Date.now()),
+          };
+          tenant.environments.push(record);
+          publishSearchAttributes();
+          return record;
+        });
+      } finally {
+        provisioning.delete(request.env);
+      }
+    },
+    {
+      validator: (request) => {
+        const pending = [...provisioning].map((id) => ({ id }) as EnvironmentRecord);
+        refuseIf(checkEnvironmentCreate({ ...tenant, environments: [...tenant.environments, ...pending] }, request));
+      },
+    },
+  );
+
+  // ------------------------------------------------------------------------------------------ keys (R3, R5, R6)
+
+  async function changeKey(request: KeyChangeRequest) {
+    const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
+    await activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+
+    const now = Date.now();
+    const by = describeActor(request.actor);
+    const replaced = activeKeyOf(region);
+    // A key kept for an earlier change's rollback can no longer be rolled back to (rollback goes one step back).
+    const olderRollback = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint && k !== replaced);
+    if (olderRollback) await retire(region, olderRollback);
+    if (replaced) {
+      replaced.state = 'Retired';
+      replaced.retiredAt = iso(now);
+    }
+    const key: TenantKey = {
+      name: request.name,
+      thumbprint: request.staged.thumbprint,
+      vaultKey: request.staged.vaultKey,
+      // Active at once: no environment can be on the tenant key of a region before its first key, and re-protection
+      // of environments already on it (R7) turns this into Installing first.
+      state: 'Active',
+      source: request.source,
+      createdAt: iso(now),
+      createdBy: by,
+      activatedAt: iso(now),
+      activatedBy: by,
+      retiredAt: null,
+      inVault: true,
+    };
+    region.keys.push(key);
+    region.activeThumbprint = key.thumbprint;
+    region.rollbackThumbprint = replaced?.thumbprint ?? null;
+    region.rollbackUntil = replaced ? iso(now + request.policy.lockEmbargoMs) : null;
+    region.lastKeyChangeAt = iso(now);
+    region.embargoStartedAt = iso(now);
+    carried.policy = request.policy;
+    publishSearchAttributes();
+
+    await notify(
+      keyChangedMail({
+        tenantName: tenant.displayName,
+        tenant: tenant.tenant,
+        region: region.region,
+        keyName: key.name,
+        thumbprint: key.thumbprint,
+        by,
+        at: iso(now),
+        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
+        nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, request.policy) ?? now),
+      }),
+    );
+    return { region: region.region, key };
+  }
+
+  /** Takes a replaced key out of the vault once nothing depends on it (its rollback window is over). */
+  async function retire(region: RegionKeys, key: TenantKey): Promise<void> {
+    const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
+    if (inUse || !key.inVault) return;
+    await deleteTenantKey({ vaultKey: key.vaultKey });
+    key.inVault = false;
+  }
+
+  setHandler(
+    updates.changeKey,
+    async (request) => {
+      // Marked before the first await, so that a second change validated meanwhile answers OPERATION_IN_PROGRESS.
+      tenant.operations[request.region] = `a key change to "${request.name}"`;
+      try {
+        return await exclusively(() => changeKey(request));
+      } finally {
+        delete tenant.operations[request.region];
+      }
+    },
+    {
+      validator: (request) =>
+        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), request.policy)),
+    },
+  );
+
+  // ------------------------------------------------------------------------------------------ life
+
+  if (!input.carried) {
+    publishSearchAttributes();
+    await notify(
+      tenantCreatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, admins: tenant.admins, by: describeActor(input.createdBy), at: tenant.createdAt }),
+    );
+  }
+
+  for (;;) {
+    const due = nextRollbackDeadline();
+    const wake = () => workflowInfo().continueAsNewSuggested || nextRollbackDeadline() !== due;
+    if (due === null) await condition(wake);
+    else await condition(wake, Math.max(1, due - Date.now()));
+    await exclusively(async () => {
+      for (const region of Object.values(tenant.regions)) {
+        if (!region.rollbackUntil || Date.parse(region.rollbackUntil) > Date.now()) continue;
+        // R6's rollback window is over: the replaced key goes, unless a key record still depends on it.
+        const key = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint);
+        region.rollbackThumbprint = null;
+        region.rollbackUntil = null;
+        if (key) await retire(region, key);
+      }
+    });
+    if (workflowInfo().continueAsNewSuggested) {
+      await condition(() => allHandlersFinished() && !busy);
+      await continueAsNew<typeof tenantWorkflow>({ ...input, carried });
+    }
+  }
+
+  function nextRollbackDeadline(): number | null {
+    const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [Date.parse(r.rollbackUntil)] : []));
+    return deadlines.length ? Math.min(...deadlines) : null;
+  }
+}
