@@ -94,7 +94,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     .option('--region <region>', 'home region', 'default')
     .requiredOption('--admin <email:role...>', 'administrator, EMAIL:global or EMAIL:service (repeatable)')
     .action(async (o: { tenant: string; name: string; region: string; admin: string[] }) => {
-      const admins = o.admin.map((spec) => parseAdmin(spec));
+      const admins = o.admin.map((spec) => parseAdmin(spec, 'global'));
       const r = await api().call<Json & { tenant: { id: string; admins: Array<{ email: string; role: string }> } }>('POST', '/v1/tenants', { tenant: o.tenant, name: o.name, region: o.region, admins });
       print(r, () => `Tenant ${r.tenant.id} created, administrators: ${r.tenant.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
     });
@@ -253,10 +253,11 @@ async function waitForKey(api: ApiClient, tenant: string, region: string | undef
   }
 }
 
+/** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */
 function parseAdmin(spec: string, defaultRole?: string): { email: string; role: string | undefined } {
   const at = spec.lastIndexOf(':');
   if (at > spec.lastIndexOf('@')) return { email: spec.slice(0, at), role: spec.slice(at + 1) };
-  return { email: spec, role: defaultRole ?? 'global' };
+  return { email: spec, role: defaultRole };
 }
 
 /** `--password-file F`: F's first line without CR/LF (DESIGN.md §4). */

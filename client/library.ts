@@ -73,14 +73,13 @@ export class ControlPlane {
   }
 
   createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
-    return this.update(tenant, () =>
-      // The update ID makes a repeated request attach to the running one instead of starting a second.
-      this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request], updateId: `env-create/${request.env}` }),
-    );
+    // No update ID: Temporal would answer a later repeat with the first result; the validator answers ALREADY_EXISTS.
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request] }));
   }
 
   changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
     return this.update(tenant, () =>
+      // One staged key version is one request: a retried call attaches to it instead of changing the key twice.
       this.tenantHandle(tenant).executeUpdate(updates.changeKey, { args: [request], updateId: `key-change/${request.staged.vaultKey.version}` }),
     );
   }

@@ -7,12 +7,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeterminismViolationError } from '@temporalio/workflow';
 import { Worker } from '@temporalio/worker';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 
 const dir = join(__dirname, 'fixtures', 'histories');
 const histories = readdirSync(dir)
   .filter((f) => f.endsWith('.json'))
-  .map((f) => ({ name: f, history: historyFromJSON(JSON.parse(readFileSync(join(dir, f), 'utf8'))) }));
+  .map((f) => ({ name: f, history: temporal.api.history.v1.History.fromObject(JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>) }));
 
 test('there are recorded histories to replay', () => {
   expect(histories.length).toBeGreaterThan(0);

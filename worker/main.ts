@@ -1,5 +1,5 @@
 /** The worker process: runs the tenant workflows and their activities on the configured task queue. */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { loadConfig } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
@@ -7,6 +7,8 @@ import { stopWhenStackEnds } from '../stack/parent';
 
 export async function runWorker(): Promise<void> {
   const config = loadConfig();
+  // Warnings and errors only: the foreground stack prints one ready line, not the bundler's report.
+  Runtime.install({ logger: new DefaultLogger((process.env.CMK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
   const parts = buildParts(config);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const worker = await Worker.create({

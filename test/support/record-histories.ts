@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 import { ControlPlane } from '../../client/library';
 import { createActivities } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     await env.sleep(73 * HOUR);
     await plane.snapshot(tenant);
     const history = await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
-    writeFileSync(join(__dirname, '..', 'fixtures', 'histories', `${tenant}.json`), historyToJSON(history));
+    writeFileSync(join(__dirname, '..', 'fixtures', 'histories', `${tenant}.json`), JSON.stringify(temporal.api.history.v1.History.toObject(history as temporal.api.history.v1.History, { longs: String, enums: String, bytes: String }), null, 1));
   });
   await env.teardown();
 }
