@@ -158,3 +158,35 @@ test('tenant create never alters an existing tenant', async () => {
     expect(snapshot!.admins.map((a) => a.email)).toEqual(['alice@example.com', 'bob@example.com']);
   });
 });
+
+test('R4: every administrator gets each mail exactly once, even when the mail activity fails after sending', async () => {
+  const parts = localParts();
+  const failedOnce = new Set<string>();
+  // The real outbox, behind a connection that drops right after the first delivery of every message.
+  const flakyMailer = {
+    send: async (mail: Parameters<typeof parts.outbox.send>[0]) => {
+      const result = await parts.outbox.send(mail);
+      if (!failedOnce.has(mail.id)) {
+        failedOnce.add(mail.id);
+        throw new Error('mail relay connection lost after sending');
+      }
+      return result;
+    },
+  };
+  const taskQueue = `tenant-wf-flaky-${process.pid}`;
+  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: createActivities({ ...parts, mailer: flakyMailer }) });
+  const plane = new ControlPlane(env.client, taskQueue);
+  const tenant = 'flaky-mail';
+  await worker.runUntil(async () => {
+    await plane.createTenant({ actor: { kind: 'operator' }, tenant, displayName: 'Flaky', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+    await plane.changeKey(tenant, change(ALICE, { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint }));
+    await env.client.workflow.getHandle(tenantWorkflowId(tenant)).terminate('test finished');
+  });
+  expect(failedOnce.size).toBeGreaterThanOrEqual(4);
+  const mails = await parts.outbox.list(tenant);
+  const keyChanged = mails.filter((m) => m.event === 'key-changed').map((m) => m.to).sort();
+  expect(keyChanged).toEqual(['alice@example.com', 'bob@example.com']);
+  expect(mails.filter((m) => m.event === 'admin-changed').map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com']);
+});
