@@ -1,0 +1,115 @@
+/**
+ * The embedded parts on real files: the local vault (keys encrypted at rest, Azure's semantics), the encrypted
+ * environment databases with their one key record, and the outbox's exactly-once delivery.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { localParts } from './support/parts';
+import { LocalVault } from '../vault/local';
+import { loadOrCreateSecret } from '../common/secrets';
+import { wrapForByok } from '../keyfiles';
+import { providerProtector } from '../activities/environments';
+
+const der = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'der' });
+const filesUnder = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? filesUnder(join(dir, d.name)) : [join(dir, d.name)]));
+
+describe('local vault', () => {
+  test('wrap and unwrap with an enabled key; a disabled or deleted key refuses', async () => {
+    const { vault } = localParts();
+    const key = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: false });
+    await expect(vault.wrapKey(key, Buffer.alloc(32, 7))).rejects.toMatchObject({ reason: 'disabled' });
+    await vault.setEnabled(key, true);
+    const wrapped = await vault.wrapKey(key, Buffer.alloc(32, 7));
+    expect(await vault.unwrapKey(key, wrapped)).toEqual(Buffer.alloc(32, 7));
+    await vault.deleteKey(key);
+    expect(await vault.getKey(key)).toBeUndefined();
+    await expect(vault.unwrapKey(key, wrapped)).rejects.toMatchObject({ reason: 'not-found' });
+  });
+
+  test('R2: only 2048-bit RSA keys are imported', async () => {
+    const { vault } = localParts();
+    await expect(vault.importKey('tenant-a-default', der(1024), { purpose: 'tenant', enabled: false })).rejects.toMatchObject({ code: 'UNSUPPORTED_KEY' });
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' });
+    await expect(vault.importKey('tenant-a-default', ec, { purpose: 'tenant', enabled: false })).rejects.toMatchObject({ code: 'UNSUPPORTED_KEY' });
+    expect(await vault.listVersions('tenant-a-default')).toEqual([]);
+  });
+
+  test('no private key in the clear on disk, and records cannot be swapped', async () => {
+    const { vault, config } = localParts();
+    const pkcs8 = der();
+    const a = await vault.importKey('tenant-a-default', pkcs8, { purpose: 'tenant', enabled: true });
+    const b = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: true });
+    const files = filesUnder(join(config.dataDir, 'vault'));
+    for (const needle of [pkcs8.subarray(100, 140), Buffer.from(pkcs8.subarray(100, 140).toString('base64')), Buffer.from(pkcs8.subarray(100, 140).toString('hex'))]) {
+      for (const f of files) expect(readFileSync(f).includes(needle)).toBe(false);
+    }
+    for (const f of files) expect(statSync(f).mode & 0o077).toBe(0);
+    const dir = join(config.dataDir, 'vault', 'keys', 'tenant-a-default');
+    renameSync(join(dir, `${a.version}.json`), join(dir, 'tmp'));
+    renameSync(join(dir, `${b.version}.json`), join(dir, `${a.version}.json`));
+    await expect(vault.unwrapKey(a, Buffer.alloc(256))).rejects.toMatchObject({ reason: 'tampered' });
+  });
+
+  test('a second vault instance on the same files sees every change (API service and worker)', async () => {
+    const { vault, config } = localParts();
+    const other = new LocalVault({ dataDir: config.dataDir, masterKey: loadOrCreateSecret(config.secretsDir, 'vault-master-key') });
+    const key = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: false });
+    await other.setEnabled(key, true);
+    expect((await vault.getKey(key))?.enabled).toBe(true);
+  });
+
+  test('BYOK: unwrapped inside the vault with the KEK it names; an unknown KEK is refused', async () => {
+    const { vault } = localParts();
+    const { key: kek, publicKeyPem } = await vault.createKek('kek-a-default');
+    const pkcs8 = der();
+    const imported = await vault.importByok('tenant-a-default', { kid: kek.kid, ciphertext: Buffer.from(JSON.parse(wrapForByok(publicKeyPem, kek.kid, pkcs8).toString()).ciphertext, 'base64url') }, { purpose: 'tenant', enabled: true });
+    const wrapped = await vault.wrapKey(imported, Buffer.from('dek'));
+    expect(await vault.unwrapKey(imported, wrapped)).toEqual(Buffer.from('dek'));
+    await expect(vault.importByok('tenant-a-default', { kid: 'kek-unknown', ciphertext: Buffer.alloc(300) }, { purpose: 'tenant', enabled: true })).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
+  });
+});
+
+describe('environment databases', () => {
+  test('rows are written and read under a DEK wrapped by one protector; the file holds no plaintext', async () => {
+    const { vault, databases, config } = localParts();
+    const protector = await providerProtector(vault, 'emea');
+    const record = await databases.create('contoso', 'prod', protector);
+    expect(record).toMatchObject({ tenant: 'contoso', env: 'prod', protector, algorithm: 'RSA-OAEP-256' });
+    expect(record).not.toHaveProperty('wrappedDek');
+    expect(await databases.create('contoso', 'prod', protector)).toEqual(record);
+    await databases.writeRow('contoso', 'prod', 'canary-plaintext-91f2');
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['canary-plaintext-91f2']);
+    for (const f of filesUnder(join(config.dataDir, 'environments'))) expect(readFileSync(f).includes(Buffer.from('canary-plaintext-91f2'))).toBe(false);
+  });
+
+  test('re-protecting re-wraps the DEK: the old protector can go, the rows stay', async () => {
+    const { vault, databases } = localParts();
+    const provider = await providerProtector(vault, 'emea');
+    await databases.create('contoso', 'prod', provider);
+    await databases.writeRow('contoso', 'prod', 'kept');
+    const tenantKey = await vault.importKey('tenant-contoso-emea', der(), { purpose: 'tenant', enabled: true });
+    await databases.reprotect('contoso', 'prod', { kind: 'tenant', name: tenantKey.name, version: tenantKey.version, thumbprint: tenantKey.thumbprint });
+    await vault.deleteKey(provider);
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['kept']);
+  });
+
+  test('IDs outside the grammar never reach a path', async () => {
+    const { vault, databases } = localParts();
+    const provider = await providerProtector(vault, 'emea');
+    await expect(databases.create('../etc', 'prod', provider)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('outbox', () => {
+  test('one message per ID, however often and however concurrently it is sent', async () => {
+    const { outbox } = localParts();
+    const mail = { id: 'cmk-tenant/a#1:alice@example.com', tenant: 'a', to: 'alice@example.com', subject: 's', event: 'key-changed' as const, body: 'b', sentAt: '2026-01-01T00:00:00.000Z' };
+    const results = await Promise.all(Array.from({ length: 10 }, () => outbox.send(mail)));
+    expect(results.filter((r) => r.delivered)).toHaveLength(1);
+    expect(await outbox.send(mail)).toEqual({ delivered: false });
+    await outbox.send({ ...mail, id: 'cmk-tenant/a#2:alice@example.com', sentAt: '2026-01-01T00:00:01.000Z' });
+    expect((await outbox.list('a')).map((m) => m.id)).toEqual(['cmk-tenant/a#1:alice@example.com', 'cmk-tenant/a#2:alice@example.com']);
+  });
+});
