@@ -3,7 +3,7 @@
  * `cmk` bin. Durations are short here (R14) so that R5 can be passed for real.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
@@ -132,13 +132,20 @@ describe('one tenant, from creation to its own key', () => {
     expect(accepted.json().activeKey).toMatchObject({ name: 'k2', state: 'Active' });
   });
 
-  test('key kek and a .byok wrapped with it', async () => {
-    await new Promise((r) => setTimeout(r, 6500));
+  test('key kek and a .byok wrapped with it; a refused .byok leaves nothing staged in the vault', async () => {
     const kekPath = join(work, 'kek.pem');
     const kek = await stack.cmk(['key', 'kek', '--tenant', tenant, '--out', kekPath, '--json'], { as: ALICE });
     expect(kek.code).toBe(0);
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const byok = file('hsm.byok', makeByok(readFileSync(kekPath, 'utf8'), kek.json().kid, privateKey));
+    const versions = () => readdirSync(join(stack.dataDir, 'vault', 'keys', `tenant-${tenant}-emea`)).sort();
+    const before = versions();
+    // The .byok is unwrapped and staged inside the vault before the workflow answers R5: the refusal purges it.
+    const tooSoon = await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'hsm-key', '--file', byok, '--json'], { as: ALICE });
+    expect(tooSoon.json().error.code).toBe('KEY_CHANGE_TOO_SOON');
+    expect(versions()).toEqual(before);
+
+    await new Promise((r) => setTimeout(r, 6500));
     const uploaded = await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'hsm-key', '--file', byok, '--json'], { as: ALICE });
     expect(uploaded.code).toBe(0);
     expect(uploaded.json().activeKey).toMatchObject({ name: 'hsm-key', state: 'Active' });
