@@ -16,6 +16,12 @@ import type { EnvironmentDatabases, KeyRecordView, Protector, Row } from './type
 
 interface KeyRecord extends KeyRecordView {
   wrappedDek: string;
+  /**
+   * Set only while a rekey runs: the new DEK, wrapped by the new protector, written before the pages are
+   * re-encrypted. After a crash the database opens with whichever of the two DEKs it is under, and the record is
+   * settled on that one — so a SIGKILL in the middle of a rekey never loses the database.
+   */
+  pending?: { protector: Protector; wrappedDek: string };
 }
 
 export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
@@ -42,21 +48,47 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     return record;
   }
 
-  private view({ wrappedDek: _dek, ...view }: KeyRecord): KeyRecordView {
+  private view({ wrappedDek: _dek, pending: _pending, ...view }: KeyRecord): KeyRecordView {
     return view;
   }
 
   /** Opens the database with its DEK, runs `work`, closes it: handles are never kept (two processes share files). */
   private async withDatabase<T>(tenant: string, env: string, work: (db: Database.Database) => T): Promise<T> {
-    const record = await this.record(tenant, env);
-    const dek = await this.vault.unwrapKey(record.protector, Buffer.from(record.wrappedDek, 'base64'));
-    const db = open(join(this.dir(tenant, env), 'database.sqlite'), dek);
-    dek.fill(0);
+    const db = await this.openSettled(tenant, env);
     try {
       return work(db);
     } finally {
       db.close();
     }
+  }
+
+  /** Opens the database; if a rekey was interrupted, settles the key record on the DEK the file is really under. */
+  private async openSettled(tenant: string, env: string): Promise<Database.Database> {
+    const record = await this.record(tenant, env);
+    const path = join(this.dir(tenant, env), 'database.sqlite');
+    const attempt = async (protector: Protector, wrapped: string) => {
+      const dek = await this.vault.unwrapKey(protector, Buffer.from(wrapped, 'base64'));
+      try {
+        return open(path, dek);
+      } finally {
+        dek.fill(0);
+      }
+    };
+    if (!record.pending) return attempt(record.protector, record.wrappedDek);
+    const { pending } = record;
+    try {
+      const db = await attempt(pending.protector, pending.wrappedDek);
+      await this.writeRecord({ ...record, protector: pending.protector, wrappedDek: pending.wrappedDek, pending: undefined, updatedAt: new Date().toISOString() });
+      return db;
+    } catch {
+      const db = await attempt(record.protector, record.wrappedDek);
+      await this.writeRecord({ ...record, pending: undefined });
+      return db;
+    }
+  }
+
+  private writeRecord(record: KeyRecord): Promise<void> {
+    return writeFileAtomic(this.recordPath(record.tenant, record.env), JSON.stringify(record));
   }
 
   async create(tenant: string, env: string, protector: Protector): Promise<KeyRecordView> {
@@ -106,14 +138,37 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     });
   }
 
+  /**
+   * A new random DEK and every page re-encrypted under it (`PRAGMA rekey`), wrapped by `protector` — like
+   * `ALTER DATABASE ENCRYPTION KEY REGENERATE`. Nothing that opened the old DEK opens data written afterwards.
+   */
+  async rekey(tenant: string, env: string, protector: Protector, hooks: { afterPagesRewritten?: () => void } = {}): Promise<KeyRecordView> {
+    const db = await this.openSettled(tenant, env);
+    try {
+      const record = await this.record(tenant, env);
+      const dek = randomBytes(32);
+      const pending = { protector, wrappedDek: (await this.vault.wrapKey(protector, dek)).toString('base64') };
+      await this.writeRecord({ ...record, pending });
+      db.pragma(`rekey="x'${dek.toString('hex')}'"`);
+      dek.fill(0);
+      hooks.afterPagesRewritten?.();
+      const next: KeyRecord = { ...record, protector, wrappedDek: pending.wrappedDek, pending: undefined, updatedAt: new Date().toISOString() };
+      await this.writeRecord(next);
+      return this.view(next);
+    } finally {
+      db.close();
+    }
+  }
+
   async reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView> {
+    await this.openSettled(tenant, env).then((db) => db.close());
     const record = await this.record(tenant, env);
     if (record.protector.name === protector.name && record.protector.version === protector.version) return this.view(record);
     const dek = await this.vault.unwrapKey(record.protector, Buffer.from(record.wrappedDek, 'base64'));
     const wrappedDek = (await this.vault.wrapKey(protector, dek)).toString('base64');
     dek.fill(0);
     const next: KeyRecord = { ...record, protector, wrappedDek, updatedAt: new Date().toISOString() };
-    await writeFileAtomic(this.recordPath(tenant, env), JSON.stringify(next));
+    await this.writeRecord(next);
     return this.view(next);
   }
 }

@@ -32,6 +32,8 @@ export interface EnvironmentDatabases {
   describe(tenant: string, env: string): Promise<KeyRecordView | undefined>;
   readRows(tenant: string, env: string): Promise<Row[]>;
   writeRow(tenant: string, env: string, text: string): Promise<Row>;
+  /** A new DEK, every page re-encrypted, wrapped by `protector` (TDE's REGENERATE). Crash-safe. */
+  rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void }): Promise<KeyRecordView>;
   /** Unwraps the DEK with the current protector and re-wraps it with `protector`, in one call. Idempotent. */
   reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
 }

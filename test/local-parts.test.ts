@@ -95,6 +95,35 @@ describe('environment databases', () => {
     expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['kept']);
   });
 
+  test('rekey: a new DEK re-encrypts every page; a crash mid-rekey still opens, under the new key', async () => {
+    const { vault, databases, config } = localParts();
+    const provider = await providerProtector(vault, 'emea');
+    await databases.create('contoso', 'prod', provider);
+    await databases.writeRow('contoso', 'prod', 'before rekey');
+    const file = join(config.dataDir, 'environments', 'contoso', 'prod', 'database.sqlite');
+    const recordFile = join(config.dataDir, 'environments', 'contoso', 'prod', 'key-record.json');
+    const bytesBefore = readFileSync(file);
+    const wrappedBefore = JSON.parse(readFileSync(recordFile, 'utf8')).wrappedDek;
+    await databases.rekey('contoso', 'prod', provider);
+    expect(JSON.parse(readFileSync(recordFile, 'utf8')).wrappedDek).not.toBe(wrappedBefore);
+    expect(readFileSync(file).subarray(4096, 8192).equals(bytesBefore.subarray(4096, 8192))).toBe(false);
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['before rekey']);
+
+    const tenantKey = await vault.importKey('tenant-contoso-emea', der(), { purpose: 'tenant', enabled: true });
+    const onTenantKey = { kind: 'tenant' as const, name: tenantKey.name, version: tenantKey.version, thumbprint: tenantKey.thumbprint };
+    await expect(
+      databases.rekey('contoso', 'prod', onTenantKey, {
+        afterPagesRewritten: () => {
+          throw new Error('killed');
+        },
+      }),
+    ).rejects.toThrow('killed');
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['before rekey']);
+    expect((await databases.describe('contoso', 'prod'))?.protector).toEqual(onTenantKey);
+    await vault.deleteKey(provider);
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['before rekey']);
+  });
+
   test('IDs outside the grammar never reach a path', async () => {
     const { vault, databases } = localParts();
     const provider = await providerProtector(vault, 'emea');
