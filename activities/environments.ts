@@ -1,6 +1,13 @@
 import type { EnvironmentDatabases, Protector } from '../database/types';
 import type { Vault } from '../vault/types';
 
+/** A tenant key version in the vault, as the workflows refer to it. */
+export interface TenantKeyRef {
+  name: string;
+  version: string;
+  thumbprint: string;
+}
+
 /** The provider's own key for a region: one vault key, created the first time the region is used. */
 export const providerKeyName = (region: string): string => `provider-${region}`;
 
@@ -31,6 +38,32 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
     async provisionEnvironmentDatabase({ tenant, env, region }: { tenant: string; env: string; region: string }) {
       const existing = await databases.describe(tenant, env);
       const record = existing ?? (await databases.create(tenant, env, await serialisedProviderProtector(region)));
+      return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /** R7 apply: a new DEK (every page re-encrypted), wrapped by the tenant key — nothing the provider held opens it. */
+    async applyTenantKey({ tenant, env, tenantKey }: { tenant: string; env: string; tenantKey: TenantKeyRef }) {
+      const record = await databases.rekey(tenant, env, { kind: 'tenant', ...tenantKey });
+      return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /** R7 revert: the DEK re-wrapped by the region's provider key. */
+    async revertToProviderKey({ tenant, env, region }: { tenant: string; env: string; region: string }) {
+      const record = await databases.reprotect(tenant, env, await serialisedProviderProtector(region));
+      return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /** `env rekey`: a new DEK under the same protector. */
+    async rekeyEnvironmentDatabase({ tenant, env }: { tenant: string; env: string }) {
+      const current = await databases.describe(tenant, env);
+      if (!current) throw new Error(`Environment ${tenant}/${env} has no key record.`);
+      const record = await databases.rekey(tenant, env, current.protector);
+      return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /** R7 after a key change: the DEK re-wrapped by the new tenant key (unwrap and re-wrap inside this one call). */
+    async reprotectEnvironment({ tenant, env, tenantKey }: { tenant: string; env: string; tenantKey: TenantKeyRef }) {
+      const record = await databases.reprotect(tenant, env, { kind: 'tenant', ...tenantKey });
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
     },
   };

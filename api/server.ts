@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { CmkError } from '../common/errors';
-import { ACTIONS, isValidEmail, OPERATOR, type Action, type Actor, type AdminRole } from '../workflows/rules';
+import { ACTIONS, isValidEmail, OPERATOR, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
 import { optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
 import type { ApiService } from './service';
 
@@ -91,6 +91,11 @@ export function createApiServer(deps: ServerDependencies): Server {
       },
     },
     { method: 'GET', pattern: path('/v1/tenants/:t/environments'), handle: ({ actor, params: [t], query }) => service.listEnvironments(actor, t!, { region: region(query) }) },
+    {
+      method: 'POST',
+      pattern: /^\/v1\/tenants\/([^/]+)\/environments\/([^/]+)\/(apply|revert|rekey)$/,
+      handle: ({ actor, params: [t, e, operation] }) => service.environmentOperation(actor, t!, e!, operation as EnvironmentOperation),
+    },
     { method: 'GET', pattern: path('/v1/tenants/:t/environments/:e/data'), handle: ({ actor, params: [t, e] }) => service.environmentData(actor, t!, e!, undefined) },
     {
       method: 'POST',

@@ -27,6 +27,7 @@ import {
   type Action,
   type Actor,
   type AdminRole,
+  type EnvironmentOperation,
   type EnvironmentRecord,
   type KeySource,
   type TenantKey,
@@ -144,6 +145,14 @@ export class ApiService {
     const mine = actor.kind === 'user' ? normaliseEmail(actor.email) : null;
     const environments = tenant.environments.filter((e) => e.region === region && (seesAll || e.systemAdmin === mine));
     return { tenant: tenantId, region, environments: environments.map(environmentView) };
+  }
+
+  /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
+  async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation) {
+    const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
+    this.environmentOf(tenant, envId);
+    const env = await this.deps.controlPlane.environmentOperation(tenantId, { actor, policy: this.policy, env: envId, operation });
+    return { environment: environmentView(env) };
   }
 
   /** `env data`: served straight from the database engine, never through a workflow payload (DESIGN.md §6). */

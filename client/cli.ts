@@ -132,6 +132,20 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
           : [`ENVIRONMENT  STATE  PROTECTION  KEY THUMBPRINT`, ...r.environments.map((e) => `${e.id}  ${e.state}  ${e.protection}  ${e.keyThumbprint}`), `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`].join('\n'),
       );
     });
+  const operations = [
+    ['apply', 'protect the environment with the active tenant key: a new database encryption key, every page re-encrypted'],
+    ['revert', 'return the environment to the provider key'],
+    ['rekey', 'a new database encryption key, every page re-encrypted, under the same protector'],
+  ] as const;
+  for (const [operation, description] of operations) {
+    command(env, operation, description)
+      .requiredOption('--tenant <id>', 'tenant ID')
+      .requiredOption('--env <id>', 'environment ID')
+      .action(async (o: { tenant: string; env: string }) => {
+        const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
+        print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
+      });
+  }
   command(env, 'data', "read (and with --write, first add) rows of the environment's database")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--env <id>', 'environment ID')

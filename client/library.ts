@@ -20,6 +20,7 @@ import {
   type AdminChangeRequest,
   type AdminChangeResult,
   type EnvironmentCreateRequest,
+  type EnvironmentOperationRequest,
   type KeyChangeRequest,
   type KeyChangeResult,
 } from '../workflows/messages';
@@ -75,6 +76,10 @@ export class ControlPlane {
   createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
     // No update ID: Temporal would answer a later repeat with the first result; the validator answers ALREADY_EXISTS.
     return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request] }));
+  }
+
+  environmentOperation(tenant: string, request: EnvironmentOperationRequest): Promise<EnvironmentRecord> {
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request] }));
   }
 
   changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {

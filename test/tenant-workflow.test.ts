@@ -190,3 +190,61 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
   expect(keyChanged).toEqual(['alice@example.com', 'bob@example.com']);
   expect(mails.filter((m) => m.event === 'admin-changed').map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com']);
 });
+
+test('R7: apply, rotate with background re-protection, rekey and revert keep every row; refusals change nothing', async () => {
+  await withTenant(async ({ plane, parts, tenant, stage }) => {
+    const operator = { kind: 'operator' } as const;
+    const op = (actor: Actor, env: string, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env, operation });
+    for (const env of ['prod', 'test', 'dev']) {
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env, region: 'emea', systemAdmin: `${env}-admin@example.com` });
+      await parts.databases.writeRow(tenant, env, `row of ${env}`);
+    }
+    const sam = { kind: 'user', email: 'prod-admin@example.com' } as const;
+    await expect(op(sam, 'prod', 'apply')).rejects.toMatchObject({ code: 'KEY_NOT_ACTIVE' });
+    await expect(op(sam, 'test', 'apply')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(op(operator, 'prod', 'apply')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(op(ALICE, 'nope', 'apply')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(op(ALICE, 'prod', 'revert')).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+
+    const first = await stage();
+    await plane.changeKey(tenant, change(ALICE, first));
+    const providerBefore = (await parts.databases.describe(tenant, 'prod'))!.protector;
+    const applied = await op(sam, 'prod', 'apply');
+    expect(applied).toMatchObject({ state: 'Online', protection: 'tenant', keyThumbprint: first.thumbprint });
+    await op(ALICE, 'test', 'apply');
+    await expect(op(sam, 'prod', 'apply')).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    // Apply made a new DEK: the provider key, which still exists, is not what protects it now.
+    expect((await parts.databases.describe(tenant, 'prod'))!.protector).toMatchObject({ kind: 'tenant', thumbprint: first.thumbprint });
+    expect(providerBefore.kind).toBe('provider');
+
+    // A key change re-protects both tenant-key environments in the background, then the old key can go.
+    await env.sleep(25 * HOUR);
+    const second = await stage();
+    const changed = await plane.changeKey(tenant, change(BOB, second));
+    expect(['Installing', 'Active']).toContain(changed.key.state);
+    let snapshot = await plane.snapshot(tenant);
+    for (let i = 0; i < 100 && snapshot!.regions.emea!.keys.at(-1)!.state !== 'Active'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      snapshot = await plane.snapshot(tenant);
+    }
+    const byId = Object.fromEntries(snapshot!.environments.map((e) => [e.id, e]));
+    expect(byId.prod).toMatchObject({ protection: 'tenant', keyThumbprint: second.thumbprint, state: 'Online' });
+    expect(byId.test).toMatchObject({ protection: 'tenant', keyThumbprint: second.thumbprint, state: 'Online' });
+    expect(byId.dev).toMatchObject({ protection: 'provider' });
+    expect((await parts.vault.getKey(first.vaultKey))?.enabled).toBe(true); // kept for the rollback window (R6)
+
+    await op(sam, 'prod', 'rekey');
+    await op(ALICE, 'test', 'revert');
+    await env.sleep(73 * HOUR);
+    await plane.snapshot(tenant);
+    expect(await parts.vault.getKey(first.vaultKey)).toBeUndefined();
+    for (const id of ['prod', 'test', 'dev']) expect((await parts.databases.readRows(tenant, id)).map((r) => r.text)).toEqual([`row of ${id}`]);
+
+    const mails = await parts.outbox.list(tenant);
+    expect(mails.filter((m) => m.event === 'environment-applied' && m.to === 'prod-admin@example.com')).toHaveLength(1);
+    expect(mails.filter((m) => m.event === 'environment-applied' && m.to === 'test-admin@example.com')).toHaveLength(1);
+    expect(mails.filter((m) => m.event === 'environment-reverted').map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com', 'test-admin@example.com']);
+    expect(mails.find((m) => m.event === 'environment-reverted')!.subject).toMatch(/^Environment returned to the provider key/);
+    expect(mails.filter((m) => m.event === 'environment-rekeyed')).toHaveLength(3);
+  });
+});

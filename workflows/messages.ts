@@ -10,6 +10,7 @@ import type {
   Administrator,
   AdminRole,
   EnvironmentRecord,
+  EnvironmentOperation,
   KeySource,
   Policy,
   TenantKey,
@@ -92,6 +93,11 @@ export interface KeyChangeRequest extends Request {
   staged: StagedKey;
 }
 
+export interface EnvironmentOperationRequest extends Request {
+  env: string;
+  operation: EnvironmentOperation;
+}
+
 export interface KeyChangeResult {
   region: string;
   key: TenantKey;
@@ -109,4 +115,5 @@ export const updates = {
   changeAdmin: defineUpdate<AdminChangeResult, [AdminChangeRequest]>('changeAdmin'),
   createEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentCreateRequest]>('createEnvironment'),
   changeKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('changeKey'),
+  environmentOperation: defineUpdate<EnvironmentRecord, [EnvironmentOperationRequest]>('environmentOperation'),
 };

@@ -66,3 +66,18 @@ export function tenantCreatedMail(p: { tenantName: string; tenant: string; admin
     body: `${p.by} created tenant ${p.tenant} at ${p.at} with these administrators: ${list}.` + SIGNATURE,
   };
 }
+
+const ENVIRONMENT_EVENTS = {
+  apply: { event: 'environment-applied', subject: 'Environment now protected by your own key', what: 'applied the tenant key' },
+  revert: { event: 'environment-reverted', subject: 'Environment returned to the provider key', what: 'returned the environment to the provider key' },
+  rekey: { event: 'environment-rekeyed', subject: 'Environment database re-encrypted with a new key', what: 're-encrypted the environment with a new database encryption key' },
+} as const;
+
+export function environmentOperationMail(p: { operation: keyof typeof ENVIRONMENT_EVENTS; tenantName: string; env: string; thumbprint: string; by: string; at: string }): Notification {
+  const e = ENVIRONMENT_EVENTS[p.operation];
+  return {
+    event: e.event,
+    subject: `${e.subject}: ${p.env} (${p.tenantName})`,
+    body: `${p.by} ${e.what} for environment ${p.env} at ${p.at}. It is now protected by the key with thumbprint ${p.thumbprint}.` + SIGNATURE,
+  };
+}

@@ -355,3 +355,37 @@ export function checkTenantCreate(request: TenantCreateCheck): Refusal | null {
   }
   return null;
 }
+
+export type EnvironmentOperation = 'apply' | 'revert' | 'rekey';
+
+export interface EnvironmentOperationCheck {
+  actor: Actor;
+  env: string;
+  operation: EnvironmentOperation;
+}
+
+/**
+ * R7 and `env rekey`: R12 (the environment's system administrator included), the environment exists, then state —
+ * already there, Locked, no active tenant key (R10) — then a running operation in its region or on it.
+ */
+export function checkEnvironmentOperation(tenant: TenantSnapshot, request: EnvironmentOperationCheck): Refusal | null {
+  const { actor, env: envId, operation } = request;
+  if (!isAllowed(tenant, actor, `env.${operation}`, envId)) return forbidden(actor, `${operation} environment ${envId}`);
+  if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+  const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
+  if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  const active = activeKeyOf(tenant.regions[env.region]);
+  if (operation === 'apply' && env.protection === 'tenant' && env.keyThumbprint === active?.thumbprint) {
+    return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the tenant's active key.`);
+  }
+  if (operation === 'revert' && env.protection === 'provider') return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the provider key.`);
+  if (env.state === 'Locked') return refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked; unlock it first.`);
+  if (operation === 'apply' && !active) {
+    return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${env.region}; generate or upload one first.`);
+  }
+  if (env.state !== 'Online') return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
+  if (tenant.operations[env.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${env.region}: ${tenant.operations[env.region]}.`);
+  }
+  return null;
+}

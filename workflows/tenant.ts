@@ -20,6 +20,7 @@ import {
   tenantWorkflowId,
   updates,
   type CarriedTenantState,
+  type EnvironmentOperationRequest,
   type KeyChangeRequest,
   type TenantWorkflowInput,
 } from './messages';
@@ -27,6 +28,7 @@ import {
   activeKeyOf,
   checkAdminChange,
   checkEnvironmentCreate,
+  checkEnvironmentOperation,
   checkKeyChange,
   describeActor,
   emptyRegion,
@@ -35,20 +37,30 @@ import {
   normaliseEmail,
   notificationRecipients,
   DEFAULT_POLICY,
+  type EnvironmentOperation,
   type EnvironmentRecord,
   type Refusal,
   type RegionKeys,
   type TenantKey,
   type TenantSnapshot,
 } from './rules';
-import { adminChangedMail, keyChangedMail, tenantCreatedMail, type Notification } from './notifications';
+import { adminChangedMail, environmentOperationMail, keyChangedMail, tenantCreatedMail, type Notification } from './notifications';
 import { ERROR_CODES } from './codes';
 
 /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
-const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase } = proxyActivities<Activities>({
+const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase, revertToProviderKey } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
 });
+
+/** Re-encrypting every page of a database takes as long as the database is large. */
+const { applyTenantKey, rekeyEnvironmentDatabase, reprotectEnvironment } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+
+/** Environments re-protected at once after a key change. */
+const REPROTECT_CONCURRENCY = 8;
 
 /** Mail: retried for as long as it takes; the outbox entry IDs make every retry harmless. */
 const { notifyAdministrators } = proxyActivities<Activities>({
@@ -81,6 +93,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
   const provisioning = new Set<string>();
   let busy = false;
+  /** Regions whose environments are being re-protected in the background after a key change. */
+  const reprotecting = new Set<string>();
 
   /** Handlers that await the outside world run one at a time, in the order they were accepted. */
   async function exclusively<T>(work: () => Promise<T>): Promise<T> {
@@ -178,6 +192,48 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     },
   );
 
+  const OPERATION_STATES = { apply: 'Applying', revert: 'Reverting', rekey: 'Reprotecting' } as const;
+
+  async function environmentOperation(request: EnvironmentOperationRequest): Promise<EnvironmentRecord> {
+    const env = tenant.environments.find((e) => e.id === request.env)!;
+    const at = () => iso(Date.now());
+    const done = await runOnEnvironment(env, request.operation);
+    env.protection = done.protection;
+    env.keyThumbprint = done.keyThumbprint;
+    publishSearchAttributes();
+    await notify(
+      environmentOperationMail({ operation: request.operation, tenantName: tenant.displayName, env: env.id, thumbprint: env.keyThumbprint, by: describeActor(request.actor), at: at() }),
+      env.id,
+    );
+    // Keys that no record depends on any more, and that no rollback may need, leave the vault.
+    const region = tenant.regions[env.region];
+    if (region) await retireUnused(region);
+    return env;
+  }
+
+  function runOnEnvironment(env: EnvironmentRecord, operation: EnvironmentOperation) {
+    const ids = { tenant: tenant.tenant, env: env.id };
+    if (operation === 'revert') return revertToProviderKey({ ...ids, region: env.region });
+    if (operation === 'rekey') return rekeyEnvironmentDatabase(ids);
+    const key = activeKeyOf(tenant.regions[env.region])!;
+    return applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+  }
+
+  setHandler(
+    updates.environmentOperation,
+    async (request) => {
+      const env = tenant.environments.find((e) => e.id === request.env)!;
+      // Marked before the first await: a second request for this environment answers OPERATION_IN_PROGRESS.
+      env.state = OPERATION_STATES[request.operation];
+      try {
+        return await exclusively(() => environmentOperation(request));
+      } finally {
+        env.state = 'Online';
+      }
+    },
+    { validator: (request) => refuseIf(checkEnvironmentOperation(tenant, request)) },
+  );
+
   // ------------------------------------------------------------------------------------------ keys (R3, R5, R6)
 
   async function changeKey(request: KeyChangeRequest) {
@@ -198,9 +254,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       name: request.name,
       thumbprint: request.staged.thumbprint,
       vaultKey: request.staged.vaultKey,
-      // Active at once: no environment can be on the tenant key of a region before its first key, and re-protection
-      // of environments already on it (R7) turns this into Installing first.
-      state: 'Active',
+      state: 'Installing',
       source: request.source,
       createdAt: iso(now),
       createdBy: by,
@@ -211,6 +265,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     };
     region.keys.push(key);
     region.activeThumbprint = key.thumbprint;
+    // R7: every environment on the tenant key moves to the new key, in the background; the key is Installing
+    // until they all have, and Active at once when there are none.
+    const targets = tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
+    if (targets.length === 0) key.state = 'Active';
+    else startReprotection(region, key, targets);
     region.rollbackThumbprint = replaced?.thumbprint ?? null;
     region.rollbackUntil = replaced ? iso(now + request.policy.lockEmbargoMs) : null;
     region.lastKeyChangeAt = iso(now);
@@ -234,6 +293,36 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     return { region: region.region, key };
   }
 
+  function startReprotection(region: RegionKeys, key: TenantKey, targets: EnvironmentRecord[]): void {
+    reprotecting.add(region.region);
+    tenant.operations[region.region] = `re-protecting ${targets.length} environment(s) with the key "${key.name}"`;
+    targets.forEach((e) => (e.state = 'Reprotecting'));
+    publishSearchAttributes();
+    const queue = [...targets];
+    const lane = async (): Promise<void> => {
+      for (let env = queue.shift(); env; env = queue.shift()) {
+        // Retried with backoff until it succeeds: until then the old key stays in the vault for this environment.
+        const done = await reprotectEnvironment({ tenant: tenant.tenant, env: env.id, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+        env.keyThumbprint = done.keyThumbprint;
+        env.state = 'Online';
+      }
+    };
+    void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane)).then(async () => {
+      if (region.activeThumbprint === key.thumbprint) key.state = 'Active';
+      reprotecting.delete(region.region);
+      delete tenant.operations[region.region];
+      publishSearchAttributes();
+      await exclusively(() => retireUnused(region));
+    });
+  }
+
+  /** Replaced keys that no environment depends on and that are outside the rollback window leave the vault. */
+  async function retireUnused(region: RegionKeys): Promise<void> {
+    for (const key of region.keys) {
+      if (key.thumbprint !== region.activeThumbprint && key.thumbprint !== region.rollbackThumbprint) await retire(region, key);
+    }
+  }
+
   /** Takes a replaced key out of the vault once nothing depends on it (its rollback window is over). */
   async function retire(region: RegionKeys, key: TenantKey): Promise<void> {
     const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
@@ -250,7 +339,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       try {
         return await exclusively(() => changeKey(request));
       } finally {
-        delete tenant.operations[request.region];
+        if (!reprotecting.has(request.region)) delete tenant.operations[request.region];
       }
     },
     {
@@ -284,7 +373,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       }
     });
     if (workflowInfo().continueAsNewSuggested) {
-      await condition(() => allHandlersFinished() && !busy);
+      await condition(() => allHandlersFinished() && !busy && reprotecting.size === 0);
       await continueAsNew<typeof tenantWorkflow>({ ...input, carried });
     }
   }
