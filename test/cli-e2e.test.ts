@@ -151,6 +151,21 @@ describe('one tenant, from creation to its own key', () => {
     expect(uploaded.json().activeKey).toMatchObject({ name: 'hsm-key', state: 'Active' });
   });
 
+  test('env apply, rekey and revert through the CLI keep the rows', async () => {
+    const applied = await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
+    expect(applied.code).toBe(0);
+    const key = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM })).json().activeKey;
+    expect(applied.json().environment).toMatchObject({ id: 'prod', state: 'Online', protection: 'tenant', keyThumbprint: key.thumbprint });
+    expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).stderr).toMatch(/^ALREADY_EXISTS/);
+    expect((await stack.cmk(['env', 'rekey', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+    expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().rows.map((r: { text: string }) => r.text)).toEqual(['CANARY-ROW-7f3a']);
+    const reverted = await stack.cmk(['env', 'revert', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
+    expect(reverted.json().environment).toMatchObject({ protection: 'provider' });
+    expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--json'])).json().rows).toHaveLength(1);
+    const events = ((await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'])).json().mails as Array<{ to: string; event: string }>).filter((m) => m.to === SAM).map((m) => m.event);
+    expect(events).toEqual(['environment-applied', 'environment-rekeyed', 'environment-reverted']);
+  });
+
   test('mail list: one key-changed mail per administrator per change', async () => {
     const mails = (await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'], { as: ALICE })).json().mails as Array<{ to: string; event: string; subject: string; sentAt: string }>;
     const keyChanged = mails.filter((m) => m.event === 'key-changed');
