@@ -46,10 +46,29 @@ async function main(): Promise<void> {
     await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'byok', staged: await stage(tenant) });
     await env.sleep(73 * HOUR);
     await plane.snapshot(tenant);
-    const history = await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
-    writeFileSync(join(__dirname, '..', 'fixtures', 'histories', `${tenant}.json`), JSON.stringify(temporal.api.history.v1.History.toObject(history as temporal.api.history.v1.History, { longs: String, enums: String, bytes: String }), null, 1));
+    save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+
+    // Environments applied to the tenant key, a key change re-protecting them in the background, rekey, revert.
+    const other = 'recorded-reprotection';
+    await plane.createTenant({ actor: operator, tenant: other, displayName: 'Reprotected Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+    for (const id of ['prod', 'test']) await plane.createEnvironment(other, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
+    await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(other) });
+    for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+    await env.sleep(25 * HOUR);
+    await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: await stage(other) });
+    while ((await plane.snapshot(other))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+    await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'rekey' });
+    await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'test', operation: 'revert' });
+    await env.sleep(73 * HOUR);
+    await plane.snapshot(other);
+    save(other, await env.client.workflow.getHandle(tenantWorkflowId(other)).fetchHistory());
   });
   await env.teardown();
+}
+
+function save(tenant: string, history: unknown): void {
+  const plain = temporal.api.history.v1.History.toObject(history as temporal.api.history.v1.History, { longs: String, enums: String, bytes: String });
+  writeFileSync(join(__dirname, '..', 'fixtures', 'histories', `${tenant}.json`), JSON.stringify(plain, null, 1));
 }
 
 async function expectRefusal(promise: Promise<unknown>): Promise<void> {
