@@ -94,9 +94,22 @@ export class ControlPlane {
     try {
       return await run();
     } catch (err) {
-      throw asRefusal(err) ?? (err instanceof WorkflowNotFoundError ? new CmkError('NOT_FOUND', `Tenant ${tenant} does not exist.`) : err);
+      if (err instanceof WorkflowNotFoundError) throw new CmkError('NOT_FOUND', `Tenant ${tenant} does not exist.`);
+      // Temporal admits a bounded number of in-flight updates per workflow; past it the tenant is simply busy.
+      if (isResourceExhausted(err)) throw new CmkError('OPERATION_IN_PROGRESS', `Tenant ${tenant} is busy with other requests; try again in a moment.`);
+      throw asRefusal(err) ?? err;
     }
   }
+}
+
+/** gRPC status code 8, as the Temporal client's ServiceError causes carry it. */
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+function isResourceExhausted(err: unknown): boolean {
+  for (let cause: unknown = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if ((cause as { code?: unknown }).code === GRPC_RESOURCE_EXHAUSTED) return true;
+  }
+  return false;
 }
 
 /** The CmkError a workflow refusal carries, if it is one. */

@@ -43,16 +43,34 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
 
-  const launch = (name: string, command: string, args: string[], logFile?: string): ChildProcess => {
-    const out = logFile ? openSync(logFile, 'a') : 'inherit';
-    const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, CMK_STACK_PID: String(process.pid) } });
-    parts.push({ name, child });
-    child.once('exit', (code, signal) => {
-      if (stopping) return;
-      say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); stopping the stack.`);
-      void stop(1);
-    });
-    return child;
+  /**
+   * Starts a child. A worker or API service that dies is started again (Temporal hands its work to the new
+   * worker); more than 5 deaths in a minute, or the dev server's death, stops the stack.
+   */
+  const launch = (name: string, command: string, args: string[], options: { logFile?: string; restart?: boolean } = {}): void => {
+    const deaths: number[] = [];
+    const start = (): void => {
+      const out = options.logFile ? openSync(options.logFile, 'a') : 'inherit';
+      const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, CMK_STACK_PID: String(process.pid) } });
+      const part: Part = { name, child };
+      parts.push(part);
+      recordStack(runDir, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
+      child.once('exit', (code, signal) => {
+        if (stopping) return;
+        parts.splice(parts.indexOf(part), 1);
+        const now = Date.now();
+        deaths.push(now);
+        const recent = deaths.filter((t) => now - t < 60_000).length;
+        if (options.restart && recent <= 5) {
+          say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); starting it again.`);
+          setTimeout(() => !stopping && start(), 1000);
+          return;
+        }
+        say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); stopping the stack.`);
+        void stop(1);
+      });
+    };
+    start();
   };
 
   const temporalLog = join(logDir, 'temporal.log');
@@ -68,14 +86,13 @@ async function main(): Promise<void> {
       '--log-level', 'warn',
       ...SEARCH_ATTRIBUTE_REGISTRATION.flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
     ],
-    temporalLog,
+    { logFile: temporalLog },
   );
   await waitForTemporal(config, temporalLog);
 
   const tsx = ['--import', 'tsx'];
-  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')]);
-  launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')]);
-  recordStack(runDir, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
+  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')], { restart: true });
+  launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')], { restart: true });
   await waitForApi(config);
   process.stdout.write(
     `cmk ready: API ${config.apiUrl} · Temporal ${config.temporalAddress} (namespace ${config.temporalNamespace}) · ` +

@@ -53,8 +53,17 @@ const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase, revert
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
 });
 
+/**
+ * Re-wrapping a DEK takes milliseconds: a short timeout, so that the work of a worker that died is handed to
+ * another one within seconds rather than when a long timeout runs out.
+ */
+const { reprotectEnvironment } = proxyActivities<Activities>({
+  startToCloseTimeout: '20 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+
 /** Re-encrypting every page of a database takes as long as the database is large. */
-const { applyTenantKey, rekeyEnvironmentDatabase, reprotectEnvironment } = proxyActivities<Activities>({
+const { applyTenantKey, rekeyEnvironmentDatabase } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
 });

@@ -1,0 +1,102 @@
+/**
+ * `npm run bench [-- --n 100]`: re-protection of N environments after a key change on the embedded stack, beside
+ * the same work done by a plain sequential script with no Temporal. Not a test: it prints figures; nothing asserts
+ * a duration. Set-up (creating and applying N environments) is not timed.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { ControlPlane } from '../client/library';
+import { loadConfig } from '../config';
+import { buildParts } from '../worker/parts';
+import { tenantWorkflowId } from '../workflows/messages';
+import { startStack } from '../test/support/stack';
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+async function main(): Promise<void> {
+  const n = arg('n', 100);
+  const stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s' });
+  const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
+  const client = new Client({ connection });
+  const plane = new ControlPlane(client, 'cmk');
+  const config = loadConfig(stack.env);
+  const parts = buildParts(config);
+  const alice = { kind: 'user', email: 'alice@bench.example' } as const;
+  const work = mkdtempSync(join(tmpdir(), 'cmk-bench-'));
+  writeFileSync(join(work, 'pw'), 'a long and secret password\n');
+  const batches = async (items: string[], work: (item: string) => Promise<unknown>) => {
+    for (let i = 0; i < items.length; i += 8) await Promise.all(items.slice(i, i + 8).map(work));
+  };
+  try {
+    await stack.cmk(['tenant', 'create', '--tenant', 'bench', '--name', 'Bench', '--admin', `${alice.email}:global`]);
+    await stack.cmk(['key', 'generate', '--tenant', 'bench', '--name', 'k1', '--password-file', join(work, 'pw'), '--out', join(work, 'k1.pfx')], { as: alice.email });
+    const envs = Array.from({ length: n }, (_, i) => `env-${i}`);
+    const setupStart = Date.now();
+    await batches(envs, (env) => plane.createEnvironment('bench', { actor: { kind: 'operator' }, policy: config.policy, env, region: 'default', systemAdmin: null }));
+    await batches(envs, (env) => parts.databases.writeRow('bench', env, `row of ${env}`));
+    await batches(envs, (env) => plane.environmentOperation('bench', { actor: alice, policy: config.policy, env, operation: 'apply' }));
+    const setupSeconds = (Date.now() - setupStart) / 1000;
+    await new Promise((r) => setTimeout(r, 1100));
+
+    // Timed: the key change returns at once; re-protection runs until the key is Active.
+    const started = Date.now();
+    const changed = await stack.cmk(['key', 'generate', '--tenant', 'bench', '--name', 'k2', '--password-file', join(work, 'pw'), '--out', join(work, 'k2.pfx'), '--wait', '--json'], { as: alice.email });
+    const seconds = (Date.now() - started) / 1000;
+    if (changed.code !== 0 || changed.json().activeKey.state !== 'Active') throw new Error(`key change failed: ${changed.stderr}`);
+
+    const history = await client.workflow.getHandle(tenantWorkflowId('bench')).fetchHistory();
+    const events = history.events ?? [];
+    const scheduled = new Map<string, number>();
+    const latencies: number[] = [];
+    for (const e of events) {
+      const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+      const s = e.activityTaskScheduledEventAttributes;
+      if (s?.activityType?.name === 'reprotectEnvironment') scheduled.set(String(e.eventId), at);
+      const c = e.activityTaskCompletedEventAttributes;
+      if (c && scheduled.has(String(c.scheduledEventId))) latencies.push(at - scheduled.get(String(c.scheduledEventId))!);
+    }
+    latencies.sort((a, b) => a - b);
+    const { pids } = JSON.parse(readFileSync(join(stack.dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
+    const worker = pids.find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts'));
+    const peakRss = worker ? Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024 : NaN;
+
+    // Baseline: the same re-wrap, one environment after another, in this process, with no Temporal.
+    const third = await parts.vault.importKey('tenant-bench-baseline', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: true });
+    const baselineStart = Date.now();
+    for (const env of envs) await parts.databases.reprotect('bench', env, { kind: 'tenant', name: third.name, version: third.version, thumbprint: third.thumbprint });
+    const baselineSeconds = (Date.now() - baselineStart) / 1000;
+
+    const figures = {
+      environments: n,
+      setupSeconds,
+      reprotectSeconds: seconds,
+      environmentsPerSecond: n / seconds,
+      p50Ms: percentile(latencies, 50),
+      p95Ms: percentile(latencies, 95),
+      workerPeakRssMb: Math.round(peakRss),
+      historyEvents: events.length,
+      baselineSeconds,
+      baselineEnvironmentsPerSecond: n / baselineSeconds,
+      ratio: seconds / baselineSeconds,
+    };
+    console.log(JSON.stringify(figures, null, 2));
+  } finally {
+    await connection.close();
+    await stack.stop();
+  }
+}
+
+void main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
