@@ -7,6 +7,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CmkError, isCmkError } from '../common/errors';
 import { writeFileAtomic } from '../common/atomic';
+import { MAX_KEY_FILE_BYTES } from '../common/keys';
 import { ApiClient, ApiUnreachableError } from './http';
 import type { Action } from '../workflows/rules';
 
@@ -284,8 +285,6 @@ async function readPassword(file: string): Promise<string> {
   }
   return (text.split('\n')[0] ?? '').replace(/\r$/, '');
 }
-
-const MAX_KEY_FILE_BYTES = 64 * 1024;
 
 /** Refused by size before a byte of it is read or sent (INVALID_KEY_FILE). */
 async function readKeyFile(file: string): Promise<Buffer> {

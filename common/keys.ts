@@ -1,6 +1,9 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { CmkError } from './errors';
 
+/** DESIGN.md §4: larger key files are refused before any parsing (a real .pfx or .byok is a few KiB). */
+export const MAX_KEY_FILE_BYTES = 64 * 1024;
+
 /** R2: tenant keys are 2048-bit RSA. */
 export const REQUIRED_RSA_BITS = 2048;
 

@@ -15,10 +15,9 @@
 import { createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, hash, pbkdf2Sync, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { CmkError } from '../common/errors';
-import { assertSupportedKey, thumbprintOf } from '../common/keys';
+import { assertSupportedKey, MAX_KEY_FILE_BYTES, thumbprintOf } from '../common/keys';
 
-/** DESIGN.md §4: larger key files are refused before any parsing (a real .pfx or .byok is a few KiB). */
-export const MAX_KEY_FILE_BYTES = 65536;
+export { MAX_KEY_FILE_BYTES } from '../common/keys';
 /** One key derivation may not ask for more iterations than this (real files: 2,000 to 600,000). */
 export const MAX_KDF_ITERATIONS = 1_000_000;
 /** All derivations of one parse together (MAC, each encrypted block): about 2-3 s of CPU at worst. */
