@@ -8,6 +8,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  log,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -310,10 +311,16 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const queue = [...targets];
     const lane = async (): Promise<void> => {
       for (let env = queue.shift(); env; env = queue.shift()) {
-        // Retried with backoff until it succeeds: until then the old key stays in the vault for this environment.
-        const done = await reprotectEnvironment({ tenant: tenant.tenant, env: env.id, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
-        env.keyThumbprint = done.keyThumbprint;
-        env.state = 'Online';
+        // Faults are retried with backoff; only a refusal (e.g. its key record is gone) ends here, and then the
+        // environment stays on its old key, which stays in the vault because a record still depends on it.
+        try {
+          const done = await reprotectEnvironment({ tenant: tenant.tenant, env: env.id, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+          env.keyThumbprint = done.keyThumbprint;
+        } catch (err) {
+          log.warn('An environment could not be re-protected with the new key; it stays on its previous key.', { env: env.id, error: String(err) });
+        } finally {
+          env.state = 'Online';
+        }
       }
     };
     void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane)).then(async () => {
