@@ -183,6 +183,7 @@ export class ApiService {
       nextKeyChangeAllowedAt: at(nextKeyChangeAllowedAt(keys, this.policy)),
       lockAllowedAt: at(lockAllowedAt(keys, this.policy)),
       rollbackAvailableUntil: keys?.rollbackUntil ?? null,
+      reprotection: reprotectionProgress(tenant, region),
     };
   }
 
@@ -272,6 +273,18 @@ export class ApiService {
     const mails = await this.deps.outbox.list(tenantId);
     return { tenant: tenantId, mails: mails.map((m) => ({ to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt })) };
   }
+}
+
+/**
+ * R7 progress of the region's environments on the tenant key: how many are on the active key, how many are still
+ * being re-protected, and how many stayed on an older key (a refused re-protection). Derived from the workflow state.
+ */
+export function reprotectionProgress(tenant: TenantSnapshot, region: string) {
+  const active = activeKeyOf(tenant.regions[region]);
+  const onTenantKey = tenant.environments.filter((e) => e.region === region && e.protection === 'tenant' && e.state !== 'Deleted');
+  const remaining = onTenantKey.filter((e) => e.state === 'Reprotecting').length;
+  const done = onTenantKey.filter((e) => e.keyThumbprint === active?.thumbprint).length;
+  return { total: onTenantKey.length, done, remaining, behind: onTenantKey.length - done - remaining };
 }
 
 function checkKeyName(name: string): void {

@@ -72,8 +72,9 @@ test(`a worker killed while re-protecting ${N} environments loses nothing`, asyn
     }
     process.kill(workerPid(), 'SIGKILL');
 
-    const waited = await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE.email });
-    expect(waited.code).toBe(0);
+    const during = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE.email })).json();
+    expect(during.reprotection.total).toBe(N);
+    expect(during.reprotection.done + during.reprotection.remaining + during.reprotection.behind).toBe(N);
     let snapshot = await plane.snapshot(tenant);
     const deadline = Date.now() + 180_000;
     while (snapshot!.regions.default!.keys.at(-1)!.state !== 'Active' && Date.now() < deadline) {
@@ -81,6 +82,8 @@ test(`a worker killed while re-protecting ${N} environments loses nothing`, asyn
       snapshot = await plane.snapshot(tenant);
     }
     expect(snapshot!.regions.default!.keys.at(-1)).toMatchObject({ name: 'k2', state: 'Active' });
+    const after = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE.email })).json();
+    expect(after.reprotection).toEqual({ total: N, done: N, remaining: 0, behind: 0 });
     expect(stack.output()).toMatch(/worker stopped unexpectedly \(SIGKILL\); starting it again/);
     expect(snapshot!.environments.filter((e) => e.keyThumbprint === newThumbprint && e.state === 'Online' && e.protection === 'tenant')).toHaveLength(N);
     for (const env of envs) {
