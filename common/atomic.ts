@@ -15,12 +15,8 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes to a temporary file in the same directory, fsyncs it, renames it over `path`, fsyncs the directory. */
-export async function writeFileAtomic(path: string, data: Buffer | string, mode = 0o600): Promise<void> {
-  writeFileAtomicSync(path, data, mode);
-}
-
-export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 0o600): void {
+/** A new, fsynced temporary file beside `path` (same directory, so a rename or link onto `path` is atomic). */
+function writeTempBeside(path: string, data: Buffer | string, mode: number): string {
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(temp, 'wx', mode);
   try {
@@ -29,6 +25,16 @@ export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 
   } finally {
     closeSync(fd);
   }
+  return temp;
+}
+
+/** Writes to a temporary file in the same directory, fsyncs it, renames it over `path`, fsyncs the directory. */
+export async function writeFileAtomic(path: string, data: Buffer | string, mode = 0o600): Promise<void> {
+  writeFileAtomicSync(path, data, mode);
+}
+
+export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 0o600): void {
+  const temp = writeTempBeside(path, data, mode);
   renameSync(temp, path);
   fsyncDir(dirname(path));
 }
@@ -38,14 +44,7 @@ export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 
  * the same name agree on one winner and nobody ever sees a partial file. Returns false when it was already there.
  */
 export function createFileExclusiveSync(path: string, data: Buffer | string, mode = 0o600): boolean {
-  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = openSync(temp, 'wx', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  const temp = writeTempBeside(path, data, mode);
   try {
     // link() fails if the target exists: the first caller wins and the file appears whole.
     linkSync(temp, path);
