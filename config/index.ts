@@ -16,6 +16,14 @@ export interface Config {
   temporalNamespace: string;
   taskQueue: string;
   policy: Policy;
+  /** Environment databases: embedded SQLite files (default) or SQL Server with TDE (database/sqlserver.ts). */
+  dbEngine: 'sqlite' | 'sqlserver';
+  /** SQL Server connection string or mssql:// URL; set exactly when dbEngine is 'sqlserver'. */
+  mssqlUrl?: string;
+  /** The EKM cryptographic provider that opens tenant keys in Azure Key Vault. */
+  mssqlEkmProvider: string;
+  /** 'ekm' in production; 'certificate' only for test rigs without Azure Key Vault (docs/SQLSERVER.md). */
+  mssqlTenantKeys: 'ekm' | 'certificate';
 }
 
 type Env = Record<string, string | undefined>;
@@ -40,11 +48,23 @@ function port(env: Env, name: string, fallback: number): number {
   return value;
 }
 
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T, what: string): T {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  if (!(allowed as readonly string[]).includes(text)) throw new ConfigError(`${name}="${text}" is not ${what}; use ${allowed.join(' or ')}.`);
+  return text as T;
+}
+
 const absolute = (path: string): string => (isAbsolute(path) ? path : resolve(process.cwd(), path));
 
 export function loadConfig(env: Env = process.env): Config {
   const apiPort = port(env, 'CMK_API_PORT', 8787);
   const apiHost = '127.0.0.1';
+  const dbEngine = oneOf(env, 'CMK_DB_ENGINE', ['sqlite', 'sqlserver'] as const, 'sqlite', 'a database engine');
+  const mssqlUrl = env.MSSQL_URL || undefined;
+  if (dbEngine === 'sqlserver' && !mssqlUrl) {
+    throw new ConfigError('MSSQL_URL is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
+  }
   return {
     dataDir: absolute(env.CMK_DATA_DIR || './var'),
     secretsDir: absolute(env.CMK_SECRETS_DIR || resolve(homedir(), '.config', 'cmk')),
@@ -60,5 +80,9 @@ export function loadConfig(env: Env = process.env): Config {
       lockedRetentionMs: duration(env, 'CMK_LOCKED_RETENTION', DEFAULT_POLICY.lockedRetentionMs),
       unlockDelayMs: duration(env, 'CMK_UNLOCK_DELAY', DEFAULT_POLICY.unlockDelayMs),
     },
+    dbEngine,
+    ...(dbEngine === 'sqlserver' ? { mssqlUrl } : {}),
+    mssqlEkmProvider: env.CMK_MSSQL_EKM_PROVIDER || 'AzureKeyVault_EKM',
+    mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
   };
 }

@@ -33,7 +33,7 @@ export interface EnvironmentDatabases {
   readRows(tenant: string, env: string): Promise<Row[]>;
   writeRow(tenant: string, env: string, text: string): Promise<Row>;
   /** A new DEK, every page re-encrypted, wrapped by `protector` (TDE's REGENERATE). Crash-safe. */
-  rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void }): Promise<KeyRecordView>;
+  rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void; onProgress?: (percentComplete: number) => void }): Promise<KeyRecordView>;
   /** Unwraps the DEK with the current protector and re-wraps it with `protector`, in one call. Idempotent. */
   reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
 }

@@ -7,6 +7,8 @@ import type { Config } from '../config';
 import { assertOutside, loadOrCreateSecret } from '../common/secrets';
 import { LocalVault } from '../vault/local';
 import { SqliteEnvironmentDatabases } from '../database/sqlite';
+import { MssqlConnection, SqlServerEnvironmentDatabases } from '../database/sqlserver';
+import type { EnvironmentDatabases } from '../database/types';
 import { Outbox } from '../mail/outbox';
 
 export function buildParts(config: Config) {
@@ -14,7 +16,15 @@ export function buildParts(config: Config) {
   mkdirSync(config.dataDir, { recursive: true });
   const masterKey = loadOrCreateSecret(config.secretsDir, 'vault-master-key');
   const vault = new LocalVault({ dataDir: config.dataDir, masterKey });
-  const databases = new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault });
+  const databases: EnvironmentDatabases =
+    config.dbEngine === 'sqlserver' ? sqlServerDatabases(config) : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault });
   const outbox = new Outbox({ dataDir: config.dataDir });
   return { vault, databases, mailer: outbox, outbox };
+}
+
+/** SQL Server with TDE (docs/SQLSERVER.md): the DEKs live in SQL Server, wrapped by certificates or EKM keys. */
+function sqlServerDatabases(config: Config): EnvironmentDatabases {
+  if (!config.mssqlUrl) throw new Error('CMK_DB_ENGINE=sqlserver needs MSSQL_URL.');
+  const connection = new MssqlConnection(config.mssqlUrl);
+  return new SqlServerEnvironmentDatabases({ connection, ekmProvider: config.mssqlEkmProvider, tenantKeySource: config.mssqlTenantKeys });
 }
