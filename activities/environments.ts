@@ -1,5 +1,7 @@
+import { isCmkError } from '../common/errors';
 import type { EnvironmentDatabases, Protector } from '../database/types';
 import type { Vault } from '../vault/types';
+import { heartbeat, resumeFrom } from './progress';
 
 /** A tenant key version in the vault, as the workflows refer to it. */
 export interface TenantKeyRef {
@@ -7,6 +9,15 @@ export interface TenantKeyRef {
   version: string;
   thumbprint: string;
 }
+
+/** What one batch of re-protection did: environments now on the new key, and those refused (left on their old key). */
+export interface ReprotectionBatchResult {
+  reprotected: Array<{ env: string; keyThumbprint: string }>;
+  refused: Array<{ env: string; code: string; message: string }>;
+}
+
+/** Environments of one batch re-wrapped at once: the work is vault crypto and small fsynced writes. */
+const BATCH_CONCURRENCY = 4;
 
 /** The provider's own key for a region: one vault key, created the first time the region is used. */
 export const providerKeyName = (region: string): string => `provider-${region}`;
@@ -43,7 +54,7 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
 
     /** R7 apply: a new DEK (every page re-encrypted), wrapped by the tenant key — nothing the provider held opens it. */
     async applyTenantKey({ tenant, env, tenantKey }: { tenant: string; env: string; tenantKey: TenantKeyRef }) {
-      const record = await databases.rekey(tenant, env, { kind: 'tenant', ...tenantKey });
+      const record = await databases.rekey(tenant, env, { kind: 'tenant', ...tenantKey }, { onProgress: heartbeat });
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
     },
 
@@ -57,8 +68,35 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
     async rekeyEnvironmentDatabase({ tenant, env }: { tenant: string; env: string }) {
       const current = await databases.describe(tenant, env);
       if (!current) throw new Error(`Environment ${tenant}/${env} has no key record.`);
-      const record = await databases.rekey(tenant, env, current.protector);
+      const record = await databases.rekey(tenant, env, current.protector, { onProgress: heartbeat });
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /**
+     * R7 after a key change, for a batch of environments: each DEK re-wrapped by the new tenant key. Progress is
+     * checkpointed in heartbeat details, so a retry after a fault or a dead worker resumes where the last attempt
+     * stopped (re-wrapping is idempotent besides). A refusal (e.g. the key record is gone) is reported for that
+     * environment and the batch goes on; any other fault fails the attempt and Temporal retries it with backoff.
+     */
+    async reprotectEnvironments({ tenant, envs, tenantKey }: { tenant: string; envs: string[]; tenantKey: TenantKeyRef }): Promise<ReprotectionBatchResult> {
+      const result: ReprotectionBatchResult = resumeFrom<ReprotectionBatchResult>() ?? { reprotected: [], refused: [] };
+      const finished = new Set([...result.reprotected, ...result.refused].map((r) => r.env));
+      const queue = envs.filter((env) => !finished.has(env));
+      const protector: Protector = { kind: 'tenant', ...tenantKey };
+      const worker = async (): Promise<void> => {
+        for (let env = queue.shift(); env !== undefined; env = queue.shift()) {
+          try {
+            const record = await databases.reprotect(tenant, env, protector);
+            result.reprotected.push({ env, keyThumbprint: record.protector.thumbprint });
+          } catch (err) {
+            if (!isCmkError(err)) throw err;
+            result.refused.push({ env, code: err.code, message: err.message });
+          }
+          heartbeat(result);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, queue.length) }, worker));
+      return result;
     },
 
     /** R7 after a key change: the DEK re-wrapped by the new tenant key (unwrap and re-wrap inside this one call). */

@@ -150,8 +150,8 @@ export class ApiService {
   /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
   async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
-    this.environmentOf(tenant, envId);
-    const env = await this.deps.controlPlane.environmentOperation(tenantId, { actor, policy: this.policy, env: envId, operation });
+    const current = this.environmentOf(tenant, envId);
+    const env = await this.deps.controlPlane.environmentOperation(tenantId, { actor, policy: this.policy, env: envId, operation }, current);
     return { environment: environmentView(env) };
   }
 
@@ -284,7 +284,17 @@ export function reprotectionProgress(tenant: TenantSnapshot, region: string) {
   const onTenantKey = tenant.environments.filter((e) => e.region === region && e.protection === 'tenant' && e.state !== 'Deleted');
   const remaining = onTenantKey.filter((e) => e.state === 'Reprotecting').length;
   const done = onTenantKey.filter((e) => e.keyThumbprint === active?.thumbprint).length;
-  return { total: onTenantKey.length, done, remaining, behind: onTenantKey.length - done - remaining };
+  const latest = tenant.reprotections?.[region];
+  return {
+    total: onTenantKey.length,
+    done,
+    remaining,
+    behind: onTenantKey.length - done - remaining,
+    // The latest re-protection run: when, and which environments it could not move (they stay on their old key).
+    startedAt: latest?.startedAt ?? null,
+    finishedAt: latest?.finishedAt ?? null,
+    refused: latest?.refused ?? [],
+  };
 }
 
 function checkKeyName(name: string): void {

@@ -241,7 +241,7 @@ type KeyReport = Json & {
   activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null } | null;
   nextKeyChangeAllowedAt: string | null;
   lockAllowedAt: string | null;
-  reprotection?: { total: number; done: number; remaining: number; behind: number };
+  reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
 };
 
 const enc = encodeURIComponent;
@@ -259,6 +259,7 @@ function describeKey(r: KeyReport): string {
   const lines = [k ? `Active key of ${r.tenant} in region ${r.region}: "${k.name}" (${k.state}), thumbprint ${k.thumbprint}, activated ${k.activatedAt} by ${k.activatedBy}.` : `${r.tenant} has no key of its own in region ${r.region}: its environments use the provider key.`];
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);
+  for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);
   if (r.nextKeyChangeAllowedAt) lines.push(`Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
   if (r.lockAllowedAt) lines.push(`Lock allowed from ${r.lockAllowedAt}.`);
   return lines.join('\n');

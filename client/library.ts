@@ -14,6 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
+  environmentOperationUpdateId,
   queries,
   tenantWorkflowId,
   updates,
@@ -78,8 +79,18 @@ export class ControlPlane {
     return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request] }));
   }
 
-  environmentOperation(tenant: string, request: EnvironmentOperationRequest): Promise<EnvironmentRecord> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request] }));
+  /**
+   * Apply, revert or rekey. `current` is the environment as the caller last read it: a repeat of the operation
+   * running on it attaches to that one (same update ID) and returns when it is done; a different one is refused
+   * with OPERATION_IN_PROGRESS by the workflow. Without it, the tenant's state is read first.
+   */
+  async environmentOperation(tenant: string, request: EnvironmentOperationRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
+    return this.update(tenant, async () => {
+      const env = current ?? (await this.tenantHandle(tenant).query(queries.snapshot)).environments.find((e) => e.id === request.env);
+      // An unknown environment gets a fresh ID; the workflow's validator answers NOT_FOUND.
+      const updateId = environmentOperationUpdateId(env ?? { id: request.env }, request.operation);
+      return this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request], updateId });
+    });
   }
 
   changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {

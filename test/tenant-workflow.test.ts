@@ -3,13 +3,15 @@
  * real activities over a local vault, encrypted databases and the outbox.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import { temporalTestServerPath } from '../stack/tools';
 import { registerSearchAttributes } from '../stack/search-attributes';
-import { tenantWorkflowId } from '../workflows/messages';
+import { queries, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Actor, type KeySource } from '../workflows/rules';
 import { localParts } from './support/parts';
 
@@ -246,5 +248,90 @@ test('R7: apply, rotate with background re-protection, rekey and revert keep eve
     expect(mails.filter((m) => m.event === 'environment-reverted').map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com', 'test-admin@example.com']);
     expect(mails.find((m) => m.event === 'environment-reverted')!.subject).toMatch(/^Environment returned to the provider key/);
     expect(mails.filter((m) => m.event === 'environment-rekeyed')).toHaveLength(3);
+  });
+});
+
+test('R7: a repeat of a running apply attaches to it; a different operation meanwhile answers OPERATION_IN_PROGRESS', async () => {
+  await withTenant(async ({ plane, parts, tenant, stage }) => {
+    const op = (actor: Actor, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env: 'prod', operation });
+    await plane.createEnvironment(tenant, { actor: { kind: 'operator' }, policy: DEFAULT_POLICY, env: 'prod', region: 'emea', systemAdmin: null });
+    await parts.databases.writeRow(tenant, 'prod', 'the only row');
+    const key = await stage();
+    await plane.changeKey(tenant, change(ALICE, key));
+
+    // The apply waits in the database until released, so the repeats certainly meet it running.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const rekey = parts.databases.rekey.bind(parts.databases);
+    parts.databases.rekey = async (...args) => {
+      await gate;
+      return rekey(...args);
+    };
+    const first = op(ALICE, 'apply');
+    let repeat: ReturnType<typeof op>;
+    try {
+      for (let i = 0; i < 100 && (await plane.snapshot(tenant))!.environments[0]!.runningOperation !== 'apply'; i++) await new Promise((r) => setTimeout(r, 50));
+      repeat = op(BOB, 'apply');
+      // (A revert would answer ALREADY_EXISTS: until the apply is done, the environment is on the provider key.)
+      await expect(op(BOB, 'rekey')).rejects.toMatchObject({ code: 'OPERATION_IN_PROGRESS' });
+    } finally {
+      // Released whatever happened: the worker cannot shut down while the apply waits.
+      release();
+    }
+    const [a, b] = await Promise.all([first, repeat]);
+    expect(a).toMatchObject({ protection: 'tenant', keyThumbprint: key.thumbprint, state: 'Online' });
+    expect(b).toEqual(a);
+    const history = await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
+    const accepted = (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'environmentOperation');
+    expect(accepted).toHaveLength(1);
+    expect((await parts.outbox.list(tenant)).filter((m) => m.event === 'environment-applied' && m.to === 'alice@example.com')).toHaveLength(1);
+
+    // Finished operations do not swallow later requests: revert and apply again are new operations.
+    await expect(op(BOB, 'revert')).resolves.toMatchObject({ protection: 'provider' });
+    await expect(op(BOB, 'apply')).resolves.toMatchObject({ protection: 'tenant', keyThumbprint: key.thumbprint });
+    expect((await parts.databases.readRows(tenant, 'prod')).map((r) => r.text)).toEqual(['the only row']);
+  });
+});
+
+test('R7: a key change re-protects environments in batches; one that cannot move is reported and keeps its key in the vault', async () => {
+  await withTenant(async ({ plane, parts, tenant, stage }) => {
+    const N = 60;
+    const envs = Array.from({ length: N }, (_, i) => `env-${i}`);
+    for (const id of envs) await plane.createEnvironment(tenant, { actor: { kind: 'operator' }, policy: DEFAULT_POLICY, env: id, region: 'emea', systemAdmin: null });
+    const first = await stage();
+    await plane.changeKey(tenant, change(ALICE, first));
+    for (const id of envs) {
+      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+      await parts.databases.writeRow(tenant, id, `row of ${id}`);
+    }
+    // One environment loses its key record: re-protection must report it and leave it alone.
+    rmSync(join(parts.config.dataDir, 'environments', tenant, 'env-7', 'key-record.json'));
+
+    await env.sleep(25 * HOUR);
+    const second = await stage();
+    await plane.changeKey(tenant, change(BOB, second));
+    const handle = env.client.workflow.getHandle(tenantWorkflowId(tenant));
+    let progress = (await handle.query(queries.reprotection)).emea!;
+    for (let i = 0; i < 200 && progress.finishedAt === null; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      progress = (await handle.query(queries.reprotection)).emea!;
+    }
+    expect(progress).toMatchObject({ keyThumbprint: second.thumbprint, total: N, done: N - 1, remaining: 0, refused: [{ env: 'env-7', code: 'NOT_FOUND' }] });
+    const snapshot = (await plane.snapshot(tenant))!;
+    expect(snapshot.regions.emea!.keys.at(-1)!.state).toBe('Active');
+    for (const e of snapshot.environments) {
+      expect(e).toMatchObject({ state: 'Online', protection: 'tenant', keyThumbprint: e.id === 'env-7' ? first.thumbprint : second.thumbprint });
+    }
+    const described = await handle.describe();
+    expect(described.searchAttributes).toMatchObject({ CmkReprotectionRemaining: [0], CmkReprotectionRefused: ['env-7'], CmkEnvironmentCount: [N] });
+    const history = await handle.fetchHistory();
+    const batches = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'reprotectEnvironments');
+    expect(batches).toHaveLength(Math.ceil(N / 50));
+
+    // The rollback window ends, but a key record still depends on the first key: it stays in the vault.
+    await env.sleep(73 * HOUR);
+    await plane.snapshot(tenant);
+    expect(await parts.vault.getKey(first.vaultKey)).toBeDefined();
+    for (const id of envs.filter((id) => id !== 'env-7')) expect((await parts.databases.readRows(tenant, id)).map((r) => r.text)).toEqual([`row of ${id}`]);
   });
 });

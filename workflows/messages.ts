@@ -13,6 +13,7 @@ import type {
   EnvironmentOperation,
   KeySource,
   Policy,
+  ReprotectionProgress,
   TenantKey,
   TenantSnapshot,
 } from './rules';
@@ -30,6 +31,13 @@ export const SEARCH_ATTRIBUTES = {
   activeKeyThumbprints: defineSearchAttributeKey('CmkActiveKeyThumbprints', 'KEYWORD_LIST'),
   environmentCount: defineSearchAttributeKey('CmkEnvironmentCount', 'INT'),
   lockedEnvironmentCount: defineSearchAttributeKey('CmkLockedEnvironmentCount', 'INT'),
+  /** Environments still to be re-protected with a new key, all regions together (the UI's progress column). */
+  reprotectionRemaining: defineSearchAttributeKey('CmkReprotectionRemaining', 'INT'),
+  /**
+   * IDs of environments the latest re-protections could not move to the new key (the first 20: search attributes
+   * are small). A keyword list, because the dev server's SQLite visibility store allows only three INT attributes.
+   */
+  reprotectionRefused: defineSearchAttributeKey('CmkReprotectionRefused', 'KEYWORD_LIST'),
 } as const;
 
 /** `--search-attribute` arguments for `temporal server start-dev` and the operator's `temporal operator` set-up. */
@@ -39,6 +47,8 @@ export const SEARCH_ATTRIBUTE_REGISTRATION: ReadonlyArray<[string, string]> = [
   ['CmkActiveKeyThumbprints', 'KeywordList'],
   ['CmkEnvironmentCount', 'Int'],
   ['CmkLockedEnvironmentCount', 'Int'],
+  ['CmkReprotectionRemaining', 'Int'],
+  ['CmkReprotectionRefused', 'KeywordList'],
 ];
 
 // ----------------------------------------------------------------------------------------------- start input
@@ -109,7 +119,23 @@ export interface AdminChangeResult {
 
 export const queries = {
   snapshot: defineQuery<TenantSnapshot>('snapshot'),
+  /** The latest re-protection per region: done, refused and remaining (the `key show` progress). */
+  reprotection: defineQuery<Record<string, ReprotectionProgress>>('reprotection'),
 };
+
+/**
+ * The update ID of an apply/revert/rekey request: the same operation on the same environment while it runs gets
+ * the same ID, so Temporal attaches the repeat to the running update instead of starting a second one; once it
+ * has finished, the environment's sequence has moved on and the next request is a new update.
+ */
+export function environmentOperationUpdateId(env: Pick<EnvironmentRecord, 'id' | 'operationSeq' | 'runningOperation'>, operation: EnvironmentOperation): string {
+  const running = env.runningOperation === operation;
+  const seq = (env.operationSeq ?? 0) + (running ? 0 : 1);
+  return `env-op/${env.id}/${operation}/${seq}`;
+}
+
+/** The state an environment is in while an operation runs on it. */
+export const ENVIRONMENT_OPERATION_STATES = { apply: 'Applying', revert: 'Reverting', rekey: 'Reprotecting' } as const;
 
 export const updates = {
   changeAdmin: defineUpdate<AdminChangeResult, [AdminChangeRequest]>('changeAdmin'),

@@ -101,6 +101,33 @@ export interface EnvironmentRecord {
   keyThumbprint: string;
   systemAdmin: string | null;
   createdAt: string;
+  /**
+   * How many apply/revert/rekey operations were started on it: the request for the one running carries this number
+   * in its update ID, so a repeat of the same request attaches to it. Absent before the first.
+   */
+  operationSeq?: number;
+  /** The apply/revert/rekey running on it now (its state alone cannot say: a rekey and a re-protection are both Reprotecting). */
+  runningOperation?: EnvironmentOperation;
+}
+
+/** An environment a re-protection could not move to the new key: it stays on its previous key, which stays in the vault. */
+export interface ReprotectionRefusal {
+  env: string;
+  code: string;
+  message: string;
+}
+
+/** R7 after a key change: every environment on the tenant key moved to the new key, batch by batch. */
+export interface ReprotectionProgress {
+  region: string;
+  keyName: string;
+  keyThumbprint: string;
+  startedAt: string;
+  finishedAt: string | null;
+  total: number;
+  done: number;
+  refused: ReprotectionRefusal[];
+  remaining: number;
 }
 
 export interface RegionKeys {
@@ -130,6 +157,8 @@ export interface TenantSnapshot {
   regions: Record<string, RegionKeys>;
   /** A key change being carried out, per region (OPERATION_IN_PROGRESS for another). */
   operations: Record<string, string>;
+  /** The latest re-protection per region, running or finished (absent in tenants older than batched re-protection). */
+  reprotections?: Record<string, ReprotectionProgress>;
 }
 
 // ---------------------------------------------------------------------------------------------- R12 privileges

@@ -9,6 +9,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -16,6 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  ENVIRONMENT_OPERATION_STATES,
   queries,
   SEARCH_ATTRIBUTES,
   tenantWorkflowId,
@@ -42,6 +44,7 @@ import {
   type EnvironmentRecord,
   type Refusal,
   type RegionKeys,
+  type ReprotectionProgress,
   type TenantKey,
   type TenantSnapshot,
 } from './rules';
@@ -55,9 +58,22 @@ const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase, revert
 });
 
 /**
- * Re-wrapping a DEK takes milliseconds: a short timeout, so that the work of a worker that died is handed to
- * another one within seconds rather than when a long timeout runs out.
+ * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes milliseconds,
+ * so one activity per environment would spend most of the time (and most of the history) on orchestration. Each
+ * batch heartbeats its progress; a worker that dies is noticed within the heartbeat timeout and the retry resumes
+ * from the last heartbeat. Faults are retried with backoff for as long as it takes.
  */
+const { reprotectEnvironments } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+
+/** Environments per re-protection activity, and batches running at once. */
+const REPROTECT_BATCH_SIZE = 50;
+const REPROTECT_PARALLEL_BATCHES = 2;
+
+/** The one-environment-per-activity re-protection of workflows started before batches (see `startReprotection`). */
 const { reprotectEnvironment } = proxyActivities<Activities>({
   startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
@@ -69,7 +85,7 @@ const { applyTenantKey, rekeyEnvironmentDatabase } = proxyActivities<Activities>
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
 });
 
-/** Environments re-protected at once after a key change. */
+/** Environments re-protected at once after a key change, one per activity (workflows started before batches). */
 const REPROTECT_CONCURRENCY = 8;
 
 /** Mail: retried for as long as it takes; the outbox entry IDs make every retry harmless. */
@@ -79,6 +95,7 @@ const { notifyAdministrators } = proxyActivities<Activities>({
 });
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
 function refuseIf(refusal: Refusal | null): void {
   if (refusal) throw ApplicationFailure.create({ type: refusal.code, message: refusal.message, nonRetryable: true });
@@ -95,11 +112,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       environments: [],
       regions: {},
       operations: {},
+      reprotections: {},
     },
     notificationSeq: 0,
     policy: DEFAULT_POLICY,
   };
   const tenant: TenantSnapshot = carried.snapshot;
+  const reprotections: Record<string, ReprotectionProgress> = (tenant.reprotections ??= {});
   /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
   const provisioning = new Set<string>();
   let busy = false;
@@ -136,12 +155,15 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       { key: SEARCH_ATTRIBUTES.activeKeyThumbprints, value: regions.flatMap((r) => (r.activeThumbprint ? [r.activeThumbprint] : [])) },
       { key: SEARCH_ATTRIBUTES.environmentCount, value: tenant.environments.length },
       { key: SEARCH_ATTRIBUTES.lockedEnvironmentCount, value: tenant.environments.filter((e) => e.state === 'Locked').length },
+      { key: SEARCH_ATTRIBUTES.reprotectionRemaining, value: sum(Object.values(reprotections).map((p) => p.remaining)) },
+      { key: SEARCH_ATTRIBUTES.reprotectionRefused, value: Object.values(reprotections).flatMap((p) => p.refused.map((r) => r.env)).slice(0, 20) },
     ]);
   }
 
   // ------------------------------------------------------------------------------------------ queries
 
   setHandler(queries.snapshot, () => tenant);
+  setHandler(queries.reprotection, () => reprotections);
 
   // ------------------------------------------------------------------------------------------ administrators
 
@@ -202,8 +224,6 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     },
   );
 
-  const OPERATION_STATES = { apply: 'Applying', revert: 'Reverting', rekey: 'Reprotecting' } as const;
-
   async function environmentOperation(request: EnvironmentOperationRequest): Promise<EnvironmentRecord> {
     const env = tenant.environments.find((e) => e.id === request.env)!;
     const at = () => iso(Date.now());
@@ -233,12 +253,16 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     updates.environmentOperation,
     async (request) => {
       const env = tenant.environments.find((e) => e.id === request.env)!;
-      // Marked before the first await: a second request for this environment answers OPERATION_IN_PROGRESS.
-      env.state = OPERATION_STATES[request.operation];
+      // Marked before the first await: a different request for this environment answers OPERATION_IN_PROGRESS,
+      // the same one (same update ID, see environmentOperationUpdateId) attaches to this one.
+      env.state = ENVIRONMENT_OPERATION_STATES[request.operation];
+      env.operationSeq = (env.operationSeq ?? 0) + 1;
+      env.runningOperation = request.operation;
       try {
         return await exclusively(() => environmentOperation(request));
       } finally {
         env.state = 'Online';
+        delete env.runningOperation;
       }
     },
     { validator: (request) => refuseIf(checkEnvironmentOperation(tenant, request)) },
@@ -307,6 +331,76 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     reprotecting.add(region.region);
     tenant.operations[region.region] = `re-protecting ${targets.length} environment(s) with the key "${key.name}"`;
     targets.forEach((e) => (e.state = 'Reprotecting'));
+    if (patched('reprotect-in-batches')) reprotectInBatches(region, key, targets);
+    else reprotectOneByOne(region, key, targets);
+  }
+
+  /**
+   * R7 after a key change: batches of environments, a few at a time, each batch one heartbeating activity. Every
+   * batch's outcome lands in the environments' records and in the progress (query, `key show`, search attributes).
+   */
+  function reprotectInBatches(region: RegionKeys, key: TenantKey, targets: EnvironmentRecord[]): void {
+    const progress: ReprotectionProgress = {
+      region: region.region,
+      keyName: key.name,
+      keyThumbprint: key.thumbprint,
+      startedAt: iso(Date.now()),
+      finishedAt: null,
+      total: targets.length,
+      done: 0,
+      refused: [],
+      remaining: targets.length,
+    };
+    reprotections[region.region] = progress;
+    publishSearchAttributes();
+    const byId = new Map(targets.map((e) => [e.id, e]));
+    const batches: string[][] = [];
+    for (let i = 0; i < targets.length; i += REPROTECT_BATCH_SIZE) batches.push(targets.slice(i, i + REPROTECT_BATCH_SIZE).map((e) => e.id));
+    const lane = async (): Promise<void> => {
+      for (let batch = batches.shift(); batch; batch = batches.shift()) {
+        let outcome: { reprotected: Array<{ env: string; keyThumbprint: string }>; refused: ReprotectionProgress['refused'] };
+        try {
+          outcome = await reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+        } catch (err) {
+          // Only a refusal of the whole batch ends here (faults are retried): its environments keep their old key.
+          const code = err instanceof ApplicationFailure && err.type ? err.type : 'INTERNAL';
+          outcome = { reprotected: [], refused: batch.map((env) => ({ env, code, message: String(err) })) };
+        }
+        for (const { env, keyThumbprint } of outcome.reprotected) {
+          const record = byId.get(env);
+          if (record) record.keyThumbprint = keyThumbprint;
+        }
+        for (const refusal of outcome.refused) {
+          log.warn('An environment could not be re-protected with the new key; it stays on its previous key.', { ...refusal });
+        }
+        for (const env of batch) {
+          const record = byId.get(env);
+          if (record?.state === 'Reprotecting') record.state = 'Online';
+        }
+        progress.done += outcome.reprotected.length;
+        progress.refused.push(...outcome.refused);
+        progress.remaining -= batch.length;
+        publishSearchAttributes();
+      }
+    };
+    const lanes = Array.from({ length: Math.min(REPROTECT_PARALLEL_BATCHES, batches.length) }, lane);
+    void Promise.all(lanes).then(async () => {
+      progress.finishedAt = iso(Date.now());
+      await finishReprotection(region, key);
+    });
+  }
+
+  /** Every environment has been dealt with: the key is Active, and keys nothing depends on leave the vault. */
+  async function finishReprotection(region: RegionKeys, key: TenantKey): Promise<void> {
+    if (region.activeThumbprint === key.thumbprint) key.state = 'Active';
+    reprotecting.delete(region.region);
+    delete tenant.operations[region.region];
+    publishSearchAttributes();
+    await exclusively(() => retireUnused(region));
+  }
+
+  /** Re-protection as workflows started before batches did it; kept so that their histories replay. */
+  function reprotectOneByOne(region: RegionKeys, key: TenantKey, targets: EnvironmentRecord[]): void {
     publishSearchAttributes();
     const queue = [...targets];
     const lane = async (): Promise<void> => {
@@ -323,13 +417,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         }
       }
     };
-    void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane)).then(async () => {
-      if (region.activeThumbprint === key.thumbprint) key.state = 'Active';
-      reprotecting.delete(region.region);
-      delete tenant.operations[region.region];
-      publishSearchAttributes();
-      await exclusively(() => retireUnused(region));
-    });
+    void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane)).then(() => finishReprotection(region, key));
   }
 
   /** Replaced keys that no environment depends on and that are outside the rollback window leave the vault. */
