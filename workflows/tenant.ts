@@ -4,6 +4,7 @@
  * R11 …); handlers that touch the outside world run one at a time; durable timers end the rollback window (R6).
  */
 import {
+  ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
@@ -363,8 +364,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
           outcome = await reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
         } catch (err) {
           // Only a refusal of the whole batch ends here (faults are retried): its environments keep their old key.
-          const code = err instanceof ApplicationFailure && err.type ? err.type : 'INTERNAL';
-          outcome = { reprotected: [], refused: batch.map((env) => ({ env, code, message: String(err) })) };
+          // An activity's refusal arrives as an ActivityFailure whose cause carries the stable code.
+          const refusal = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+          const code = refusal?.type ?? 'INTERNAL';
+          const message = refusal?.message ?? String(err);
+          outcome = { reprotected: [], refused: batch.map((env) => ({ env, code, message })) };
         }
         for (const { env, keyThumbprint } of outcome.reprotected) {
           const record = byId.get(env);
