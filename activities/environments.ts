@@ -99,7 +99,10 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
       return result;
     },
 
-    /** R7 after a key change: the DEK re-wrapped by the new tenant key (unwrap and re-wrap inside this one call). */
+    /**
+     * One environment at a time, as tenant workflows started before batched re-protection still schedule it: kept
+     * until none of those runs is left (their histories name it).
+     */
     async reprotectEnvironment({ tenant, env, tenantKey }: { tenant: string; env: string; tenantKey: TenantKeyRef }) {
       const record = await databases.reprotect(tenant, env, { kind: 'tenant', ...tenantKey });
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };

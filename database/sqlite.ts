@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
 import { readJsonIfExists, writeFileAtomic } from '../common/atomic';
-import { isValidId } from '../workflows/rules';
+import { assertEnvironmentIds } from './ids';
 import type { Vault } from '../vault/types';
 import type { EnvironmentDatabases, KeyRecordView, Protector, Row } from './types';
 
@@ -34,7 +34,7 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
   }
 
   private dir(tenant: string, env: string): string {
-    if (!isValidId(tenant) || !isValidId(env)) throw new CmkError('INVALID_ARGUMENT', 'Tenant and environment IDs are lowercase letters, digits and dashes.');
+    assertEnvironmentIds(tenant, env);
     return join(this.root, tenant, env);
   }
 

@@ -19,7 +19,7 @@
  */
 import { ConnectionPool, type config as MssqlConfig } from 'mssql';
 import { CmkError } from '../common/errors';
-import { isValidId } from '../workflows/rules';
+import { assertEnvironmentIds } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';
 import type { EnvironmentDatabases, KeyRecordView, Protector, Row } from './types';
@@ -454,7 +454,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
 
 /** `cmk_<tenant>_<env>`, dashes kept. IDs outside the grammar are refused before any statement is sent. */
 function databaseName(tenant: string, env: string): string {
-  if (!isValidId(tenant) || !isValidId(env)) throw new CmkError('INVALID_ARGUMENT', 'Tenant and environment IDs are lowercase letters, digits and dashes.');
+  assertEnvironmentIds(tenant, env);
   const name = `cmk_${tenant}_${env}`;
   if (name.length > MAX_IDENTIFIER_LENGTH) {
     throw new CmkError('INVALID_ARGUMENT', `Tenant and environment IDs together may have at most ${MAX_IDENTIFIER_LENGTH - 5} characters on SQL Server.`);
