@@ -16,6 +16,8 @@ export interface Config {
   temporalNamespace: string;
   taskQueue: string;
   policy: Policy;
+  /** How often the Schedule runs the purge of locked environments past their deadline (R9's safety net). */
+  purgeIntervalMs: number;
   /** Environment databases: embedded SQLite files (default) or SQL Server with TDE (database/sqlserver.ts). */
   dbEngine: 'sqlite' | 'sqlserver';
   /** SQL Server connection string or mssql:// URL; set exactly when dbEngine is 'sqlserver'. */
@@ -24,6 +26,10 @@ export interface Config {
   mssqlEkmProvider: string;
   /** 'ekm' in production; 'certificate' only for test rigs without Azure Key Vault (docs/SQLSERVER.md). */
   mssqlTenantKeys: 'ekm' | 'certificate';
+  /** Where environment backups (.bak) go on the SQL Server host; SQL Server's default backup directory if unset. */
+  mssqlBackupDir?: string;
+  /** The database that keeps offline marks and the backup list. */
+  mssqlControlDatabase: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -80,9 +86,12 @@ export function loadConfig(env: Env = process.env): Config {
       lockedRetentionMs: duration(env, 'CMK_LOCKED_RETENTION', DEFAULT_POLICY.lockedRetentionMs),
       unlockDelayMs: duration(env, 'CMK_UNLOCK_DELAY', DEFAULT_POLICY.unlockDelayMs),
     },
+    purgeIntervalMs: duration(env, 'CMK_PURGE_INTERVAL', 24 * 3_600_000),
     dbEngine,
     ...(dbEngine === 'sqlserver' ? { mssqlUrl } : {}),
     mssqlEkmProvider: env.CMK_MSSQL_EKM_PROVIDER || 'AzureKeyVault_EKM',
     mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
+    ...(env.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: env.CMK_MSSQL_BACKUP_DIR } : {}),
+    mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
   };
 }

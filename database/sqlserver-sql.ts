@@ -45,9 +45,12 @@ const WRITE_KEY_RECORD = `
 
 // ------------------------------------------------------------------------------------------------------ reads
 
-/** In master. Recovery model and log chain decide whether a REGENERATE needs a log backup first (see sqlserver.ts). */
+/**
+ * In master. Recovery model and log chain decide whether a REGENERATE needs a log backup first (see sqlserver.ts);
+ * state_desc (ONLINE, OFFLINE, RESTORING…) whether the database can be queried at all.
+ */
 export const FIND_DATABASE = `
-  SELECT d.name, d.recovery_model_desc AS recovery_model,
+  SELECT d.name, d.state_desc AS state, d.recovery_model_desc AS recovery_model,
          CONVERT(varchar(40), rs.last_log_backup_lsn) AS last_log_backup_lsn
     FROM sys.databases AS d
     LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id
@@ -81,6 +84,12 @@ export const READ_KEY_RECORD = `
       FROM dbo.cmk_key_record WHERE id = 1`;
 
 export const READ_ROWS = `SELECT id, text, created_at FROM dbo.cmk_rows ORDER BY id`;
+
+/** In master: the data and log files of a database, offline or not (sys.master_files lives in master). */
+export const DATABASE_FILES = `SELECT physical_name FROM sys.master_files WHERE database_id = DB_ID(@database) ORDER BY file_id`;
+
+/** In master. NULL before SQL Server 2019. */
+export const DEFAULT_BACKUP_PATH = `SELECT CONVERT(nvarchar(512), SERVERPROPERTY('InstanceDefaultBackupPath')) AS path`;
 
 // ---------------------------------------------------------------------------------------------------- changes
 
@@ -160,3 +169,168 @@ export const INSERT_ROW = `
   INSERT INTO dbo.cmk_rows (text, created_at)
   OUTPUT inserted.id, inserted.text, inserted.created_at
   VALUES (@text, SYSUTCDATETIME())`;
+
+// ------------------------------------------------------------------------------------- offline and backups
+//
+// What must outlive an offline or restored environment database lives in the engine's control database: the offline
+// mark with a copy of the key record (an OFFLINE database cannot be queried), the backups, a restore in progress, and
+// files that DROP DATABASE leaves behind. Tenant and environment IDs, timestamps, thumbprints and paths only.
+
+/** In master. The control database, made on first use; its name is a parameter for the test, quoted for the DDL. */
+export const createControlDatabase = (name: string): string => `IF DB_ID(@database) IS NULL CREATE DATABASE ${quoteName(name)}`;
+
+/** In the control database. Conditional, so every engine process may run it on first use. */
+export const CREATE_CONTROL_TABLES = `
+  IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL
+    CREATE TABLE dbo.cmk_offline (
+      tenant NVARCHAR(63) NOT NULL,
+      env NVARCHAR(63) NOT NULL,
+      locked_at NVARCHAR(40) NOT NULL,
+      delete_at NVARCHAR(40) NOT NULL,
+      kind NVARCHAR(16) NOT NULL,
+      name NVARCHAR(128) NOT NULL,
+      version NVARCHAR(128) NOT NULL,
+      thumbprint NVARCHAR(128) NOT NULL,
+      encryptor_type NVARCHAR(16) NOT NULL,
+      encryptor_name NVARCHAR(128) NOT NULL,
+      updated_at NVARCHAR(40) NOT NULL,
+      CONSTRAINT pk_cmk_offline PRIMARY KEY (tenant, env));
+  IF OBJECT_ID(N'dbo.cmk_backups', N'U') IS NULL
+    CREATE TABLE dbo.cmk_backups (
+      tenant NVARCHAR(63) NOT NULL,
+      env NVARCHAR(63) NOT NULL,
+      id NVARCHAR(63) NOT NULL,
+      path NVARCHAR(1024) NOT NULL,
+      created_at NVARCHAR(40) NOT NULL,
+      size_bytes BIGINT NULL,
+      record_thumbprint NVARCHAR(128) NOT NULL,
+      record_updated_at NVARCHAR(40) NOT NULL,
+      CONSTRAINT pk_cmk_backups PRIMARY KEY (tenant, env, id));
+  IF OBJECT_ID(N'dbo.cmk_restores', N'U') IS NULL
+    CREATE TABLE dbo.cmk_restores (
+      tenant NVARCHAR(63) NOT NULL,
+      env NVARCHAR(63) NOT NULL,
+      backup_id NVARCHAR(63) NOT NULL,
+      kind NVARCHAR(16) NOT NULL,
+      name NVARCHAR(128) NOT NULL,
+      version NVARCHAR(128) NOT NULL,
+      thumbprint NVARCHAR(128) NOT NULL,
+      encryptor_type NVARCHAR(16) NOT NULL,
+      encryptor_name NVARCHAR(128) NOT NULL,
+      updated_at NVARCHAR(40) NOT NULL,
+      CONSTRAINT pk_cmk_restores PRIMARY KEY (tenant, env));
+  IF OBJECT_ID(N'dbo.cmk_leftover_files', N'U') IS NULL
+    CREATE TABLE dbo.cmk_leftover_files (
+      physical_name NVARCHAR(520) NOT NULL,
+      tenant NVARCHAR(63) NOT NULL,
+      env NVARCHAR(63) NOT NULL,
+      recorded_at NVARCHAR(40) NOT NULL,
+      CONSTRAINT pk_cmk_leftover_files PRIMARY KEY (physical_name));`;
+
+/** In the control database. The key record as it was when the database went offline, with the mark. */
+export const READ_OFFLINE_MARK = `
+  SELECT locked_at, delete_at, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at
+    FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+
+export const LIST_OFFLINE = `SELECT tenant, env, locked_at, delete_at FROM dbo.cmk_offline ORDER BY delete_at, tenant, env`;
+
+/** In the control database. A repeat keeps the first mark. */
+export const WRITE_OFFLINE_MARK = `
+  IF NOT EXISTS (SELECT 1 FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env)
+    INSERT INTO dbo.cmk_offline (tenant, env, locked_at, delete_at, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at)
+    VALUES (@tenant, @env, @locked_at, @delete_at, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at)`;
+
+export const DELETE_OFFLINE_MARK = `DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+
+/** In master. Ends every session in the database (TDE drops the DEK from memory only when the database closes). */
+export const setOffline = (database: string): string => `ALTER DATABASE ${quoteName(database)} SET OFFLINE WITH ROLLBACK IMMEDIATE`;
+
+/** In master. SQL Server unwraps the DEK with its encryptor in master to open the database again. */
+export const setOnline = (database: string): string => `ALTER DATABASE ${quoteName(database)} SET ONLINE`;
+
+/**
+ * In master. Online: every other session ended, then dropped (data and log files deleted). Offline: dropped as it is —
+ * SQL Server then leaves the files on disk ("if the database, or any one of its files, is offline when dropped, the
+ * disk files are not deleted"); the engine records them first (RECORD_LEFTOVER_FILE).
+ */
+export const dropDatabase = (database: string, online: boolean): string =>
+  online ? `ALTER DATABASE ${quoteName(database)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${quoteName(database)};` : `DROP DATABASE ${quoteName(database)}`;
+
+/** In the control database. */
+export const RECORD_LEFTOVER_FILE = `
+  IF NOT EXISTS (SELECT 1 FROM dbo.cmk_leftover_files WHERE physical_name = @physical_name)
+    INSERT INTO dbo.cmk_leftover_files (physical_name, tenant, env, recorded_at) VALUES (@physical_name, @tenant, @env, @recorded_at)`;
+
+/** In master. msdb's history of the database's backups (file names, sizes, dates). */
+export const DELETE_BACKUP_HISTORY = `EXEC msdb.dbo.sp_delete_database_backuphistory @database_name = @database`;
+
+/** In the control database. Every backup of the environment, finished or not (destroy deletes them all). */
+export const BACKUP_FILES = `SELECT id, path FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env ORDER BY id`;
+
+/**
+ * In the control database. Finished backups only (size known), oldest first, with the key record each one holds
+ * (its thumbprint and updated_at: a restored database's record is exactly that row).
+ */
+export const LIST_BACKUPS = `
+  SELECT id, path, created_at, size_bytes, record_thumbprint, record_updated_at FROM dbo.cmk_backups
+   WHERE tenant = @tenant AND env = @env AND size_bytes IS NOT NULL ORDER BY created_at, id`;
+
+/**
+ * In the control database: the backup file, then its row. xp_delete_file (what maintenance plans' cleanup runs) is
+ * undocumented; it deletes only files whose header is a SQL Server backup's, and says nothing when it deletes none.
+ */
+export const DELETE_BACKUP_FILE = `
+  EXEC master.sys.xp_delete_file 0, @path;
+  DELETE FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env AND id = @id`;
+
+/** In the control database. Written before BACKUP DATABASE, so no file the engine makes is ever unknown to destroy. */
+export const START_BACKUP = `
+  INSERT INTO dbo.cmk_backups (tenant, env, id, path, created_at, size_bytes, record_thumbprint, record_updated_at)
+  VALUES (@tenant, @env, @id, @path, @created_at, NULL, @record_thumbprint, @record_updated_at)`;
+
+/** In master. The path and the backup set's name are parameters. COPY_ONLY: the log chain of the DBA's backups stays as it is. */
+export const backupDatabase = (database: string): string =>
+  `BACKUP DATABASE ${quoteName(database)} TO DISK = @path WITH COPY_ONLY, CHECKSUM, FORMAT, INIT, NAME = @name`;
+
+/** In the control database: the size msdb recorded for the backup set (bytes on disk), which makes the backup visible. */
+export const FINISH_BACKUP = `
+  UPDATE dbo.cmk_backups
+     SET size_bytes = (SELECT TOP (1) CONVERT(bigint, COALESCE(bs.compressed_backup_size, bs.backup_size))
+                         FROM msdb.dbo.backupset AS bs
+                        WHERE bs.database_name = @database AND bs.name = @id
+                        ORDER BY bs.backup_set_id DESC)
+  OUTPUT inserted.size_bytes
+   WHERE tenant = @tenant AND env = @env AND id = @id`;
+
+/** In the control database: the protector a restored database must end under, written before the RESTORE. */
+export const READ_PENDING_RESTORE = `
+  SELECT backup_id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at
+    FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env`;
+
+export const WRITE_PENDING_RESTORE = `
+  DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env;
+  INSERT INTO dbo.cmk_restores (tenant, env, backup_id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at)
+  VALUES (@tenant, @env, @backup_id, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at)`;
+
+export const DELETE_PENDING_RESTORE = `DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env`;
+
+/** In the control database: what destroy removes last, the mark among it (so listOffline shows it until then). */
+export const FORGET_ENVIRONMENT = `
+  DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env;
+  DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+
+/**
+ * In master, one batch: exclusive access, the backup in place of the database, then everyone back. The backup's DEK
+ * comes with it, still wrapped by the encryptor it was under when the backup was taken (which must be in master). A
+ * failed RESTORE puts the database back to MULTI_USER before the error is passed on.
+ */
+export const restoreDatabase = (database: string): string => `
+  ALTER DATABASE ${quoteName(database)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE;
+  BEGIN TRY
+    RESTORE DATABASE ${quoteName(database)} FROM DISK = @path WITH REPLACE;
+  END TRY
+  BEGIN CATCH
+    ALTER DATABASE ${quoteName(database)} SET MULTI_USER;
+    THROW;
+  END CATCH;
+  ALTER DATABASE ${quoteName(database)} SET MULTI_USER;`;

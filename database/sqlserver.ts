@@ -15,14 +15,25 @@
  * - "sys.dm_database_encryption_keys": encryption_state 0 none, 1 unencrypted, 2 encryption in progress, 3 encrypted,
  *   4 key change in progress, 5 decryption in progress, 6 protection change in progress; percent_complete;
  *   encryptor_thumbprint.
- * - "Transparent data encryption (TDE)": key statements are refused while a scan or another key statement runs.
+ * - "Transparent data encryption (TDE)": key statements are refused while a scan or another key statement runs;
+ *   "backup files of databases that have TDE enabled are also encrypted by using the DEK. As a result, when these
+ *   backups are restored, the certificate that protects the DEK must be available".
+ * - "ALTER DATABASE SET options": OFFLINE / ONLINE, SINGLE_USER / MULTI_USER, WITH ROLLBACK IMMEDIATE.
+ * - "DROP DATABASE": "a database can be dropped regardless of its state"; "if the database, or any one of its files,
+ *   is offline when dropped, the disk files are not deleted".
+ * - "BACKUP" / "RESTORE": DISK = @variable; COPY_ONLY, CHECKSUM, FORMAT, INIT, NAME; RESTORE … WITH REPLACE;
+ *   "sp_delete_database_backuphistory"; "backupset" (backup_size, compressed_backup_size).
+ *
+ * What must outlive an offline database — the lock's mark with a copy of the key record, the backups, a restore in
+ * progress — lives in the engine's control database (`cmk_control` by default): an OFFLINE database cannot be queried.
  */
 import { ConnectionPool, type config as MssqlConfig } from 'mssql';
 import { CmkError } from '../common/errors';
-import { assertEnvironmentIds } from './ids';
+import { isValidId } from '../workflows/rules';
+import { assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';
-import type { EnvironmentDatabases, KeyRecordView, Protector, Row } from './types';
+import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';
 
 // ------------------------------------------------------------------------------------------------- connection
 
@@ -114,6 +125,17 @@ export interface SqlServerOptions {
   ekmKeyName?: (protector: Protector) => string;
   /** Where BACKUP LOG writes before a REGENERATE (FULL/BULK_LOGGED with a log chain); SQL Server's default dir if unset. */
   logBackupDir?: string;
+  /**
+   * Where `backup` writes (BACKUP DATABASE … TO DISK), as SQL Server's service account sees it: a directory on the
+   * server or a share it reaches. SQL Server's default backup directory (SERVERPROPERTY('InstanceDefaultBackupPath'),
+   * SQL Server 2019 and later) if unset.
+   */
+  backupDirectory?: string;
+  /**
+   * The database that keeps offline marks, the backup list and restores in progress; made on first use. Default
+   * `cmk_control` (never an environment's name: those have two underscores, `cmk_<tenant>_<env>`).
+   */
+  controlDatabase?: string;
   pollIntervalMs?: number;
   /** How long to wait for someone else's scan or key change before giving up (a plain Error: the activity retries). */
   busyTimeoutMs?: number;
@@ -125,6 +147,8 @@ export interface SqlServerOptions {
 
 interface DatabaseInfo {
   name: string;
+  /** sys.databases.state_desc: ONLINE, OFFLINE, RESTORING, RECOVERY_PENDING… */
+  state: string;
   recovery_model: string;
   last_log_backup_lsn: string | null;
 }
@@ -157,7 +181,34 @@ interface KeyRecord {
   updatedAt: string;
 }
 
+interface MarkRow extends KeyRecordRow {
+  locked_at: string;
+  delete_at: string;
+}
+
+/** The lock's mark and the key record as it was when the database went offline. */
+interface StoredMark {
+  mark: OfflineMark;
+  record: KeyRecord;
+}
+
+interface BackupRow {
+  id: string;
+  path: string;
+  created_at: string;
+  /** BIGINT: text from the driver. */
+  size_bytes: number | string | null;
+  /** The key record inside the backup (as it was when the backup was taken). */
+  record_thumbprint: string;
+  record_updated_at: string;
+}
+
+interface PendingRestoreRow extends KeyRecordRow {
+  backup_id: string;
+}
+
 const MASTER = 'master';
+const ONLINE = 'ONLINE';
 const ENCRYPTED = 3;
 /** 2 encrypting, 4 key change, 5 decrypting, 6 protection change: no key statement may start meanwhile. */
 const BUSY_STATES = new Set([2, 4, 5, 6]);
@@ -176,6 +227,9 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   private readonly ekmCredential: string;
   private readonly ekmKeyName: (protector: Protector) => string;
   private readonly logBackupDir: string | undefined;
+  private readonly controlDatabase: string;
+  private backupDirectory: string | undefined;
+  private controlReady: Promise<void> | undefined;
   private readonly pollIntervalMs: number;
   private readonly busyTimeoutMs: number;
   private readonly scanTimeoutMs: number;
@@ -189,14 +243,23 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     this.ekmCredential = options.ekmCredential ?? 'cmk_ekm_tde_cred';
     this.ekmKeyName = options.ekmKeyName ?? ((protector) => protector.name);
     this.logBackupDir = options.logBackupDir;
+    this.backupDirectory = options.backupDirectory;
+    this.controlDatabase = options.controlDatabase ?? 'cmk_control';
     this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
     this.busyTimeoutMs = options.busyTimeoutMs ?? 10 * 60_000;
     this.scanTimeoutMs = options.scanTimeoutMs ?? 12 * 3_600_000;
     this.now = options.now ?? (() => new Date());
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     // Quoting would make any name safe; refusing odd ones here makes a typo in the deployment's settings loud.
-    for (const [what, value] of [['EKM provider', this.ekmProvider], ['EKM credential', this.ekmCredential]] as const) {
+    const names = [['EKM provider', this.ekmProvider], ['EKM credential', this.ekmCredential], ['control database', this.controlDatabase]] as const;
+    for (const [what, value] of names) {
       if (!/^[A-Za-z_][A-Za-z0-9_-]{0,127}$/.test(value)) throw new Error(`"${value}" is not a usable ${what} name.`);
+    }
+    if (['master', 'msdb', 'model', 'tempdb'].includes(this.controlDatabase.toLowerCase()) || /^cmk_[a-z0-9-]+_[a-z0-9-]+$/.test(this.controlDatabase)) {
+      throw new Error(`"${this.controlDatabase}" cannot be the control database: it is a system database or an environment's name.`);
+    }
+    if (this.backupDirectory !== undefined && (this.backupDirectory === '' || this.backupDirectory.length > 900 || this.backupDirectory.includes('\u0000'))) {
+      throw new Error('The backup directory must be a path of at most 900 characters.');
     }
   }
 
@@ -209,6 +272,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     const database = databaseName(tenant, env);
     checkProtector(protector);
     const info = await this.findDatabase(database);
+    if (info && info.state !== ONLINE) return view(tenant, env, (await this.storedMarkOf(tenant, env, info)).record);
     if (info) {
       const existing = await this.readKeyRecord(database);
       if (existing) return this.checkedView(tenant, env, database, existing);
@@ -232,13 +296,16 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
 
   async describe(tenant: string, env: string): Promise<KeyRecordView | undefined> {
     const database = databaseName(tenant, env);
-    if (!(await this.findDatabase(database))) return undefined;
+    const info = await this.findDatabase(database);
+    if (!info) return undefined;
+    // An offline (locked) database cannot be queried: the key record is the copy kept with its mark.
+    if (info.state !== ONLINE) return view(tenant, env, (await this.storedMarkOf(tenant, env, info)).record);
     const record = await this.readKeyRecord(database);
     return record && this.checkedView(tenant, env, database, record);
   }
 
   async readRows(tenant: string, env: string): Promise<Row[]> {
-    const database = await this.existingDatabase(tenant, env);
+    const { name: database } = await this.accessibleDatabase(tenant, env);
     const rows = await this.connection.query<RowRow>(database, sql.READ_ROWS);
     return rows.map(toRow);
   }
@@ -248,7 +315,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     if (typeof text !== 'string' || text.length > MAX_ROW_TEXT) {
       throw new CmkError('INVALID_ARGUMENT', `A row holds text of at most ${MAX_ROW_TEXT} characters.`);
     }
-    await this.existingDatabase(tenant, env);
+    await this.accessibleDatabase(tenant, env);
     const [row] = await this.connection.query<RowRow>(database, sql.INSERT_ROW, { text });
     if (!row) throw new Error(`SQL Server returned no row for the insert into ${database}.`);
     return toRow(row);
@@ -267,7 +334,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   ): Promise<KeyRecordView> {
     const database = databaseName(tenant, env);
     checkProtector(protector);
-    const { info, record: current } = await this.requireKeyRecord(env, database);
+    const { info, record: current } = await this.requireKeyRecord(tenant, env);
     const encryptor = await this.ensureEncryptor(protector);
     const state = await this.waitUntilIdle(database, hooks.onProgress);
     if (state?.encryption_state !== ENCRYPTED) throw new Error(`${database} is not encrypted (encryption_state ${state?.encryption_state ?? 'none'}).`);
@@ -288,16 +355,160 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   async reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView> {
     const database = databaseName(tenant, env);
     checkProtector(protector);
-    const { record: current } = await this.requireKeyRecord(env, database);
-    const encryptor = await this.ensureEncryptor(protector);
-    const state = await this.waitUntilIdle(database);
-    if (!state) throw new Error(`${database} has a key record but no database encryption key.`);
-    const wrapped = sameThumbprint(state.encryptor_thumbprint, encryptor.thumbprint);
-    if (wrapped && sameRecord(current, { protector, encryptor })) return view(tenant, env, current);
-    const record: KeyRecord = { protector, encryptor, updatedAt: this.now().toISOString() };
-    await this.protect(database, state, encryptor, record);
-    await this.waitUntilEncrypted(database, this.scanTimeoutMs);
+    const { record: current } = await this.requireKeyRecord(tenant, env);
+    return view(tenant, env, await this.settle(database, current, protector));
+  }
+
+  // ------------------------------------------------------------------------------------------ lock (R8–R10)
+
+  /**
+   * R8: the mark (with a copy of the key record) first, in the control database; then the database goes OFFLINE,
+   * every session in it ended. Only then does SQL Server drop the unwrapped DEK from memory: a withdrawn tenant key
+   * seals the database from here on. A repeat keeps the first mark and sends no change.
+   */
+  async takeOffline(tenant: string, env: string, mark: OfflineMark): Promise<void> {
+    const database = databaseName(tenant, env);
+    assertOfflineMark(mark);
+    const info = await this.findDatabase(database);
+    if (!info) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    if (!(await this.readMark(tenant, env))) {
+      if (info.state !== ONLINE) throw new Error(`${database} is ${info.state}, but not by a lock of cmk (no offline mark); bring it online first.`);
+      const record = await this.readKeyRecord(database);
+      if (!record) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+      const params = { tenant, env, locked_at: mark.lockedAt, delete_at: mark.deleteAt, ...recordParams(record) };
+      await this.controlQuery(sql.WRITE_OFFLINE_MARK, params);
+    }
+    if (info.state !== 'OFFLINE') await this.connection.query(MASTER, sql.setOffline(database));
+  }
+
+  /**
+   * R10: KEY_MISMATCH (nothing changed) unless `protector` has the thumbprint the mark recorded. Then the encryptor in
+   * master is made if missing, the database set ONLINE (SQL Server unwraps the DEK with it), a query in the database
+   * proves that it opens, the key record is re-bound to the re-activated version, and only then is the mark deleted.
+   */
+  async bringOnline(tenant: string, env: string, protector?: Protector): Promise<KeyRecordView> {
+    const database = databaseName(tenant, env);
+    if (protector !== undefined) checkProtector(protector);
+    const info = await this.findDatabase(database);
+    if (!info) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    const stored = await this.readMark(tenant, env);
+    let kept = stored?.record;
+    if (!kept) {
+      // No mark: brought online before (a repeat), or never locked.
+      if (info.state !== ONLINE) throw new Error(`${database} is ${info.state}, but not by a lock of cmk (no offline mark).`);
+      kept = await this.readKeyRecord(database);
+      if (!kept) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    }
+    if (protector && protector.thumbprint !== kept.protector.thumbprint) {
+      throw new CmkError('KEY_MISMATCH', `Environment ${env} is sealed under the key with thumbprint ${kept.protector.thumbprint}, not ${protector.thumbprint}.`);
+    }
+    const target = protector ?? kept.protector;
+    const encryptor = await this.ensureEncryptor(target);
+    if (info.state !== ONLINE) await this.connection.query(MASTER, sql.setOnline(database));
+    // A query in the database: SQL Server has unwrapped the DEK and opened it.
+    const current = stored ? await this.readKeyRecord(database) : kept;
+    if (!current) throw new Error(`${database} came online without its key record.`);
+    const record = await this.settle(database, current, target, encryptor);
+    if (stored) await this.controlQuery(sql.DELETE_OFFLINE_MARK, { tenant, env });
     return view(tenant, env, record);
+  }
+
+  async offlineMark(tenant: string, env: string): Promise<OfflineMark | undefined> {
+    databaseName(tenant, env);
+    return (await this.readMark(tenant, env))?.mark;
+  }
+
+  async listOffline(): Promise<OfflineEnvironment[]> {
+    const rows = await this.controlQuery<{ tenant: string; env: string; locked_at: string; delete_at: string }>(sql.LIST_OFFLINE);
+    return rows.map((r) => ({ tenant: r.tenant, env: r.env, lockedAt: r.locked_at, deleteAt: r.delete_at }));
+  }
+
+  /**
+   * R9: the database (with its DEK and key record), msdb's backup history, every backup file, then the mark. An online
+   * database is dropped after ending every session in it; an offline one is dropped as it is — SQL Server then leaves
+   * its data and log files on disk, so their paths are first recorded in dbo.cmk_leftover_files for the operator
+   * (docs/SQLSERVER.md). Each step is skipped or harmless when done, so a retry finishes what an attempt began.
+   */
+  async destroy(tenant: string, env: string): Promise<void> {
+    const database = databaseName(tenant, env);
+    const info = await this.findDatabase(database);
+    if (info) {
+      const online = info.state === ONLINE;
+      if (!online) {
+        const files = await this.connection.query<{ physical_name: string }>(MASTER, sql.DATABASE_FILES, { database });
+        const recordedAt = this.now().toISOString();
+        for (const { physical_name } of files) await this.controlQuery(sql.RECORD_LEFTOVER_FILE, { physical_name, tenant, env, recorded_at: recordedAt });
+      }
+      await this.connection.query(MASTER, sql.dropDatabase(database, online));
+    }
+    await this.connection.query(MASTER, sql.DELETE_BACKUP_HISTORY, { database });
+    for (const { id, path } of await this.controlQuery<{ id: string; path: string }>(sql.BACKUP_FILES, { tenant, env })) {
+      await this.controlQuery(sql.DELETE_BACKUP_FILE, { path, tenant, env, id });
+    }
+    await this.controlQuery(sql.FORGET_ENVIRONMENT, { tenant, env });
+  }
+
+  // ------------------------------------------------------------------------------------------------ backups
+
+  /**
+   * A COPY_ONLY full backup to `<backupDirectory>/<database>-<id>.bak`. TDE encrypts it with the DEK, wrapped by the
+   * encryptor it is under now: it carries no usable key of its own. Its row is written before the file, so destroy
+   * knows every file the engine ever made; it is listed once msdb has its size.
+   */
+  async backup(tenant: string, env: string): Promise<BackupView> {
+    const { record } = await this.requireKeyRecord(tenant, env);
+    const database = databaseName(tenant, env);
+    const dir = await this.resolveBackupDirectory();
+    const now = this.now();
+    const id = newBackupId(now);
+    const path = serverPath(dir, `${database}-${id}.bak`);
+    const createdAt = now.toISOString();
+    const held = { record_thumbprint: record.protector.thumbprint, record_updated_at: record.updatedAt };
+    await this.controlQuery(sql.START_BACKUP, { tenant, env, id, path, created_at: createdAt, ...held });
+    await this.connection.query(MASTER, sql.backupDatabase(database), { path, name: id });
+    const [row] = await this.controlQuery<{ size_bytes: number | string | null }>(sql.FINISH_BACKUP, { tenant, env, id, database });
+    const sizeBytes = row?.size_bytes === null || row?.size_bytes === undefined ? NaN : Number(row.size_bytes);
+    if (!Number.isFinite(sizeBytes)) throw new Error(`msdb has no record of backup ${id} of ${database}.`);
+    return { id, tenant, env, createdAt, sizeBytes };
+  }
+
+  async listBackups(tenant: string, env: string): Promise<BackupView[]> {
+    databaseName(tenant, env);
+    return (await this.finishedBackups(tenant, env)).map((b) => backupView(tenant, env, b));
+  }
+
+  /**
+   * RESTORE … WITH REPLACE, with exclusive access. The restored database comes back with the backup's DEK and key
+   * record, wrapped by the encryptor the backup was taken under; it is then re-wrapped by the protector the
+   * environment is under now, so a restore never moves an environment to another key. That protector is written to
+   * the control database before the RESTORE: a retry after a crash between the RESTORE and the re-wrap finds the
+   * backup's key record in the database and takes the protector from there instead.
+   */
+  async restore(tenant: string, env: string, backupId?: string): Promise<BackupView> {
+    const database = databaseName(tenant, env);
+    if (backupId !== undefined && (typeof backupId !== 'string' || !isValidId(backupId))) {
+      throw new CmkError('INVALID_ARGUMENT', `"${String(backupId)}" is not a backup ID.`);
+    }
+    if (!(await this.findDatabase(database))) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    const backups = await this.finishedBackups(tenant, env);
+    const chosen = backupId === undefined ? backups.at(-1) : backups.find((b) => b.id === backupId);
+    if (!chosen) throw new CmkError('NOT_FOUND', backupId === undefined ? `Environment ${env} has no backup.` : `Environment ${env} has no backup ${backupId}.`);
+    await this.refuseIfOffline(tenant, env);
+    const pending = await this.readPendingRestore(tenant, env);
+    const current = await this.readKeyRecord(database);
+    if (!current) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    // The database holds the key record of the backup an earlier attempt restored: it was under pending.record before.
+    // Anything else (that attempt failed before its RESTORE, or for good): the database's own record is the present.
+    const interrupted = pending && backups.find((b) => b.id === pending.backupId);
+    const restoredEarlier = interrupted && interrupted.record_thumbprint === current.protector.thumbprint && interrupted.record_updated_at === current.updatedAt;
+    const target = restoredEarlier ? pending.record : current;
+    await this.controlQuery(sql.WRITE_PENDING_RESTORE, { tenant, env, backup_id: chosen.id, ...recordParams(target) });
+    await this.connection.query(MASTER, sql.restoreDatabase(database), { path: chosen.path });
+    const restored = await this.readKeyRecord(database);
+    if (!restored) throw new Error(`Backup ${chosen.id} of ${database} has no key record.`);
+    await this.settle(database, restored, target.protector);
+    await this.controlQuery(sql.DELETE_PENDING_RESTORE, { tenant, env });
+    return backupView(tenant, env, chosen);
   }
 
   // ------------------------------------------------------------------------------------------------ internals
@@ -307,27 +518,89 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     return info;
   }
 
-  private async existingDatabase(tenant: string, env: string): Promise<string> {
-    const database = databaseName(tenant, env);
-    if (!(await this.findDatabase(database))) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
-    return database;
+  /** The database, for reading, writing or changing it: NOT_FOUND without one, ENVIRONMENT_LOCKED while marked offline. */
+  private async accessibleDatabase(tenant: string, env: string): Promise<DatabaseInfo> {
+    const info = await this.findDatabase(databaseName(tenant, env));
+    if (!info) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+    await this.refuseIfOffline(tenant, env);
+    return info;
   }
 
-  private async requireKeyRecord(env: string, database: string): Promise<{ info: DatabaseInfo; record: KeyRecord }> {
-    const info = await this.findDatabase(database);
-    const record = info && (await this.readKeyRecord(database));
-    if (!info || !record) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
+  /** R8: nothing reads, writes, re-keys, backs up or restores a locked environment — from the moment its mark exists. */
+  private async refuseIfOffline(tenant: string, env: string): Promise<void> {
+    if (await this.readMark(tenant, env)) {
+      throw new CmkError('ENVIRONMENT_LOCKED', `Environment ${env} is locked: its database is offline until it is unlocked.`);
+    }
+  }
+
+  private async requireKeyRecord(tenant: string, env: string): Promise<{ info: DatabaseInfo; record: KeyRecord }> {
+    const info = await this.accessibleDatabase(tenant, env);
+    const record = await this.readKeyRecord(info.name);
+    if (!record) throw new CmkError('NOT_FOUND', `Environment ${env} has no database.`);
     return { info, record };
   }
 
   private async readKeyRecord(database: string): Promise<KeyRecord | undefined> {
     const [row] = await this.connection.query<KeyRecordRow>(database, sql.READ_KEY_RECORD);
-    if (!row) return undefined;
-    const protector = { kind: row.kind, name: row.name, version: row.version, thumbprint: row.thumbprint } as Protector;
-    if (!isProtector(protector) || (row.encryptor_type !== 'CERTIFICATE' && row.encryptor_type !== 'ASYMMETRIC KEY')) {
-      throw new Error(`The key record of ${database} is not one this engine wrote.`);
-    }
-    return { protector, encryptor: { type: row.encryptor_type, name: row.encryptor_name }, updatedAt: row.updated_at };
+    return row && toKeyRecord(row, `The key record of ${database}`);
+  }
+
+  /** The control database and its tables, made once per engine (again after a failure). */
+  private async controlQuery<T extends object>(statement: string, params?: SqlParams): Promise<T[]> {
+    this.controlReady ??= (async () => {
+      await this.connection.query(MASTER, sql.createControlDatabase(this.controlDatabase), { database: this.controlDatabase });
+      await this.connection.query(this.controlDatabase, sql.CREATE_CONTROL_TABLES);
+    })().catch((err: unknown) => {
+      this.controlReady = undefined;
+      throw err;
+    });
+    await this.controlReady;
+    return this.connection.query<T>(this.controlDatabase, statement, params);
+  }
+
+  private async readMark(tenant: string, env: string): Promise<StoredMark | undefined> {
+    const [row] = await this.controlQuery<MarkRow>(sql.READ_OFFLINE_MARK, { tenant, env });
+    return row && { mark: { lockedAt: row.locked_at, deleteAt: row.delete_at }, record: toKeyRecord(row, `The offline mark of ${tenant}/${env}`) };
+  }
+
+  /** The mark of a database that is not ONLINE; an error when there is none (it was not cmk that took it offline). */
+  private async storedMarkOf(tenant: string, env: string, info: DatabaseInfo): Promise<StoredMark> {
+    const stored = await this.readMark(tenant, env);
+    if (!stored) throw new Error(`${info.name} is ${info.state} and cannot be read now; cmk holds no offline mark for it.`);
+    return stored;
+  }
+
+  private async readPendingRestore(tenant: string, env: string): Promise<{ backupId: string; record: KeyRecord } | undefined> {
+    const [row] = await this.controlQuery<PendingRestoreRow>(sql.READ_PENDING_RESTORE, { tenant, env });
+    return row && { backupId: row.backup_id, record: toKeyRecord(row, `The restore in progress of ${tenant}/${env}`) };
+  }
+
+  private async finishedBackups(tenant: string, env: string): Promise<BackupRow[]> {
+    return this.controlQuery<BackupRow>(sql.LIST_BACKUPS, { tenant, env });
+  }
+
+  private async resolveBackupDirectory(): Promise<string> {
+    if (this.backupDirectory) return this.backupDirectory;
+    const [row] = await this.connection.query<{ path: string | null }>(MASTER, sql.DEFAULT_BACKUP_PATH);
+    if (!row?.path) throw new Error('SQL Server reports no default backup directory (it does before SQL Server 2019): set the backupDirectory option.');
+    this.backupDirectory = row.path;
+    return row.path;
+  }
+
+  /**
+   * The DEK under `protector`'s encryptor and the key record naming it: a re-wrap (no page rewritten) when the DEK is
+   * under another encryptor, the record alone when only the protector's version changed, nothing when both agree.
+   */
+  private async settle(database: string, current: KeyRecord, protector: Protector, made?: Encryptor & { thumbprint: string }): Promise<KeyRecord> {
+    const encryptor = made ?? (await this.ensureEncryptor(protector));
+    const state = await this.waitUntilIdle(database);
+    if (!state) throw new Error(`${database} has a key record but no database encryption key.`);
+    const wrapped = sameThumbprint(state.encryptor_thumbprint, encryptor.thumbprint);
+    if (wrapped && sameRecord(current, { protector, encryptor })) return current;
+    const record: KeyRecord = { protector, encryptor, updatedAt: this.now().toISOString() };
+    await this.protect(database, state, encryptor, record);
+    await this.waitUntilEncrypted(database, this.scanTimeoutMs);
+    return record;
   }
 
   private async encryptionState(database: string): Promise<EncryptionState | undefined> {
@@ -412,8 +685,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     // ISO 8601 basic format: no ':' (not allowed in Windows file names).
     const stamp = this.now().toISOString().replace(/[-:.]/g, '');
     const file = `${info.name}-${stamp}.trn`;
-    const dir = this.logBackupDir;
-    const path = !dir ? file : /[\\/]$/.test(dir) ? `${dir}${file}` : `${dir}${dir.includes('\\') && !dir.includes('/') ? '\\' : '/'}${file}`;
+    const path = this.logBackupDir ? serverPath(this.logBackupDir, file) : file;
     await this.connection.query(MASTER, sql.backupLog(info.name, path));
   }
 
@@ -476,6 +748,27 @@ function checkProtector(p: Protector): void {
 }
 
 const loginFor = (key: Encryptor): string => `${key.name}_login`;
+
+/** The key record as stored (in the database, or copied into the control database), checked against its grammar. */
+function toKeyRecord(row: KeyRecordRow, what: string): KeyRecord {
+  const protector = { kind: row.kind, name: row.name, version: row.version, thumbprint: row.thumbprint } as Protector;
+  if (!isProtector(protector) || (row.encryptor_type !== 'CERTIFICATE' && row.encryptor_type !== 'ASYMMETRIC KEY')) {
+    throw new Error(`${what} is not one this engine wrote.`);
+  }
+  return { protector, encryptor: { type: row.encryptor_type, name: row.encryptor_name }, updatedAt: row.updated_at };
+}
+
+
+/** `dir` joined with `file` in the server's own style (a Windows path keeps its backslashes). */
+function serverPath(dir: string, file: string): string {
+  if (/[\\/]$/.test(dir)) return `${dir}${file}`;
+  return `${dir}${dir.includes('\\') && !dir.includes('/') ? '\\' : '/'}${file}`;
+}
+
+
+function backupView(tenant: string, env: string, { id, created_at, size_bytes }: BackupRow): BackupView {
+  return { id, tenant, env, createdAt: created_at, sizeBytes: Number(size_bytes) };
+}
 
 const sameThumbprint = (a: string | null | undefined, b: string | null | undefined): boolean =>
   typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();

@@ -26,6 +26,27 @@ export interface Row {
   createdAt: string;
 }
 
+/** One backup of an environment: its encrypted database as it was, without a DEK of its own (the key record opens it). */
+export interface BackupView {
+  /** `b-<YYYYMMDDhhmmssSSS>-<4 hex>`, sortable by time; matches the ID grammar of DESIGN.md §4. */
+  id: string;
+  tenant: string;
+  env: string;
+  createdAt: string;
+  sizeBytes: number;
+}
+
+/** Why and until when an environment is offline: a lock (R8), to be deleted at `deleteAt` unless unlocked (R9). */
+export interface OfflineMark {
+  lockedAt: string;
+  deleteAt: string;
+}
+
+export interface OfflineEnvironment extends OfflineMark {
+  tenant: string;
+  env: string;
+}
+
 export interface EnvironmentDatabases {
   /** A new database under a fresh DEK wrapped by `protector`. Idempotent: an existing one is returned unchanged. */
   create(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
@@ -36,4 +57,32 @@ export interface EnvironmentDatabases {
   rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void; onProgress?: (percentComplete: number) => void }): Promise<KeyRecordView>;
   /** Unwraps the DEK with the current protector and re-wraps it with `protector`, in one call. Idempotent. */
   reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
+
+  /**
+   * R8: the database goes offline — nothing reads, writes, backs up or restores it (ENVIRONMENT_LOCKED) until
+   * `bringOnline` — and the mark records when R9 deletes it. Idempotent (a repeat keeps the first mark).
+   */
+  takeOffline(tenant: string, env: string, mark: OfflineMark): Promise<void>;
+  /**
+   * R10: back online after an unlock. `protector`, when given, is the same key (same thumbprint) re-activated under
+   * a new vault version: the key record is re-bound to it (the wrapped DEK does not change). KEY_MISMATCH for a
+   * different thumbprint. Proves that the DEK opens the database before it answers. Idempotent.
+   */
+  bringOnline(tenant: string, env: string, protector?: Protector): Promise<KeyRecordView>;
+  /** The offline mark, or undefined when the environment is online (or does not exist). */
+  offlineMark(tenant: string, env: string): Promise<OfflineMark | undefined>;
+  /** Every offline environment with its mark: the daily purge's safety net (R9). */
+  listOffline(): Promise<OfflineEnvironment[]>;
+  /** R9 crypto-shredding: the database, its key record (every wrapped DEK) and every backup destroyed. Idempotent. */
+  destroy(tenant: string, env: string): Promise<void>;
+  /** A consistent copy of the encrypted database. It carries no DEK of its own: the key record opens it. */
+  backup(tenant: string, env: string): Promise<BackupView>;
+  /** The environment's backups, oldest first. */
+  listBackups(tenant: string, env: string): Promise<BackupView[]>;
+  /**
+   * Puts the backup (the latest when `backupId` is omitted) in place of the database: rows written after it are gone.
+   * NOT_FOUND for an unknown backup; ENVIRONMENT_LOCKED while offline. The key record still opens it, through any
+   * apply, revert, rekey and rotation since it was taken.
+   */
+  restore(tenant: string, env: string, backupId?: string): Promise<BackupView>;
 }

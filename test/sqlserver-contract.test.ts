@@ -5,9 +5,12 @@
  *   docker compose -f docker-compose.mssql.yml up -d
  *   MSSQL_URL='mssql://sa:Cmk-Contract-Test-1@127.0.0.1:1433?trustServerCertificate=true' npx jest test/sqlserver-contract.test.ts
  *
- * MSSQL_BACKUP_DIR optionally names the server-side directory for the log backups (default: SQL Server's own).
+ * MSSQL_BACKUP_DIR optionally names the server-side directory for backups and log backups (default: SQL Server's own).
+ * The engine's control database is made per run (`cmkctl_<run>`) and dropped at the end. Dropping an OFFLINE database
+ * leaves its two files in the container's data directory (see docs/SQLSERVER.md); the container is disposable.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { CmkError } from '../common/errors';
 import { MssqlConnection, SqlServerEnvironmentDatabases } from '../database/sqlserver';
 import { quoteName, quoteString } from '../database/sqlserver-sql';
 import type { Protector } from '../database/types';
@@ -32,6 +35,8 @@ suite(url ? 'SQL Server contract (real server, tenant keys as certificates)' : H
   const tenant = `ct-${run}`;
   const env = 'prod';
   const database = `cmk_${tenant}_${env}`;
+  const envs = [env, 'locked', 'restored'];
+  const control = `cmkctl_${run}`;
   const provider = protector('provider', `provider-ct-${run}`);
   const tenantA = protector('tenant', `tenant-ct-${run}-a`);
   const tenantB = protector('tenant', `tenant-ct-${run}-b`);
@@ -54,14 +59,17 @@ suite(url ? 'SQL Server contract (real server, tenant keys as certificates)' : H
       pollIntervalMs: 250,
       busyTimeoutMs: 120_000,
       scanTimeoutMs: 120_000,
-      ...(process.env.MSSQL_BACKUP_DIR ? { logBackupDir: process.env.MSSQL_BACKUP_DIR } : {}),
+      controlDatabase: control,
+      ...(process.env.MSSQL_BACKUP_DIR ? { logBackupDir: process.env.MSSQL_BACKUP_DIR, backupDirectory: process.env.MSSQL_BACKUP_DIR } : {}),
     });
   });
 
   afterAll(async () => {
     if (!connection) return;
+    // The engine's own destroy drops each database, online or offline, with its backups.
+    for (const e of envs) await databases.destroy(tenant, e).catch(() => undefined);
     await connection
-      .query('master', `IF DB_ID(@database) IS NOT NULL BEGIN ALTER DATABASE ${quoteName(database)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${quoteName(database)}; END`, { database })
+      .query('master', `IF DB_ID(@control) IS NOT NULL BEGIN ALTER DATABASE ${quoteName(control)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${quoteName(control)}; END`, { control })
       .catch(() => undefined);
     for (const p of [provider, tenantA, tenantB]) {
       const name = p.kind === 'provider' ? `cmk_provider_${p.name}` : `cmk_tenant_${p.thumbprint}`;
@@ -112,5 +120,87 @@ suite(url ? 'SQL Server contract (real server, tenant keys as certificates)' : H
       { database },
     );
     expect(dek).toEqual({ encryption_state: 3, key_algorithm: 'AES', key_length: 256 });
+  }, 600_000);
+
+  const state = async (name: string) =>
+    (await connection.query<{ state: string }>('master', 'SELECT state_desc AS state FROM sys.databases WHERE name = @name', { name }))[0]?.state;
+  /** The DEK's encryptor in master, as SQL Server reports it: the thumbprint of the certificate named after `p`. */
+  const wrappedBy = async (name: string, p: Protector) => {
+    const certificate = p.kind === 'provider' ? `cmk_provider_${p.name}` : `cmk_tenant_${p.thumbprint}`;
+    const [row] = await connection.query<{ same: number }>(
+      'master',
+      `SELECT CASE WHEN k.encryptor_thumbprint = c.thumbprint THEN 1 ELSE 0 END AS same
+         FROM sys.dm_database_encryption_keys AS k, sys.certificates AS c
+        WHERE k.database_id = DB_ID(@name) AND c.name = @certificate`,
+      { name, certificate },
+    );
+    return row?.same === 1;
+  };
+
+  test('lock-like round trip: offline (rows refused, SQL Server says OFFLINE), KEY_MISMATCH keeps it so, online with the re-activated key', async () => {
+    const e = 'locked';
+    const name = `cmk_${tenant}_${e}`;
+    await databases.create(tenant, e, provider);
+    const rows = [await databases.writeRow(tenant, e, 'sealed row')];
+    await databases.rekey(tenant, e, tenantA);
+
+    const mark = { lockedAt: new Date().toISOString(), deleteAt: new Date(Date.now() + 28 * 86_400_000).toISOString() };
+    await databases.takeOffline(tenant, e, mark);
+    await databases.takeOffline(tenant, e, { ...mark, deleteAt: '2099-01-01T00:00:00.000Z' });
+    expect(await state(name)).toBe('OFFLINE');
+    expect(await databases.offlineMark(tenant, e)).toEqual(mark);
+    expect(await databases.listOffline()).toContainEqual({ tenant, env: e, ...mark });
+    expect((await databases.describe(tenant, e))?.protector).toEqual(tenantA);
+    await expect(databases.readRows(tenant, e)).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+    await expect(databases.backup(tenant, e)).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+
+    const mismatch = await databases.bringOnline(tenant, e, tenantB).catch((err: unknown) => err);
+    expect(mismatch).toBeInstanceOf(CmkError);
+    expect(mismatch).toMatchObject({ code: 'KEY_MISMATCH' });
+    expect(await state(name)).toBe('OFFLINE');
+
+    const reactivated = { ...tenantA, version: randomBytes(16).toString('hex') };
+    const online = await databases.bringOnline(tenant, e, reactivated);
+    expect(online.protector).toEqual(reactivated);
+    expect(await state(name)).toBe('ONLINE');
+    expect(await databases.offlineMark(tenant, e)).toBeUndefined();
+    expect(await databases.readRows(tenant, e)).toEqual(rows);
+    expect(await databases.describe(tenant, e)).toEqual(online);
+    expect(await databases.bringOnline(tenant, e, reactivated)).toEqual(online);
+    expect(await wrappedBy(name, tenantA)).toBe(true);
+  }, 600_000);
+
+  test('backup → later rows → apply → restore: the rows of the backup, still on the tenant key; destroy while offline removes it all', async () => {
+    const e = 'restored';
+    const name = `cmk_${tenant}_${e}`;
+    await databases.create(tenant, e, provider);
+    const before = [await databases.writeRow(tenant, e, 'in the backup')];
+    const backup = await databases.backup(tenant, e);
+    expect(backup).toMatchObject({ tenant, env: e, id: expect.stringMatching(/^b-\d{17}-[0-9a-f]{4}$/) });
+    expect(backup.sizeBytes).toBeGreaterThan(0);
+    await databases.writeRow(tenant, e, 'after the backup');
+    await databases.rekey(tenant, e, tenantA);
+    expect(await databases.listBackups(tenant, e)).toEqual([backup]);
+
+    expect(await databases.restore(tenant, e)).toEqual(backup);
+    expect(await databases.readRows(tenant, e)).toEqual(before);
+    // The backup was taken under the provider's certificate; the environment stays on the tenant key.
+    expect((await databases.describe(tenant, e))?.protector).toEqual(tenantA);
+    expect(await wrappedBy(name, tenantA)).toBe(true);
+    await expect(databases.restore(tenant, e, 'b-20000101000000000-0000')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    const [file] = await connection.query<{ path: string }>(control, 'SELECT path FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env', { tenant, env: e });
+    await databases.takeOffline(tenant, e, { lockedAt: new Date().toISOString(), deleteAt: new Date().toISOString() });
+    await databases.destroy(tenant, e);
+    await databases.destroy(tenant, e);
+    expect(await state(name)).toBeUndefined();
+    expect(await databases.listBackups(tenant, e)).toEqual([]);
+    expect(await databases.offlineMark(tenant, e)).toBeUndefined();
+    const [history] = await connection.query<{ n: number }>('master', 'SELECT COUNT(*) AS n FROM msdb.dbo.backupset WHERE database_name = @name', { name });
+    expect(history?.n).toBe(0);
+    // The backup file is gone (xp_delete_file); the offline database's own files are listed for the operator.
+    await expect(connection.query('master', 'RESTORE HEADERONLY FROM DISK = @path', { path: file?.path ?? '' })).rejects.toThrow();
+    const leftovers = await connection.query<{ physical_name: string }>(control, 'SELECT physical_name FROM dbo.cmk_leftover_files WHERE tenant = @tenant AND env = @env', { tenant, env: e });
+    expect(leftovers).toHaveLength(2);
   }, 600_000);
 });

@@ -27,7 +27,7 @@ const KEY_B = `cmk_tenant_${'c'.repeat(64)}`;
 
 // The reads, written out once. They are part of the exact sequences below.
 const FIND_DB =
-  'master: SELECT d.name, d.recovery_model_desc AS recovery_model, CONVERT(varchar(40), rs.last_log_backup_lsn) AS last_log_backup_lsn FROM sys.databases AS d LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id WHERE d.name = @database';
+  'master: SELECT d.name, d.state_desc AS state, d.recovery_model_desc AS recovery_model, CONVERT(varchar(40), rs.last_log_backup_lsn) AS last_log_backup_lsn FROM sys.databases AS d LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id WHERE d.name = @database';
 const STATE =
   'master: SELECT encryption_state, percent_complete, CONVERT(varchar(66), encryptor_thumbprint, 2) AS encryptor_thumbprint FROM sys.dm_database_encryption_keys WHERE database_id = DB_ID(@database)';
 const FIND_CERT = 'master: SELECT CONVERT(varchar(66), thumbprint, 2) AS thumbprint FROM sys.certificates WHERE name = @name';
@@ -39,6 +39,36 @@ const CREATE_TABLES = `${DB}: IF OBJECT_ID(N'dbo.cmk_rows', N'U') IS NULL CREATE
 const keyBatch = (statement: string): string =>
   `${DB}: SET XACT_ABORT ON; ${statement}; UPDATE dbo.cmk_key_record SET kind = @kind, name = @name, version = @version, thumbprint = @thumbprint, encryptor_type = @encryptor_type, encryptor_name = @encryptor_name, updated_at = @updated_at WHERE id = 1; IF @@ROWCOUNT = 0 INSERT INTO dbo.cmk_key_record (id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at) VALUES (1, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at);`;
 const REGENERATE = keyBatch('ALTER DATABASE ENCRYPTION KEY REGENERATE WITH ALGORITHM = AES_256');
+/** The key-record upsert alone: the DEK is already under the right encryptor. */
+const RECORD_ONLY = `${DB}: SET XACT_ABORT ON; UPDATE dbo.cmk_key_record SET kind = @kind, name = @name, version = @version, thumbprint = @thumbprint, encryptor_type = @encryptor_type, encryptor_name = @encryptor_name, updated_at = @updated_at WHERE id = 1; IF @@ROWCOUNT = 0 INSERT INTO dbo.cmk_key_record (id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at) VALUES (1, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at);`;
+
+// The control database (marks, backups, restores in progress, leftover files), made on first use.
+const CTL = 'cmk_control';
+const CONTROL_SETUP = [
+  `master: IF DB_ID(@database) IS NULL CREATE DATABASE [${CTL}]`,
+  `${CTL}: IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL CREATE TABLE dbo.cmk_offline ( tenant NVARCHAR(63) NOT NULL, env NVARCHAR(63) NOT NULL, locked_at NVARCHAR(40) NOT NULL, delete_at NVARCHAR(40) NOT NULL, kind NVARCHAR(16) NOT NULL, name NVARCHAR(128) NOT NULL, version NVARCHAR(128) NOT NULL, thumbprint NVARCHAR(128) NOT NULL, encryptor_type NVARCHAR(16) NOT NULL, encryptor_name NVARCHAR(128) NOT NULL, updated_at NVARCHAR(40) NOT NULL, CONSTRAINT pk_cmk_offline PRIMARY KEY (tenant, env)); IF OBJECT_ID(N'dbo.cmk_backups', N'U') IS NULL CREATE TABLE dbo.cmk_backups ( tenant NVARCHAR(63) NOT NULL, env NVARCHAR(63) NOT NULL, id NVARCHAR(63) NOT NULL, path NVARCHAR(1024) NOT NULL, created_at NVARCHAR(40) NOT NULL, size_bytes BIGINT NULL, record_thumbprint NVARCHAR(128) NOT NULL, record_updated_at NVARCHAR(40) NOT NULL, CONSTRAINT pk_cmk_backups PRIMARY KEY (tenant, env, id)); IF OBJECT_ID(N'dbo.cmk_restores', N'U') IS NULL CREATE TABLE dbo.cmk_restores ( tenant NVARCHAR(63) NOT NULL, env NVARCHAR(63) NOT NULL, backup_id NVARCHAR(63) NOT NULL, kind NVARCHAR(16) NOT NULL, name NVARCHAR(128) NOT NULL, version NVARCHAR(128) NOT NULL, thumbprint NVARCHAR(128) NOT NULL, encryptor_type NVARCHAR(16) NOT NULL, encryptor_name NVARCHAR(128) NOT NULL, updated_at NVARCHAR(40) NOT NULL, CONSTRAINT pk_cmk_restores PRIMARY KEY (tenant, env)); IF OBJECT_ID(N'dbo.cmk_leftover_files', N'U') IS NULL CREATE TABLE dbo.cmk_leftover_files ( physical_name NVARCHAR(520) NOT NULL, tenant NVARCHAR(63) NOT NULL, env NVARCHAR(63) NOT NULL, recorded_at NVARCHAR(40) NOT NULL, CONSTRAINT pk_cmk_leftover_files PRIMARY KEY (physical_name));`,
+];
+const MARK = `${CTL}: SELECT locked_at, delete_at, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+const WRITE_MARK = `${CTL}: IF NOT EXISTS (SELECT 1 FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env) INSERT INTO dbo.cmk_offline (tenant, env, locked_at, delete_at, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at) VALUES (@tenant, @env, @locked_at, @delete_at, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at)`;
+const DELETE_MARK = `${CTL}: DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+const LIST_OFFLINE = `${CTL}: SELECT tenant, env, locked_at, delete_at FROM dbo.cmk_offline ORDER BY delete_at, tenant, env`;
+const SET_OFFLINE = `master: ALTER DATABASE [${DB}] SET OFFLINE WITH ROLLBACK IMMEDIATE`;
+const SET_ONLINE = `master: ALTER DATABASE [${DB}] SET ONLINE`;
+const START_BACKUP = `${CTL}: INSERT INTO dbo.cmk_backups (tenant, env, id, path, created_at, size_bytes, record_thumbprint, record_updated_at) VALUES (@tenant, @env, @id, @path, @created_at, NULL, @record_thumbprint, @record_updated_at)`;
+const BACKUP = `master: BACKUP DATABASE [${DB}] TO DISK = @path WITH COPY_ONLY, CHECKSUM, FORMAT, INIT, NAME = @name`;
+const FINISH_BACKUP = `${CTL}: UPDATE dbo.cmk_backups SET size_bytes = (SELECT TOP (1) CONVERT(bigint, COALESCE(bs.compressed_backup_size, bs.backup_size)) FROM msdb.dbo.backupset AS bs WHERE bs.database_name = @database AND bs.name = @id ORDER BY bs.backup_set_id DESC) OUTPUT inserted.size_bytes WHERE tenant = @tenant AND env = @env AND id = @id`;
+const LIST_BACKUPS = `${CTL}: SELECT id, path, created_at, size_bytes, record_thumbprint, record_updated_at FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env AND size_bytes IS NOT NULL ORDER BY created_at, id`;
+const PENDING_RESTORE = `${CTL}: SELECT backup_id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env`;
+const WRITE_PENDING_RESTORE = `${CTL}: DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env; INSERT INTO dbo.cmk_restores (tenant, env, backup_id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at) VALUES (@tenant, @env, @backup_id, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at)`;
+const DELETE_PENDING_RESTORE = `${CTL}: DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env`;
+const RESTORE = `master: ALTER DATABASE [${DB}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; BEGIN TRY RESTORE DATABASE [${DB}] FROM DISK = @path WITH REPLACE; END TRY BEGIN CATCH ALTER DATABASE [${DB}] SET MULTI_USER; THROW; END CATCH; ALTER DATABASE [${DB}] SET MULTI_USER;`;
+const FILES = 'master: SELECT physical_name FROM sys.master_files WHERE database_id = DB_ID(@database) ORDER BY file_id';
+const RECORD_LEFTOVER = `${CTL}: IF NOT EXISTS (SELECT 1 FROM dbo.cmk_leftover_files WHERE physical_name = @physical_name) INSERT INTO dbo.cmk_leftover_files (physical_name, tenant, env, recorded_at) VALUES (@physical_name, @tenant, @env, @recorded_at)`;
+const HISTORY = 'master: EXEC msdb.dbo.sp_delete_database_backuphistory @database_name = @database';
+const BACKUP_FILES = `${CTL}: SELECT id, path FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env ORDER BY id`;
+const DELETE_BACKUP_FILE = `${CTL}: EXEC master.sys.xp_delete_file 0, @path; DELETE FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env AND id = @id`;
+const FORGET = `${CTL}: DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env; DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env`;
+const READ_ROWS = `${DB}: SELECT id, text, created_at FROM dbo.cmk_rows ORDER BY id`;
 
 const OPEN_KEY_A = [
   FIND_KEY,
@@ -73,6 +103,8 @@ function rig(options: Partial<SqlServerOptions> = {}) {
 async function created(options: Partial<SqlServerOptions> = {}) {
   const r = rig(options);
   await r.databases.create('contoso', 'prod', provider);
+  // The control database exists from here on (its first use is asserted on its own below).
+  await r.databases.offlineMark('contoso', 'prod');
   r.server.take();
   r.sleeps.length = 0;
   return r;
@@ -126,6 +158,7 @@ describe('SQL Server engine: statement sequences', () => {
     const params = server.batches.map((b) => b.params);
     expect(server.take()).toEqual([
       FIND_DB,
+      MARK,
       READ_RECORD,
       ...OPEN_KEY_A,
       STATE,
@@ -137,7 +170,7 @@ describe('SQL Server engine: statement sequences', () => {
       STATE, // 4, 70%
       STATE, // 3
     ]);
-    expect(params[8]).toEqual({ ...tenantA, encryptor_type: 'ASYMMETRIC KEY', encryptor_name: KEY_A, updated_at: NOW });
+    expect(params[9]).toEqual({ ...tenantA, encryptor_type: 'ASYMMETRIC KEY', encryptor_name: KEY_A, updated_at: NOW });
     expect(progress).toEqual([30, 70, 100]);
     expect(rewritten).toBe(true);
     expect(await databases.describe('contoso', 'prod')).toEqual(record);
@@ -151,6 +184,7 @@ describe('SQL Server engine: statement sequences', () => {
     expect(record.protector).toEqual(provider);
     expect(server.take()).toEqual([
       FIND_DB,
+      MARK,
       READ_RECORD,
       FIND_CERT,
       STATE,
@@ -158,14 +192,14 @@ describe('SQL Server engine: statement sequences', () => {
       STATE,
     ]);
     expect(await databases.reprotect('contoso', 'prod', provider)).toEqual(record);
-    expect(server.take()).toEqual([FIND_DB, READ_RECORD, FIND_CERT, STATE]);
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, FIND_CERT, STATE]);
   });
 
   test('rekey under the same protector: REGENERATE only', async () => {
     const { server, databases } = await created();
     const record = await databases.rekey('contoso', 'prod', provider);
     expect(record.protector).toEqual(provider);
-    expect(server.take()).toEqual([FIND_DB, READ_RECORD, FIND_CERT, STATE, REGENERATE, STATE, STATE, STATE]);
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, FIND_CERT, STATE, REGENERATE, STATE, STATE, STATE]);
   });
 
   test('reprotect to a new tenant key: its EKM key and login are made, the DEK re-wrapped; a repeat changes nothing', async () => {
@@ -176,6 +210,7 @@ describe('SQL Server engine: statement sequences', () => {
     expect(record.protector).toEqual(tenantB);
     expect(server.take()).toEqual([
       FIND_DB,
+      MARK,
       READ_RECORD,
       FIND_KEY,
       `master: CREATE ASYMMETRIC KEY [${KEY_B}] FROM PROVIDER [AzureKeyVault_EKM] WITH PROVIDER_KEY_NAME = N'tenant-contoso-emea-b', CREATION_DISPOSITION = OPEN_EXISTING`,
@@ -188,7 +223,7 @@ describe('SQL Server engine: statement sequences', () => {
     ]);
     expect(await databases.reprotect('contoso', 'prod', tenantB)).toEqual(record);
     const repeat = server.take();
-    expect(repeat).toEqual([FIND_DB, READ_RECORD, FIND_KEY, STATE]);
+    expect(repeat).toEqual([FIND_DB, MARK, READ_RECORD, FIND_KEY, STATE]);
     expect(changes(repeat)).toEqual([]);
     // Back to the first tenant key: its EKM key and login already exist, so only the re-wrap changes anything.
     await databases.reprotect('contoso', 'prod', tenantA);
@@ -200,6 +235,7 @@ describe('SQL Server engine: statement sequences', () => {
     await databases.rekey('contoso', 'prod', tenantA);
     expect(server.take()).toEqual([
       FIND_DB,
+      MARK,
       READ_RECORD,
       FIND_CERT,
       `master: CREATE CERTIFICATE [${KEY_A}] WITH SUBJECT = N'cmk tenant key tenant-contoso-emea/${'2'.repeat(32)} (test rig)'`,
@@ -229,6 +265,14 @@ describe('SQL Server engine: hostile input', () => {
       () => databases.writeRow(bad, 'prod', 'text'),
       () => databases.rekey('contoso', bad, tenantA),
       () => databases.reprotect(bad, 'prod', tenantA),
+      () => databases.takeOffline(bad, 'prod', LOCK),
+      () => databases.bringOnline('contoso', bad),
+      () => databases.offlineMark(bad, 'prod'),
+      () => databases.destroy('contoso', bad),
+      () => databases.backup(bad, 'prod'),
+      () => databases.listBackups('contoso', bad),
+      () => databases.restore(bad, 'prod'),
+      () => databases.restore('contoso', 'prod', bad),
     ];
     for (const call of calls) await expect(call()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(server.batches).toEqual([]);
@@ -254,12 +298,12 @@ describe('SQL Server engine: hostile input', () => {
     const row = await databases.writeRow('contoso', 'prod', text);
     expect(row).toMatchObject({ id: 1, text });
     expect(new Date(row.createdAt).toISOString()).toBe(row.createdAt);
-    const insert = server.batches[1];
+    const insert = server.batches[2];
     expect(insert?.sql).toBe('INSERT INTO dbo.cmk_rows (text, created_at) OUTPUT inserted.id, inserted.text, inserted.created_at VALUES (@text, SYSUTCDATETIME())');
     expect(insert?.params).toEqual({ text });
     expect(server.batches.some((b) => b.sql.includes('Brien'))).toBe(false);
     expect(await databases.readRows('contoso', 'prod')).toEqual([row]);
-    expect(server.take()).toEqual([FIND_DB, `${DB}: ${insert?.sql}`, FIND_DB, `${DB}: SELECT id, text, created_at FROM dbo.cmk_rows ORDER BY id`]);
+    expect(server.take()).toEqual([FIND_DB, MARK, `${DB}: ${insert?.sql}`, FIND_DB, MARK, READ_ROWS]);
   });
 
   test('text beyond NVARCHAR(4000) is refused before any statement; an unknown environment is NOT_FOUND', async () => {
@@ -273,6 +317,375 @@ describe('SQL Server engine: hostile input', () => {
   });
 });
 
+const LOCK = { lockedAt: '2030-01-02T03:04:05.678Z', deleteAt: '2030-01-30T03:04:05.678Z' };
+const tenantA2: Protector = { ...tenantA, version: '4'.repeat(32) };
+
+/** On the tenant key (EKM), with two rows, locked; the vault key withdrawn as a lock does. */
+async function lockedOnTenantKey() {
+  const r = await created();
+  await r.databases.rekey('contoso', 'prod', tenantA);
+  for (const text of ['first', 'second']) await r.databases.writeRow('contoso', 'prod', text);
+  await r.databases.takeOffline('contoso', 'prod', LOCK);
+  r.server.vaultKeys.delete('tenant-contoso-emea');
+  r.server.take();
+  r.freeze();
+  return r;
+}
+
+describe('SQL Server engine: lock and unlock (R8, R10)', () => {
+  test('the control database is made once, on first use, and a second engine finds it', async () => {
+    const { server, databases } = rig();
+    await databases.create('contoso', 'prod', provider);
+    server.take();
+    expect(await databases.offlineMark('contoso', 'prod')).toBeUndefined();
+    expect(server.take()).toEqual([...CONTROL_SETUP, MARK]);
+    expect(await databases.listOffline()).toEqual([]);
+    expect(server.take()).toEqual([LIST_OFFLINE]);
+    const other = new SqlServerEnvironmentDatabases({ connection: server });
+    expect(await other.offlineMark('contoso', 'prod')).toBeUndefined();
+    expect(server.take()).toEqual([...CONTROL_SETUP, MARK]);
+  });
+
+  test('takeOffline: the mark with a copy of the key record, then OFFLINE; a repeat keeps the first mark and changes nothing', async () => {
+    const { server, databases } = await created();
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    const params = server.batches.map((b) => b.params);
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, WRITE_MARK, SET_OFFLINE]);
+    expect(params[3]).toEqual({ tenant: 'contoso', env: 'prod', locked_at: LOCK.lockedAt, delete_at: LOCK.deleteAt, ...provider, encryptor_type: 'CERTIFICATE', encryptor_name: CERT, updated_at: NOW });
+    expect(server.databases.get(DB)?.state).toBe('OFFLINE');
+
+    await databases.takeOffline('contoso', 'prod', { lockedAt: '2031-01-01T00:00:00.000Z', deleteAt: '2031-01-29T00:00:00.000Z' });
+    expect(server.take()).toEqual([FIND_DB, MARK]);
+    expect(await databases.offlineMark('contoso', 'prod')).toEqual(LOCK);
+    expect(await databases.listOffline()).toEqual([{ tenant: 'contoso', env: 'prod', ...LOCK }]);
+    // describe and create answer from the copy kept with the mark: an offline database cannot be queried.
+    expect(await databases.describe('contoso', 'prod')).toEqual({ tenant: 'contoso', env: 'prod', protector: provider, algorithm: 'RSA-OAEP-256', updatedAt: NOW });
+    expect(await databases.create('contoso', 'prod', provider)).toMatchObject({ protector: provider });
+    expect(server.take()).toEqual([MARK, LIST_OFFLINE, FIND_DB, MARK, FIND_DB, MARK]);
+  });
+
+  test('while locked, rows, rekey, reprotect, backup and restore answer ENVIRONMENT_LOCKED; nothing reaches the database', async () => {
+    const { server, databases } = await created();
+    const backup = await databases.backup('contoso', 'prod');
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    server.take();
+    const calls: Array<() => Promise<unknown>> = [
+      () => databases.readRows('contoso', 'prod'),
+      () => databases.writeRow('contoso', 'prod', 'text'),
+      () => databases.rekey('contoso', 'prod', provider),
+      () => databases.reprotect('contoso', 'prod', tenantA),
+      () => databases.backup('contoso', 'prod'),
+      () => databases.restore('contoso', 'prod'),
+      () => databases.restore('contoso', 'prod', backup.id),
+    ];
+    for (const call of calls) await expect(call()).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+    const sent = server.take();
+    expect(changes(sent)).toEqual([]);
+    expect(sent.filter((b) => b.startsWith(`${DB}:`))).toEqual([]);
+    // An unknown backup is NOT_FOUND first (DESIGN.md §4: NOT_FOUND before state codes).
+    await expect(databases.restore('contoso', 'prod', 'b-20300101000000000-abcd')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await databases.listBackups('contoso', 'prod')).toEqual([backup]);
+  });
+
+  test('a crash between the mark and OFFLINE: the environment is locked already, and the retry takes it offline', async () => {
+    const { server, databases } = await created();
+    server.failOnce(/SET OFFLINE/);
+    await expect(databases.takeOffline('contoso', 'prod', LOCK)).rejects.toThrow(/Injected fault/);
+    expect(server.databases.get(DB)?.state).toBe('ONLINE');
+    await expect(databases.readRows('contoso', 'prod')).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+    server.take();
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    expect(server.take()).toEqual([FIND_DB, MARK, SET_OFFLINE]);
+    expect(server.databases.get(DB)?.state).toBe('OFFLINE');
+  });
+
+  test('bringOnline while the key is withdrawn: SET ONLINE fails (TDE cannot unwrap the DEK), it stays offline and locked', async () => {
+    const { server, databases } = await lockedOnTenantKey();
+    const failure = await databases.bringOnline('contoso', 'prod', tenantA).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBeInstanceOf(CmkError);
+    expect((failure as Error).message).toMatch(/not in the vault/);
+    expect(server.take()).toEqual([FIND_DB, MARK, FIND_KEY, SET_ONLINE]);
+    expect(server.databases.get(DB)?.state).toBe('OFFLINE');
+    expect(await databases.offlineMark('contoso', 'prod')).toEqual(LOCK);
+  });
+
+  test('bringOnline with another key: KEY_MISMATCH, still offline with its mark, nothing sent but reads', async () => {
+    const { server, databases } = await lockedOnTenantKey();
+    server.vaultKeys.add('tenant-contoso-emea');
+    await expect(databases.bringOnline('contoso', 'prod', tenantB)).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
+    expect(server.take()).toEqual([FIND_DB, MARK]);
+    expect(server.databases.get(DB)?.state).toBe('OFFLINE');
+    expect(await databases.offlineMark('contoso', 'prod')).toEqual(LOCK);
+  });
+
+  test('bringOnline with the same key re-activated under a new version: encryptor, ONLINE, a query in it, record re-bound, mark deleted; a repeat changes nothing', async () => {
+    const { server, databases } = await lockedOnTenantKey();
+    server.vaultKeys.add('tenant-contoso-emea'); // re-activated: the same key material back in the vault
+    const record = await databases.bringOnline('contoso', 'prod', tenantA2);
+    expect(record).toEqual({ tenant: 'contoso', env: 'prod', protector: tenantA2, algorithm: 'RSA-OAEP-256', updatedAt: NOW });
+    const params = server.batches.map((b) => b.params);
+    expect(server.take()).toEqual([FIND_DB, MARK, FIND_KEY, SET_ONLINE, READ_RECORD, STATE, RECORD_ONLY, STATE, DELETE_MARK]);
+    // The DEK was not touched: same thumbprint, same encryptor; only the version in the record changed.
+    expect(params[6]).toEqual({ ...tenantA2, encryptor_type: 'ASYMMETRIC KEY', encryptor_name: KEY_A, updated_at: NOW });
+    expect(server.databases.get(DB)?.dek?.encryptor).toEqual({ type: 'ASYMMETRIC KEY', name: KEY_A });
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['first', 'second']);
+    expect(await databases.describe('contoso', 'prod')).toEqual(record);
+    expect(await databases.listOffline()).toEqual([]);
+    server.take();
+
+    expect(await databases.bringOnline('contoso', 'prod', tenantA2)).toEqual(record);
+    const repeat = server.take();
+    expect(repeat).toEqual([FIND_DB, MARK, READ_RECORD, FIND_KEY, STATE]);
+    expect(changes(repeat)).toEqual([]);
+  });
+
+  test('bringOnline on the EKM path makes a missing asymmetric key, login and credential again before SET ONLINE', async () => {
+    const { server, databases } = await lockedOnTenantKey();
+    server.vaultKeys.add('tenant-contoso-emea');
+    // A DBA dropped the key object (and its login) while the environment was locked.
+    server.asymmetricKeys.delete(KEY_A);
+    server.logins.delete(`${KEY_A}_login`);
+    await databases.bringOnline('contoso', 'prod', tenantA);
+    expect(server.take()).toEqual([FIND_DB, MARK, ...OPEN_KEY_A, SET_ONLINE, READ_RECORD, STATE, DELETE_MARK]);
+  });
+
+  test('bringOnline without a protector (provider key, locked by decision only), and a crash before the mark is deleted', async () => {
+    const { server, databases } = await created();
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    server.take();
+    server.failOnce(/^DELETE FROM dbo\.cmk_offline/);
+    await expect(databases.bringOnline('contoso', 'prod')).rejects.toThrow(/Injected fault/);
+    expect(server.take()).toEqual([FIND_DB, MARK, FIND_CERT, SET_ONLINE, READ_RECORD, STATE, DELETE_MARK]);
+    // Online again, but still marked: still locked until the retry has finished.
+    await expect(databases.readRows('contoso', 'prod')).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+    server.take();
+    expect((await databases.bringOnline('contoso', 'prod')).protector).toEqual(provider);
+    expect(server.take()).toEqual([FIND_DB, MARK, FIND_CERT, READ_RECORD, STATE, DELETE_MARK]);
+    expect(await databases.readRows('contoso', 'prod')).toEqual([]);
+  });
+
+  test('a mark without usable timestamps is refused before any statement', async () => {
+    const { server, databases } = await created();
+    await expect(databases.takeOffline('contoso', 'prod', { lockedAt: 'yesterday', deleteAt: LOCK.deleteAt })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(databases.takeOffline('contoso', 'prod', undefined as unknown as typeof LOCK)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(server.batches).toEqual([]);
+  });
+
+  test('a database offline without a mark of cmk is an Error, never taken for a lock', async () => {
+    const { server, databases } = await created();
+    server.databases.get(DB)!.state = 'OFFLINE';
+    await expect(databases.describe('contoso', 'prod')).rejects.toThrow(/no offline mark/);
+    await expect(databases.takeOffline('contoso', 'prod', LOCK)).rejects.toThrow(/no offline mark/);
+    await expect(databases.bringOnline('contoso', 'prod')).rejects.toThrow(/no offline mark/);
+    expect(changes(server.take())).toEqual([]);
+  });
+
+  test('listOffline: every marked environment, soonest deletion first', async () => {
+    const { databases } = await created();
+    await databases.create('contoso', 'dev', provider);
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    await databases.takeOffline('contoso', 'dev', { lockedAt: '2030-01-01T00:00:00.000Z', deleteAt: '2030-01-29T00:00:00.000Z' });
+    expect((await databases.listOffline()).map((o) => `${o.env} ${o.deleteAt}`)).toEqual(['dev 2030-01-29T00:00:00.000Z', 'prod 2030-01-30T03:04:05.678Z']);
+  });
+});
+
+describe('SQL Server engine: destroy (R9)', () => {
+  test('an offline environment: its files are recorded (DROP leaves them), DROP as it is, history, backup files and mark deleted', async () => {
+    const { server, databases } = await created();
+    const backups = [await databases.backup('contoso', 'prod'), await databases.backup('contoso', 'prod')];
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    server.take();
+    await databases.destroy('contoso', 'prod');
+    const params = server.batches.map((b) => b.params);
+    expect(server.take()).toEqual([FIND_DB, FILES, RECORD_LEFTOVER, RECORD_LEFTOVER, `master: DROP DATABASE [${DB}]`, HISTORY, BACKUP_FILES, DELETE_BACKUP_FILE, DELETE_BACKUP_FILE, FORGET]);
+    // Taken in the same millisecond here: ordered by ID.
+    const paths = backups.map((b) => `/var/opt/mssql/data/${DB}-${b.id}.bak`).sort();
+    expect([params[7]?.path, params[8]?.path]).toEqual(paths);
+
+    expect(server.databases.has(DB)).toBe(false);
+    const dataFiles = [`/var/opt/mssql/data/${DB}.mdf`, `/var/opt/mssql/data/${DB}_log.ldf`];
+    expect([...server.control().leftovers.keys()]).toEqual(dataFiles);
+    expect(dataFiles.every((f) => server.disk.has(f))).toBe(true); // the operator's step (docs/SQLSERVER.md)
+    expect(paths.some((f) => server.disk.has(f))).toBe(false);
+    expect(server.backupHistory).toEqual([]);
+    expect(await databases.listOffline()).toEqual([]);
+    expect(await databases.listBackups('contoso', 'prod')).toEqual([]);
+    expect(await databases.offlineMark('contoso', 'prod')).toBeUndefined();
+    expect(await databases.describe('contoso', 'prod')).toBeUndefined();
+    server.take();
+
+    await databases.destroy('contoso', 'prod');
+    expect(server.take()).toEqual([FIND_DB, HISTORY, BACKUP_FILES, FORGET]);
+  });
+
+  test('an online environment: SINGLE_USER WITH ROLLBACK IMMEDIATE and DROP in one batch, and SQL Server deletes its files', async () => {
+    const { server, databases } = await created();
+    await databases.destroy('contoso', 'prod');
+    expect(server.take()).toEqual([FIND_DB, `master: ALTER DATABASE [${DB}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE [${DB}];`, HISTORY, BACKUP_FILES, FORGET]);
+    expect([...server.disk.keys()].filter((f) => f.includes(DB))).toEqual([]);
+    expect(server.control().leftovers.size).toBe(0);
+  });
+
+  test('a crash in the middle: the retry finishes, and the mark stays listed until then', async () => {
+    const { server, databases } = await created();
+    await databases.backup('contoso', 'prod');
+    await databases.takeOffline('contoso', 'prod', LOCK);
+    server.failOnce(/xp_delete_file/);
+    await expect(databases.destroy('contoso', 'prod')).rejects.toThrow(/Injected fault/);
+    expect(server.databases.has(DB)).toBe(false);
+    expect(await databases.listOffline()).toHaveLength(1);
+    await databases.destroy('contoso', 'prod');
+    expect(await databases.listOffline()).toEqual([]);
+    expect(server.control().backups.size).toBe(0);
+    expect([...server.disk.values()].filter((f) => f.kind === 'backup')).toEqual([]);
+  });
+});
+
+describe('SQL Server engine: backup and restore', () => {
+  test('backup: its row first, BACKUP with path and name as parameters, then the size msdb recorded; listed oldest first', async () => {
+    const { server, databases, freeze } = await created({ backupDirectory: "/var/opt/mssql/backup/o'brien" });
+    await databases.writeRow('contoso', 'prod', 'a row');
+    server.take();
+    freeze();
+    const first = await databases.backup('contoso', 'prod');
+    const params = server.batches.map((b) => b.params);
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, START_BACKUP, BACKUP, FINISH_BACKUP]);
+    expect(first).toEqual({ id: expect.stringMatching(/^b-20300102030405678-[0-9a-f]{4}$/), tenant: 'contoso', env: 'prod', createdAt: NOW, sizeBytes: 4_194_304 + 8_192 });
+    const path = `/var/opt/mssql/backup/o'brien/${DB}-${first.id}.bak`;
+    // The row also names the key record the backup holds (how a restore retried after a crash knows where it stands).
+    expect(params[3]).toEqual({ tenant: 'contoso', env: 'prod', id: first.id, path, created_at: NOW, record_thumbprint: provider.thumbprint, record_updated_at: NOW });
+    expect(params[4]).toEqual({ path, name: first.id });
+    expect(server.batches.some((b) => b.sql.includes('brien'))).toBe(false);
+    // The file holds the database as it was, DEK wrapped by the encryptor it was under: no key of its own.
+    expect(server.disk.get(path)?.image?.encryptor).toEqual({ type: 'CERTIFICATE', name: CERT });
+
+    const second = await databases.backup('contoso', 'prod');
+    expect(await databases.listBackups('contoso', 'prod')).toEqual([first, second].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id)));
+  });
+
+  test("without backupDirectory, SQL Server's default backup directory, asked once", async () => {
+    const { server, databases } = await created();
+    const first = await databases.backup('contoso', 'prod');
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, "master: SELECT CONVERT(nvarchar(512), SERVERPROPERTY('InstanceDefaultBackupPath')) AS path", START_BACKUP, BACKUP, FINISH_BACKUP]);
+    expect(server.control().backups.get(`contoso/prod/${first.id}`)?.path).toBe(`/var/opt/mssql/data/${DB}-${first.id}.bak`);
+    await databases.backup('contoso', 'prod');
+    expect(server.take()).toEqual([FIND_DB, MARK, READ_RECORD, START_BACKUP, BACKUP, FINISH_BACKUP]);
+    // Before SQL Server 2019 there is no such property: a plain Error that names the option, and no row, no file.
+    const old = await created();
+    old.server.defaultBackupPath = null;
+    await expect(old.databases.backup('contoso', 'prod')).rejects.toThrow(/set the backupDirectory option/);
+    expect(changes(old.server.take())).toEqual([]);
+  });
+
+  test('restore (latest by default): SINGLE_USER, RESTORE from the parameter path, MULTI_USER in one batch; later rows are gone', async () => {
+    let clock = Date.parse(NOW);
+    const { server, databases } = await created({ now: () => new Date((clock += 1000)) });
+    await databases.writeRow('contoso', 'prod', 'before');
+    await databases.backup('contoso', 'prod');
+    const latest = await databases.backup('contoso', 'prod');
+    await databases.writeRow('contoso', 'prod', 'after');
+    server.take();
+    expect(await databases.restore('contoso', 'prod')).toEqual(latest);
+    const params = server.batches.map((b) => b.params);
+    expect(server.take()).toEqual([FIND_DB, LIST_BACKUPS, MARK, PENDING_RESTORE, READ_RECORD, WRITE_PENDING_RESTORE, RESTORE, READ_RECORD, FIND_CERT, STATE, DELETE_PENDING_RESTORE]);
+    expect(params[6]).toEqual({ path: `/var/opt/mssql/data/${DB}-${latest.id}.bak` });
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['before']);
+    expect(server.databases.get(DB)?.userAccess).toBe('MULTI_USER');
+    expect(server.control().restores.size).toBe(0);
+  });
+
+  test('a backup taken before apply comes back under the provider certificate and is re-wrapped by the tenant key it is on now', async () => {
+    const { server, databases } = await created();
+    await databases.writeRow('contoso', 'prod', 'on the provider key');
+    const before = await databases.backup('contoso', 'prod');
+    await databases.rekey('contoso', 'prod', tenantA);
+    server.take();
+    await databases.restore('contoso', 'prod', before.id);
+    expect(server.take()).toEqual([
+      FIND_DB,
+      LIST_BACKUPS,
+      MARK,
+      PENDING_RESTORE,
+      READ_RECORD,
+      WRITE_PENDING_RESTORE,
+      RESTORE,
+      READ_RECORD,
+      FIND_KEY,
+      STATE,
+      keyBatch(`ALTER DATABASE ENCRYPTION KEY ENCRYPTION BY SERVER ASYMMETRIC KEY [${KEY_A}]`),
+      STATE,
+      DELETE_PENDING_RESTORE,
+    ]);
+    expect(await databases.describe('contoso', 'prod')).toMatchObject({ protector: tenantA });
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['on the provider key']);
+  });
+
+  test('a crash between RESTORE and the re-wrap: the retry still ends under the key the environment was on', async () => {
+    const { server, databases } = await created();
+    const before = await databases.backup('contoso', 'prod');
+    await databases.rekey('contoso', 'prod', tenantA);
+    server.failOnce(/ENCRYPTION BY SERVER ASYMMETRIC KEY/);
+    await expect(databases.restore('contoso', 'prod', before.id)).rejects.toThrow(/Injected fault/);
+    // The restored database and its key record are the backup's: the provider's certificate.
+    expect(server.databases.get(DB)?.record).toMatchObject({ kind: 'provider' });
+    server.take();
+    await databases.restore('contoso', 'prod', before.id);
+    expect(changes(server.take())).toEqual([
+      WRITE_PENDING_RESTORE,
+      RESTORE,
+      keyBatch(`ALTER DATABASE ENCRYPTION KEY ENCRYPTION BY SERVER ASYMMETRIC KEY [${KEY_A}]`),
+      DELETE_PENDING_RESTORE,
+    ]);
+    expect(await databases.describe('contoso', 'prod')).toMatchObject({ protector: tenantA });
+    expect(server.control().restores.size).toBe(0);
+  });
+
+  test('a restore that failed for good leaves no stale protector behind: after a later apply, a restore keeps the new key', async () => {
+    const { server, databases } = await created();
+    const first = await databases.backup('contoso', 'prod');
+    server.failOnce(/RESTORE DATABASE/);
+    await expect(databases.restore('contoso', 'prod', first.id)).rejects.toThrow(/Injected fault/);
+    expect(server.control().restores.get('contoso/prod')).toMatchObject({ kind: 'provider' });
+    // The workflow gave up on that restore; the environment moved on to the tenant key.
+    await databases.rekey('contoso', 'prod', tenantA);
+    await databases.restore('contoso', 'prod', first.id);
+    expect(await databases.describe('contoso', 'prod')).toMatchObject({ protector: tenantA });
+  });
+
+  test('refusals change nothing: a malformed ID before any statement, NOT_FOUND for an unknown backup or none at all', async () => {
+    const { server, databases } = await created();
+    await expect(databases.restore('contoso', 'prod', "b-1'; DROP DATABASE x --")).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(databases.restore('contoso', 'prod', 'B-UPPER')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(server.take()).toEqual([]);
+    await expect(databases.restore('contoso', 'prod')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await databases.backup('contoso', 'prod');
+    server.take();
+    await expect(databases.restore('contoso', 'prod', 'b-20300101000000000-abcd')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(server.take()).toEqual([FIND_DB, LIST_BACKUPS]);
+    await expect(databases.backup('contoso', 'nope')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  test('a backup SQL Server cannot open (file gone, or its tenant key no longer in the vault) is an Error; the database stays as it was', async () => {
+    const { server, databases } = await created();
+    await databases.writeRow('contoso', 'prod', 'kept');
+    const gone = await databases.backup('contoso', 'prod');
+    server.disk.delete(`/var/opt/mssql/data/${DB}-${gone.id}.bak`);
+    await expect(databases.restore('contoso', 'prod', gone.id)).rejects.toThrow(/Cannot open backup device/);
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['kept']);
+
+    // Under the tenant key: the backup's DEK is wrapped by it, so it needs that key in the vault to be restored.
+    await databases.rekey('contoso', 'prod', tenantA);
+    const sealed = await databases.backup('contoso', 'prod');
+    await databases.reprotect('contoso', 'prod', provider);
+    server.vaultKeys.delete('tenant-contoso-emea');
+    await expect(databases.restore('contoso', 'prod', sealed.id)).rejects.toThrow(/not in the vault/);
+    expect(server.databases.get(DB)).toMatchObject({ userAccess: 'MULTI_USER', state: 'ONLINE' });
+    expect(await databases.describe('contoso', 'prod')).toMatchObject({ protector: provider });
+    expect((await databases.readRows('contoso', 'prod')).map((r) => r.text)).toEqual(['kept']);
+  });
+});
+
 describe("SQL Server engine: SQL Server's limits", () => {
   test('a key change waits (polling) while another key change runs (state 4), then proceeds', async () => {
     const { server, databases, sleeps } = await created();
@@ -281,6 +694,7 @@ describe("SQL Server engine: SQL Server's limits", () => {
     expect(record.protector).toEqual(tenantA);
     expect(server.take()).toEqual([
       FIND_DB,
+      MARK,
       READ_RECORD,
       ...OPEN_KEY_A,
       STATE, // 4, 50%
@@ -313,7 +727,7 @@ describe("SQL Server engine: SQL Server's limits", () => {
     r.freeze();
     await r.databases.rekey('contoso', 'prod', provider);
     const backup = `master: BACKUP LOG [${DB}] TO DISK = N'/var/opt/mssql/backup/o''brien/${DB}-20300102T030405678Z.trn'`;
-    expect(r.server.take()).toEqual([FIND_DB, READ_RECORD, FIND_CERT, STATE, backup, REGENERATE, STATE, STATE, STATE]);
+    expect(r.server.take()).toEqual([FIND_DB, ...CONTROL_SETUP, MARK, READ_RECORD, FIND_CERT, STATE, backup, REGENERATE, STATE, STATE, STATE]);
     // The model refuses a third scan without a log backup, as SQL Server does: these pass only because of the backups.
     await r.databases.rekey('contoso', 'prod', tenantA);
     await r.databases.rekey('contoso', 'prod', tenantA);

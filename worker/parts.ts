@@ -26,5 +26,11 @@ export function buildParts(config: Config) {
 function sqlServerDatabases(config: Config): EnvironmentDatabases {
   if (!config.mssqlUrl) throw new Error('CMK_DB_ENGINE=sqlserver needs MSSQL_URL.');
   const connection = new MssqlConnection(config.mssqlUrl);
-  return new SqlServerEnvironmentDatabases({ connection, ekmProvider: config.mssqlEkmProvider, tenantKeySource: config.mssqlTenantKeys });
+  return new SqlServerEnvironmentDatabases({
+    connection,
+    ekmProvider: config.mssqlEkmProvider,
+    tenantKeySource: config.mssqlTenantKeys,
+    controlDatabase: config.mssqlControlDatabase,
+    ...(config.mssqlBackupDir ? { backupDirectory: config.mssqlBackupDir } : {}),
+  });
 }

@@ -1,9 +1,12 @@
 /**
  * A SqlConnection that records every batch and answers from a small model of one SQL Server: databases with their
- * DEK (encryption_state, percent_complete, encryptor), certificates, EKM asymmetric keys and logins in master. The
- * model enforces the rules the engine must respect — no key statement while a scan runs, no third DEK change without
- * a log backup under FULL recovery with a log chain, encryptors must exist in master — so a test fails if the engine
- * breaks one. A batch it does not recognise is an error: every statement the engine sends is accounted for.
+ * DEK (encryption_state, percent_complete, encryptor), state (ONLINE/OFFLINE) and files, certificates, EKM asymmetric
+ * keys and logins in master, backup files on disk with msdb's history, and the engine's control database. The model
+ * enforces the rules the engine must respect — no key statement while a scan runs, no third DEK change without a log
+ * backup under FULL recovery with a log chain, encryptors must exist in master, an OFFLINE database cannot be queried
+ * or set SINGLE_USER, SET ONLINE and RESTORE need the encryptor that wraps the DEK (for an EKM key, its vault key),
+ * DROP DATABASE leaves an offline database's files on disk — so a test fails if the engine breaks one. A batch it does
+ * not recognise is an error: every statement the engine sends is accounted for.
  */
 import { createHash } from 'node:crypto';
 import type { SqlConnection, SqlParams } from '../../database/sqlserver';
@@ -25,13 +28,35 @@ interface ModelDek {
   scansSinceLogBackup: number;
 }
 
+type ModelRow = { id: number; text: string; created_at: Date };
+
 interface ModelDatabase {
   recovery: 'SIMPLE' | 'FULL';
   logChain: boolean;
   tables: boolean;
   record?: Record<string, string | number>;
   dek?: ModelDek;
-  rows: Array<{ id: number; text: string; created_at: Date }>;
+  rows: ModelRow[];
+  state: 'ONLINE' | 'OFFLINE';
+  userAccess: 'MULTI_USER' | 'SINGLE_USER';
+  /** Data and log file paths (sys.master_files). */
+  files: string[];
+  /** Set once CREATE_CONTROL_TABLES ran in it: the engine's control database. */
+  control?: ControlTables;
+}
+
+export interface ControlTables {
+  offline: Map<string, Record<string, string>>;
+  backups: Map<string, { tenant: string; env: string; id: string; path: string; created_at: string; size_bytes: number | null; record_thumbprint: string; record_updated_at: string }>;
+  restores: Map<string, Record<string, string>>;
+  leftovers: Map<string, { tenant: string; env: string; recorded_at: string }>;
+}
+
+/** A file on the server's disks: a database's data or log file, or a backup (the database as it was, DEK included). */
+export interface DiskFile {
+  kind: 'data' | 'log' | 'backup';
+  database: string;
+  image?: { record?: Record<string, string | number>; encryptor: { type: EncryptorType; name: string }; rows: ModelRow[]; size: number };
 }
 
 export const normaliseSql = (text: string): string => text.replace(/\s+/g, ' ').trim();
@@ -48,6 +73,16 @@ export class RecordingSqlServer implements SqlConnection {
   readonly logBackups: string[] = [];
   /** Keys the EKM provider finds in Azure Key Vault. */
   readonly vaultKeys = new Set<string>();
+  /** The Key Vault key name each EKM asymmetric key in master was opened from (PROVIDER_KEY_NAME). */
+  readonly providerKeyNames = new Map<string, string>();
+  readonly disk = new Map<string, DiskFile>();
+  /** msdb.dbo.backupset joined with backupmediafamily, reduced to what the engine reads. */
+  readonly backupHistory: Array<{ database: string; name: string; path: string; size: number }> = [];
+  dataDirectory = '/var/opt/mssql/data';
+  /** SERVERPROPERTY('InstanceDefaultBackupPath'); null as before SQL Server 2019. */
+  defaultBackupPath: string | null = '/var/opt/mssql/data/';
+  /** Batches to refuse once, as a fault would (a lost connection, a killed worker): see failOnce. */
+  private readonly faults: RegExp[] = [];
   /** percent_complete reported on successive polls of a scan the engine starts. */
   scanProgress: number[] = [30, 70];
   recoveryOfNewDatabases: 'SIMPLE' | 'FULL' = 'SIMPLE';
@@ -75,6 +110,18 @@ export class RecordingSqlServer implements SqlConnection {
     dek.encryptor = { type, name };
   }
 
+  /** The next batch matching `pattern` fails before it changes anything (as if the worker died just before it). */
+  failOnce(pattern: RegExp): void {
+    this.faults.push(pattern);
+  }
+
+  /** The control database's tables, as the engine's statements left them. */
+  control(name = 'cmk_control'): ControlTables {
+    const tables = this.databases.get(name)?.control;
+    if (!tables) throw new Error(`No control database ${name}.`);
+    return tables;
+  }
+
   /** A full backup starts the log chain (until then a FULL database behaves as SIMPLE for log backups). */
   fullBackup(database: string): void {
     const db = this.mustDatabase(database);
@@ -85,6 +132,11 @@ export class RecordingSqlServer implements SqlConnection {
   async query<T extends object>(database: string, statement: string, params: SqlParams = {}): Promise<T[]> {
     const sql = normaliseSql(statement);
     this.batches.push({ database, sql, params: { ...params } });
+    const fault = this.faults.findIndex((f) => f.test(sql));
+    if (fault >= 0) {
+      this.faults.splice(fault, 1);
+      throw new Error(`Injected fault before: ${sql.slice(0, 80)}`);
+    }
     return this.answer(database, sql, params) as T[];
   }
 
@@ -100,20 +152,36 @@ export class RecordingSqlServer implements SqlConnection {
     return (type === 'CERTIFICATE' ? this.certificates : this.asymmetricKeys).get(name);
   }
 
+  /** What SQL Server needs to unwrap a DEK when it opens a database or restores a backup: an error, or undefined. */
+  private cannotOpen({ type, name }: { type: EncryptorType; name: string }): string | undefined {
+    const thumbprint = this.encryptorThumbprint(type, name);
+    if (!thumbprint) return `Cannot find server ${type.toLowerCase()} '${name}'.`;
+    if (type === 'ASYMMETRIC KEY') {
+      const keyName = this.providerKeyNames.get(name) ?? '';
+      if (!this.vaultKeys.has(keyName)) return `The EKM provider cannot open key '${keyName}' (thumbprint ${thumbprint}): it is not in the vault.`;
+      if (![...this.logins.values()].some((l) => l.key === name && l.credentials.size > 0)) return `The asymmetric key '${name}' has no login holding an EKM credential.`;
+    }
+    return undefined;
+  }
+
   private answer(database: string, sql: string, params: SqlParams): object[] {
     const db = database === 'master' ? undefined : this.mustDatabase(database);
+    if (db?.state === 'OFFLINE') throw new Error(`Database '${database}' cannot be opened because it is offline.`);
     const p = (name: string): string => String(params[name]);
     let m: RegExpMatchArray | null;
+    if (db?.control || (db && sql.startsWith("IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL CREATE TABLE dbo.cmk_offline"))) return this.controlAnswer(db, sql, params);
 
     // ------------------------------------------------------------------------------------------- reads in master
-    if (!db && sql.startsWith('SELECT d.name, d.recovery_model_desc AS recovery_model')) {
+    if (!db && sql.startsWith('SELECT d.name, d.state_desc AS state, d.recovery_model_desc AS recovery_model')) {
       const found = this.databases.get(p('database'));
       if (!found) return [];
       const lsn = found.recovery === 'FULL' && found.logChain ? '42000000001200001' : null;
-      return [{ name: p('database'), recovery_model: found.recovery, last_log_backup_lsn: lsn }];
+      return [{ name: p('database'), state: found.state, recovery_model: found.recovery, last_log_backup_lsn: lsn }];
     }
     if (!db && sql.startsWith('SELECT encryption_state, percent_complete')) {
-      const dek = this.databases.get(p('database'))?.dek;
+      const found = this.databases.get(p('database'));
+      // An offline database's DEK is not loaded: the model lists none (the engine must not depend on it).
+      const dek = found?.state === 'ONLINE' ? found.dek : undefined;
       if (!dek) return [];
       let percent = 0;
       if (BUSY.has(dek.state)) {
@@ -126,6 +194,12 @@ export class RecordingSqlServer implements SqlConnection {
     if (!db && sql.startsWith('SELECT CONVERT(varchar(66), thumbprint, 2) AS thumbprint FROM sys.certificates')) {
       const thumbprint = this.certificates.get(p('name'));
       return thumbprint ? [{ thumbprint }] : [];
+    }
+    if (!db && sql === 'SELECT physical_name FROM sys.master_files WHERE database_id = DB_ID(@database) ORDER BY file_id') {
+      return (this.databases.get(p('database'))?.files ?? []).map((physical_name) => ({ physical_name }));
+    }
+    if (!db && sql === "SELECT CONVERT(nvarchar(512), SERVERPROPERTY('InstanceDefaultBackupPath')) AS path") {
+      return [{ path: this.defaultBackupPath }];
     }
     if (!db && sql.startsWith('SELECT CONVERT(varchar(66), k.thumbprint, 2) AS thumbprint')) {
       const thumbprint = this.asymmetricKeys.get(p('name'));
@@ -147,6 +221,7 @@ export class RecordingSqlServer implements SqlConnection {
       if (!this.vaultKeys.has(keyName)) throw new Error(`The EKM provider found no key named ${keyName}.`);
       if (this.asymmetricKeys.has(name)) throw new Error(`An asymmetric key named ${name} already exists.`);
       this.asymmetricKeys.set(name, thumbprintOf(`akv:${keyName}`));
+      this.providerKeyNames.set(name, keyName);
       return [];
     }
     if (!db && (m = sql.match(/^CREATE LOGIN \[([^\]]+)\] FROM ASYMMETRIC KEY \[([^\]]+)\]$/))) {
@@ -166,7 +241,77 @@ export class RecordingSqlServer implements SqlConnection {
     if (!db && (m = sql.match(/^CREATE DATABASE \[([^\]]+)\]$/))) {
       const [, name = ''] = m;
       if (this.databases.has(name)) throw new Error(`Database '${name}' already exists.`);
-      this.databases.set(name, { recovery: this.recoveryOfNewDatabases, logChain: false, tables: false, rows: [] });
+      this.newDatabase(name);
+      return [];
+    }
+    if (!db && (m = sql.match(/^IF DB_ID\(@database\) IS NULL CREATE DATABASE \[([^\]]+)\]$/))) {
+      const [, name = ''] = m;
+      if (name !== p('database')) throw new Error('The control database statement names two databases.');
+      if (!this.databases.has(name)) this.newDatabase(name);
+      return [];
+    }
+    if (!db && (m = sql.match(/^ALTER DATABASE \[([^\]]+)\] SET OFFLINE WITH ROLLBACK IMMEDIATE$/))) {
+      // Every session in it ends; TDE forgets the unwrapped DEK.
+      this.mustDatabase(m[1] ?? '').state = 'OFFLINE';
+      return [];
+    }
+    if (!db && (m = sql.match(/^ALTER DATABASE \[([^\]]+)\] SET ONLINE$/))) {
+      const target = this.mustDatabase(m[1] ?? '');
+      const refused = target.state === 'OFFLINE' && target.dek ? this.cannotOpen(target.dek.encryptor) : undefined;
+      if (refused) throw new Error(`Database '${m[1]}' cannot be opened: ${refused}`);
+      target.state = 'ONLINE';
+      return [];
+    }
+    if (!db && (m = sql.match(/^ALTER DATABASE \[([^\]]+)\] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE \[([^\]]+)\];$/))) {
+      const [, name = '', dropped] = m;
+      if (dropped !== name) throw new Error('The drop batch names two databases.');
+      const target = this.mustDatabase(name);
+      if (target.state === 'OFFLINE') throw new Error(`Database '${name}' cannot be opened because it is offline (ALTER DATABASE … SET SINGLE_USER).`);
+      for (const file of target.files) this.disk.delete(file);
+      this.databases.delete(name);
+      return [];
+    }
+    if (!db && (m = sql.match(/^DROP DATABASE \[([^\]]+)\]$/))) {
+      const [, name = ''] = m;
+      // "If the database, or any one of its files, is offline when dropped, the disk files are not deleted."
+      if (this.mustDatabase(name).state === 'ONLINE') for (const file of this.mustDatabase(name).files) this.disk.delete(file);
+      this.databases.delete(name);
+      return [];
+    }
+    if (!db && sql === 'EXEC msdb.dbo.sp_delete_database_backuphistory @database_name = @database') {
+      const kept = this.backupHistory.filter((h) => h.database !== p('database'));
+      this.backupHistory.splice(0, this.backupHistory.length, ...kept);
+      return [];
+    }
+    if (!db && (m = sql.match(/^BACKUP DATABASE \[([^\]]+)\] TO DISK = @path WITH COPY_ONLY, CHECKSUM, FORMAT, INIT, NAME = @name$/))) {
+      const [, name = ''] = m;
+      const source = this.mustDatabase(name);
+      if (source.state !== 'ONLINE') throw new Error(`Database '${name}' cannot be opened because it is offline.`);
+      if (!source.dek) throw new Error('The model backs up encrypted databases only.');
+      const size = 4_194_304 + 8_192 * source.rows.length;
+      const image = { ...(source.record ? { record: { ...source.record } } : {}), encryptor: { ...source.dek.encryptor }, rows: source.rows.map((r) => ({ ...r })), size };
+      this.disk.set(p('path'), { kind: 'backup', database: name, image });
+      this.backupHistory.push({ database: name, name: p('name'), path: p('path'), size });
+      return [];
+    }
+    m = sql.match(
+      /^ALTER DATABASE \[([^\]]+)\] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; BEGIN TRY RESTORE DATABASE \[([^\]]+)\] FROM DISK = @path WITH REPLACE; END TRY BEGIN CATCH ALTER DATABASE \[([^\]]+)\] SET MULTI_USER; THROW; END CATCH; ALTER DATABASE \[([^\]]+)\] SET MULTI_USER;$/,
+    );
+    if (!db && m) {
+      const [, name = '', ...others] = m;
+      if (others.some((o) => o !== name)) throw new Error('The restore batch names two databases.');
+      const target = this.mustDatabase(name);
+      if (target.state === 'OFFLINE') throw new Error(`Database '${name}' cannot be opened because it is offline.`);
+      const file = this.disk.get(p('path'));
+      const refused = !file?.image ? `Cannot open backup device '${p('path')}'.` : this.cannotOpen(file.image.encryptor);
+      if (refused || !file?.image) throw new Error(`RESTORE DATABASE is terminating abnormally: ${refused}`);
+      const { image } = file;
+      if (image.record) target.record = { ...image.record };
+      else delete target.record;
+      target.dek = { state: 3, encryptor: { ...image.encryptor }, pending: [], scansSinceLogBackup: 0 };
+      target.rows = image.rows.map((r) => ({ ...r }));
+      target.tables = true;
+      target.userAccess = 'MULTI_USER';
       return [];
     }
     if (!db && (m = sql.match(/^ALTER DATABASE \[([^\]]+)\] SET ENCRYPTION ON$/))) {
@@ -205,6 +350,96 @@ export class RecordingSqlServer implements SqlConnection {
       return [{ ...row }];
     }
     throw new Error(`The recording SQL Server does not understand, in ${database}: ${sql}`);
+  }
+
+  private newDatabase(name: string): void {
+    const files = [`${this.dataDirectory}/${name}.mdf`, `${this.dataDirectory}/${name}_log.ldf`];
+    files.forEach((file, i) => this.disk.set(file, { kind: i === 0 ? 'data' : 'log', database: name }));
+    this.databases.set(name, { recovery: this.recoveryOfNewDatabases, logChain: false, tables: false, rows: [], state: 'ONLINE', userAccess: 'MULTI_USER', files });
+  }
+
+  /** The engine's control database: marks, backups, restores in progress, leftover files. */
+  private controlAnswer(db: ModelDatabase, sql: string, params: SqlParams): object[] {
+    const p = (name: string): string => String(params[name]);
+    const env = `${p('tenant')}/${p('env')}`;
+    if (sql.startsWith("IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL CREATE TABLE dbo.cmk_offline")) {
+      for (const table of ['cmk_backups', 'cmk_restores', 'cmk_leftover_files']) {
+        if (!sql.includes(`IF OBJECT_ID(N'dbo.${table}', N'U') IS NULL CREATE TABLE dbo.${table}`)) throw new Error(`The control tables lack ${table}.`);
+      }
+      db.control ??= { offline: new Map(), backups: new Map(), restores: new Map(), leftovers: new Map() };
+      return [];
+    }
+    const c = db.control;
+    if (!c) throw new Error("Invalid object name 'dbo.cmk_offline'.");
+    const keyRecord = ['kind', 'name', 'version', 'thumbprint', 'encryptor_type', 'encryptor_name', 'updated_at'];
+    const pick = (fields: string[]) => Object.fromEntries(fields.map((f) => [f, p(f)]));
+
+    if (sql === 'SELECT locked_at, delete_at, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env') {
+      const mark = c.offline.get(env);
+      return mark ? [Object.fromEntries(['locked_at', 'delete_at', ...keyRecord].map((f) => [f, mark[f]]))] : [];
+    }
+    if (sql === 'SELECT tenant, env, locked_at, delete_at FROM dbo.cmk_offline ORDER BY delete_at, tenant, env') {
+      const rows = [...c.offline.values()].map(({ tenant = '', env: e = '', locked_at = '', delete_at = '' }) => ({ tenant, env: e, locked_at, delete_at }));
+      return rows.sort((a, b) => a.delete_at.localeCompare(b.delete_at) || a.tenant.localeCompare(b.tenant) || a.env.localeCompare(b.env));
+    }
+    if (sql.startsWith('IF NOT EXISTS (SELECT 1 FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env) INSERT INTO dbo.cmk_offline')) {
+      if (!c.offline.has(env)) c.offline.set(env, pick(['tenant', 'env', 'locked_at', 'delete_at', ...keyRecord]));
+      return [];
+    }
+    if (sql === 'DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env') {
+      c.offline.delete(env);
+      return [];
+    }
+    if (sql.startsWith('IF NOT EXISTS (SELECT 1 FROM dbo.cmk_leftover_files WHERE physical_name = @physical_name) INSERT INTO dbo.cmk_leftover_files')) {
+      if (!c.leftovers.has(p('physical_name'))) c.leftovers.set(p('physical_name'), { tenant: p('tenant'), env: p('env'), recorded_at: p('recorded_at') });
+      return [];
+    }
+    if (sql === 'SELECT id, path FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env ORDER BY id') {
+      return [...c.backups.values()].filter((b) => `${b.tenant}/${b.env}` === env).sort((a, b) => a.id.localeCompare(b.id)).map(({ id, path }) => ({ id, path }));
+    }
+    if (sql === 'SELECT id, path, created_at, size_bytes, record_thumbprint, record_updated_at FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env AND size_bytes IS NOT NULL ORDER BY created_at, id') {
+      const mine = [...c.backups.values()].filter((b) => `${b.tenant}/${b.env}` === env && b.size_bytes !== null);
+      // BIGINT comes back as text from the driver.
+      return mine
+        .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
+        .map(({ id, path, created_at, size_bytes, record_thumbprint, record_updated_at }) => ({ id, path, created_at, size_bytes: String(size_bytes), record_thumbprint, record_updated_at }));
+    }
+    if (sql === 'EXEC master.sys.xp_delete_file 0, @path; DELETE FROM dbo.cmk_backups WHERE tenant = @tenant AND env = @env AND id = @id') {
+      // Like xp_delete_file: only a backup file is deleted, and nothing is said about anything else.
+      if (this.disk.get(p('path'))?.kind === 'backup') this.disk.delete(p('path'));
+      c.backups.delete(`${env}/${p('id')}`);
+      return [];
+    }
+    if (sql === 'INSERT INTO dbo.cmk_backups (tenant, env, id, path, created_at, size_bytes, record_thumbprint, record_updated_at) VALUES (@tenant, @env, @id, @path, @created_at, NULL, @record_thumbprint, @record_updated_at)') {
+      if (c.backups.has(`${env}/${p('id')}`)) throw new Error('Violation of PRIMARY KEY constraint pk_cmk_backups.');
+      const row = { tenant: p('tenant'), env: p('env'), id: p('id'), path: p('path'), created_at: p('created_at'), size_bytes: null };
+      c.backups.set(`${env}/${p('id')}`, { ...row, record_thumbprint: p('record_thumbprint'), record_updated_at: p('record_updated_at') });
+      return [];
+    }
+    if (sql.startsWith('UPDATE dbo.cmk_backups SET size_bytes = (SELECT TOP (1) CONVERT(bigint, COALESCE(bs.compressed_backup_size, bs.backup_size)) FROM msdb.dbo.backupset AS bs WHERE bs.database_name = @database AND bs.name = @id')) {
+      const row = c.backups.get(`${env}/${p('id')}`);
+      if (!row) return [];
+      row.size_bytes = [...this.backupHistory].reverse().find((h) => h.database === p('database') && h.name === p('id'))?.size ?? null;
+      return [{ size_bytes: row.size_bytes === null ? null : String(row.size_bytes) }];
+    }
+    if (sql === 'SELECT backup_id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env') {
+      const pending = c.restores.get(env);
+      return pending ? [{ ...pending }] : [];
+    }
+    if (sql.startsWith('DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env; INSERT INTO dbo.cmk_restores')) {
+      c.restores.set(env, pick(['backup_id', ...keyRecord]));
+      return [];
+    }
+    if (sql === 'DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env') {
+      c.restores.delete(env);
+      return [];
+    }
+    if (sql === 'DELETE FROM dbo.cmk_restores WHERE tenant = @tenant AND env = @env; DELETE FROM dbo.cmk_offline WHERE tenant = @tenant AND env = @env') {
+      c.restores.delete(env);
+      c.offline.delete(env);
+      return [];
+    }
+    throw new Error(`The recording SQL Server does not understand, in the control database: ${sql}`);
   }
 
   /** A key statement (or none) followed by the key-record upsert, as one batch. */
