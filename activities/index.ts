@@ -11,11 +11,15 @@ import type { Mailer } from '../mail/types';
 import { createEnvironmentActivities } from './environments';
 import { createKeyActivities } from './keys';
 import { createNotificationActivities } from './notifications';
+import { createLockActivities } from './lock';
+import { createPurgeActivities, type TenantDirectory } from './purge';
 
 export interface ActivityDependencies {
   vault: Vault;
   databases: EnvironmentDatabases;
   mailer: Mailer;
+  /** The tenant workflows as the daily purge reaches them (a Temporal client); absent in tests that do not purge. */
+  tenants?: TenantDirectory;
 }
 
 export function createActivities(deps: ActivityDependencies) {
@@ -23,6 +27,8 @@ export function createActivities(deps: ActivityDependencies) {
     ...createKeyActivities(deps),
     ...createEnvironmentActivities(deps),
     ...createNotificationActivities(deps),
+    ...createLockActivities(deps),
+    ...createPurgeActivities(deps),
   });
 }
 

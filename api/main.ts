@@ -4,6 +4,8 @@ import { loadConfig } from '../config';
 import { ControlPlane } from '../client/library';
 import { buildParts } from '../worker/parts';
 import { ApiService } from './service';
+import { ChallengeIssuer } from './challenges';
+import { loadOrCreateSecret } from '../common/secrets';
 import { createApiServer } from './server';
 import { stopWhenStackEnds } from '../stack/parent';
 
@@ -12,7 +14,8 @@ export async function runApi(): Promise<void> {
   const parts = buildParts(config);
   const connection = await Connection.connect({ address: config.temporalAddress });
   const temporal = new Client({ connection, namespace: config.temporalNamespace });
-  const service = new ApiService({ config, controlPlane: new ControlPlane(temporal, config.taskQueue), ...parts });
+  const challenges = new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key'));
+  const service = new ApiService({ config, controlPlane: new ControlPlane(temporal, config.taskQueue), challenges, ...parts });
   const log = (line: string) => console.error(`cmk api: ${line}`);
   const server = createApiServer({ service, temporal, taskQueue: config.taskQueue, log });
   await new Promise<void>((resolve, reject) => {

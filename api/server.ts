@@ -146,6 +146,37 @@ export function createApiServer(deps: ServerDependencies): Server {
       },
     },
     { method: 'GET', pattern: path('/v1/tenants/:t/mail'), handle: ({ actor, params: [t] }) => service.listMail(actor, t!) },
+    {
+      method: 'POST',
+      pattern: path('/v1/tenants/:t/challenges'),
+      handle: async ({ actor, params: [t], req }) => {
+        const b = await readJsonBody(req);
+        return service.issueChallenge(actor, t!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
+      },
+    },
+    {
+      method: 'POST',
+      pattern: path('/v1/tenants/:t/lock'),
+      handle: async ({ actor, params: [t], req }) => {
+        const b = await readJsonBody(req);
+        return service.lockTenant(actor, t!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
+      },
+    },
+    {
+      method: 'POST',
+      pattern: path('/v1/tenants/:t/keys/reactivate'),
+      handle: async ({ actor, params: [t], req }) => {
+        const b = await readJsonBody(req);
+        return service.reactivateKey(actor, t!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
+      },
+    },
+    { method: 'POST', pattern: path('/v1/tenants/:t/environments/:e/unlock'), handle: ({ actor, params: [t, e] }) => service.unlockEnvironment(actor, t!, e!) },
+    { method: 'POST', pattern: path('/v1/tenants/:t/environments/:e/backup'), handle: ({ actor, params: [t, e] }) => service.environmentBackup(actor, t!, e!, 'backup', null) },
+    {
+      method: 'POST',
+      pattern: path('/v1/tenants/:t/environments/:e/restore'),
+      handle: async ({ actor, params: [t, e], req }) => service.environmentBackup(actor, t!, e!, 'restore', optionalString(await readJsonBody(req), 'backupId') ?? null),
+    },
   ];
 
   return createServer((req, res) => {

@@ -13,8 +13,12 @@ import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx } from '../keyfiles';
 import {
   activeKeyOf,
+  checkBackup,
   checkGeneratedPassword,
   checkKeyChange,
+  checkLock,
+  checkReactivate,
+  checkUnlock,
   COVERAGE,
   forbidden,
   isAllowed,
@@ -24,16 +28,21 @@ import {
   nextKeyChangeAllowedAt,
   normaliseEmail,
   tenantAdminRole,
+  usableKeyOf,
   type Action,
   type Actor,
   type AdminRole,
   type EnvironmentOperation,
   type EnvironmentRecord,
+  type BackupOperation,
   type KeySource,
+  type PossessionProof,
+  type Refusal,
   type TenantKey,
   type TenantSnapshot,
 } from '../workflows/rules';
 import type { StagedKey } from '../workflows/messages';
+import type { ChallengeIssuer } from './challenges';
 
 export interface ApiDependencies {
   config: Config;
@@ -41,10 +50,14 @@ export interface ApiDependencies {
   vault: Vault;
   databases: EnvironmentDatabases;
   outbox: Outbox;
+  challenges: ChallengeIssuer;
 }
 
 const refuse = (code: ConstructorParameters<typeof CmkError>[0], message: string): never => {
   throw new CmkError(code, message);
+};
+const refuseIf = (refusal: Refusal | null): void => {
+  if (refusal) refuse(refusal.code, refusal.message);
 };
 
 /** The vault key under which a (tenant, region)'s keys are versions, as Azure Key Vault keeps them. */
@@ -52,7 +65,17 @@ export const tenantVaultKeyName = (tenant: string, region: string): string => `t
 export const kekVaultKeyName = (tenant: string, region: string): string => `kek-${tenant}-${region}`;
 
 export function keyView(key: TenantKey | null) {
-  return key && { name: key.name, thumbprint: key.thumbprint, state: key.state, activatedAt: key.activatedAt, activatedBy: key.activatedBy };
+  return (
+    key && {
+      name: key.name,
+      thumbprint: key.thumbprint,
+      state: key.state,
+      activatedAt: key.activatedAt,
+      activatedBy: key.activatedBy,
+      ...(key.lockedAt ? { lockedAt: key.lockedAt } : {}),
+      ...(key.reactivatedAt ? { reactivatedAt: key.reactivatedAt } : {}),
+    }
+  );
 }
 
 export function environmentView(env: EnvironmentRecord) {
@@ -64,6 +87,8 @@ export function environmentView(env: EnvironmentRecord) {
     keyThumbprint: env.keyThumbprint,
     systemAdmin: env.systemAdmin,
     createdAt: env.createdAt,
+    ...(env.lock ? { lock: { lockedAt: env.lock.lockedAt, lockedBy: env.lock.lockedBy, sealed: env.lock.sealed, deleteAt: env.lock.deleteAt } } : {}),
+    ...(env.deletedAt ? { deletedAt: env.deletedAt } : {}),
     coverage: { covered: [...COVERAGE.covered], notCovered: [...COVERAGE.notCovered] },
   };
 }
@@ -264,6 +289,104 @@ export class ApiService {
     }
     const tenant = await this.authorize(actor, tenantId, 'key.show');
     return this.keyReport(tenant, region);
+  }
+
+  // ------------------------------------------------------------------------------------------ lock (R8–R11, R15)
+
+  /** R8, step one: a fresh single-use challenge for the caller to sign with the active key's private key. */
+  async issueChallenge(actor: Actor, tenantId: string, p: { operation: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    const region = this.regionOf(tenant, p.region);
+    if (p.operation !== 'lock') refuse('INVALID_ARGUMENT', `"${p.operation}" is not an operation that needs proof of possession (lock).`);
+    if (actor.kind !== 'user') return refuse('FORBIDDEN', 'operator may not lock this tenant.');
+    const { challenge, claims } = this.deps.challenges.issue({ tenant: tenantId, region, user: normaliseEmail(actor.email), operation: 'lock' });
+    return { tenant: tenantId, region, operation: 'lock', challenge, expiresAt: claims.expiresAt };
+  }
+
+  /**
+   * R8 `tenant lock`: the signature over the challenge is verified here against the vault's public key of the active
+   * key (the private key and its password stay with the caller), then the tenant workflow checks the rules again,
+   * spends the challenge, and locks.
+   */
+  async lockTenant(actor: Actor, tenantId: string, p: { region?: string; confirm: string; challenge: string; signature: Buffer }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    const region = this.regionOf(tenant, p.region);
+    const proof = await this.verifyPossession(tenant, region, p.challenge, p.signature);
+    const request = { actor, policy: this.policy, region, confirm: p.confirm, proof };
+    refuseIf(checkLock(tenant, request, Date.now(), this.policy));
+    // checkLock refuses a missing proof; this only tells the compiler.
+    if (!proof) return refuse('KEY_MISMATCH', 'The key file does not prove possession of the active key.');
+    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof });
+  }
+
+  private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {
+    const claims = this.deps.challenges.open(challenge);
+    if (!claims) return null;
+    const active = usableKeyOf(tenant.regions[region]);
+    const verified = active ? await this.deps.vault.verify(active.vaultKey, Buffer.from(challenge, 'utf8'), signature).catch(() => false) : false;
+    return {
+      challengeId: claims.id,
+      tenant: claims.tenant,
+      region: claims.region,
+      user: claims.user,
+      operation: claims.operation,
+      expiresAt: claims.expiresAt,
+      verifiedThumbprint: verified && active ? active.thumbprint : null,
+    };
+  }
+
+  /** R10 `key reactivate`: the key the lock withdrew, uploaded again; any other answers KEY_MISMATCH. */
+  async reactivateKey(actor: Actor, tenantId: string, p: { fileName: string; file: Buffer; password?: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.reactivate');
+    const region = this.regionOf(tenant, p.region);
+    if (p.file.length > MAX_KEY_FILE_BYTES) refuse('INVALID_KEY_FILE', `The key file is larger than ${MAX_KEY_FILE_BYTES / 1024} KiB; no key file is that large.`);
+    const kind = detectKeyFileKind(p.fileName);
+    const vaultName = tenantVaultKeyName(tenantId, region);
+    const options = { ...this.stagingOptions(tenantId, region, 'reactivation', actor) };
+    let staged: VaultKeyInfo;
+    if (kind === 'pfx') {
+      const opened = parsePfx(p.file, p.password);
+      refuseIf(checkReactivate(tenant, { actor, region, thumbprint: opened.thumbprint }));
+      staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
+    } else {
+      // A .byok opens only inside the vault: its thumbprint is known once it is imported.
+      staged = await this.deps.vault.importByok(vaultName, parseByok(p.file), options);
+      const refusal = checkReactivate(tenant, { actor, region, thumbprint: staged.thumbprint });
+      if (refusal) {
+        await this.deps.vault.deleteKey(staged);
+        refuse(refusal.code, refusal.message);
+      }
+    }
+    const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
+    try {
+      await this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref });
+    } catch (err) {
+      if (err instanceof CmkError) await this.deps.vault.deleteKey(ref.vaultKey);
+      throw err;
+    }
+    return this.keyReport((await this.authorize(actor, tenantId, 'key.show')), region);
+  }
+
+  /** R10 `env unlock`: one environment, after the re-activation and R15's delay. */
+  async unlockEnvironment(actor: Actor, tenantId: string, envId: string) {
+    const tenant = await this.authorize(actor, tenantId, 'env.unlock', envId);
+    const current = this.environmentOf(tenant, envId);
+    const request = { actor, policy: this.policy, env: envId };
+    // A repeat of the unlock that is running attaches to it (same update ID); anything else is checked here first.
+    if (current.runningOperation !== 'unlock') refuseIf(checkUnlock(tenant, request, Date.now(), this.policy));
+    const env = await this.deps.controlPlane.unlockEnvironment(tenantId, request, current);
+    return { environment: environmentView(env) };
+  }
+
+  /** `env backup` / `env restore`: through the tenant workflow, so that nothing else runs on the environment meanwhile. */
+  async environmentBackup(actor: Actor, tenantId: string, envId: string, operation: BackupOperation, backupId: string | null) {
+    const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
+    this.environmentOf(tenant, envId);
+    const request = { actor, policy: this.policy, env: envId, operation, backupId };
+    refuseIf(checkBackup(tenant, request));
+    const result = await this.deps.controlPlane.environmentBackup(tenantId, request);
+    const backups = await this.deps.databases.listBackups(tenantId, envId);
+    return { environment: environmentView(result.environment), backup: result.backup, backups };
   }
 
   // ------------------------------------------------------------------------------------------ mail

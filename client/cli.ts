@@ -3,13 +3,16 @@
  * Exit status: 0 success, 2 usage error, 3 refused, 1 anything else. With --json, stdout is exactly one JSON document.
  */
 import { constants, promises as fs } from 'node:fs';
+import { sign } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CmkError, isCmkError } from '../common/errors';
 import { writeFileAtomic } from '../common/atomic';
 import { MAX_KEY_FILE_BYTES } from '../common/keys';
 import { ApiClient, ApiUnreachableError } from './http';
+import { detectKeyFileKind, parsePfx } from '../keyfiles';
 import type { Action } from '../workflows/rules';
+import type { LockResult } from '../workflows/messages';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
 
@@ -111,6 +114,34 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       });
   }
 
+  command(tenant, 'lock', "lock the tenant in a region (R8): every environment offline; those on your key sealed until you re-activate it")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--confirm <display name>', "the tenant's display name, exactly")
+    .requiredOption('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent")
+    .requiredOption('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; confirm: string; file: string; passwordFile: string; region?: string }) => {
+      const privateKey = await localInput(o.tenant, 'tenant.lock', async () => {
+        if (detectKeyFileKind(basename(o.file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', 'A lock proves possession with the active key\'s .pfx (its private key signs a challenge on this machine).');
+        const file = await readKeyFile(o.file);
+        return parsePfx(file, await readPassword(o.passwordFile)).pkcs8Der;
+      });
+      const { challenge } = await api().call<Json & { challenge: string }>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region });
+      // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge: the password and the private key stay on this machine.
+      const signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
+      privateKey.fill(0);
+      const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') });
+      print(r, () =>
+        [
+          `Tenant ${r.tenant} is locked in region ${r.region} since ${r.lockedAt}.`,
+          `Sealed with your key: ${r.sealed.join(', ') || 'none'}.`,
+          `Locked by decision only (on the provider key): ${r.lockedByDecisionOnly.join(', ') || 'none'}.`,
+          `Withdrawn from the vault: ${r.withdrawnKeys.length} key version(s).`,
+          `To undo: \`cmk key reactivate\`, then \`cmk env unlock\` for each environment, from ${r.unlockAllowedAt}. Environments still locked at ${r.deleteAt} are deleted with their backups.`,
+        ].join('\n'),
+      );
+    });
+
   // ----------------------------------------------------------------------------------------------- env
   const env = command(program, 'env', 'environments and their databases');
   command(env, 'create', 'create an environment: a new database under the provider key')
@@ -130,7 +161,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       print({ environments: r.environments }, () =>
         r.environments.length === 0
           ? `No environments in region ${r.region}.`
-          : [`ENVIRONMENT  STATE  PROTECTION  KEY THUMBPRINT`, ...r.environments.map((e) => `${e.id}  ${e.state}  ${e.protection}  ${e.keyThumbprint}`), `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`].join('\n'),
+          : [`ENVIRONMENT  STATE  PROTECTION  KEY THUMBPRINT`, ...r.environments.map((e) => `${e.id}  ${e.state}  ${e.protection}  ${e.keyThumbprint}${e.lock ? `  (deleted at ${e.lock.deleteAt} unless unlocked)` : ''}`), `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`].join('\n'),
       );
     });
   const operations = [
@@ -155,6 +186,29 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/data`;
       const r = await (o.write === undefined ? api().call<Json & { rows: Row[] }>('GET', path) : api().call<Json & { rows: Row[] }>('POST', path, { text: o.write }));
       print({ rows: r.rows }, () => (r.rows.length ? r.rows.map((row) => `${row.id}\t${row.createdAt}\t${row.text}`).join('\n') : 'No rows.'));
+    });
+
+  command(env, 'unlock', 'unlock one locked environment (after `cmk key reactivate`, and not within the unlock delay of the lock)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .action(async (o: { tenant: string; env: string }) => {
+      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/unlock`);
+      print(r, () => `Environment ${r.environment.id} unlocked: ${describeEnv(r.environment)}.`);
+    });
+  command(env, 'backup', "back up the environment's encrypted database (it carries no key of its own)")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .action(async (o: { tenant: string; env: string }) => {
+      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/backup`);
+      print(r, () => [`Backup ${r.backup.id} of ${o.env} taken at ${r.backup.createdAt} (${r.backup.sizeBytes} bytes).`, describeBackups(r.backups)].join('\n'));
+    });
+  command(env, 'restore', 'put a backup (default: the latest) in place of the database; rows written since are gone')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--backup <id>', 'the backup to restore (default: the latest)')
+    .action(async (o: { tenant: string; env: string; backup?: string }) => {
+      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/restore`, { backupId: o.backup });
+      print(r, () => `Environment ${o.env} restored from backup ${r.backup.id} (taken at ${r.backup.createdAt}).`);
     });
 
   // ----------------------------------------------------------------------------------------------- key
@@ -200,6 +254,18 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       await writeFileAtomic(out, Buffer.from(r.publicKeyPem), 0o644);
       print({ ...r, out }, () => `Key-exchange key created. Key ID (the .byok header.kid): ${r.kid}\nIts public key was written to ${out}.`);
     });
+  command(key, 'reactivate', 'upload the key a lock withdrew again (R10), so that its environments can be unlocked')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--file <file>', 'the same FILE.pfx (or FILE.byok) as the locked key')
+    .requiredOption('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until the key is active')
+    .action(async (o: { tenant: string; file: string; passwordFile: string; region?: string; wait?: boolean }) => {
+      const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({ file: await readKeyFile(o.file), password: await readPassword(o.passwordFile) }));
+      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/reactivate`, { fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
+      const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
+      print(final, () => `${describeKey(final)}\nLocked environments can now be unlocked one at a time with \`cmk env unlock\`.`);
+    });
   command(key, 'show', "show the tenant's active key in a region")
     .requiredOption('--tenant <id>', 'tenant ID')
     .option('--region <region>', 'region (default: the tenant home region)')
@@ -229,16 +295,30 @@ interface EnvView {
   protection: string;
   keyThumbprint: string;
   coverage: { covered: string[]; notCovered: string[] };
+  lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
 }
 interface Row {
   id: number;
   text: string;
   createdAt: string;
 }
+/** The API service answers `tenant lock` with the workflow's result as it is. */
+type LockReport = Json & LockResult;
+interface BackupView {
+  id: string;
+  createdAt: string;
+  sizeBytes: number;
+}
+type BackupReport = Json & { backup: BackupView; backups: BackupView[] };
+
+function describeBackups(backups: BackupView[]): string {
+  return [`Backups of this environment (oldest first):`, ...backups.map((b) => `  ${b.id}  ${b.createdAt}  ${b.sizeBytes} bytes`)].join('\n');
+}
+
 type KeyReport = Json & {
   tenant: string;
   region: string;
-  activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null } | null;
+  activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null; lockedAt?: string } | null;
   nextKeyChangeAllowedAt: string | null;
   lockAllowedAt: string | null;
   reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
@@ -251,12 +331,14 @@ const query = (params: Record<string, string | undefined>): string => {
 };
 
 function describeEnv(e: EnvView): string {
-  return `${e.state}, protected by the ${e.protection} key ${e.keyThumbprint}`;
+  const lock = e.lock ? ` (${e.lock.sealed ? 'sealed' : 'locked by decision only'} since ${e.lock.lockedAt}; deleted at ${e.lock.deleteAt} unless unlocked)` : '';
+  return `${e.state}${lock}, protected by the ${e.protection} key ${e.keyThumbprint}`;
 }
 
 function describeKey(r: KeyReport): string {
   const k = r.activeKey;
   const lines = [k ? `Active key of ${r.tenant} in region ${r.region}: "${k.name}" (${k.state}), thumbprint ${k.thumbprint}, activated ${k.activatedAt} by ${k.activatedBy}.` : `${r.tenant} has no key of its own in region ${r.region}: its environments use the provider key.`];
+  if (k?.state === 'Locked') lines.push(`The key was withdrawn from the vault by a lock at ${String(k.lockedAt)}: upload it again with \`cmk key reactivate\` to unlock environments.`);
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);
   for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);

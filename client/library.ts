@@ -20,6 +20,14 @@ import {
   updates,
   type AdminChangeRequest,
   type AdminChangeResult,
+  type BackupRequest,
+  type BackupResult,
+  type LockRequest,
+  type LockResult,
+  type PurgeRequest,
+  type PurgeResult,
+  type ReactivateRequest,
+  type UnlockRequest,
   type EnvironmentCreateRequest,
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
@@ -98,6 +106,42 @@ export class ControlPlane {
       // One staged key version is one request: a retried call attaches to it instead of changing the key twice.
       this.tenantHandle(tenant).executeUpdate(updates.changeKey, { args: [request], updateId: `key-change/${request.staged.vaultKey.version}` }),
     );
+  }
+
+  /**
+   * R8. No update ID on purpose: the workflow's validator refuses a challenge that was already spent (KEY_MISMATCH),
+   * whereas a repeated update ID would quietly hand back the first lock's result to a replayed signature.
+   */
+  lockTenant(tenant: string, request: LockRequest): Promise<LockResult> {
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.lockTenant, { args: [request] }));
+  }
+
+  /** R10: the withdrawn key uploaded again, staged by the caller. */
+  reactivateKey(tenant: string, request: ReactivateRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () =>
+      this.tenantHandle(tenant).executeUpdate(updates.reactivateKey, { args: [request], updateId: `key-reactivate/${request.staged.vaultKey.version}` }),
+    );
+  }
+
+  /** R10 `env unlock`: one lock is unlocked once; a repeat while it runs attaches to it. */
+  unlockEnvironment(tenant: string, request: UnlockRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
+    const updateId = current?.lock ? `unlock/${request.env}/${current.lock.lockedAt}` : undefined;
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.unlockEnvironment, { args: [request], updateId }));
+  }
+
+  /** `env backup` / `env restore`, serialised with the environment's other operations by its workflow. */
+  environmentBackup(tenant: string, request: BackupRequest): Promise<BackupResult> {
+    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.environmentBackup, { args: [request] }));
+  }
+
+  /** R9's daily safety net for one tenant; undefined when its workflow no longer runs. */
+  async purgeOverdue(tenant: string, request: PurgeRequest): Promise<PurgeResult | undefined> {
+    try {
+      return await this.tenantHandle(tenant).executeUpdate(updates.purgeOverdue, { args: [request] });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw asRefusal(err) ?? err;
+    }
   }
 
   /** Runs an update, turning a refusal (validator or handler) into a CmkError with its stable code. */

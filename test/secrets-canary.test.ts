@@ -15,13 +15,14 @@ import { parsePfx } from '../keyfiles';
 const CANARY_PASSWORD = 'canary-password-3c1e9f57a2';
 const CANARY_UPLOAD_PASSWORD = 'canary-upload-pw-77d0b1e4';
 const CANARY_ROW = 'canary-row-5b8e0c4d19';
+const CANARY_LOCK_PASSWORD = 'canary-lock-pw-e41f6a0c93';
 const ALICE = 'alice@fabrikam.example';
 
 let stack: Stack;
 const work = mkdtempSync(join(tmpdir(), 'cmk-canary-'));
 
 beforeAll(async () => {
-  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s' });
+  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_LOCK_EMBARGO: '1s', CMK_UNLOCK_DELAY: '1s' });
 }, 120_000);
 afterAll(async () => stack?.stop());
 
@@ -76,12 +77,30 @@ test('canaries reach neither history nor the data dir', async () => {
   await new Promise((r) => setTimeout(r, 1200));
   expect((await stack.cmk(['key', 'upload', '--tenant', 'fabrikam', '--name', 'hsm', '--file', byokPath], { as: ALICE })).code).toBe(0);
 
+  // The last resort with the active (HSM) key as a .pfx made here: its bytes and password stay on this machine for
+  // the lock's signature and travel only to the API service (never a workflow) for the re-activation. The environment
+  // is sealed with a backup, then unlocked.
+  const lockPw = join(work, 'lock-pw.txt');
+  writeFileSync(lockPw, `${CANARY_LOCK_PASSWORD}\n`);
+  const lockPfx = join(work, 'lock.pfx');
+  writeFileSync(lockPfx, makePfx(hsmKey, CANARY_LOCK_PASSWORD));
+  expect((await stack.cmk(['env', 'apply', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+  expect((await stack.cmk(['env', 'backup', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+  await new Promise((r) => setTimeout(r, 1200));
+  const locked = await stack.cmk(['tenant', 'lock', '--tenant', 'fabrikam', '--confirm', 'Fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE });
+  expect(locked.stderr).toBe('');
+  expect((await stack.cmk(['key', 'reactivate', '--tenant', 'fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE })).code).toBe(0);
+  await new Promise((r) => setTimeout(r, 1100));
+  expect((await stack.cmk(['env', 'unlock', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+
   const generatedKey = createPrivateKey({ key: parsePfx(readFileSync(generatedPfx), CANARY_PASSWORD).pkcs8Der, format: 'der', type: 'pkcs8' });
   const pfxBytes = readFileSync(uploadPfx);
   const canaries: Array<[string, Buffer]> = [
     ...encodings(Buffer.from(CANARY_PASSWORD), 'generate password'),
     ...encodings(Buffer.from(CANARY_UPLOAD_PASSWORD), 'upload password'),
     ...encodings(Buffer.from(CANARY_ROW), 'environment row'),
+    ...encodings(Buffer.from(CANARY_LOCK_PASSWORD), 'lock password'),
+    ...encodings(readFileSync(lockPfx).subarray(200, 260), 'lock PFX bytes'),
     ...encodings(pfxBytes.subarray(200, 260), 'uploaded PFX bytes'),
     ...encodings(readFileSync(generatedPfx).subarray(200, 260), 'generated PFX bytes'),
     ...keyCanaries(uploaded, 'uploaded key'),

@@ -2,72 +2,23 @@
  * The tenant workflow on the time-skipping test server: the real 24 h (R5) and 72 h (R6) pass in seconds, with the
  * real activities over a local vault, encrypted databases and the outbox.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
-import { temporalTestServerPath } from '../stack/tools';
-import { registerSearchAttributes } from '../stack/search-attributes';
 import { queries, tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type Actor, type KeySource } from '../workflows/rules';
+import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
 import { localParts } from './support/parts';
+import { ALICE, BOB, HOUR, keyChange as change, timeSkippingHarness } from './support/time-skipping';
 
-const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
-const BOB: Actor = { kind: 'user', email: 'bob@example.com' };
-const HOUR = 3_600_000;
-
-let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
-
-beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } } });
-  await registerSearchAttributes(env.connection, 'default');
-  bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows') });
+const harness = timeSkippingHarness();
+const { withTenant, acceptedUpdates } = harness;
+let env: typeof harness.env;
+beforeAll(() => {
+  env = harness.env;
 });
-
-afterAll(async () => {
-  await env?.teardown();
-});
-
-let counter = 0;
-async function withTenant(test: (ctx: { plane: ControlPlane; parts: ReturnType<typeof localParts>; tenant: string; stage: (key?: KeyObject) => Promise<{ vaultKey: { name: string; version: string }; thumbprint: string }> }) => Promise<void>) {
-  const parts = localParts();
-  const taskQueue = `tenant-wf-${process.pid}-${++counter}`;
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: createActivities(parts) });
-  const plane = new ControlPlane(env.client, taskQueue);
-  const tenant = `contoso-${counter}`;
-  const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
-    const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
-    return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
-  };
-  // Everything, tenant creation included, runs while the worker polls: a query needs a worker to answer it.
-  await worker.runUntil(async () => {
-    await plane.createTenant({ actor: { kind: 'operator' }, tenant, displayName: 'Contoso Ltd', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
-    try {
-      await test({ plane, parts, tenant, stage });
-    } finally {
-      // A tenant left running would keep timers that fire (with no worker) while a later test skips time.
-      await env.client.workflow.getHandle(tenantWorkflowId(tenant)).terminate('test finished');
-    }
-  });
-}
-
-const change = (actor: Actor, staged: Awaited<ReturnType<Parameters<Parameters<typeof withTenant>[0]>[0]['stage']>>, source: KeySource = 'generated') => ({
-  actor,
-  policy: DEFAULT_POLICY,
-  region: 'emea',
-  name: 'contoso-2026',
-  source,
-  staged,
-});
-
-async function acceptedUpdates(tenant: string): Promise<number> {
-  const history = await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
-  return (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
-}
 
 test('a generated key becomes active, is mailed to every administrator, and R5 holds for exactly 24 hours', async () => {
   await withTenant(async ({ plane, parts, tenant, stage }) => {
@@ -176,7 +127,7 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
     },
   };
   const taskQueue = `tenant-wf-flaky-${process.pid}`;
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: bundle, activities: createActivities({ ...parts, mailer: flakyMailer }) });
+  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: harness.bundle, activities: createActivities({ ...parts, mailer: flakyMailer }) });
   const plane = new ControlPlane(env.client, taskQueue);
   const tenant = 'flaky-mail';
   await worker.runUntil(async () => {

@@ -1,5 +1,9 @@
 /** The worker process: runs the tenant workflows and their activities on the configured task queue. */
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
+import { ControlPlane } from '../client/library';
+import { ensurePurgeSchedule } from '../client/purge-schedule';
+import { OPERATOR } from '../workflows/rules';
 import { loadConfig } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
@@ -11,17 +15,24 @@ export async function runWorker(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger((process.env.CMK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
   const parts = buildParts(config);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  // The daily purge reaches the tenant workflows through the client library.
+  const clientConnection = await Connection.connect({ address: config.temporalAddress });
+  const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+  const plane = new ControlPlane(temporal, config.taskQueue);
+  const tenants = { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) };
+  await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
   const worker = await Worker.create({
     connection,
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
     workflowsPath: require.resolve('../workflows'),
-    activities: createActivities(parts),
+    activities: createActivities({ ...parts, tenants }),
   });
   stopWhenStackEnds(() => worker.shutdown());
   // Worker.run ends on SIGINT/SIGTERM (the SDK's default shutdown signals) once in-flight tasks are done.
   await worker.run();
   await connection.close();
+  await clientConnection.close();
 }
 
 if (require.main === module) {

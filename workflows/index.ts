@@ -1,1 +1,2 @@
 export { tenantWorkflow } from './tenant';
+export { purgeLockedEnvironmentsWorkflow } from './purge';

@@ -5,14 +5,18 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
+import type { BackupView } from '../database/types';
+import type { PackedEnvironments } from './carried';
 import type {
   Actor,
   Administrator,
   AdminRole,
   EnvironmentRecord,
   EnvironmentOperation,
+  BackupOperation,
   KeySource,
   Policy,
+  PossessionProof,
   ReprotectionProgress,
   TenantKey,
   TenantSnapshot,
@@ -68,6 +72,10 @@ export interface CarriedTenantState {
   snapshot: TenantSnapshot;
   notificationSeq: number;
   policy: Policy;
+  /** Set instead of `snapshot.environments` (then empty) by runs that pack them (workflows/carried.ts). */
+  packedEnvironments?: PackedEnvironments;
+  /** IDs of lock challenges already spent, with their expiry (single use, R8); pruned once expired. */
+  usedChallenges?: Record<string, string>;
 }
 
 // ----------------------------------------------------------------------------------------------- requests
@@ -117,6 +125,60 @@ export interface AdminChangeResult {
   admins: Administrator[];
 }
 
+/** R8: the display name as typed, and the proof of possession the API service verified. */
+export interface LockRequest extends Request {
+  region: string;
+  confirm: string;
+  proof: PossessionProof;
+}
+
+export interface LockResult {
+  tenant: string;
+  region: string;
+  lockedAt: string;
+  /** R15: no unlock before this. */
+  unlockAllowedAt: string;
+  /** R9: deleted then unless unlocked. */
+  deleteAt: string;
+  /** On the tenant key: sealed cryptographically. */
+  sealed: string[];
+  /** On the provider key: Locked by decision only (R8 says which). */
+  lockedByDecisionOnly: string[];
+  /** Thumbprints of the tenant key versions withdrawn from the vault (disabled, deleted and purged). */
+  withdrawnKeys: string[];
+}
+
+/** R10: the withdrawn key, uploaded again and staged (disabled) by the API service. */
+export interface ReactivateRequest extends Request {
+  region: string;
+  staged: StagedKey;
+}
+
+export interface UnlockRequest extends Request {
+  env: string;
+}
+
+export interface BackupRequest extends Request {
+  env: string;
+  operation: BackupOperation;
+  /** `restore` only: the backup to restore; null for the latest. */
+  backupId: string | null;
+}
+
+export interface BackupResult {
+  environment: EnvironmentRecord;
+  backup: BackupView;
+}
+
+export type PurgeRequest = Request;
+
+/** What one purge pass did for a tenant: environments deleted now (a timer had missed them) and those still locked. */
+export interface PurgeResult {
+  tenant: string;
+  deleted: string[];
+  stillLocked: Array<{ env: string; deleteAt: string }>;
+}
+
 export const queries = {
   snapshot: defineQuery<TenantSnapshot>('snapshot'),
   /** The latest re-protection per region: done, refused and remaining (the `key show` progress). */
@@ -142,4 +204,13 @@ export const updates = {
   createEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentCreateRequest]>('createEnvironment'),
   changeKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('changeKey'),
   environmentOperation: defineUpdate<EnvironmentRecord, [EnvironmentOperationRequest]>('environmentOperation'),
+  lockTenant: defineUpdate<LockResult, [LockRequest]>('lockTenant'),
+  reactivateKey: defineUpdate<KeyChangeResult, [ReactivateRequest]>('reactivateKey'),
+  unlockEnvironment: defineUpdate<EnvironmentRecord, [UnlockRequest]>('unlockEnvironment'),
+  environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),
+  purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
 };
+
+/** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
+export const PURGE_SCHEDULE_ID = 'cmk-purge-locked-environments';
+export const PURGE_WORKFLOW_TYPE = 'purgeLockedEnvironmentsWorkflow';

@@ -81,3 +81,70 @@ export function environmentOperationMail(p: { operation: keyof typeof ENVIRONMEN
     body: `${p.by} ${e.what} for environment ${p.env} at ${p.at}. It is now protected by the key with thumbprint ${p.thumbprint}.` + SIGNATURE,
   };
 }
+
+const list = (ids: string[]): string => (ids.length ? ids.join(', ') : 'none');
+
+export function tenantLockedMail(p: {
+  tenantName: string;
+  tenant: string;
+  region: string;
+  by: string;
+  at: string;
+  sealed: string[];
+  lockedByDecisionOnly: string[];
+  unlockAllowedAt: string;
+  deleteAt: string;
+}): Notification {
+  return {
+    event: 'tenant-locked',
+    subject: `${p.tenantName} was locked (region ${p.region})`,
+    body:
+      `${p.by} locked tenant ${p.tenant} in region ${p.region} at ${p.at}. Every environment there is offline and inaccessible, to the provider too.\n` +
+      `Sealed with your key (the service no longer holds any key that opens them): ${list(p.sealed)}.\n` +
+      `Locked by decision only (they were on the provider key): ${list(p.lockedByDecisionOnly)}.\n\n` +
+      `To undo it, upload the same key again (\`cmk key reactivate\`), then unlock each environment (\`cmk env unlock\`), ` +
+      `not before ${p.unlockAllowedAt}. Environments still locked at ${p.deleteAt} are deleted with their backups.` +
+      SIGNATURE,
+  };
+}
+
+export function keyReactivatedMail(p: { tenantName: string; tenant: string; region: string; keyName: string; thumbprint: string; by: string; at: string }): Notification {
+  return {
+    event: 'key-reactivated',
+    subject: `Encryption key re-activated for ${p.tenantName} (region ${p.region})`,
+    body:
+      `${p.by} re-activated the key "${p.keyName}" (thumbprint ${p.thumbprint}) of tenant ${p.tenant} in region ${p.region} at ${p.at}. ` +
+      `Locked environments can now be unlocked one at a time with \`cmk env unlock\`.` +
+      SIGNATURE,
+  };
+}
+
+export function environmentUnlockedMail(p: { tenantName: string; env: string; by: string; at: string }): Notification {
+  return {
+    event: 'environment-unlocked',
+    subject: `Environment unlocked: ${p.env} (${p.tenantName})`,
+    body: `${p.by} unlocked environment ${p.env} at ${p.at}. It is online again, with the protection it had before the lock.` + SIGNATURE,
+  };
+}
+
+export function deletionWarningMail(p: { tenantName: string; tenant: string; envs: string[]; deleteAt: string }): Notification {
+  return {
+    event: 'deletion-warning',
+    subject: `Locked environments of ${p.tenantName} will be deleted on ${p.deleteAt}`,
+    body:
+      `These environments of tenant ${p.tenant} are still locked and will be deleted, with their backups, at ${p.deleteAt}: ${list(p.envs)}.\n` +
+      `To keep one, re-activate the key (\`cmk key reactivate\`) and unlock it (\`cmk env unlock\`) before then. A deletion cannot be undone.` +
+      SIGNATURE,
+  };
+}
+
+export function environmentsDeletedMail(p: { tenantName: string; tenant: string; envs: string[]; at: string }): Notification {
+  return {
+    event: 'environment-deleted',
+    subject: `Locked environments of ${p.tenantName} were deleted`,
+    body:
+      `These environments of tenant ${p.tenant} stayed locked until their deadline and were deleted at ${p.at}, with their backups and their key records: ${list(p.envs)}. ` +
+      `Their data cannot be recovered by anyone.` +
+      SIGNATURE,
+  };
+}

@@ -89,6 +89,9 @@ export interface TenantKey {
   activatedAt: string | null;
   activatedBy: string | null;
   retiredAt: string | null;
+  /** When a lock withdrew it (state Locked), and when it was re-activated (R10). */
+  lockedAt?: string;
+  reactivatedAt?: string;
   /** False once the key was deleted from the vault (after the rollback window, or withdrawn by a lock). */
   inVault: boolean;
 }
@@ -107,7 +110,24 @@ export interface EnvironmentRecord {
    */
   operationSeq?: number;
   /** The apply/revert/rekey running on it now (its state alone cannot say: a rekey and a re-protection are both Reprotecting). */
-  runningOperation?: EnvironmentOperation;
+  runningOperation?: EnvironmentOperation | BackupOperation | 'unlock';
+  /** Set while it is Locked (R8): when, by whom, whether sealed, and when R9 deletes it. */
+  lock?: EnvironmentLock;
+  /** When R9 deleted it (state Deleted). */
+  deletedAt?: string;
+}
+
+/** An environment's lock (R8, R9, R15). */
+export interface EnvironmentLock {
+  lockedAt: string;
+  lockedBy: string;
+  /** On the tenant key when locked: sealed cryptographically. On the provider key: Locked by decision only. */
+  sealed: boolean;
+  /** R9: deleted at this moment unless unlocked. */
+  deleteAt: string;
+  /** The deletion warnings' moments (7 days and 1 day before, scaled with the retention), and how many were sent. */
+  warnAt: string[];
+  warningsSent: number;
 }
 
 /** An environment a re-protection could not move to the new key: it stays on its previous key, which stays in the vault. */
@@ -146,6 +166,12 @@ export interface RegionKeys {
 
 export const activeKeyOf = (region: RegionKeys | undefined): TenantKey | null =>
   region?.keys.find((k) => k.thumbprint === region.activeThumbprint) ?? null;
+
+/** The active key when it may protect environments: not withdrawn by a lock (R8) and not yet re-activated (R10). */
+export const usableKeyOf = (region: RegionKeys | undefined): TenantKey | null => {
+  const key = activeKeyOf(region);
+  return key && key.state !== 'Locked' ? key : null;
+};
 
 export interface TenantSnapshot {
   tenant: string;
@@ -229,10 +255,10 @@ export function isAllowed(tenant: TenantSnapshot | undefined, actor: Actor, acti
 }
 
 /** Mail recipients of R4: every global and service administrator, plus the environment's system administrator. */
-export function notificationRecipients(tenant: Pick<TenantSnapshot, 'admins' | 'environments'>, envId?: string): string[] {
+export function notificationRecipients(tenant: Pick<TenantSnapshot, 'admins' | 'environments'>, envIds?: string | readonly string[]): string[] {
   const recipients = new Set(tenant.admins.map((a) => a.email));
-  const env = envId ? tenant.environments.find((e) => e.id === envId) : undefined;
-  if (env?.systemAdmin) recipients.add(env.systemAdmin);
+  const concerned = new Set(typeof envIds === 'string' ? [envIds] : (envIds ?? []));
+  for (const env of tenant.environments) if (concerned.has(env.id) && env.systemAdmin) recipients.add(env.systemAdmin);
   return [...recipients].sort();
 }
 
@@ -403,7 +429,7 @@ export function checkEnvironmentOperation(tenant: TenantSnapshot, request: Envir
   if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
   const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
   if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
-  const active = activeKeyOf(tenant.regions[env.region]);
+  const active = usableKeyOf(tenant.regions[env.region]);
   if (operation === 'apply' && env.protection === 'tenant' && env.keyThumbprint === active?.thumbprint) {
     return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the tenant's active key.`);
   }
@@ -413,8 +439,180 @@ export function checkEnvironmentOperation(tenant: TenantSnapshot, request: Envir
     return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${env.region}; generate or upload one first.`);
   }
   if (env.state !== 'Online') return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
+  if (env.runningOperation) return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is busy (${env.runningOperation}); try again in a moment.`);
   if (tenant.operations[env.region]) {
     return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${env.region}: ${tenant.operations[env.region]}.`);
   }
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------- lock (R6, R8, R9, R10, R11, R15)
+
+/**
+ * Proof of possession of the active key (R8): the API service issued a single-use challenge bound to tenant, region,
+ * user and operation, and verified the caller's signature over it against the vault's public key. The workflow
+ * checks the binding, the expiry, the key it was verified against, and that the challenge was never used before.
+ */
+export interface PossessionProof {
+  challengeId: string;
+  tenant: string;
+  region: string;
+  user: string;
+  operation: 'lock';
+  expiresAt: string;
+  /** The key the signature verified against (the vault's public key); null when it did not verify. */
+  verifiedThumbprint: string | null;
+}
+
+export interface LockCheck {
+  actor: Actor;
+  region: string;
+  confirm: string;
+  proof: PossessionProof | null;
+}
+
+/**
+ * R8 `tenant lock`: R12 (global/service administrators only), then state — any environment still Locked, no active
+ * key, the display name, the proof — then time (R6), then a running operation (DESIGN.md §4 order).
+ * `usedChallenges` holds the IDs of challenges already spent (single use).
+ */
+export function checkLock(tenant: TenantSnapshot, request: LockCheck, now: number, policy: Policy, usedChallenges: ReadonlySet<string> = new Set()): Refusal | null {
+  const { actor } = request;
+  if (!isAllowed(tenant, actor, 'tenant.lock') || actor.kind !== 'user') return forbidden(actor, 'lock this tenant');
+  if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const region = tenant.regions[request.region];
+  const locked = lockedEnvironments(tenant, request.region);
+  if (locked.length > 0) {
+    return refuse('LOCKED_ENVIRONMENTS_EXIST', `${locked.length} environment(s) of this tenant in region ${request.region} are still locked; unlock them (or wait for their deletion) before locking again.`);
+  }
+  const active = usableKeyOf(region);
+  if (!active) return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${request.region}; there is nothing to lock with.`);
+  if (request.confirm !== tenant.displayName) {
+    return refuse('TENANT_NAME_MISMATCH', `--confirm must be the tenant's display name exactly, as it is written (case and spaces included).`);
+  }
+  const proofRefusal = checkPossession(tenant, request, active, now, usedChallenges);
+  if (proofRefusal) return proofRefusal;
+  const allowedAt = lockAllowedAt(region, policy);
+  if (allowedAt !== null && now < allowedAt) {
+    return refuse('LOCK_EMBARGO', `The key changed less than ${formatDuration(policy.lockEmbargoMs)} ago; to give the other administrators time to roll the change back, the tenant cannot be locked before ${new Date(allowedAt).toISOString()}.`);
+  }
+  if (tenant.operations[request.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${tenant.operations[request.region]}.`);
+  }
+  const busy = tenant.environments.find((e) => e.region === request.region && e.state !== 'Deleted' && (e.state !== 'Online' || e.runningOperation));
+  if (busy) return refuse('OPERATION_IN_PROGRESS', `Environment ${busy.id} is busy (${busy.runningOperation ?? busy.state.toLowerCase()}); lock when it is done.`);
+  return null;
+}
+
+function checkPossession(tenant: TenantSnapshot, request: LockCheck, active: TenantKey, now: number, usedChallenges: ReadonlySet<string>): Refusal | null {
+  const proof = request.proof;
+  const mismatch = (why: string) => refuse('KEY_MISMATCH', `The key file does not prove possession of the tenant's active key "${active.name}" (${why}).`);
+  if (!proof || proof.verifiedThumbprint === null) return mismatch('its signature does not verify with the active key');
+  if (proof.verifiedThumbprint !== active.thumbprint) return mismatch('it is another key');
+  const user = request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : '';
+  if (proof.tenant !== tenant.tenant || proof.region !== request.region || proof.user !== user || proof.operation !== 'lock') {
+    return mismatch('the challenge was issued for another tenant, region, user or operation');
+  }
+  if (Date.parse(proof.expiresAt) <= now) return mismatch('the challenge expired; run the command again');
+  if (usedChallenges.has(proof.challengeId)) return mismatch('the challenge was already used; run the command again');
+  return null;
+}
+
+export const lockedEnvironments = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
+  tenant.environments.filter((e) => e.region === region && e.state === 'Locked');
+
+/**
+ * R9 deletion warnings: 7 days and 1 day before the deletion with the default 28 days, the same fractions of any
+ * other retention (a 28-minute retention warns 7 and 1 minutes before).
+ */
+export function deletionWarningTimes(lockedAtMs: number, retentionMs: number): number[] {
+  return [7 / 28, 1 / 28].map((fraction) => lockedAtMs + retentionMs - Math.round(retentionMs * fraction));
+}
+
+export interface ReactivateCheck {
+  actor: Actor;
+  region: string;
+  thumbprint: string;
+}
+
+/**
+ * R10 `key reactivate`: the key a lock withdrew, uploaded again — KEY_MISMATCH for any other. Exempt from R5 and
+ * R11 (it is how locked environments come back), and it restarts neither R5 nor R6.
+ */
+export function checkReactivate(tenant: TenantSnapshot, request: ReactivateCheck): Refusal | null {
+  if (!isAllowed(tenant, request.actor, 'key.reactivate')) return forbidden(request.actor, 're-activate the key of this tenant');
+  if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const key = activeKeyOf(tenant.regions[request.region]);
+  if (!key) return refuse('KEY_NOT_ACTIVE', `The tenant has no key in region ${request.region}; there is nothing to re-activate.`);
+  if (key.state !== 'Locked') return refuse('ALREADY_EXISTS', `The key "${key.name}" is not locked: it is ${key.state.toLowerCase()}; there is nothing to re-activate.`);
+  if (request.thumbprint !== key.thumbprint) {
+    return refuse('KEY_MISMATCH', `This is not the key the lock withdrew ("${key.name}", thumbprint ${key.thumbprint}); only that key can be re-activated.`);
+  }
+  if (tenant.operations[request.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${tenant.operations[request.region]}.`);
+  }
+  return null;
+}
+
+export interface UnlockCheck {
+  actor: Actor;
+  env: string;
+}
+
+/**
+ * R10 `env unlock`, one environment at a time: R12 (its system administrator too), then state — not locked, the key
+ * not re-activated (for provider-key environments as well) — then R15's delay, then a running operation.
+ */
+export function checkUnlock(tenant: TenantSnapshot, request: UnlockCheck, now: number, policy: Policy): Refusal | null {
+  const { actor, env: envId } = request;
+  if (!isAllowed(tenant, actor, 'env.unlock', envId)) return forbidden(actor, `unlock environment ${envId}`);
+  if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+  const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
+  if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  if (env.state !== 'Locked' || !env.lock) return refuse('ALREADY_EXISTS', `Environment ${envId} is not locked.`);
+  const key = usableKeyOf(tenant.regions[env.region]);
+  if (!key) {
+    return refuse('KEY_NOT_ACTIVE', `The tenant's key in region ${env.region} has not been re-activated; upload the same key again with \`cmk key reactivate\` first.`);
+  }
+  if (env.lock.sealed && env.keyThumbprint !== key.thumbprint) {
+    return refuse('KEY_NOT_ACTIVE', `Environment ${envId} was sealed under the key with thumbprint ${env.keyThumbprint}, which is not the re-activated key; it cannot be opened.`);
+  }
+  const unlockAt = Date.parse(env.lock.lockedAt) + policy.unlockDelayMs;
+  if (now < unlockAt) {
+    return refuse('UNLOCK_TOO_SOON', `Environment ${envId} was locked less than ${formatDuration(policy.unlockDelayMs)} ago; it can be unlocked from ${new Date(unlockAt).toISOString()}.`);
+  }
+  if (env.runningOperation || tenant.operations[env.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${env.region}${tenant.operations[env.region] ? `: ${tenant.operations[env.region]}` : ''}.`);
+  }
+  return null;
+}
+
+export type BackupOperation = 'backup' | 'restore';
+export const BACKUP_ID_PATTERN = ID_PATTERN;
+
+export interface BackupCheck {
+  actor: Actor;
+  env: string;
+  operation: BackupOperation;
+  backupId: string | null;
+}
+
+/** `env backup` / `env restore`: R12, the environment exists, the backup ID's grammar, then Locked (R8), then busy. */
+export function checkBackup(tenant: TenantSnapshot, request: BackupCheck): Refusal | null {
+  const { actor, env: envId, operation } = request;
+  if (!isAllowed(tenant, actor, `env.${operation}`, envId)) return forbidden(actor, `${operation} environment ${envId}`);
+  if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+  const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
+  if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  if (request.backupId !== null && (operation !== 'restore' || !BACKUP_ID_PATTERN.test(request.backupId))) {
+    return refuse('INVALID_ARGUMENT', `"${request.backupId}" is not a backup ID (see \`cmk env backup\`'s output).`);
+  }
+  if (env.state === 'Locked') return refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked: it cannot be ${operation === 'backup' ? 'backed up' : 'restored'} until it is unlocked.`);
+  if (env.state !== 'Online' || env.runningOperation) return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is busy (${env.runningOperation ?? env.state.toLowerCase()}); try again when it is back online.`);
+  return null;
+}
+
+/** The daily purge (R9's safety net) is the provider's own job: only the operator asks for it. */
+export function checkPurge(actor: Actor): Refusal | null {
+  return actor.kind === 'operator' ? null : forbidden(actor, 'purge locked environments');
 }

@@ -24,22 +24,35 @@ import {
   tenantWorkflowId,
   updates,
   type CarriedTenantState,
+  type BackupRequest,
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
+  type LockRequest,
+  type LockResult,
+  type PurgeResult,
+  type ReactivateRequest,
   type TenantWorkflowInput,
+  type UnlockRequest,
 } from './messages';
 import {
   activeKeyOf,
   checkAdminChange,
+  checkBackup,
   checkEnvironmentCreate,
   checkEnvironmentOperation,
   checkKeyChange,
+  checkLock,
+  checkPurge,
+  checkReactivate,
+  checkUnlock,
+  deletionWarningTimes,
   describeActor,
   emptyRegion,
   lockAllowedAt,
   nextKeyChangeAllowedAt,
   normaliseEmail,
   notificationRecipients,
+  usableKeyOf,
   DEFAULT_POLICY,
   type EnvironmentOperation,
   type EnvironmentRecord,
@@ -49,8 +62,20 @@ import {
   type TenantKey,
   type TenantSnapshot,
 } from './rules';
-import { adminChangedMail, environmentOperationMail, keyChangedMail, tenantCreatedMail, type Notification } from './notifications';
+import {
+  adminChangedMail,
+  deletionWarningMail,
+  environmentOperationMail,
+  environmentsDeletedMail,
+  environmentUnlockedMail,
+  keyChangedMail,
+  keyReactivatedMail,
+  tenantCreatedMail,
+  tenantLockedMail,
+  type Notification,
+} from './notifications';
 import { ERROR_CODES } from './codes';
+import { packEnvironments, unpackEnvironments } from './carried';
 
 /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
 const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase, revertToProviderKey } = proxyActivities<Activities>({
@@ -82,6 +107,20 @@ const { reprotectEnvironment } = proxyActivities<Activities>({
 
 /** Re-encrypting every page of a database takes as long as the database is large. */
 const { applyTenantKey, rekeyEnvironmentDatabase } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+
+/**
+ * A lock's and a deletion's work on many environments (offline marks, crypto-shredding), checkpointed by heartbeat;
+ * and the one-environment steps of unlock, backup and restore (a backup copies the whole database).
+ */
+const { takeEnvironmentsOffline, destroyEnvironments } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
+});
+const { withdrawTenantKeys, bringEnvironmentOnline, backupEnvironment, restoreEnvironment } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
 });
@@ -118,6 +157,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     notificationSeq: 0,
     policy: DEFAULT_POLICY,
   };
+  if (carried.packedEnvironments) {
+    carried.snapshot.environments = unpackEnvironments(carried.packedEnvironments);
+    delete carried.packedEnvironments;
+  }
   const tenant: TenantSnapshot = carried.snapshot;
   const reprotections: Record<string, ReprotectionProgress> = (tenant.reprotections ??= {});
   /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
@@ -137,12 +180,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
   }
 
-  async function notify(notification: Notification, envId?: string): Promise<void> {
+  /** R4: every global and service administrator, and the system administrators of the environments concerned. */
+  async function notify(notification: Notification, envIds?: string | string[]): Promise<void> {
     carried.notificationSeq += 1;
     await notifyAdministrators({
       notificationId: `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`,
       tenant: tenant.tenant,
-      recipients: notificationRecipients(tenant, envId),
+      recipients: notificationRecipients(tenant, envIds),
       ...notification,
       occurredAt: iso(Date.now()),
     });
@@ -305,8 +349,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const targets = tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
     if (targets.length === 0) key.state = 'Active';
     else startReprotection(region, key, targets);
-    region.rollbackThumbprint = replaced?.thumbprint ?? null;
-    region.rollbackUntil = replaced ? iso(now + request.policy.lockEmbargoMs) : null;
+    // A key a lock withdrew is gone from the vault: nothing to roll back to.
+    const rollbackTo = replaced?.inVault ? replaced : null;
+    region.rollbackThumbprint = rollbackTo?.thumbprint ?? null;
+    region.rollbackUntil = rollbackTo ? iso(now + request.policy.lockEmbargoMs) : null;
     region.lastKeyChangeAt = iso(now);
     region.embargoStartedAt = iso(now);
     carried.policy = request.policy;
@@ -456,6 +502,196 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     },
   );
 
+  // ------------------------------------------------------------------------------------------ lock (R8–R11, R15)
+
+  const usedChallenges: Record<string, string> = (carried.usedChallenges ??= {});
+
+  setHandler(
+    updates.lockTenant,
+    async (request) => {
+      // Spent and marked before the first await: the same challenge cannot lock twice, nor another change slip in.
+      usedChallenges[request.proof.challengeId] = request.proof.expiresAt;
+      tenant.operations[request.region] = 'a lock';
+      try {
+        return await exclusively(() => lock(request));
+      } finally {
+        delete tenant.operations[request.region];
+      }
+    },
+    { validator: (request) => refuseIf(checkLock(tenant, request, Date.now(), request.policy, new Set(Object.keys(usedChallenges)))) },
+  );
+
+  async function lock(request: LockRequest): Promise<LockResult> {
+    const now = Date.now();
+    const at = iso(now);
+    const by = describeActor(request.actor);
+    const region = tenant.regions[request.region]!;
+    for (const [id, expiresAt] of Object.entries(usedChallenges)) if (Date.parse(expiresAt) < now) delete usedChallenges[id];
+
+    const envs = tenant.environments.filter((e) => e.region === region.region && e.state !== 'Deleted');
+    const deleteAt = iso(now + request.policy.lockedRetentionMs);
+    const warnAt = deletionWarningTimes(now, request.policy.lockedRetentionMs).map(iso);
+    // Locked from here: every request for them answers ENVIRONMENT_LOCKED (the data path reads this state too).
+    for (const env of envs) {
+      env.state = 'Locked';
+      env.lock = { lockedAt: at, lockedBy: by, sealed: env.protection === 'tenant', deleteAt, warnAt, warningsSent: 0 };
+    }
+    publishSearchAttributes();
+    // Offline first (SQL Server keeps a DEK in memory while a database is online), then the keys leave the vault.
+    await takeEnvironmentsOffline({ tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } });
+    const withdrawn = region.keys.filter((k) => k.inVault);
+    await withdrawTenantKeys({ vaultKeys: withdrawn.map((k) => k.vaultKey) });
+    for (const key of withdrawn) key.inVault = false;
+    const active = activeKeyOf(region)!;
+    active.state = 'Locked';
+    active.lockedAt = at;
+    // Nothing is left to roll back to: the previous key left the vault with the active one.
+    region.rollbackThumbprint = null;
+    region.rollbackUntil = null;
+    publishSearchAttributes();
+
+    const result: LockResult = {
+      tenant: tenant.tenant,
+      region: region.region,
+      lockedAt: at,
+      unlockAllowedAt: iso(now + request.policy.unlockDelayMs),
+      deleteAt,
+      sealed: envs.filter((e) => e.lock?.sealed).map((e) => e.id),
+      lockedByDecisionOnly: envs.filter((e) => !e.lock?.sealed).map((e) => e.id),
+      withdrawnKeys: withdrawn.map((k) => k.thumbprint),
+    };
+    await notify(tenantLockedMail({ tenantName: tenant.displayName, ...result, by, at }), envs.map((e) => e.id));
+    return result;
+  }
+
+  setHandler(
+    updates.reactivateKey,
+    async (request: ReactivateRequest) => {
+      tenant.operations[request.region] = 'a key re-activation';
+      try {
+        return await exclusively(async () => {
+          const region = tenant.regions[request.region]!;
+          const key = activeKeyOf(region)!;
+          await activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+          // The same key under a new vault version: R5 and R6 do not restart (DESIGN.md §3).
+          key.vaultKey = request.staged.vaultKey;
+          key.inVault = true;
+          key.state = 'Active';
+          key.reactivatedAt = iso(Date.now());
+          publishSearchAttributes();
+          const by = describeActor(request.actor);
+          await notify(keyReactivatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, region: region.region, keyName: key.name, thumbprint: key.thumbprint, by, at: key.reactivatedAt }));
+          return { region: region.region, key };
+        });
+      } finally {
+        delete tenant.operations[request.region];
+      }
+    },
+    { validator: (request) => refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint })) },
+  );
+
+  setHandler(
+    updates.unlockEnvironment,
+    async (request: UnlockRequest) => {
+      const env = tenant.environments.find((e) => e.id === request.env)!;
+      env.runningOperation = 'unlock';
+      try {
+        return await exclusively(async () => {
+          const key = usableKeyOf(tenant.regions[env.region]);
+          const tenantKey = env.protection === 'tenant' && key ? { ...key.vaultKey, thumbprint: key.thumbprint } : null;
+          const done = await bringEnvironmentOnline({ tenant: tenant.tenant, env: env.id, tenantKey });
+          // It keeps the protection it had (DESIGN.md §3).
+          env.protection = done.protection;
+          env.keyThumbprint = done.keyThumbprint;
+          env.state = 'Online';
+          delete env.lock;
+          publishSearchAttributes();
+          await notify(environmentUnlockedMail({ tenantName: tenant.displayName, env: env.id, by: describeActor(request.actor), at: iso(Date.now()) }), env.id);
+          return env;
+        });
+      } finally {
+        delete env.runningOperation;
+      }
+    },
+    { validator: (request) => refuseIf(checkUnlock(tenant, request, Date.now(), request.policy)) },
+  );
+
+  setHandler(
+    updates.environmentBackup,
+    async (request: BackupRequest) => {
+      const env = tenant.environments.find((e) => e.id === request.env)!;
+      env.runningOperation = request.operation;
+      try {
+        return await exclusively(async () => {
+          const ids = { tenant: tenant.tenant, env: env.id };
+          if (request.operation === 'backup') return { environment: env, backup: await backupEnvironment(ids) };
+          const backup = await restoreEnvironment({ ...ids, backupId: request.backupId });
+          if (env.protection === 'tenant') {
+            // The restored DEK may be one the provider once held (a backup from before the apply): a new DEK, every
+            // page re-encrypted, so that nothing the provider held opens what is written from now on (R7, §6).
+            const done = await rekeyEnvironmentDatabase(ids);
+            env.keyThumbprint = done.keyThumbprint;
+          }
+          return { environment: env, backup };
+        });
+      } finally {
+        delete env.runningOperation;
+      }
+    },
+    { validator: (request) => refuseIf(checkBackup(tenant, request)) },
+  );
+
+  setHandler(
+    updates.purgeOverdue,
+    (): Promise<PurgeResult> =>
+      exclusively(async () => {
+        const deleted = await deleteOverdue();
+        const stillLocked = tenant.environments.flatMap((e) => (e.state === 'Locked' && e.lock ? [{ env: e.id, deleteAt: e.lock.deleteAt }] : []));
+        return { tenant: tenant.tenant, deleted, stillLocked };
+      }),
+    { validator: (request) => refuseIf(checkPurge(request.actor)) },
+  );
+
+  /** R9: one mail per deadline for every warning now due (7 days and 1 day before, scaled). */
+  async function sendDueDeletionWarnings(): Promise<void> {
+    const now = Date.now();
+    const due = new Map<string, EnvironmentRecord[]>();
+    for (const env of tenant.environments) {
+      const lock = env.state === 'Locked' ? env.lock : undefined;
+      if (!lock || lock.warningsSent >= lock.warnAt.length || Date.parse(lock.warnAt[lock.warningsSent]!) > now) continue;
+      // Past the deadline itself, the deletion mail says it all.
+      if (Date.parse(lock.deleteAt) <= now) {
+        lock.warningsSent = lock.warnAt.length;
+        continue;
+      }
+      // Warnings that all fell due at once (e.g. after an outage) make one mail, not several.
+      while (lock.warningsSent < lock.warnAt.length && Date.parse(lock.warnAt[lock.warningsSent]!) <= now) lock.warningsSent += 1;
+      due.set(lock.deleteAt, [...(due.get(lock.deleteAt) ?? []), env]);
+    }
+    for (const [deleteAt, envs] of due) {
+      const ids = envs.map((e) => e.id);
+      await notify(deletionWarningMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, deleteAt }), ids);
+    }
+  }
+
+  /** R9: locked environments past their deadline are destroyed with their backups, shown as Deleted, and mailed. */
+  async function deleteOverdue(): Promise<string[]> {
+    const now = Date.now();
+    const overdue = tenant.environments.filter((e) => e.state === 'Locked' && e.lock && Date.parse(e.lock.deleteAt) <= now);
+    if (overdue.length === 0) return [];
+    const ids = overdue.map((e) => e.id);
+    await destroyEnvironments({ tenant: tenant.tenant, envs: ids });
+    const at = iso(Date.now());
+    for (const env of overdue) {
+      env.state = 'Deleted';
+      env.deletedAt = at;
+      delete env.lock;
+    }
+    publishSearchAttributes();
+    await notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at }), ids);
+    return ids;
+  }
+
   // ------------------------------------------------------------------------------------------ life
 
   if (!input.carried) {
@@ -466,8 +702,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
 
   for (;;) {
-    const due = nextRollbackDeadline();
-    const wake = () => workflowInfo().continueAsNewSuggested || nextRollbackDeadline() !== due;
+    const due = nextDeadline();
+    const wake = () => workflowInfo().continueAsNewSuggested || nextDeadline() !== due;
     if (due === null) await condition(wake);
     else await condition(wake, Math.max(1, due - Date.now()));
     await exclusively(async () => {
@@ -479,15 +715,29 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         region.rollbackUntil = null;
         if (key) await retire(region, key);
       }
+      await sendDueDeletionWarnings();
+      await deleteOverdue();
     });
     if (workflowInfo().continueAsNewSuggested) {
       await condition(() => allHandlersFinished() && !busy && reprotecting.size === 0);
-      await continueAsNew<typeof tenantWorkflow>({ ...input, carried });
+      // Packed, so that 10,000 environments stay well under the payload size limit.
+      const { environments, ...rest } = tenant;
+      await continueAsNew<typeof tenantWorkflow>({ ...input, carried: { ...carried, snapshot: { ...rest, environments: [] }, packedEnvironments: packEnvironments(environments) } });
     }
   }
 
-  function nextRollbackDeadline(): number | null {
+  /**
+   * The next durable timer: the end of a rollback window (R6), a deletion warning or a deletion (R9). An unlock
+   * removes its environment's deadlines, which cancels the timer (the condition wakes and waits for the next one).
+   */
+  function nextDeadline(): number | null {
     const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [Date.parse(r.rollbackUntil)] : []));
+    for (const env of tenant.environments) {
+      const lock = env.state === 'Locked' ? env.lock : undefined;
+      if (!lock) continue;
+      const warning = lock.warnAt[lock.warningsSent];
+      deadlines.push(Date.parse(warning ?? lock.deleteAt));
+    }
     return deadlines.length ? Math.min(...deadlines) : null;
   }
 }

@@ -1,0 +1,103 @@
+/**
+ * The tenant workflow on the time-skipping test server with the real activities over local parts (vault, encrypted
+ * databases, outbox): a harness shared by the workflow test files. Call `timeSkippingHarness()` at the top of a test
+ * file; it starts the server before the file's tests and stops it after them.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { ControlPlane } from '../../client/library';
+import { createActivities, type ActivityDependencies } from '../../activities';
+import { temporalTestServerPath } from '../../stack/tools';
+import { registerSearchAttributes } from '../../stack/search-attributes';
+import { tenantWorkflowId } from '../../workflows/messages';
+import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
+import { localParts } from './parts';
+
+export interface StagedTestKey {
+  vaultKey: { name: string; version: string };
+  thumbprint: string;
+}
+
+export interface TenantContext {
+  plane: ControlPlane;
+  parts: ReturnType<typeof localParts>;
+  tenant: string;
+  /** Imports a key (a new one unless given) into the vault, disabled, as the API service stages it. */
+  stage: (key?: KeyObject) => Promise<StagedTestKey>;
+}
+
+export const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
+export const BOB: Actor = { kind: 'user', email: 'bob@example.com' };
+export const OPERATOR_ACTOR: Actor = { kind: 'operator' };
+export const HOUR = 3_600_000;
+
+/** A key change request as the API service sends it. */
+export const keyChange = (actor: Actor, staged: StagedTestKey, source: KeySource = 'generated') => ({
+  actor,
+  policy: DEFAULT_POLICY,
+  region: 'emea',
+  name: 'contoso-2026',
+  source,
+  staged,
+});
+
+export function timeSkippingHarness() {
+  let env: TestWorkflowEnvironment | undefined;
+  let bundle: WorkflowBundleWithSourceMap | undefined;
+  let counter = 0;
+
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } } });
+    await registerSearchAttributes(env.connection, 'default');
+    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') });
+  });
+
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  const harness = {
+    get env(): TestWorkflowEnvironment {
+      if (!env) throw new Error('The time-skipping server is not started yet (use the harness inside tests).');
+      return env;
+    },
+    get bundle(): WorkflowBundleWithSourceMap {
+      if (!bundle) throw new Error('The workflow bundle is not built yet.');
+      return bundle;
+    },
+
+    /**
+     * A fresh tenant (admins alice: global, bob: service; home region emea) on its own task queue and worker.
+     * `dependencies` may replace parts of the activities' dependencies (e.g. a failing mailer).
+     */
+    async withTenant(test: (ctx: TenantContext) => Promise<void>, dependencies: (parts: ReturnType<typeof localParts>) => Partial<ActivityDependencies> = () => ({})) {
+      const parts = localParts();
+      const taskQueue = `tenant-wf-${process.pid}-${++counter}`;
+      const worker = await Worker.create({ connection: harness.env.nativeConnection, taskQueue, workflowBundle: harness.bundle, activities: createActivities({ ...parts, ...dependencies(parts) }) });
+      const plane = new ControlPlane(harness.env.client, taskQueue);
+      const tenant = `contoso-${process.pid % 1000}-${counter}`;
+      const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
+        const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+        return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+      };
+      // Everything, tenant creation included, runs while the worker polls: a query needs a worker to answer it.
+      await worker.runUntil(async () => {
+        await plane.createTenant({ actor: OPERATOR_ACTOR, tenant, displayName: 'Contoso Ltd', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
+        try {
+          await test({ plane, parts, tenant, stage });
+        } finally {
+          // A tenant left running would keep timers that fire (with no worker) while a later test skips time.
+          await harness.env.client.workflow.getHandle(tenantWorkflowId(tenant)).terminate('test finished');
+        }
+      });
+    },
+
+    /** Updates accepted into the tenant's history: a refusal must not add one. */
+    async acceptedUpdates(tenant: string): Promise<number> {
+      const history = await harness.env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
+      return (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length;
+    },
+  };
+  return harness;
+}
