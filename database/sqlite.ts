@@ -4,15 +4,16 @@
  * exactly one protector and kept in the environment's key record — as TDE keeps the encrypted DEK in the boot
  * record. The unwrapped DEK lives only inside one call and is never written anywhere.
  *
- * The key record also keeps the earlier DEKs (one per rekey, numbered by generation), wrapped by the same one
- * protector: backups taken under them stay restorable through any later apply, revert, rekey or rotation, and a lock
- * that withdraws the protector seals them all together.
+ * The key record also keeps the earlier DEKs (one per rekey, numbered by generation), sealed under the current DEK,
+ * which the one protector wraps: backups taken under them stay restorable through any later apply, revert, rekey or
+ * rotation; a re-protection re-wraps one DEK however many there are; and a lock that withdraws the protector seals
+ * them all together.
  *
  * An environment's directory: `key-record.json`, `database.sqlite`, `offline.json` while it is locked (R8), and
  * `backups/<id>.sqlite` + `backups/<id>.json` (the copy and which DEK generation opens it — never a key).
  */
 import Database from 'better-sqlite3-multiple-ciphers';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
@@ -22,10 +23,15 @@ import { assertBackupId, assertEnvironmentIds, assertOfflineMark, newBackupId } 
 import type { Vault } from '../vault/types';
 import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';
 
-/** A DEK of an earlier generation, wrapped by the record's protector. */
+/**
+ * A DEK of an earlier generation (backups taken under it need it), sealed with AES-256-GCM under a key derived from
+ * the record's current DEK: the protector wraps the current DEK, the current DEK opens the earlier ones. So the one
+ * protector still guards them all (a lock seals them with the database), and a re-protection re-wraps one DEK, not
+ * one per rekey the environment ever had.
+ */
 interface EarlierDek {
   generation: number;
-  wrappedDek: string;
+  sealedDek: string;
 }
 
 /** The DEK state a key record settles on: the current DEK, its generation, and the earlier ones. */
@@ -145,13 +151,12 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     return writeFileAtomic(this.recordPath(record.tenant, record.env), JSON.stringify(record));
   }
 
-  /** Every DEK of the record (current and earlier), unwrapped, passed to `use`, then zeroed. */
-  private async withAllDeks<T>(record: DekSet, use: (current: Buffer, earlier: Array<{ generation: number; dek: Buffer }>) => Promise<T>): Promise<T> {
-    const unwrap = (wrapped: string) => this.vault.unwrapKey(record.protector, Buffer.from(wrapped, 'base64'));
+  /** Every DEK of the record (current and earlier), opened, passed to `use`, then zeroed. One unwrap in the vault. */
+  private async withAllDeks<T>(tenant: string, env: string, record: DekSet, use: (current: Buffer, earlier: Array<{ generation: number; dek: Buffer }>) => Promise<T>): Promise<T> {
+    const current = await this.vault.unwrapKey(record.protector, Buffer.from(record.wrappedDek, 'base64'));
     const earlier: Array<{ generation: number; dek: Buffer }> = [];
-    const current = await unwrap(record.wrappedDek);
     try {
-      for (const e of record.earlierDeks ?? []) earlier.push({ generation: e.generation, dek: await unwrap(e.wrappedDek) });
+      for (const e of record.earlierDeks ?? []) earlier.push({ generation: e.generation, dek: openEarlier(current, tenant, env, e) });
       return await use(current, earlier);
     } finally {
       current.fill(0);
@@ -225,15 +230,12 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     try {
       const record = await this.record(tenant, env);
       const generation = record.generation ?? 1;
-      const earlierDeks = samePlace(record.protector, protector)
-        ? [...(record.earlierDeks ?? []), { generation, wrappedDek: record.wrappedDek }]
-        : await this.withAllDeks(record, async (current, earlier) => {
-            const rewrapped: EarlierDek[] = [];
-            for (const e of earlier) rewrapped.push({ generation: e.generation, wrappedDek: await this.wrap(protector, e.dek) });
-            return [...rewrapped, { generation, wrappedDek: await this.wrap(protector, current) }];
-          });
+      // The old DEK joins the earlier ones; all of them are sealed under the new DEK, which `protector` wraps.
+      const earlierDeks = await this.withAllDeks(tenant, env, record, async (current, earlier) =>
+        byGeneration([...earlier, { generation, dek: current }].map((e) => sealEarlier(dek, tenant, env, e))),
+      );
       // After a restore the current generation need not be the highest: the new one is above every one kept.
-      const pending: DekSet = { protector, wrappedDek: await this.wrap(protector, dek), generation: nextGeneration(record), earlierDeks: byGeneration(earlierDeks) };
+      const pending: DekSet = { protector, wrappedDek: await this.wrap(protector, dek), generation: nextGeneration(record), earlierDeks };
       await this.writeRecord({ ...record, pending });
       hooks.onProgress?.(0);
       db.pragma(`rekey="x'${dek.toString('hex')}'"`);
@@ -249,18 +251,21 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     }
   }
 
-  /** Every DEK of the record (current and earlier) unwrapped with the old protector and re-wrapped with `protector`, in one write. */
+  /** The current DEK unwrapped with the old protector and re-wrapped with `protector`, in one write (the earlier ones ride along under it). */
   async reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView> {
     this.assertOnline(tenant, env);
     (await this.openSettled(tenant, env)).close();
     const record = await this.record(tenant, env);
     if (samePlace(record.protector, protector)) return this.view(record);
-    const rewrapped = await this.withAllDeks(record, async (current, earlier) => {
-      const earlierDeks: EarlierDek[] = [];
-      for (const e of earlier) earlierDeks.push({ generation: e.generation, wrappedDek: await this.wrap(protector, e.dek) });
-      return { wrappedDek: await this.wrap(protector, current), earlierDeks };
-    });
-    const next: KeyRecord = { ...record, protector, ...rewrapped, updatedAt: new Date().toISOString() };
+    // Only the current DEK is wrapped by the protector (the earlier ones are sealed under it): one unwrap, one wrap.
+    const current = await this.vault.unwrapKey(record.protector, Buffer.from(record.wrappedDek, 'base64'));
+    let wrappedDek: string;
+    try {
+      wrappedDek = await this.wrap(protector, current);
+    } finally {
+      current.fill(0);
+    }
+    const next: KeyRecord = { ...record, protector, wrappedDek, updatedAt: new Date().toISOString() };
     await this.writeRecord(next);
     return this.view(next);
   }
@@ -404,27 +409,30 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     try {
       db.exec('BEGIN EXCLUSIVE');
       const record = await this.record(tenant, env);
-      const all: EarlierDek[] = [...(record.earlierDeks ?? []), { generation: record.generation ?? 1, wrappedDek: record.wrappedDek }];
-      const chosen = all.find((d) => d.generation === meta.generation);
-      if (!chosen) throw new CmkError('NOT_FOUND', `The key of backup ${meta.id} is no longer in the key record of environment ${env}.`);
+      const known = [record.generation ?? 1, ...(record.earlierDeks ?? []).map((e) => e.generation)];
+      if (!known.includes(meta.generation)) throw new CmkError('NOT_FOUND', `The key of backup ${meta.id} is no longer in the key record of environment ${env}.`);
 
       rmSync(staging, { force: true });
       copyFileSync(join(this.backupDir(tenant, env), `${meta.id}.sqlite`), staging);
+      let pending: DekSet;
       try {
-        const dek = await this.vault.unwrapKey(record.protector, Buffer.from(chosen.wrappedDek, 'base64'));
-        try {
-          assertSound(staging, dek);
-        } catch {
-          throw new CmkError('INVALID_ARGUMENT', `Backup ${meta.id} of environment ${env} is damaged and cannot be restored; the database was left as it was.`);
-        } finally {
-          dek.fill(0);
-        }
+        // The backup's DEK becomes the current one: the protector wraps it, every other generation is sealed under it.
+        pending = await this.withAllDeks(tenant, env, record, async (current, earlier) => {
+          const all = [...earlier, { generation: record.generation ?? 1, dek: current }];
+          const chosen = all.find((d) => d.generation === meta.generation)!;
+          try {
+            assertSound(staging, chosen.dek);
+          } catch {
+            throw new CmkError('INVALID_ARGUMENT', `Backup ${meta.id} of environment ${env} is damaged and cannot be restored; the database was left as it was.`);
+          }
+          const earlierDeks = byGeneration(all.filter((d) => d !== chosen).map((d) => sealEarlier(chosen.dek, tenant, env, d)));
+          return { protector: record.protector, wrappedDek: await this.wrap(record.protector, chosen.dek), generation: meta.generation, earlierDeks };
+        });
         fsyncPath(staging);
       } catch (err) {
         rmSync(staging, { force: true });
         throw err;
       }
-      const pending: DekSet = { protector: record.protector, wrappedDek: chosen.wrappedDek, generation: meta.generation, earlierDeks: byGeneration(all.filter((d) => d !== chosen)) };
       await this.writeRecord({ ...record, pending });
       renameSync(staging, databasePath);
       fsyncPath(this.dir(tenant, env));
@@ -445,6 +453,37 @@ function nextGeneration(record: DekSet): number {
 }
 
 const byGeneration = (deks: EarlierDek[]): EarlierDek[] => [...deks].sort((a, b) => a.generation - b.generation);
+
+/** The key that seals earlier DEKs: derived from the current DEK (never the DEK itself, which SQLCipher uses). */
+const sealingKey = (current: Buffer): Buffer => Buffer.from(hkdfSync('sha256', current, Buffer.alloc(0), 'cmk earlier DEKs v1', 32));
+/** Bound to the environment and the generation: a sealed DEK moved to another record or slot does not open. */
+const sealContext = (tenant: string, env: string, generation: number): Buffer => Buffer.from(`${tenant}/${env}/${generation}`);
+
+function sealEarlier(current: Buffer, tenant: string, env: string, { generation, dek }: { generation: number; dek: Buffer }): EarlierDek {
+  const key = sealingKey(current);
+  const iv = randomBytes(12);
+  try {
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(sealContext(tenant, env, generation));
+    const sealed = Buffer.concat([cipher.update(dek), cipher.final()]);
+    return { generation, sealedDek: Buffer.concat([iv, cipher.getAuthTag(), sealed]).toString('base64') };
+  } finally {
+    key.fill(0);
+  }
+}
+
+function openEarlier(current: Buffer, tenant: string, env: string, { generation, sealedDek }: EarlierDek): Buffer {
+  const bytes = Buffer.from(sealedDek, 'base64');
+  const key = sealingKey(current);
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, 12));
+    decipher.setAAD(sealContext(tenant, env, generation));
+    decipher.setAuthTag(bytes.subarray(12, 28));
+    return Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]);
+  } finally {
+    key.fill(0);
+  }
+}
 
 function publicBackup({ id, tenant, env, createdAt, sizeBytes }: BackupMeta): BackupView {
   return { id, tenant, env, createdAt, sizeBytes };

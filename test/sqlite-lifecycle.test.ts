@@ -30,7 +30,7 @@ interface StoredRecord {
   protector: Protector;
   wrappedDek: string;
   generation?: number;
-  earlierDeks?: Array<{ generation: number; wrappedDek: string }>;
+  earlierDeks?: Array<{ generation: number; sealedDek: string }>;
   pending?: unknown;
 }
 
@@ -166,13 +166,15 @@ describe('backups', () => {
     await databases.rekey(T, 'prod', tenantKey); // apply: a new DEK under the tenant key
     await databases.rekey(T, 'prod', tenantKey); // rekey: another
     const rotated = await protect(rsa(2));
-    await databases.reprotect(T, 'prod', rotated); // a rotation re-wraps every DEK
-    // One protector for the record: every generation is wrapped by the rotated key, and nothing else is needed.
+    await databases.reprotect(T, 'prod', rotated); // a rotation re-wraps the current DEK; the earlier ones ride along under it
+    // One protector for the record: the rotated key wraps the current DEK, which seals the earlier ones; nothing else is needed.
     const record = readRecord();
     expect(record.protector).toEqual(rotated);
     expect(record.generation).toBe(3);
     expect(record.earlierDeks?.map((e) => e.generation)).toEqual([1, 2]);
-    for (const wrapped of [record.wrappedDek, ...(record.earlierDeks ?? []).map((e) => e.wrappedDek)]) (await vault.unwrapKey(rotated, Buffer.from(wrapped, 'base64'))).fill(0);
+    (await vault.unwrapKey(rotated, Buffer.from(record.wrappedDek, 'base64'))).fill(0);
+    // The earlier DEKs are not wrapped by any vault key: only the current DEK opens them.
+    expect(JSON.stringify(record.earlierDeks)).not.toMatch(/wrappedDek/);
     await vault.deleteKey(provider);
     await vault.deleteKey(tenantKey);
 
@@ -353,5 +355,26 @@ describe('key records written before DEK generations', () => {
     await databases.writeRow(T, 'prod', 'new');
     await databases.restore(T, 'prod', backup.id);
     expect(texts(await databases.readRows(T, 'prod'))).toEqual(['legacy']);
+  });
+});
+
+describe('earlier DEKs', () => {
+  test('are sealed for their environment and generation: swapped slots do not open, and the restore changes nothing', async () => {
+    const { databases, provider, envDir, recordPath, readRecord } = await setUp();
+    await databases.writeRow(T, 'prod', 'one');
+    const b1 = await databases.backup(T, 'prod');
+    await databases.rekey(T, 'prod', provider);
+    const b2 = await databases.backup(T, 'prod');
+    await databases.rekey(T, 'prod', provider);
+    const record = readRecord();
+    expect(record.earlierDeks?.map((e) => e.generation)).toEqual([1, 2]);
+    // Swap the two sealed DEKs between their generations, as an attacker editing the record would.
+    const [e1, e2] = record.earlierDeks!;
+    writeFileSync(recordPath, JSON.stringify({ ...record, earlierDeks: [{ ...e1!, sealedDek: e2!.sealedDek }, { ...e2!, sealedDek: e1!.sealedDek }] }));
+    const before = snapshot(envDir);
+    await expect(databases.restore(T, 'prod', b1.id)).rejects.toThrow();
+    await expect(databases.restore(T, 'prod', b2.id)).rejects.toThrow();
+    expect(snapshot(envDir)).toEqual(before);
+    expect(texts(await databases.readRows(T, 'prod'))).toEqual(['one']);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Records tenant workflow histories for the replay test (test/replay.test.ts) on the time-skipping server:
- * `npx tsx test/support/record-histories.ts`. Re-record only on purpose: the recorded histories are what running
- * workflows look like, and a workflow change that cannot replay them breaks those workflows.
+ * `npx tsx test/support/record-histories.ts [name …]` (all scenarios without names). Re-record only on purpose, and
+ * never over an older file: the recorded histories are what running workflows look like, and a workflow change that
+ * cannot replay them breaks those workflows. Add a scenario for new behaviour and record only it.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -28,40 +29,71 @@ async function main(): Promise<void> {
   const plane = new ControlPlane(env.client, taskQueue);
   const operator = { kind: 'operator' } as const;
   const alice = { kind: 'user', email: 'alice@example.com' } as const;
-  const stage = async (tenant: string) => {
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const stage = async (tenant: string, privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
     const key = await parts.vault.importKey(`tenant-${tenant}-default`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
     return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
   };
 
-  await worker.runUntil(async () => {
+  const scenarios: Record<string, () => Promise<void>> = {
     // Two key changes 25 h apart, the rollback window running out, an environment and an administrator change.
-    const tenant = 'recorded-lifecycle';
-    await plane.createTenant({ actor: operator, tenant, displayName: 'Recorded Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
-    await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: 'sam@example.com' });
-    await plane.changeAdmin(tenant, { actor: alice, policy: DEFAULT_POLICY, change: 'add', email: 'bob@example.com', role: 'service' });
-    await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
-    await expectRefusal(plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'too-soon', source: 'pfx', staged: await stage(tenant) }));
-    await env.sleep(25 * HOUR);
-    await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'byok', staged: await stage(tenant) });
-    await env.sleep(73 * HOUR);
-    await plane.snapshot(tenant);
-    save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    'recorded-lifecycle': async () => {
+      const tenant = 'recorded-lifecycle';
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Recorded Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: 'sam@example.com' });
+      await plane.changeAdmin(tenant, { actor: alice, policy: DEFAULT_POLICY, change: 'add', email: 'bob@example.com', role: 'service' });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+      await expectRefusal(plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'too-soon', source: 'pfx', staged: await stage(tenant) }));
+      await env.sleep(25 * HOUR);
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'byok', staged: await stage(tenant) });
+      await env.sleep(73 * HOUR);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
 
     // Environments applied to the tenant key, a key change re-protecting them in the background, rekey, revert.
-    const other = 'recorded-reprotection';
-    await plane.createTenant({ actor: operator, tenant: other, displayName: 'Reprotected Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
-    for (const id of ['prod', 'test']) await plane.createEnvironment(other, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
-    await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(other) });
-    for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
-    await env.sleep(25 * HOUR);
-    await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: await stage(other) });
-    while ((await plane.snapshot(other))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
-    await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'rekey' });
-    await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'test', operation: 'revert' });
-    await env.sleep(73 * HOUR);
-    await plane.snapshot(other);
-    save(other, await env.client.workflow.getHandle(tenantWorkflowId(other)).fetchHistory());
+    'recorded-reprotection': async () => {
+      const other = 'recorded-reprotection';
+      await plane.createTenant({ actor: operator, tenant: other, displayName: 'Reprotected Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+      for (const id of ['prod', 'test']) await plane.createEnvironment(other, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
+      await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(other) });
+      for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+      await env.sleep(25 * HOUR);
+      await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: await stage(other) });
+      while ((await plane.snapshot(other))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+      await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'rekey' });
+      await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: 'test', operation: 'revert' });
+      await env.sleep(73 * HOUR);
+      await plane.snapshot(other);
+      save(other, await env.client.workflow.getHandle(tenantWorkflowId(other)).fetchHistory());
+    },
+
+    // The last resort: a backup, a lock after the embargo, a deletion warning, re-activation, one unlock, a restore,
+    // and the other environment deleted after 28 days.
+    'recorded-lock': async () => {
+      const tenant = 'recorded-lock';
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Locked Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+      for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
+      const staged = await stage(tenant, privateKey);
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
+      await env.sleep(73 * HOUR);
+      const proof = { challengeId: 'recorded-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Locked Ltd', proof });
+      await env.sleep(22 * 24 * HOUR);
+      await plane.reactivateKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', staged: await stage(tenant, privateKey) });
+      await plane.unlockEnvironment(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod' });
+      await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'restore', backupId: null });
+      await env.sleep(7 * 24 * HOUR);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+  };
+
+  const chosen = process.argv.slice(2);
+  await worker.runUntil(async () => {
+    for (const [name, record] of Object.entries(scenarios)) if (chosen.length === 0 || chosen.includes(name)) await record();
   });
   await env.teardown();
 }
