@@ -3,7 +3,7 @@
  * the worker and the API service — with one line when it is ready. Its children stay in its process group; SIGINT
  * or SIGTERM stops them all. Nothing here reads stdin.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -47,11 +47,11 @@ async function main(): Promise<void> {
    * Starts a child. A worker or API service that dies is started again (Temporal hands its work to the new
    * worker); more than 5 deaths in a minute, or the dev server's death, stops the stack.
    */
-  const launch = (name: string, command: string, args: string[], options: { logFile?: string; restart?: boolean } = {}): void => {
+  const launch = (name: string, command: string, args: string[], options: { logFile?: string; restart?: boolean; env?: Record<string, string> } = {}): void => {
     const deaths: number[] = [];
     const start = (): void => {
       const out = options.logFile ? openSync(options.logFile, 'a') : 'inherit';
-      const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, CMK_STACK_PID: String(process.pid) } });
+      const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, ...options.env, CMK_STACK_PID: String(process.pid) } });
       const part: Part = { name, child };
       parts.push(part);
       recordStack(runDir, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
@@ -91,7 +91,10 @@ async function main(): Promise<void> {
   await waitForTemporal(config, temporalLog);
 
   const tsx = ['--import', 'tsx'];
-  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')], { restart: true });
+  const bundle = join(runDir, 'workflows.bundle.js');
+  const bundled = spawnSync(process.execPath, [...tsx, join(root, 'stack', 'bundle-workflows.ts'), bundle], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (bundled.status !== 0) throw new Error('The workflow code could not be bundled (see above).');
+  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')], { restart: true, env: { CMK_WORKFLOW_BUNDLE: bundle } });
   launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')], { restart: true });
   await waitForApi(config);
   process.stdout.write(

@@ -25,7 +25,8 @@ export async function runWorker(): Promise<void> {
     connection,
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
-    workflowsPath: require.resolve('../workflows'),
+    // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
+    ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
     activities: createActivities({ ...parts, tenants }),
   });
   stopWhenStackEnds(() => worker.shutdown());
