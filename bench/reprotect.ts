@@ -108,6 +108,10 @@ async function main(): Promise<void> {
       ratio: seconds / baselineSeconds,
     };
     console.log(JSON.stringify(figures, null, 2));
+  } catch (err) {
+    // What the stack's processes said (the API service logs the cause of a 500 there).
+    console.error(stack.output().slice(-4000));
+    throw err;
   } finally {
     await connection.close();
     await stack.stop();

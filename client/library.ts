@@ -4,6 +4,7 @@
  * material — callers stage keys in the vault and pass references.
  */
 import {
+  QueryNotRegisteredError,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -35,6 +36,7 @@ import {
 } from '../workflows/messages';
 import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../workflows/rules';
 import type { tenantWorkflow } from '../workflows';
+import { unpackEnvironments } from '../workflows/carried';
 
 export class ControlPlane {
   constructor(
@@ -68,12 +70,19 @@ export class ControlPlane {
     return snapshot;
   }
 
-  /** The tenant's state, or undefined when there is no such tenant. */
+  /**
+   * The tenant's state, or undefined when there is no such tenant. Read packed (`compactSnapshot`): the plain
+   * snapshot of 10,000 environments is over Temporal's 2 MB payload limit. Workers older than that query answer the
+   * plain one.
+   */
   async snapshot(tenant: string): Promise<TenantSnapshot | undefined> {
+    const handle = this.tenantHandle(tenant);
     try {
-      return await this.tenantHandle(tenant).query(queries.snapshot);
+      const { packedEnvironments, ...rest } = await handle.query(queries.compactSnapshot);
+      return { ...rest, environments: unpackEnvironments(packedEnvironments) };
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
+      if (err instanceof QueryNotRegisteredError) return handle.query(queries.snapshot);
       throw err;
     }
   }
@@ -94,7 +103,7 @@ export class ControlPlane {
    */
   async environmentOperation(tenant: string, request: EnvironmentOperationRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     return this.update(tenant, async () => {
-      const env = current ?? (await this.tenantHandle(tenant).query(queries.snapshot)).environments.find((e) => e.id === request.env);
+      const env = current ?? (await this.snapshot(tenant))?.environments.find((e) => e.id === request.env);
       // An unknown environment gets a fresh ID; the workflow's validator answers NOT_FOUND.
       const updateId = environmentOperationUpdateId(env ?? { id: request.env }, request.operation);
       return this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request], updateId });

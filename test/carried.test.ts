@@ -16,6 +16,7 @@ function environment(i: number): EnvironmentRecord {
     createdAt: new Date(Date.UTC(2026, 10, 1) + i * 1000).toISOString(),
   };
   if (i % 4 === 1) record.operationSeq = i % 9 + 1;
+  if (i % 13 === 0 && record.state === 'Online') record.runningOperation = 'rekey';
   if (record.state === 'Locked') record.lock = { ...lock, sealed: record.protection === 'tenant' };
   if (record.state === 'Deleted') record.deletedAt = '2026-11-28T12:00:00.000Z';
   return record;
@@ -28,7 +29,7 @@ test('packed environments unpack to exactly the records, through JSON', () => {
   expect(unpackEnvironments(packEnvironments([]))).toEqual([]);
 });
 
-test('10,000 environments carry in well under the 2 MiB payload limit', () => {
+test('10,000 environments carry (and answer the compact snapshot query) in well under the 2 MB payload limit', () => {
   const records = Array.from({ length: 10_000 }, (_, i) => environment(i));
   const unpackedBytes = Buffer.byteLength(JSON.stringify(records));
   const packedBytes = Buffer.byteLength(JSON.stringify(packEnvironments(records)));

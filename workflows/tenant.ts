@@ -208,6 +208,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   // ------------------------------------------------------------------------------------------ queries
 
   setHandler(queries.snapshot, () => tenant);
+  setHandler(queries.compactSnapshot, () => {
+    const { environments, ...rest } = tenant;
+    return { ...rest, packedEnvironments: packEnvironments(environments) };
+  });
   setHandler(queries.reprotection, () => reprotections);
 
   // ------------------------------------------------------------------------------------------ administrators
