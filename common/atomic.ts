@@ -6,8 +6,9 @@ import { closeSync, fsyncSync, linkSync, openSync, promises as fs, renameSync, r
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsync of a file or directory: what was written or renamed there survives a power loss. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
@@ -36,7 +37,7 @@ export async function writeFileAtomic(path: string, data: Buffer | string, mode 
 export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 0o600): void {
   const temp = writeTempBeside(path, data, mode);
   renameSync(temp, path);
-  fsyncDir(dirname(path));
+  fsyncPath(dirname(path));
 }
 
 /**
@@ -48,7 +49,7 @@ export function createFileExclusiveSync(path: string, data: Buffer | string, mod
   try {
     // link() fails if the target exists: the first caller wins and the file appears whole.
     linkSync(temp, path);
-    fsyncDir(dirname(path));
+    fsyncPath(dirname(path));
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;

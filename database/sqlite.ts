@@ -14,10 +14,10 @@
  */
 import Database from 'better-sqlite3-multiple-ciphers';
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
-import { createFileExclusive, readJsonIfExists, writeFileAtomic } from '../common/atomic';
+import { createFileExclusive, fsyncPath, readJsonIfExists, writeFileAtomic } from '../common/atomic';
 import { isValidId } from '../workflows/rules';
 import { assertBackupId, assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import type { Vault } from '../vault/types';
@@ -489,15 +489,6 @@ function publicBackup({ id, tenant, env, createdAt, sizeBytes }: BackupMeta): Ba
   return { id, tenant, env, createdAt, sizeBytes };
 }
 
-/** fsync of a file or directory: what was written or renamed there survives a power loss. */
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function open(path: string, dek: Buffer): Database.Database {
   const db = new Database(path);

@@ -43,6 +43,16 @@ const WRITE_KEY_RECORD = `
     INSERT INTO dbo.cmk_key_record (id, kind, name, version, thumbprint, encryptor_type, encryptor_name, updated_at)
     VALUES (1, @kind, @name, @version, @thumbprint, @encryptor_type, @encryptor_name, @updated_at);`;
 
+/** The key record's columns: the record itself, and its copies kept while offline or restoring, share one shape. */
+const KEY_RECORD_COLUMNS = `
+      kind NVARCHAR(16) NOT NULL,
+      name NVARCHAR(128) NOT NULL,
+      version NVARCHAR(128) NOT NULL,
+      thumbprint NVARCHAR(128) NOT NULL,
+      encryptor_type NVARCHAR(16) NOT NULL,
+      encryptor_name NVARCHAR(128) NOT NULL,
+      updated_at NVARCHAR(40) NOT NULL`;
+
 // ------------------------------------------------------------------------------------------------------ reads
 
 /**
@@ -122,13 +132,7 @@ export const CREATE_TABLES = `
   IF OBJECT_ID(N'dbo.cmk_key_record', N'U') IS NULL
     CREATE TABLE dbo.cmk_key_record (
       id TINYINT NOT NULL PRIMARY KEY CHECK (id = 1),
-      kind NVARCHAR(16) NOT NULL,
-      name NVARCHAR(128) NOT NULL,
-      version NVARCHAR(128) NOT NULL,
-      thumbprint NVARCHAR(128) NOT NULL,
-      encryptor_type NVARCHAR(16) NOT NULL,
-      encryptor_name NVARCHAR(128) NOT NULL,
-      updated_at NVARCHAR(40) NOT NULL);`;
+      ${KEY_RECORD_COLUMNS});`;
 
 /** In the environment's database: the DEK and the key record that names its encryptor, in one batch. */
 export const createEncryptionKey = (encryptor: Encryptor): string => `
@@ -187,13 +191,7 @@ export const CREATE_CONTROL_TABLES = `
       env NVARCHAR(63) NOT NULL,
       locked_at NVARCHAR(40) NOT NULL,
       delete_at NVARCHAR(40) NOT NULL,
-      kind NVARCHAR(16) NOT NULL,
-      name NVARCHAR(128) NOT NULL,
-      version NVARCHAR(128) NOT NULL,
-      thumbprint NVARCHAR(128) NOT NULL,
-      encryptor_type NVARCHAR(16) NOT NULL,
-      encryptor_name NVARCHAR(128) NOT NULL,
-      updated_at NVARCHAR(40) NOT NULL,
+      ${KEY_RECORD_COLUMNS},
       CONSTRAINT pk_cmk_offline PRIMARY KEY (tenant, env));
   IF OBJECT_ID(N'dbo.cmk_backups', N'U') IS NULL
     CREATE TABLE dbo.cmk_backups (
@@ -211,13 +209,7 @@ export const CREATE_CONTROL_TABLES = `
       tenant NVARCHAR(63) NOT NULL,
       env NVARCHAR(63) NOT NULL,
       backup_id NVARCHAR(63) NOT NULL,
-      kind NVARCHAR(16) NOT NULL,
-      name NVARCHAR(128) NOT NULL,
-      version NVARCHAR(128) NOT NULL,
-      thumbprint NVARCHAR(128) NOT NULL,
-      encryptor_type NVARCHAR(16) NOT NULL,
-      encryptor_name NVARCHAR(128) NOT NULL,
-      updated_at NVARCHAR(40) NOT NULL,
+      ${KEY_RECORD_COLUMNS},
       CONSTRAINT pk_cmk_restores PRIMARY KEY (tenant, env));
   IF OBJECT_ID(N'dbo.cmk_leftover_files', N'U') IS NULL
     CREATE TABLE dbo.cmk_leftover_files (
