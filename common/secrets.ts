@@ -10,18 +10,28 @@ import { createFileExclusiveSync } from './atomic';
 export const secretEnvName = (name: string): string => `CMK_SECRET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 
 export function loadOrCreateSecret(secretsDir: string, name: string, bytes = 32, env: Record<string, string | undefined> = process.env): Buffer {
+  return loadSecret(secretsDir, name, { bytes, env, create: true });
+}
+
+/** A secret that must already exist (a client reading what the services created): null when it does not. */
+export function loadExistingSecret(secretsDir: string, name: string, bytes = 32, env: Record<string, string | undefined> = process.env): Buffer | null {
+  if (!env[secretEnvName(name)] && !existsSync(join(secretsDir, name))) return null;
+  return loadSecret(secretsDir, name, { bytes, env, create: false });
+}
+
+function loadSecret(secretsDir: string, name: string, { bytes, env, create }: { bytes: number; env: Record<string, string | undefined>; create: boolean }): Buffer {
   const fromEnv = env[secretEnvName(name)];
   if (fromEnv) {
     const value = Buffer.from(fromEnv, 'base64');
     if (value.length !== bytes) throw new Error(`${secretEnvName(name)} must be ${bytes} bytes, base64-encoded.`);
     return value;
   }
-  mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
-  chmodSync(secretsDir, 0o700);
   const path = join(secretsDir, name);
-  if (!existsSync(path)) {
+  if (create) {
+    mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+    chmodSync(secretsDir, 0o700);
     // Exclusive creation: two processes starting together end up with the same secret.
-    createFileExclusiveSync(path, randomBytes(bytes).toString('base64'));
+    if (!existsSync(path)) createFileExclusiveSync(path, randomBytes(bytes).toString('base64'));
   }
   const value = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
   if (value.length !== bytes) throw new Error(`The secret ${path} is damaged: expected ${bytes} bytes.`);

@@ -2,6 +2,7 @@
  * The deployment's configuration, read once at start from the environment (DESIGN.md §4, R14). The worker, the API
  * service, `npm start` and the tests all read it here, so every part agrees on ports, directories and durations.
  */
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { DEFAULT_POLICY, parseDuration, type Policy } from '../workflows/rules';
@@ -30,7 +31,29 @@ export interface Config {
   mssqlBackupDir?: string;
   /** The database that keeps offline marks and the backup list. */
   mssqlControlDatabase: string;
+  auth: AuthConfig;
+  /** The one browser origin (the Temporal UI) allowed to call the codec endpoint; null: no cross-origin caller. */
+  codecCorsOrigin: string | null;
 }
+
+/**
+ * Who may call the API service: bearer JWTs verified with `jose`. Without an external issuer (no JWKS URL and no
+ * public key), the embedded default signs and verifies with the local key in CMK_SECRETS_DIR.
+ */
+export interface AuthConfig {
+  mode: 'local' | 'external';
+  issuer: string;
+  audience: string;
+  algorithms: string[];
+  jwksUrl?: string;
+  /** PEM text of the issuer's public key (CMK_AUTH_PUBLIC_KEY holds the PEM or a path to it). */
+  publicKeyPem?: string;
+}
+
+export const LOCAL_TOKEN_ISSUER = 'cmk-local';
+export const DEFAULT_TOKEN_AUDIENCE = 'cmk-api';
+/** Asymmetric algorithms only: `none` and shared-secret HMAC would let whoever verifies also mint tokens. */
+export const ALLOWED_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -61,11 +84,42 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
   return text as T;
 }
 
+/** The embedded dev server's UI listens on the frontend port + 1000 (stack/start.ts). */
+function defaultUiOrigin(temporalAddress: string): string | null {
+  const match = /^(.*):(\d+)$/.exec(temporalAddress);
+  return match ? `http://${match[1]}:${Number(match[2]) + 1000}` : null;
+}
+
 const absolute = (path: string): string => (isAbsolute(path) ? path : resolve(process.cwd(), path));
+
+function authConfig(env: Env): AuthConfig {
+  const jwksUrl = env.CMK_AUTH_JWKS_URL || undefined;
+  const publicKey = env.CMK_AUTH_PUBLIC_KEY || undefined;
+  const algorithms = (env.CMK_AUTH_ALGORITHMS || (jwksUrl || publicKey ? 'ES256,RS256,PS256,EdDSA' : 'EdDSA')).split(',').map((a) => a.trim()).filter(Boolean);
+  for (const alg of algorithms) {
+    if (!(ALLOWED_TOKEN_ALGORITHMS as readonly string[]).includes(alg)) {
+      throw new ConfigError(`CMK_AUTH_ALGORITHMS names "${alg}"; allowed are the asymmetric ${ALLOWED_TOKEN_ALGORITHMS.join(', ')}.`);
+    }
+  }
+  const audience = env.CMK_AUTH_AUDIENCE || DEFAULT_TOKEN_AUDIENCE;
+  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms };
+  if (jwksUrl && publicKey) throw new ConfigError('Set CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY, not both.');
+  if (!env.CMK_AUTH_ISSUER) throw new ConfigError("CMK_AUTH_ISSUER is required with an external issuer: the tokens' `iss`.");
+  if (jwksUrl && !/^https:\/\//.test(jwksUrl) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(jwksUrl)) {
+    throw new ConfigError(`CMK_AUTH_JWKS_URL="${jwksUrl}" must be https (plain http only on loopback).`);
+  }
+  let publicKeyPem: string | undefined;
+  if (publicKey) {
+    publicKeyPem = publicKey.includes('-----BEGIN') ? publicKey : readFileSync(absolute(publicKey), 'utf8');
+  }
+  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const apiPort = port(env, 'CMK_API_PORT', 8787);
-  const apiHost = '127.0.0.1';
+  const auth = authConfig(env);
+  // Loopback unless an external issuer vouches for callers: the local signing key is for this machine only.
+  const apiHost = auth.mode === 'external' ? env.CMK_API_HOST || '127.0.0.1' : '127.0.0.1';
   const dbEngine = oneOf(env, 'CMK_DB_ENGINE', ['sqlite', 'sqlserver'] as const, 'sqlite', 'a database engine');
   const mssqlUrl = env.MSSQL_URL || undefined;
   if (dbEngine === 'sqlserver' && !mssqlUrl) {
@@ -93,5 +147,7 @@ export function loadConfig(env: Env = process.env): Config {
     mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
     ...(env.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: env.CMK_MSSQL_BACKUP_DIR } : {}),
     mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
+    auth,
+    codecCorsOrigin: env.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(env.TEMPORAL_ADDRESS || '127.0.0.1:7233') : env.CMK_CODEC_CORS_ORIGIN || null,
   };
 }

@@ -3,6 +3,8 @@
  * Pure data: read by workflows (as ApplicationFailure types), the API service, the CLI and the tests.
  */
 export const ERROR_CODES = [
+  // Extends §4: no verified bearer token (authentication precedes every other check; HTTP 401).
+  'UNAUTHENTICATED',
   'FORBIDDEN',
   'NOT_FOUND',
   'INVALID_ARGUMENT',
@@ -32,6 +34,8 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /** HTTP status the API answers a refusal with. */
 export function httpStatusOf(code: ErrorCode): number {
   switch (code) {
+    case 'UNAUTHENTICATED':
+      return 401;
     case 'FORBIDDEN':
       return 403;
     case 'NOT_FOUND':
