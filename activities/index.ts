@@ -13,6 +13,8 @@ import { createKeyActivities } from './keys';
 import { createNotificationActivities } from './notifications';
 import { createLockActivities } from './lock';
 import { createPurgeActivities, type TenantDirectory } from './purge';
+import { createAuditActivities, type AuditSink } from './audit';
+import type { AuditTrail } from '../audit/trail';
 
 export interface ActivityDependencies {
   vault: Vault;
@@ -20,6 +22,10 @@ export interface ActivityDependencies {
   mailer: Mailer;
   /** The tenant workflows as the daily purge reaches them (a Temporal client); absent in tests that do not purge. */
   tenants?: TenantDirectory;
+  /** Where the workflows' audit records go (the audit workflow, through a Temporal client). */
+  auditSink?: AuditSink;
+  /** The trail itself: only on the worker that is its single writer. */
+  auditTrail?: AuditTrail;
 }
 
 export function createActivities(deps: ActivityDependencies) {
@@ -29,6 +35,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createNotificationActivities(deps),
     ...createLockActivities(deps),
     ...createPurgeActivities(deps),
+    ...createAuditActivities(deps),
   });
 }
 

@@ -3,15 +3,19 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CmkError, isCmkError } from '../common/errors';
 import { httpStatusOf } from '../workflows/codes';
 
-/** Key files are at most 64 KiB; base64 and JSON framing stay well inside this. */
-export const MAX_BODY_BYTES = 256 * 1024;
+/** A body over its route's limit: refused without reading the rest, and the connection closed. */
+export class BodyTooLargeError extends CmkError {}
 
-export async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+export async function readJsonBody(req: IncomingMessage, maxBytes: number, tooLarge: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT' = 'INVALID_ARGUMENT'): Promise<Record<string, unknown>> {
+  const refuseSize = () =>
+    new BodyTooLargeError(tooLarge, tooLarge === 'INVALID_KEY_FILE' ? 'The key file is larger than 64 KiB; no key file is that large.' : `The request is larger than ${Math.round(maxBytes / 1024)} KiB.`);
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > maxBytes) throw refuseSize();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new CmkError('INVALID_ARGUMENT', `The request is larger than ${MAX_BODY_BYTES / 1024} KiB.`);
+    if (size > maxBytes) throw refuseSize();
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};

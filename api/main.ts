@@ -1,4 +1,4 @@
-/** The API service process: loopback HTTP on CMK_API_PORT, built on the client library. */
+/** The API service process: HTTP on CMK_API_PORT (loopback in the embedded default), built on the client library. */
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../config';
 import { ControlPlane } from '../client/library';
@@ -6,18 +6,35 @@ import { buildParts } from '../worker/parts';
 import { ApiService } from './service';
 import { ChallengeIssuer } from './challenges';
 import { loadOrCreateSecret } from '../common/secrets';
+import { loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
+import { EncryptionCodec, loadCodecKeyRing, dataConverterFor } from '../codec';
+import { createAuthenticator } from './auth';
+import { createCodecEndpoint } from './codec';
 import { createApiServer } from './server';
 import { stopWhenStackEnds } from '../stack/parent';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
   const parts = buildParts(config);
+  const ring = loadCodecKeyRing(config.secretsDir);
   const connection = await Connection.connect({ address: config.temporalAddress });
-  const temporal = new Client({ connection, namespace: config.temporalNamespace });
+  const temporal = new Client({ connection, namespace: config.temporalNamespace, dataConverter: dataConverterFor(ring) });
   const challenges = new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key'));
-  const service = new ApiService({ config, controlPlane: new ControlPlane(temporal, config.taskQueue), challenges, ...parts });
+  const controlPlane = new ControlPlane(temporal, config.taskQueue);
+  const audit = (entries: Parameters<ControlPlane['recordAudit']>[0]) => controlPlane.recordAudit(entries);
+  const service = new ApiService({ config, controlPlane, challenges, audit, ...parts });
+  const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = (line: string) => console.error(`cmk api: ${line}`);
-  const server = createApiServer({ service, temporal, taskQueue: config.taskQueue, log });
+  const server = createApiServer({
+    service,
+    temporal,
+    taskQueue: config.taskQueue,
+    authenticate: createAuthenticator(config.auth, localKey),
+    loopbackOnly: config.auth.mode === 'local',
+    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit }),
+    audit,
+    log,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.apiPort, config.apiHost, resolve);

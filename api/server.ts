@@ -1,43 +1,62 @@
 /**
  * The API service: the HTTP face of the control plane that the `cmk` CLI (and the provider's gateway) call.
- * Loopback only in the embedded default, where the caller's asserted identity (`x-cmk-as`) is trusted.
+ * Authentication precedes routing: every route but the health check (`GET /v1/status`) and the OpenAPI document
+ * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in ROUTES:
+ * the router, the OpenAPI document and the audit trail's names for refusals all read that table.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
-import { CmkError } from '../common/errors';
-import { ACTIONS, isValidEmail, OPERATOR, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
-import { optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
+import { CmkError, isCmkError } from '../common/errors';
+import { ACTIONS, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
+import type { AuditEntry } from '../audit/trail';
+import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
+import type { Authenticator } from './auth';
 import type { ApiService } from './service';
-
-export const IDENTITY_HEADER = 'x-cmk-as';
+import { openApiDocument } from './openapi';
+import type { CodecEndpoint } from './codec';
 
 export interface ServerDependencies {
   service: ApiService;
   temporal: Client;
   taskQueue: string;
+  authenticate: Authenticator;
+  /** Loopback callers only (the embedded default, whose local signing key is for this machine). */
+  loopbackOnly: boolean;
+  codec: CodecEndpoint;
+  /** Hands audit records to the trail's single writer (the worker). */
+  audit: (entries: AuditEntry[]) => Promise<void>;
   log: (line: string) => void;
 }
 
-type Handler = (ctx: { actor: Actor; params: string[]; query: URLSearchParams; req: IncomingMessage }) => Promise<unknown>;
-interface Route {
-  method: 'GET' | 'POST' | 'DELETE';
-  pattern: RegExp;
-  handle: Handler;
+interface RequestContext {
+  actor: Actor;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: () => Promise<Record<string, unknown>>;
+  req: IncomingMessage;
 }
 
-const SEGMENT = '([^/]+)';
-const path = (template: string): RegExp => new RegExp(`^${template.replace(/:\w+/g, SEGMENT)}$`);
-
-function isLoopback(address: string | undefined): boolean {
-  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || (address?.startsWith('127.') ?? false);
+export interface Route {
+  method: 'GET' | 'POST';
+  /** OpenAPI-style template: `/v1/tenants/{tenant}/environments/{env}`. */
+  path: string;
+  summary: string;
+  /** The audit trail's name for what a refused request wanted; set on every state-changing route. */
+  audited?: string;
+  /** Request body fields for the OpenAPI document: name → description ("?" suffix on the name: optional). */
+  body?: Record<string, string>;
+  /** Largest body accepted; key files (≤ 64 KiB) travel as base64. */
+  maxBodyBytes?: number;
+  /** The code a too-large body answers (INVALID_KEY_FILE where the body carries a key file). */
+  tooLarge?: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT';
+  public?: boolean;
+  handle: (ctx: RequestContext) => Promise<unknown>;
 }
 
-function actorOf(req: IncomingMessage): Actor {
-  const asserted = req.headers[IDENTITY_HEADER];
-  if (asserted === undefined || asserted === '') return OPERATOR;
-  if (typeof asserted !== 'string' || !isValidEmail(asserted)) throw new CmkError('INVALID_ARGUMENT', 'The caller (--as) must be an e-mail address.');
-  return { kind: 'user', email: asserted.toLowerCase() };
-}
+const SMALL_BODY = 16 * 1024;
+/** 64 KiB of key file in base64 (87,382 characters) plus its JSON framing. */
+const KEY_FILE_BODY = 96 * 1024;
 
 function role(text: string | undefined): AdminRole | null {
   if (text === undefined) return null;
@@ -46,9 +65,10 @@ function role(text: string | undefined): AdminRole | null {
 }
 
 function adminList(value: unknown): Array<{ email: string; role: AdminRole }> {
-  if (!Array.isArray(value)) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of {email, role}.');
+  if (!Array.isArray(value) || value.length > 100) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of at most 100 {email, role}.');
   return value.map((entry: unknown) => {
-    const e = (entry ?? {}) as Record<string, unknown>;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of {email, role}.');
+    const e = entry as Record<string, unknown>;
     return { email: requiredString(e, 'email'), role: role(requiredString(e, 'role')) ?? 'global' };
   });
 }
@@ -59,69 +79,97 @@ function base64Field(body: Record<string, unknown>, field: string): Buffer {
   return Buffer.from(text, 'base64');
 }
 
-export function createApiServer(deps: ServerDependencies): Server {
+export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>): Route[] {
   const { service } = deps;
   const region = (q: URLSearchParams) => q.get('region') ?? undefined;
-  const routes: Route[] = [
-    { method: 'GET', pattern: path('/v1/status'), handle: () => status(deps) },
+  const regionBody = { 'region?': 'region ID (default: the home region)' };
+  const environmentRoutes = (['apply', 'revert', 'rekey'] as const).map(
+    (operation): Route => ({
+      method: 'POST',
+      path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
+      summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
+      audited: `env.${operation}`,
+      handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
+    }),
+  );
+  return [
+    { method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, handle: () => status(deps) },
+    { method: 'GET', path: '/openapi.json', summary: 'This document', public: true, handle: async () => openApiDocument(apiRoutes(deps)) },
     {
       method: 'POST',
-      pattern: path('/v1/tenants'),
-      handle: async ({ actor, req }) => {
-        const b = await readJsonBody(req);
+      path: '/v1/tenants',
+      summary: 'Create a tenant (never alters an existing one)',
+      audited: 'tenant.create',
+      body: { tenant: 'tenant ID', name: 'display name', ...regionBody, admins: 'list of {email, role: global|service}' },
+      handle: async ({ actor, body }) => {
+        const b = await body();
         return service.createTenant(actor, { tenant: requiredString(b, 'tenant'), name: requiredString(b, 'name'), region: optionalString(b, 'region'), admins: adminList(b.admins) });
       },
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/admins'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
+      path: '/v1/tenants/{tenant}/admins',
+      summary: "Add or remove one of the tenant's global and service administrators",
+      audited: 'tenant.admin',
+      body: { change: 'add | remove', email: 'e-mail address', 'role?': 'global | service' },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
         const change = requiredString(b, 'change');
         if (change !== 'add' && change !== 'remove') throw new CmkError('INVALID_ARGUMENT', '"change" must be add or remove.');
-        return service.changeAdmin(actor, t!, { change, email: requiredString(b, 'email'), role: role(optionalString(b, 'role')) });
+        return service.changeAdmin(actor, params.tenant!, { change, email: requiredString(b, 'email'), role: role(optionalString(b, 'role')) });
       },
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/environments'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.createEnvironment(actor, t!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
+      path: '/v1/tenants/{tenant}/environments',
+      summary: 'Create an environment (a new database on the provider key)',
+      audited: 'env.create',
+      body: { env: 'environment ID', ...regionBody, 'admin?': "the environment's system administrator" },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.createEnvironment(actor, params.tenant!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
       },
     },
-    { method: 'GET', pattern: path('/v1/tenants/:t/environments'), handle: ({ actor, params: [t], query }) => service.listEnvironments(actor, t!, { region: region(query) }) },
+    { method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) },
+    ...environmentRoutes,
+    { method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) },
     {
       method: 'POST',
-      pattern: /^\/v1\/tenants\/([^/]+)\/environments\/([^/]+)\/(apply|revert|rekey)$/,
-      handle: ({ actor, params: [t, e, operation] }) => service.environmentOperation(actor, t!, e!, operation as EnvironmentOperation),
+      path: '/v1/tenants/{tenant}/environments/{env}/data',
+      summary: 'Write a row into an environment',
+      audited: 'env.data',
+      body: { text: 'the row (1 to 10,000 characters)' },
+      handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
     },
-    { method: 'GET', pattern: path('/v1/tenants/:t/environments/:e/data'), handle: ({ actor, params: [t, e] }) => service.environmentData(actor, t!, e!, undefined) },
-    {
-      method: 'POST',
-      pattern: path('/v1/tenants/:t/environments/:e/data'),
-      handle: async ({ actor, params: [t, e], req }) => service.environmentData(actor, t!, e!, requiredString(await readJsonBody(req), 'text')),
-    },
-    { method: 'GET', pattern: path('/v1/tenants/:t/key'), handle: ({ actor, params: [t], query }) => service.showKey(actor, t!, { region: region(query) }) },
+    { method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) },
     {
       method: 'GET',
-      pattern: path('/v1/tenants/:t/key/installed'),
-      handle: ({ actor, params: [t], query }) => service.waitForKey(actor, t!, { region: region(query), timeoutMs: 25_000 }),
+      path: '/v1/tenants/{tenant}/key/installed',
+      summary: 'Wait (up to 25 s) for the re-protection after a key change',
+      handle: ({ actor, params, query }) => service.waitForKey(actor, params.tenant!, { region: region(query), timeoutMs: 25_000 }),
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/keys/generate'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.generateKey(actor, t!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
+      path: '/v1/tenants/{tenant}/keys/generate',
+      summary: 'Generate a key; the .pfx comes back once (R3)',
+      audited: 'key.generate',
+      body: { name: 'key name', password: 'the .pfx password (at least 12 characters)', ...regionBody },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.generateKey(actor, params.tenant!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
       },
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/keys/upload'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.uploadKey(actor, t!, {
+      path: '/v1/tenants/{tenant}/keys/upload',
+      summary: 'Upload your own key, .pfx or .byok (R2, R3)',
+      audited: 'key.upload',
+      body: { name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', 'password?': 'the .pfx password', ...regionBody },
+      maxBodyBytes: KEY_FILE_BODY,
+      tooLarge: 'INVALID_KEY_FILE',
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.uploadKey(actor, params.tenant!, {
           name: requiredString(b, 'name'),
           fileName: requiredString(b, 'fileName'),
           file: base64Field(b, 'file'),
@@ -132,77 +180,196 @@ export function createApiServer(deps: ServerDependencies): Server {
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/keys/kek'),
-      handle: async ({ actor, params: [t], req }) => service.createKek(actor, t!, { region: optionalString(await readJsonBody(req), 'region') }),
+      path: '/v1/tenants/{tenant}/keys/kek',
+      summary: 'A key-exchange key for a .byok',
+      audited: 'key.kek',
+      body: regionBody,
+      handle: async ({ actor, params, body }) => service.createKek(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/access'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
+      path: '/v1/tenants/{tenant}/keys/rollback',
+      summary: 'Roll back to the key the last change replaced, within the embargo (R6)',
+      audited: 'key.rollback',
+      body: regionBody,
+      handle: async ({ actor, params, body }) => service.rollbackKey(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/access',
+      summary: 'May the caller do this? (FORBIDDEN / NOT_FOUND before the CLI reads local files)',
+      body: { action: 'an action name', 'env?': 'environment ID' },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
         const action = requiredString(b, 'action');
-        if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `"${action}" is not an action.`);
-        return service.checkAccess(actor, t!, action as Action, optionalString(b, 'env'));
+        if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `"${action.slice(0, 100)}" is not an action.`);
+        return service.checkAccess(actor, params.tenant!, action as Action, optionalString(b, 'env'));
       },
     },
-    { method: 'GET', pattern: path('/v1/tenants/:t/mail'), handle: ({ actor, params: [t] }) => service.listMail(actor, t!) },
+    { method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", handle: ({ actor, params }) => service.listMail(actor, params.tenant!) },
+    {
+      method: 'GET',
+      path: '/v1/tenants/{tenant}/audit',
+      summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",
+      handle: ({ actor, params, query }) => service.listAudit(actor, params.tenant!, { limit: query.get('limit'), after: query.get('after') }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/audit',
+      summary: 'The whole audit trail, every tenant and the codec decodes (operators only)',
+      handle: ({ actor, query }) => service.listAudit(actor, null, { limit: query.get('limit'), after: query.get('after') }),
+    },
+    { method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/challenges'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.issueChallenge(actor, t!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
+      path: '/v1/tenants/{tenant}/challenges',
+      summary: 'A single-use challenge to sign with the active key (proof of possession, R8)',
+      body: { operation: 'lock', ...regionBody },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.issueChallenge(actor, params.tenant!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
       },
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/lock'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.lockTenant(actor, t!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
+      path: '/v1/tenants/{tenant}/lock',
+      summary: 'Lock the tenant in a region (R8)',
+      audited: 'tenant.lock',
+      body: { confirm: "the tenant's display name", challenge: 'from /challenges', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64', ...regionBody },
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.lockTenant(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
       },
     },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/keys/reactivate'),
-      handle: async ({ actor, params: [t], req }) => {
-        const b = await readJsonBody(req);
-        return service.reactivateKey(actor, t!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
+      path: '/v1/tenants/{tenant}/keys/reactivate',
+      summary: 'Re-activate the same key after a lock (R10)',
+      audited: 'key.reactivate',
+      body: { fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', 'password?': 'the .pfx password', ...regionBody },
+      maxBodyBytes: KEY_FILE_BODY,
+      tooLarge: 'INVALID_KEY_FILE',
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.reactivateKey(actor, params.tenant!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
       },
     },
-    { method: 'POST', pattern: path('/v1/tenants/:t/environments/:e/unlock'), handle: ({ actor, params: [t, e] }) => service.unlockEnvironment(actor, t!, e!) },
-    { method: 'POST', pattern: path('/v1/tenants/:t/environments/:e/backup'), handle: ({ actor, params: [t, e] }) => service.environmentBackup(actor, t!, e!, 'backup', null) },
+    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) },
+    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) },
     {
       method: 'POST',
-      pattern: path('/v1/tenants/:t/environments/:e/restore'),
-      handle: async ({ actor, params: [t, e], req }) => service.environmentBackup(actor, t!, e!, 'restore', optionalString(await readJsonBody(req), 'backupId') ?? null),
+      path: '/v1/tenants/{tenant}/environments/{env}/restore',
+      summary: 'Restore an environment from a backup (the newest by default)',
+      audited: 'env.restore',
+      body: { 'backupId?': 'backup ID' },
+      handle: async ({ actor, params, body }) => service.environmentBackup(actor, params.tenant!, params.env!, 'restore', optionalString(await body(), 'backupId') ?? null),
+    },
+    {
+      method: 'POST',
+      path: '/codec/encode',
+      summary: 'Temporal remote codec: encrypt payloads (operators only)',
+      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      maxBodyBytes: deps.codec.maxBodyBytes,
+      handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
+    },
+    {
+      method: 'POST',
+      path: '/codec/decode',
+      summary: 'Temporal remote codec: decrypt payloads (operators only; every call audited)',
+      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      maxBodyBytes: deps.codec.maxBodyBytes,
+      handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
     },
   ];
+}
+
+/** A template's path parameters, in order, and the regular expression that matches it. */
+function compile(route: Route): { pattern: RegExp; names: string[] } {
+  const names: string[] = [];
+  const source = route.path.replace(/[.]/g, '\\.').replace(/\{(\w+)\}/g, (_m, name: string) => {
+    names.push(name);
+    return '([^/]+)';
+  });
+  return { pattern: new RegExp(`^${source}$`), names };
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || (address?.startsWith('127.') ?? false);
+}
+
+export function createApiServer(deps: ServerDependencies): Server {
+  const routes = apiRoutes(deps).map((route) => ({ route, ...compile(route) }));
 
   return createServer((req, res) => {
-    void serve(req, res).catch((err: unknown) => sendError(res, err, deps.log));
+    void serve(req, res).catch((err: unknown) => {
+      if (err instanceof BodyTooLargeError) res.setHeader('connection', 'close');
+      sendError(res, err, deps.log);
+    });
   });
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!isLoopback(req.socket.remoteAddress)) {
+    if (deps.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
       sendJson(res, 403, { error: { code: 'FORBIDDEN', message: 'The embedded API service answers loopback callers only.' } });
       return;
     }
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const candidates = routes.filter((r) => r.pattern.test(url.pathname));
-    const route = candidates.find((r) => r.method === req.method);
-    if (!route) {
-      sendJson(res, candidates.length ? 405 : 404, { error: { code: 'NOT_FOUND', message: `No such API route: ${req.method} ${url.pathname}.` } });
+    if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, res)) return;
+    const matches = routes.filter((r) => r.pattern.test(url.pathname));
+    const found = matches.find((r) => r.route.method === req.method);
+    if (found?.route.public) {
+      sendJson(res, 200, await found.route.handle({ actor: { kind: 'operator' }, params: {}, query: url.searchParams, body: async () => ({}), req }));
       return;
     }
-    const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map((p) => decodeURIComponent(p));
-    const result = await route.handle({ actor: actorOf(req), params, query: url.searchParams, req });
-    sendJson(res, 200, result);
+    // Authentication precedes routing: an unauthenticated caller learns nothing about which routes exist.
+    const actor = await deps.authenticate(req.headers.authorization);
+    if (!found) {
+      sendJson(res, matches.length ? 405 : 404, { error: { code: 'NOT_FOUND', message: `No such API route: ${req.method} ${url.pathname}.` } });
+      return;
+    }
+    const { route, pattern, names } = found;
+    const values = (pattern.exec(url.pathname) ?? []).slice(1);
+    const params: Record<string, string> = {};
+    names.forEach((name, i) => {
+      try {
+        params[name] = decodeURIComponent(values[i] ?? '');
+      } catch {
+        throw new CmkError('INVALID_ARGUMENT', `The ${name} in the path is not valid percent-encoding.`);
+      }
+    });
+    const body = () => readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT');
+    try {
+      sendJson(res, 200, await route.handle({ actor, params, query: url.searchParams, body, req }));
+    } catch (err) {
+      // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
+      if (route.audited && isCmkError(err)) await reportRefusal(route.audited, actor, params, err);
+      throw err;
+    }
+  }
+
+  async function reportRefusal(action: string, actor: Actor, params: Record<string, string>, err: CmkError): Promise<void> {
+    const entry: AuditEntry = {
+      id: `refusal/${randomUUID()}`,
+      at: new Date().toISOString(),
+      actor: actor.kind === 'operator' ? 'operator' : actor.email,
+      action,
+      outcome: 'refused',
+      // Path parameters may be anything a caller typed: only well-formed IDs name a tenant or environment.
+      tenant: params.tenant && /^[a-z0-9][a-z0-9-]{0,62}$/.test(params.tenant) ? params.tenant : null,
+      environment: params.env && /^[a-z0-9][a-z0-9-]{0,62}$/.test(params.env) ? params.env : null,
+      code: err.code,
+      message: err.message.slice(0, 500),
+    };
+    try {
+      await deps.audit([entry]);
+    } catch (auditErr) {
+      // The refusal stands either way; a trail that cannot be reached is an operator's alarm, not the caller's error.
+      deps.log(`audit: could not record a refusal: ${auditErr instanceof Error ? auditErr.message : String(auditErr)}`);
+    }
   }
 }
 
 /** `cmk status`: the API answers, Temporal answers, and a worker polls the task queue. */
-async function status({ temporal, taskQueue }: ServerDependencies) {
+async function status({ temporal, taskQueue }: Pick<ServerDependencies, 'temporal' | 'taskQueue'>) {
   let temporalOk = false;
   let pollers = 0;
   try {

@@ -18,6 +18,7 @@ import {
   checkKeyChange,
   checkLock,
   checkReactivate,
+  checkRollback,
   checkUnlock,
   COVERAGE,
   forbidden,
@@ -43,6 +44,9 @@ import {
 } from '../workflows/rules';
 import type { StagedKey } from '../workflows/messages';
 import type { ChallengeIssuer } from './challenges';
+import type { AuditEntry } from '../audit/trail';
+import { MAX_AUDIT_PAGE } from '../activities/audit';
+import { randomUUID } from 'node:crypto';
 
 export interface ApiDependencies {
   config: Config;
@@ -51,6 +55,8 @@ export interface ApiDependencies {
   databases: EnvironmentDatabases;
   outbox: Outbox;
   challenges: ChallengeIssuer;
+  /** Hands records to the audit trail's single writer (the worker's audit workflow). */
+  audit: (entries: AuditEntry[]) => Promise<void>;
 }
 
 const refuse = (code: ConstructorParameters<typeof CmkError>[0], message: string): never => {
@@ -187,7 +193,13 @@ export class ApiService {
     if (write !== undefined && (write.length === 0 || write.length > 10_000)) refuse('INVALID_ARGUMENT', 'The text to write must be 1 to 10,000 characters.');
     if (env.state === 'Locked') refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked: its data cannot be read or written until it is unlocked.`);
     if (env.state !== 'Online') refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
-    if (write !== undefined) await this.deps.databases.writeRow(tenantId, envId, write);
+    if (write !== undefined) {
+      await this.deps.databases.writeRow(tenantId, envId, write);
+      // Served here rather than by a workflow, so recorded here: who wrote, where, how much — never the text.
+      await this.deps.audit([
+        { id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeCaller(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } },
+      ]);
+    }
     return { tenant: tenantId, env: envId, rows: await this.deps.databases.readRows(tenantId, envId) };
   }
 
@@ -289,6 +301,41 @@ export class ApiService {
     }
     const tenant = await this.authorize(actor, tenantId, 'key.show');
     return this.keyReport(tenant, region);
+  }
+
+  /** R6's purpose: another administrator puts the replaced key back within the embargo; `--wait` as for a key change. */
+  async rollbackKey(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.rollback');
+    const region = this.regionOf(tenant, p.region);
+    refuseIf(checkRollback(tenant, { actor, region }, Date.now()));
+    const active = activeKeyOf(tenant.regions[region])!;
+    const result = await this.deps.controlPlane.rollbackKey(tenantId, { actor, policy: this.policy, region }, active.thumbprint);
+    const after = await this.authorize(actor, tenantId, 'key.show');
+    return { ...this.keyReport(after, region), rolledBack: result.rolledBack };
+  }
+
+  // ------------------------------------------------------------------------------------------ audit
+
+  /** `cmk audit list`: the tenant's records, oldest first (the last `limit`, or those after `after`). */
+  async listAudit(actor: Actor, tenantId: string | null, p: { limit: string | null; after: string | null }) {
+    if (tenantId === null) {
+      if (actor.kind !== 'operator') refuse('FORBIDDEN', `${actor.email} may not read the whole audit trail; only the provider operator may.`);
+    } else {
+      await this.authorize(actor, tenantId, 'audit');
+    }
+    const limit = p.limit === null ? 100 : Number(p.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_PAGE) refuse('INVALID_ARGUMENT', `"limit" must be a whole number from 1 to ${MAX_AUDIT_PAGE}.`);
+    const after = p.after === null ? null : Number(p.after);
+    if (after !== null && (!Number.isInteger(after) || after < 0)) refuse('INVALID_ARGUMENT', '"after" must be a record number (0 or more).');
+    const { records } = await this.deps.controlPlane.readAudit({ tenant: tenantId, afterSeq: after, limit, verify: false });
+    return { tenant: tenantId, records };
+  }
+
+  /** `cmk audit verify`: the whole trail's hash chain and signed head (a tenant's records are links in one chain). */
+  async verifyAudit(actor: Actor, tenantId: string) {
+    await this.authorize(actor, tenantId, 'audit');
+    const { verification } = await this.deps.controlPlane.readAudit({ tenant: null, afterSeq: null, limit: 1, verify: true });
+    return { tenant: tenantId, ...verification! };
   }
 
   // ------------------------------------------------------------------------------------------ lock (R8–R11, R15)
@@ -419,6 +466,8 @@ export function reprotectionProgress(tenant: TenantSnapshot, region: string) {
     refused: latest?.refused ?? [],
   };
 }
+
+const describeCaller = (actor: Actor): string => (actor.kind === 'operator' ? 'operator' : actor.email);
 
 function checkKeyName(name: string): void {
   if (!KEY_NAME_PATTERN.test(name)) refuse('INVALID_ARGUMENT', 'The key name must be 1 to 100 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.');

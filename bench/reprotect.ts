@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { loadDataConverter } from '../codec';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
   const n = arg('n', 100);
   const stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s' });
   const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
-  const client = new Client({ connection });
+  const client = new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) });
   const plane = new ControlPlane(client, 'cmk');
   const config = loadConfig(stack.env);
   const parts = buildParts(config);

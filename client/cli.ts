@@ -11,7 +11,10 @@ import { writeFileAtomic } from '../common/atomic';
 import { MAX_KEY_FILE_BYTES } from '../common/keys';
 import { ApiClient, ApiUnreachableError } from './http';
 import { detectKeyFileKind, parsePfx } from '../keyfiles';
-import type { Action } from '../workflows/rules';
+import { isValidEmail, parseDuration, type Action } from '../workflows/rules';
+import { loadConfig } from '../config';
+import { issueToken, loadTokenSigningKey } from '../common/tokens';
+import { MAX_LOCAL_TOKEN_SECONDS } from '../api/auth';
 import type { LockResult } from '../workflows/messages';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
@@ -48,6 +51,10 @@ function report(err: unknown, json: boolean, io: Io): number {
     if (json) io.out(JSON.stringify({ error: { code: 'USAGE', message: err.message } }));
     return EXIT.usage;
   }
+  if (err instanceof AuditBrokenError) {
+    io.err(`cmk: ${err.message}`);
+    return EXIT.failed;
+  }
   if (isCmkError(err)) {
     io.err(`${err.code}: ${err.message}`);
     if (json) io.out(JSON.stringify({ error: { code: err.code, message: err.message } }));
@@ -62,14 +69,17 @@ function report(err: unknown, json: boolean, io: Io): number {
 function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
   const program = new Command('cmk')
     .description('Bring, rotate, apply, revert and lock your own database encryption keys.')
-    .addOption(new Option('--as <email>', 'act as this user (default: CMK_USER, else the provider operator)'))
+    .addOption(new Option('--as <email>', 'act as this user (embedded default only; default: CMK_USER, else the provider operator)'))
+    .addOption(new Option('--token <jwt>', 'bearer token from your issuer (default: CMK_TOKEN)'))
     .option('--json', 'print exactly one JSON document on stdout')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
   program.hook('preAction', () => setJson(Boolean(program.opts().json)));
 
-  const api = () => new ApiClient(io.env.CMK_API_URL || `http://127.0.0.1:${io.env.CMK_API_PORT || '8787'}`, program.opts().as ?? (io.env.CMK_USER || undefined));
+  let token: Promise<string> | undefined;
+  const credentials = () => (token ??= callerToken(program.opts() as { as?: string; token?: string }, io.env));
+  const api = () => new ApiClient(io.env.CMK_API_URL || `http://127.0.0.1:${io.env.CMK_API_PORT || '8787'}`, credentials);
   const wantsJson = () => Boolean(program.opts().json);
   const print = (doc: Json, human: () => string) => io.out(wantsJson() ? JSON.stringify(doc) : human());
   /** FORBIDDEN and NOT_FOUND come before any complaint about local input (DESIGN.md §4 order of checks). */
@@ -266,6 +276,15 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print(final, () => `${describeKey(final)}\nLocked environments can now be unlocked one at a time with \`cmk env unlock\`.`);
     });
+  command(key, 'rollback', 'put back the key the last change replaced (within the embargo; another global or service administrator)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until every environment is re-protected with the key put back')
+    .action(async (o: { tenant: string; region?: string; wait?: boolean }) => {
+      const r = await api().call<KeyReport & { rolledBack: { name: string; thumbprint: string } }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
+      const final = o.wait ? { ...(await waitForKey(api(), o.tenant, o.region)), rolledBack: r.rolledBack } : r;
+      print(final, () => `Rolled back: the key "${r.rolledBack.name}" (${r.rolledBack.thumbprint}) is replaced.\n${describeKey(final)}`);
+    });
   command(key, 'show', "show the tenant's active key in a region")
     .requiredOption('--tenant <id>', 'tenant ID')
     .option('--region <region>', 'region (default: the tenant home region)')
@@ -283,7 +302,94 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       print({ mails: r.mails }, () => (r.mails.length ? r.mails.map((m) => `${m.sentAt}  ${m.to}  [${m.event}] ${m.subject}`).join('\n') : 'No mail.'));
     });
 
+  // ----------------------------------------------------------------------------------------------- audit
+  const audit = command(program, 'audit', 'the tamper-evident audit trail');
+  command(audit, 'list', "list the tenant's audit records, oldest first")
+    .option('--tenant <id>', 'tenant ID')
+    .option('--all', 'every record of every tenant, and the codec decodes (operator only)')
+    .option('--limit <n>', 'the last N records (1 to 500)', '100')
+    .option('--after <seq>', 'only records after this record number')
+    .action(async (o: { tenant?: string; all?: boolean; limit: string; after?: string }) => {
+      if (Boolean(o.tenant) === Boolean(o.all)) throw new UsageError('audit list needs --tenant ID, or --all (operator).');
+      const path = o.all ? '/v1/audit' : `/v1/tenants/${enc(o.tenant!)}/audit`;
+      const r = await api().call<Json & { records: AuditRecordView[] }>('GET', `${path}${query({ limit: o.limit, after: o.after })}`);
+      print({ records: r.records }, () => (r.records.length ? r.records.map(describeAuditRecord).join('\n') : 'No audit records.'));
+    });
+  command(audit, 'verify', 'verify the whole trail: every record, its order, and the signed head (exit 1 if anything was changed)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .action(async (o: { tenant: string }) => {
+      const r = await api().call<Json & { ok: boolean; records: number; headSeq: number | null; problems: Array<{ seq: number | null; problem: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/audit/verify`);
+      print(r, () =>
+        r.ok
+          ? `The audit trail verifies: ${r.records} record(s), hash chain intact, head signed.`
+          : ['The audit trail does NOT verify:', ...r.problems.map((p) => `  ${p.seq === null ? '' : `record ${p.seq}: `}${p.problem}`)].join('\n'),
+      );
+      if (!r.ok) throw new AuditBrokenError();
+    });
+
+  // ----------------------------------------------------------------------------------------------- tokens
+  const tokens = command(program, 'token', 'bearer tokens (embedded default)');
+  command(tokens, 'issue', 'print a token signed with the local key; its last line is the token')
+    .option('--operator', "the provider operator's token instead of a user's")
+    .option('--ttl <duration>', 'how long it is valid (at most 24h)', '1h')
+    .action(async (o: { operator?: boolean; ttl: string }) => {
+      const as = (program.opts() as { as?: string }).as;
+      if (!as && !o.operator) throw new UsageError('token issue needs --as EMAIL (or --operator).');
+      const ttlMs = parseDuration(o.ttl);
+      if (ttlMs === undefined || ttlMs < 1000 || ttlMs > MAX_LOCAL_TOKEN_SECONDS * 1000) throw new CmkError('INVALID_ARGUMENT', '--ttl must be a duration from 1s to 24h.');
+      const issued = await localToken(o.operator ? null : as!, io.env, Math.floor(ttlMs / 1000));
+      print({ token: issued.token, subject: issued.subject, expiresAt: issued.expiresAt }, () => `Token for ${issued.subject}, valid until ${issued.expiresAt}:\n${issued.token}`);
+    });
+
   return program;
+}
+
+class AuditBrokenError extends Error {
+  constructor() {
+    super('The audit trail does not verify.');
+  }
+}
+
+interface AuditRecordView {
+  seq: number;
+  tenant?: string | null;
+  at: string;
+  actor: string;
+  action: string;
+  outcome: string;
+  environment?: string | null;
+  region?: string | null;
+  code?: string | null;
+  thumbprints?: string[];
+}
+
+function describeAuditRecord(r: AuditRecordView): string {
+  const where = [r.region && `region ${r.region}`, r.environment && `env ${r.environment}`].filter(Boolean).join(', ');
+  const prints = r.thumbprints?.length ? ` [${r.thumbprints.map((t) => t.slice(0, 16)).join(', ')}]` : '';
+  const tenant = r.tenant === undefined ? '' : `${r.tenant ?? '-'}  `;
+  return `#${r.seq}  ${r.at}  ${tenant}${r.actor}  ${r.action}  ${r.outcome}${r.code ? ` ${r.code}` : ''}${where ? `  (${where})` : ''}${prints}`;
+}
+
+/**
+ * The bearer token for this invocation: `--token` / CMK_TOKEN as given; in the embedded default (no issuer
+ * configured), a 5-minute token signed with the local key for `--as` / CMK_USER, or for the operator.
+ */
+async function callerToken(opts: { as?: string; token?: string }, env: Record<string, string | undefined>): Promise<string> {
+  if (opts.token && opts.as) throw new UsageError('--as and --token exclude each other: the token says who you are.');
+  const explicit = opts.token || env.CMK_TOKEN;
+  if (explicit) return explicit;
+  return (await localToken(opts.as ?? (env.CMK_USER || null), env, 300)).token;
+}
+
+async function localToken(as: string | null, env: Record<string, string | undefined>, ttlSeconds: number) {
+  const { auth, secretsDir } = loadConfig(env);
+  if (auth.mode === 'external') {
+    throw new CmkError('FORBIDDEN', `An external issuer (${auth.issuer}) vouches for callers here: sign in with it and pass its token (--token or CMK_TOKEN); local tokens and --as are for the embedded default only.`);
+  }
+  if (as !== null && !isValidEmail(as)) throw new CmkError('INVALID_ARGUMENT', 'The caller (--as) must be an e-mail address.');
+  const email = as === null ? null : as.toLowerCase();
+  const token = await issueToken(loadTokenSigningKey(secretsDir), { email, issuer: auth.issuer, audience: auth.audience, ttlSeconds });
+  return { token, subject: email ?? 'operator', expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString() };
 }
 
 // --------------------------------------------------------------------------------------------------- helpers
@@ -321,6 +427,7 @@ type KeyReport = Json & {
   activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null; lockedAt?: string } | null;
   nextKeyChangeAllowedAt: string | null;
   lockAllowedAt: string | null;
+  rollbackAvailableUntil?: string | null;
   reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
 };
 
@@ -344,6 +451,7 @@ function describeKey(r: KeyReport): string {
   for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);
   if (r.nextKeyChangeAllowedAt) lines.push(`Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
   if (r.lockAllowedAt) lines.push(`Lock allowed from ${r.lockAllowedAt}.`);
+  if (r.rollbackAvailableUntil) lines.push(`Until ${r.rollbackAvailableUntil}, another global or service administrator can put the replaced key back (\`cmk key rollback\`).`);
   return lines.join('\n');
 }
 

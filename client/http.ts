@@ -7,14 +7,14 @@ export class ApiUnreachableError extends Error {
 }
 
 export class ApiClient {
+  /** `token` gives the bearer token for each call (the CLI's `--token`, or one it signs for `--as`). */
   constructor(
     readonly baseUrl: string,
-    private readonly as: string | undefined,
+    private readonly token: () => Promise<string>,
   ) {}
 
   async call<T = Record<string, unknown>>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.as) headers['x-cmk-as'] = this.as;
+    const headers: Record<string, string> = { accept: 'application/json', authorization: `Bearer ${await this.token()}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
     try {

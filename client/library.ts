@@ -5,6 +5,7 @@
  */
 import {
   QueryNotRegisteredError,
+  WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
@@ -33,7 +34,14 @@ import {
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
   type KeyChangeResult,
+  type RollbackRequest,
+  type RollbackResult,
+  AUDIT_WORKFLOW_ID,
+  auditMessages,
 } from '../workflows/messages';
+import type { AuditEntry } from '../audit/trail';
+import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
+import type { auditTrailWorkflow } from '../workflows';
 import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../workflows/rules';
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../workflows/carried';
@@ -123,6 +131,38 @@ export class ControlPlane {
    */
   lockTenant(tenant: string, request: LockRequest): Promise<LockResult> {
     return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.lockTenant, { args: [request] }));
+  }
+
+  /**
+   * R6's purpose: the replaced key active again. One rollback per key change: a retried call attaches to it (the
+   * update ID names the key being rolled back).
+   */
+  rollbackKey(tenant: string, request: RollbackRequest, activeThumbprint: string): Promise<RollbackResult> {
+    return this.update(tenant, () =>
+      this.tenantHandle(tenant).executeUpdate(updates.rollbackKey, { args: [request], updateId: `key-rollback/${request.region}/${activeThumbprint}` }),
+    );
+  }
+
+  /** Hands records to the audit trail's single writer, starting it if it does not run yet. */
+  async recordAudit(entries: AuditEntry[]): Promise<void> {
+    await this.temporal.workflow.signalWithStart<typeof auditTrailWorkflow, [AuditEntry[]]>('auditTrailWorkflow', {
+      workflowId: AUDIT_WORKFLOW_ID,
+      taskQueue: this.taskQueue,
+      args: [{}],
+      signal: auditMessages.record,
+      signalArgs: [entries],
+    });
+  }
+
+  /** Reads (or verifies) the audit trail once every record handed in before is written. */
+  readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
+    const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
+      workflowId: AUDIT_WORKFLOW_ID,
+      taskQueue: this.taskQueue,
+      args: [{}],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [request], startWorkflowOperation: start });
   }
 
   /** R10: the withdrawn key uploaded again, staged by the caller. */

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { loadDataConverter } from '../codec';
 import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';
 import type { PurgeReport } from '../activities/purge';
 import { startStack, type Stack } from './support/stack';
@@ -23,7 +24,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 beforeAll(async () => {
   stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_LOCK_EMBARGO: '1s', CMK_UNLOCK_DELAY: '1s', CMK_LOCKED_RETENTION: '12s' });
   connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS });
-  temporal = new Client({ connection });
+  temporal = new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) });
 }, 120_000);
 
 afterAll(async () => {

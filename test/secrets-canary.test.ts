@@ -134,6 +134,47 @@ test('canaries reach neither history nor the data dir', async () => {
   expect((await stack.cmk(['env', 'data', '--tenant', 'fabrikam', '--env', 'prod', '--json'])).json().rows[0].text).toBe(CANARY_ROW);
 });
 
+test('raw history read without the codec holds only binary/encrypted payloads and encoded failures', async () => {
+  // A refusal (recorded in the audit trail through its workflow) and a read of the trail (an update with a result).
+  expect((await stack.cmk(['env', 'apply', '--tenant', 'fabrikam', '--env', 'no-such-env'], { as: ALICE })).code).toBe(3);
+  expect((await stack.cmk(['audit', 'list', '--tenant', 'fabrikam', '--json'], { as: ALICE })).code).toBe(0);
+  const namespace = process.env.TEMPORAL_NAMESPACE || 'default';
+  const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
+  const client = new Client({ connection, namespace });
+  const seen = { payloads: 0, failures: 0, workflows: new Set<string>() };
+  const problems: string[] = [];
+  for await (const wf of client.workflow.list()) {
+    seen.workflows.add(wf.type);
+    const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+    for (const event of history.events ?? []) inspect(event, `${wf.workflowId} event ${String(event.eventId)}`);
+  }
+  await connection.close();
+
+  function inspect(node: unknown, where: string): void {
+    if (Array.isArray(node)) return node.forEach((n) => inspect(n, where));
+    if (!node || typeof node !== 'object') return;
+    const record = node as Record<string, unknown>;
+    if ('metadata' in record && 'data' in record) {
+      seen.payloads += 1;
+      const encoding = Buffer.from((record.metadata as Record<string, Uint8Array>).encoding ?? []).toString();
+      if (encoding !== 'binary/encrypted') problems.push(`${where}: a payload encoded ${encoding || '(none)'}`);
+      return;
+    }
+    if ('stackTrace' in record && 'message' in record) {
+      seen.failures += 1;
+      if (record.message !== 'Encoded failure' || record.stackTrace) problems.push(`${where}: a failure with a readable message: ${String(record.message)}`);
+    }
+    for (const [key, value] of Object.entries(record)) {
+      // Search attributes are not payloads a codec may touch: they hold only ids, states, counts and thumbprints.
+      if (key === 'searchAttributes') continue;
+      inspect(value, where);
+    }
+  }
+  expect(problems).toEqual([]);
+  expect(seen.workflows).toEqual(new Set(['tenantWorkflow', 'auditTrailWorkflow']));
+  expect(seen.payloads).toBeGreaterThan(50);
+});
+
 /** Every payload's data bytes in an event, decoded from the base64 the JSON history holds. */
 function collectPayloads(node: unknown): Buffer[] {
   if (Array.isArray(node)) return node.flatMap(collectPayloads);

@@ -12,6 +12,7 @@ import { queries, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
 import { localParts } from './support/parts';
 import { ALICE, BOB, HOUR, keyChange as change, timeSkippingHarness } from './support/time-skipping';
+import { testAuditSink, testDataConverter } from './support/codec';
 
 const harness = timeSkippingHarness();
 const { withTenant, acceptedUpdates } = harness;
@@ -127,7 +128,13 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
     },
   };
   const taskQueue = `tenant-wf-flaky-${process.pid}`;
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: harness.bundle, activities: createActivities({ ...parts, mailer: flakyMailer }) });
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: harness.bundle,
+    dataConverter: testDataConverter(),
+    activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), mailer: flakyMailer }),
+  });
   const plane = new ControlPlane(env.client, taskQueue);
   const tenant = 'flaky-mail';
   await worker.runUntil(async () => {

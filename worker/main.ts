@@ -7,6 +7,10 @@ import { OPERATOR } from '../workflows/rules';
 import { loadConfig } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
+import { loadDataConverter } from '../codec';
+import { AuditTrail } from '../audit/trail';
+import { loadOrCreateSecret } from '../common/secrets';
+import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
 
 export async function runWorker(): Promise<void> {
@@ -14,10 +18,12 @@ export async function runWorker(): Promise<void> {
   // Warnings and errors only: the foreground stack prints one ready line, not the bundler's report.
   Runtime.install({ logger: new DefaultLogger((process.env.CMK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
   const parts = buildParts(config);
+  // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
+  const dataConverter = loadDataConverter(config.secretsDir);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   // The daily purge reaches the tenant workflows through the client library.
   const clientConnection = await Connection.connect({ address: config.temporalAddress });
-  const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+  const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
   const plane = new ControlPlane(temporal, config.taskQueue);
   const tenants = { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) };
   await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
@@ -25,9 +31,16 @@ export async function runWorker(): Promise<void> {
     connection,
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
+    dataConverter,
     // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
     ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
-    activities: createActivities({ ...parts, tenants }),
+    activities: createActivities({
+      ...parts,
+      tenants,
+      // This worker is the trail's single writer (the audit workflow runs its appends here); its HMAC key lives outside the data dir.
+      auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')),
+      auditSink: { report: (entries) => plane.recordAudit(entries) },
+    }),
   });
   stopWhenStackEnds(() => worker.shutdown());
   // Worker.run ends on SIGINT/SIGTERM (the SDK's default shutdown signals) once in-flight tasks are done.

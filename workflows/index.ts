@@ -1,2 +1,3 @@
 export { tenantWorkflow } from './tenant';
 export { purgeLockedEnvironmentsWorkflow } from './purge';
+export { auditTrailWorkflow } from './audit';

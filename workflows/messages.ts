@@ -3,7 +3,9 @@
  * the client library and the workflows. Payloads carry IDs, names, e-mails, thumbprints and vault references —
  * never a password, PFX byte, private key, DEK or environment row (DESIGN.md §6).
  */
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
+import type { AuditEntry } from '../audit/trail';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import type { BackupView } from '../database/types';
 import type { PackedEnvironments } from './carried';
@@ -154,6 +156,15 @@ export interface ReactivateRequest extends Request {
   staged: StagedKey;
 }
 
+export interface RollbackRequest extends Request {
+  region: string;
+}
+
+export interface RollbackResult extends KeyChangeResult {
+  /** The key the rollback replaced (the one the last change had made active). */
+  rolledBack: { name: string; thumbprint: string };
+}
+
 export interface UnlockRequest extends Request {
   env: string;
 }
@@ -214,8 +225,17 @@ export const updates = {
   unlockEnvironment: defineUpdate<EnvironmentRecord, [UnlockRequest]>('unlockEnvironment'),
   environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),
   purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
+  rollbackKey: defineUpdate<RollbackResult, [RollbackRequest]>('rollbackKey'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
 export const PURGE_SCHEDULE_ID = 'cmk-purge-locked-environments';
 export const PURGE_WORKFLOW_TYPE = 'purgeLockedEnvironmentsWorkflow';
+
+/** The audit trail's single writer (workflows/audit.ts): one workflow for the whole deployment. */
+export const AUDIT_WORKFLOW_ID = 'cmk-audit-trail';
+export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';
+export const auditMessages = {
+  record: defineSignal<[AuditEntry[]]>('record'),
+  read: defineUpdate<AuditReadResult, [AuditReadRequest]>('read'),
+};

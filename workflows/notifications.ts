@@ -49,6 +49,30 @@ export function keyChangedMail(p: {
   };
 }
 
+export function keyRolledBackMail(p: {
+  tenantName: string;
+  tenant: string;
+  region: string;
+  keyName: string;
+  thumbprint: string;
+  rolledBackName: string;
+  rolledBackThumbprint: string;
+  by: string;
+  at: string;
+  lockAllowedAt: string;
+}): Notification {
+  return {
+    event: 'key-rolled-back',
+    subject: `Encryption key change rolled back for ${p.tenantName} (region ${p.region})`,
+    body:
+      `${p.by} rolled back the key change of tenant ${p.tenant} in region ${p.region} at ${p.at}: the key "${p.keyName}" ` +
+      `(thumbprint ${p.thumbprint}) is active again and every environment on the tenant key is being re-protected with it. ` +
+      `The key "${p.rolledBackName}" (thumbprint ${p.rolledBackThumbprint}) leaves the vault once no environment depends on it.\n\n` +
+      `The tenant cannot be locked before ${p.lockAllowedAt}. A rollback does not move the date of the next allowed key change.` +
+      SIGNATURE,
+  };
+}
+
 export function adminChangedMail(p: { tenantName: string; tenant: string; change: 'added' | 'removed'; email: string; role: string; by: string; at: string }): Notification {
   const what = p.change === 'added' ? `added ${p.email} as a ${p.role} administrator` : `removed ${p.email} (${p.role} administrator)`;
   return {

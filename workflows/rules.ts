@@ -216,7 +216,8 @@ export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'env.unlock', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
 ]);
 
-const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'env.create', 'env.list', 'env.data', 'mail.list']);
+// The operator also reads and verifies the audit trail (an extension of §4's table: it is no key operation).
+const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'env.create', 'env.list', 'env.data', 'mail.list', 'audit']);
 /** R12: what the system administrator of one environment may do, on that environment only. */
 const SYSTEM_ADMIN_ENV_ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'env.apply',
@@ -326,6 +327,42 @@ export function checkKeyChange(tenant: TenantSnapshot, request: KeyChangeCheck, 
   }
   if (tenant.operations[request.region]) {
     return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${tenant.operations[request.region]}.`);
+  }
+  return null;
+}
+
+export interface RollbackCheck {
+  actor: Actor;
+  region: string;
+}
+
+/**
+ * R6's purpose: within the embargo after a key change, another global or service administrator puts the replaced
+ * key back. Accepted while the change's re-protection still runs (the rollback supersedes it), refused while
+ * environments are locked (R11) or another operation (a lock, a rollback) runs.
+ */
+export function checkRollback(tenant: TenantSnapshot, request: RollbackCheck, now: number): Refusal | null {
+  if (!isAllowed(tenant, request.actor, 'key.rollback')) return forbidden(request.actor, 'roll back the key of this tenant');
+  if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const region = tenant.regions[request.region];
+  const previous = region?.keys.find((k) => k.thumbprint === region.rollbackThumbprint && k.inVault);
+  const active = activeKeyOf(region);
+  // "Another" administrator (R6): the one who made the change cannot undo it alone.
+  if (active?.activatedBy && request.actor.kind === 'user' && normaliseEmail(active.activatedBy) === normaliseEmail(request.actor.email)) {
+    return refuse('FORBIDDEN', `${active.activatedBy} made this key change; another global or service administrator must roll it back.`);
+  }
+  if (!region || !previous || !active || !region.rollbackUntil || Date.parse(region.rollbackUntil) <= now) {
+    return refuse('NOT_FOUND', `There is no key change to roll back in region ${request.region}: a rollback is possible only within the embargo after a key change, one step back.`);
+  }
+  const locked = tenant.environments.filter((e) => e.region === request.region && e.state === 'Locked');
+  if (locked.length > 0) {
+    return refuse('LOCKED_ENVIRONMENTS_EXIST', `The key cannot change while ${locked.length} environment(s) are locked.`);
+  }
+  const progress = tenant.reprotections?.[request.region];
+  const reprotectingOnly = progress !== undefined && progress.finishedAt === null && progress.keyThumbprint === active.thumbprint;
+  const operation = tenant.operations[request.region];
+  if (operation && !reprotectingOnly) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${operation}.`);
   }
   return null;
 }

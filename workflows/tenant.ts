@@ -14,8 +14,10 @@ import {
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { AuditEntry } from '../audit/trail';
 import type { Activities } from '../activities';
 import {
   ENVIRONMENT_OPERATION_STATES,
@@ -24,13 +26,21 @@ import {
   tenantWorkflowId,
   updates,
   type CarriedTenantState,
+  type AdminChangeRequest,
+  type AdminChangeResult,
   type BackupRequest,
+  type BackupResult,
+  type EnvironmentCreateRequest,
   type EnvironmentOperationRequest,
+  type KeyChangeResult,
+  type PurgeRequest,
   type KeyChangeRequest,
   type LockRequest,
   type LockResult,
   type PurgeResult,
   type ReactivateRequest,
+  type RollbackRequest,
+  type RollbackResult,
   type TenantWorkflowInput,
   type UnlockRequest,
 } from './messages';
@@ -44,6 +54,7 @@ import {
   checkLock,
   checkPurge,
   checkReactivate,
+  checkRollback,
   checkUnlock,
   deletionWarningTimes,
   describeActor,
@@ -54,6 +65,7 @@ import {
   notificationRecipients,
   usableKeyOf,
   DEFAULT_POLICY,
+  type Actor,
   type EnvironmentOperation,
   type EnvironmentRecord,
   type Refusal,
@@ -70,6 +82,7 @@ import {
   environmentUnlockedMail,
   keyChangedMail,
   keyReactivatedMail,
+  keyRolledBackMail,
   tenantCreatedMail,
   tenantLockedMail,
   type Notification,
@@ -134,6 +147,23 @@ const { notifyAdministrators } = proxyActivities<Activities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '5 minutes' },
 });
 
+/** Audit records: handed to the trail's single writer; retried until they are (the record IDs make retries harmless). */
+const { recordAudit } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** What an audit record says beyond who, what, when and the outcome. Never secrets: ids, thumbprints, counts. */
+interface AuditFacts {
+  region?: string | null;
+  environment?: string | null;
+  thumbprints?: string[];
+  details?: Record<string, string | number | boolean | null>;
+}
+
+/** Workflows started before the audit trail existed replay without its activity calls. */
+const AUDIT_PATCH = 'audit-trail';
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
@@ -168,6 +198,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   let busy = false;
   /** Regions whose environments are being re-protected in the background after a key change. */
   const reprotecting = new Set<string>();
+  /** Regions whose running re-protection a rollback has superseded: it stops after the batches in flight. */
+  const superseded = new Set<string>();
 
   /** Handlers that await the outside world run one at a time, in the order they were accepted. */
   async function exclusively<T>(work: () => Promise<T>): Promise<T> {
@@ -190,6 +222,46 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       ...notification,
       occurredAt: iso(Date.now()),
     });
+  }
+
+  /** One record in the audit trail (who, what, when, outcome, thumbprints). */
+  async function audit(action: string, actor: Actor | 'cmk', outcome: AuditEntry['outcome'], facts: AuditFacts & { code?: string; message?: string } = {}): Promise<void> {
+    if (!patched(AUDIT_PATCH)) return;
+    const entry: AuditEntry = {
+      id: `${tenantWorkflowId(tenant.tenant)}/${uuid4()}`,
+      at: iso(Date.now()),
+      actor: actor === 'cmk' ? 'cmk' : describeActor(actor),
+      action,
+      outcome,
+      tenant: tenant.tenant,
+      region: facts.region ?? null,
+      environment: facts.environment ?? null,
+      code: facts.code ?? null,
+      message: facts.message?.slice(0, 500) ?? null,
+      thumbprints: facts.thumbprints ?? [],
+      ...(facts.details ? { details: facts.details } : {}),
+    };
+    await recordAudit([entry]);
+  }
+
+  /**
+   * An accepted request's handler, audited: completed with its facts, or failed with the code it failed with.
+   * Refusals never reach a handler; the API service records those.
+   */
+  function audited<R extends { actor: Actor }, T>(action: string | ((request: R) => string), facts: (request: R, result?: T) => AuditFacts, handler: (request: R) => Promise<T>) {
+    return async (request: R): Promise<T> => {
+      const name = typeof action === 'string' ? action : action(request);
+      let result: T;
+      try {
+        result = await handler(request);
+      } catch (err) {
+        const failure = err instanceof ApplicationFailure ? err : err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+        await audit(name, request.actor, 'failed', { ...facts(request), code: failure?.type ?? 'INTERNAL', message: failure?.message ?? 'The operation failed.' });
+        throw err;
+      }
+      await audit(name, request.actor, 'completed', facts(request, result));
+      return result;
+    };
   }
 
   function publishSearchAttributes(): void {
@@ -218,7 +290,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.changeAdmin,
-    (request) =>
+    audited<AdminChangeRequest, AdminChangeResult>('tenant.admin', (r) => ({ details: { change: r.change, email: normaliseEmail(r.email), role: r.role } }), (request) =>
       exclusively(async () => {
         const email = normaliseEmail(request.email);
         const at = iso(Date.now());
@@ -236,6 +308,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         await notify(adminChangedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, change: 'added', email, role, by: describeActor(request.actor), at }));
         return { admins: tenant.admins };
       }),
+    ),
     { validator: (request) => refuseIf(checkAdminChange(tenant, request)) },
   );
 
@@ -243,7 +316,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.createEnvironment,
-    async (request) => {
+    audited<EnvironmentCreateRequest, EnvironmentRecord>('env.create', (r, env) => ({ region: r.region, environment: r.env, ...(env ? { thumbprints: [env.keyThumbprint] } : {}) }), async (request) => {
       provisioning.add(request.env);
       try {
         return await exclusively(async () => {
@@ -264,7 +337,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       } finally {
         provisioning.delete(request.env);
       }
-    },
+    }),
     {
       validator: (request) => {
         const pending = [...provisioning].map((id) => ({ id }) as EnvironmentRecord);
@@ -300,7 +373,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.environmentOperation,
-    async (request) => {
+    audited<EnvironmentOperationRequest, EnvironmentRecord>((r) => `env.${r.operation}`, (r, env) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}) }), async (request) => {
       const env = tenant.environments.find((e) => e.id === request.env)!;
       // Marked before the first await: a different request for this environment answers OPERATION_IN_PROGRESS,
       // the same one (same update ID, see environmentOperationUpdateId) attaches to this one.
@@ -313,7 +386,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         env.state = 'Online';
         delete env.runningOperation;
       }
-    },
+    }),
     { validator: (request) => refuseIf(checkEnvironmentOperation(tenant, request)) },
   );
 
@@ -409,6 +482,15 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     for (let i = 0; i < targets.length; i += REPROTECT_BATCH_SIZE) batches.push(targets.slice(i, i + REPROTECT_BATCH_SIZE).map((e) => e.id));
     const lane = async (): Promise<void> => {
       for (let batch = batches.shift(); batch; batch = batches.shift()) {
+        if (superseded.has(region.region)) {
+          // A rollback replaces this re-protection: what it has not started stays as it is, for the rollback to move.
+          for (const env of batch) {
+            const record = byId.get(env);
+            if (record?.state === 'Reprotecting') record.state = 'Online';
+          }
+          progress.remaining -= batch.length;
+          continue;
+        }
         let outcome: { reprotected: Array<{ env: string; keyThumbprint: string }>; refused: ReprotectionProgress['refused'] };
         try {
           outcome = await reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
@@ -491,20 +573,97 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.changeKey,
-    async (request) => {
-      // Marked before the first await, so that a second change validated meanwhile answers OPERATION_IN_PROGRESS.
-      tenant.operations[request.region] = `a key change to "${request.name}"`;
-      try {
-        return await exclusively(() => changeKey(request));
-      } finally {
-        if (!reprotecting.has(request.region)) delete tenant.operations[request.region];
-      }
-    },
+    audited<KeyChangeRequest, KeyChangeResult>(
+      (r) => (r.source === 'generated' ? 'key.generate' : 'key.upload'),
+      (r) => ({ region: r.region, thumbprints: [r.staged.thumbprint], details: { name: r.name, source: r.source } }),
+      async (request) => {
+        // Marked before the first await, so that a second change validated meanwhile answers OPERATION_IN_PROGRESS.
+        tenant.operations[request.region] = `a key change to "${request.name}"`;
+        try {
+          return await exclusively(() => changeKey(request));
+        } finally {
+          if (!reprotecting.has(request.region)) delete tenant.operations[request.region];
+        }
+      },
+    ),
     {
       validator: (request) =>
         refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), request.policy)),
     },
   );
+
+  setHandler(
+    updates.rollbackKey,
+    audited<RollbackRequest, RollbackResult>(
+      'key.rollback',
+      (r, res) => ({ region: r.region, thumbprints: res ? [res.key.thumbprint, res.rolledBack.thumbprint] : [] }),
+      async (request) => {
+        // The change's re-protection, if it still runs, stops after its batches in flight; then the rollback runs.
+        superseded.add(request.region);
+        try {
+          await condition(() => !reprotecting.has(request.region));
+        } finally {
+          superseded.delete(request.region);
+        }
+        tenant.operations[request.region] = 'a rollback';
+        try {
+          return await exclusively(() => rollback(request));
+        } finally {
+          if (!reprotecting.has(request.region)) delete tenant.operations[request.region];
+        }
+      },
+    ),
+    {
+      validator: (request) => {
+        if (superseded.has(request.region)) refuseIf({ code: 'OPERATION_IN_PROGRESS', message: `A rollback is already in progress in region ${request.region}.` });
+        refuseIf(checkRollback(tenant, request, Date.now()));
+      },
+    },
+  );
+
+  /** R6's purpose: the key the last change replaced is active again; R6 restarts, R5 does not (DESIGN.md §3). */
+  async function rollback(request: RollbackRequest): Promise<RollbackResult> {
+    const region = tenant.regions[request.region]!;
+    const now = Date.now();
+    const at = iso(now);
+    const by = describeActor(request.actor);
+    const current = activeKeyOf(region)!;
+    const previous = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint)!;
+    current.state = 'Retired';
+    current.retiredAt = at;
+    previous.state = 'Installing';
+    previous.retiredAt = null;
+    previous.activatedAt = at;
+    previous.activatedBy = by;
+    region.activeThumbprint = previous.thumbprint;
+    // One step back only: nothing to roll back to from here.
+    region.rollbackThumbprint = null;
+    region.rollbackUntil = null;
+    region.embargoStartedAt = at;
+    carried.policy = request.policy;
+    const targets = tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
+    if (targets.length === 0) previous.state = 'Active';
+    else startReprotection(region, previous, targets);
+    publishSearchAttributes();
+    await notify(
+      keyRolledBackMail({
+        tenantName: tenant.displayName,
+        tenant: tenant.tenant,
+        region: region.region,
+        keyName: previous.name,
+        thumbprint: previous.thumbprint,
+        rolledBackName: current.name,
+        rolledBackThumbprint: current.thumbprint,
+        by,
+        at,
+        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
+      }),
+      targets.map((e) => e.id),
+    );
+    // With nothing to re-protect, the rolled-back key leaves the vault now; otherwise when the re-protection ends.
+    if (targets.length === 0) await retireUnused(region);
+    return { region: region.region, key: previous, rolledBack: { name: current.name, thumbprint: current.thumbprint } };
+  }
 
   // ------------------------------------------------------------------------------------------ lock (R8–R11, R15)
 
@@ -512,7 +671,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.lockTenant,
-    async (request) => {
+    audited<LockRequest, LockResult>('tenant.lock', (r, res) => ({ region: r.region, thumbprints: res?.withdrawnKeys ?? [], details: res ? { sealed: res.sealed.length, lockedByDecisionOnly: res.lockedByDecisionOnly.length } : undefined }), async (request) => {
       // Spent and marked before the first await: the same challenge cannot lock twice, nor another change slip in.
       usedChallenges[request.proof.challengeId] = request.proof.expiresAt;
       tenant.operations[request.region] = 'a lock';
@@ -521,7 +680,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       } finally {
         delete tenant.operations[request.region];
       }
-    },
+    }),
     { validator: (request) => refuseIf(checkLock(tenant, request, Date.now(), request.policy, new Set(Object.keys(usedChallenges)))) },
   );
 
@@ -570,7 +729,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   setHandler(
     updates.reactivateKey,
-    async (request: ReactivateRequest) => {
+    audited<ReactivateRequest, KeyChangeResult>('key.reactivate', (r: ReactivateRequest) => ({ region: r.region, thumbprints: [r.staged.thumbprint] }), async (request: ReactivateRequest) => {
       tenant.operations[request.region] = 'a key re-activation';
       try {
         return await exclusively(async () => {
@@ -590,13 +749,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       } finally {
         delete tenant.operations[request.region];
       }
-    },
+    }),
     { validator: (request) => refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint })) },
   );
 
   setHandler(
     updates.unlockEnvironment,
-    async (request: UnlockRequest) => {
+    audited<UnlockRequest, EnvironmentRecord>('env.unlock', (r: UnlockRequest, env?: EnvironmentRecord) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}) }), async (request: UnlockRequest) => {
       const env = tenant.environments.find((e) => e.id === request.env)!;
       env.runningOperation = 'unlock';
       try {
@@ -616,13 +775,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       } finally {
         delete env.runningOperation;
       }
-    },
+    }),
     { validator: (request) => refuseIf(checkUnlock(tenant, request, Date.now(), request.policy)) },
   );
 
   setHandler(
     updates.environmentBackup,
-    async (request: BackupRequest) => {
+    audited<BackupRequest, BackupResult>((r: BackupRequest) => `env.${r.operation}`, (r: BackupRequest) => ({ environment: r.env, details: { backupId: r.backupId } }), async (request: BackupRequest) => {
       const env = tenant.environments.find((e) => e.id === request.env)!;
       env.runningOperation = request.operation;
       try {
@@ -641,18 +800,19 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       } finally {
         delete env.runningOperation;
       }
-    },
+    }),
     { validator: (request) => refuseIf(checkBackup(tenant, request)) },
   );
 
   setHandler(
     updates.purgeOverdue,
-    (): Promise<PurgeResult> =>
+    audited<PurgeRequest, PurgeResult>('env.purge', (_r, res?: PurgeResult) => ({ details: res ? { deleted: res.deleted.join(',').slice(0, 900) } : undefined }), (): Promise<PurgeResult> =>
       exclusively(async () => {
         const deleted = await deleteOverdue();
         const stillLocked = tenant.environments.flatMap((e) => (e.state === 'Locked' && e.lock ? [{ env: e.id, deleteAt: e.lock.deleteAt }] : []));
         return { tenant: tenant.tenant, deleted, stillLocked };
       }),
+    ),
     { validator: (request) => refuseIf(checkPurge(request.actor)) },
   );
 
@@ -693,6 +853,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
     publishSearchAttributes();
     await notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at }), ids);
+    // R9 acts on its own: the deletion is the control plane's, recorded once per environment.
+    for (const env of overdue) await audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
     return ids;
   }
 
@@ -703,6 +865,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     await notify(
       tenantCreatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, admins: tenant.admins, by: describeActor(input.createdBy), at: tenant.createdAt }),
     );
+    await audit('tenant.create', input.createdBy, 'completed', { region: tenant.homeRegion, details: { administrators: tenant.admins.length } });
   }
 
   for (;;) {

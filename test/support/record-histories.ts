@@ -17,16 +17,27 @@ import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY } from '../../workflows/rules';
 import { localParts } from './parts';
+import { testDataConverter, TEST_AUDIT_KEY } from './codec';
+import { AuditTrail } from '../../audit/trail';
+import { AUDIT_WORKFLOW_ID } from '../../workflows/messages';
 
 const HOUR = 3_600_000;
 
 async function main(): Promise<void> {
-  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } } });
+  // Encrypted with the test-only codec key (test/fixtures/codec-key.test-only.json), as production histories are.
+  const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } }, client: { dataConverter: testDataConverter() } });
   await registerSearchAttributes(env.connection, 'default');
   const parts = localParts();
   const taskQueue = 'record-histories';
-  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowsPath: require.resolve('../../workflows'), activities: createActivities(parts) });
   const plane = new ControlPlane(env.client, taskQueue);
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: require.resolve('../../workflows'),
+    dataConverter: testDataConverter(),
+    // The product's path: records go to the audit workflow, whose appends run here.
+    activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }),
+  });
   const operator = { kind: 'operator' } as const;
   const alice = { kind: 'user', email: 'alice@example.com' } as const;
   const stage = async (tenant: string, privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
@@ -88,6 +99,27 @@ async function main(): Promise<void> {
       await env.sleep(7 * 24 * HOUR);
       await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+
+    // R6's purpose: bob's key change rolled back by alice inside the embargo, the environment re-protected with the
+    // key put back; the audit trail's workflow (its single writer) recorded alongside.
+    'recorded-rollback': async () => {
+      const tenant = 'recorded-rollback';
+      const bob = { kind: 'user', email: 'bob@example.com' } as const;
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Rolled Back Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await env.sleep(25 * HOUR);
+      const second = await stage(tenant);
+      await plane.changeKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: second });
+      await plane.rollbackKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default' }, second.thumbprint);
+      while ((await plane.snapshot(tenant))?.regions.default?.keys[0]?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+      await plane.readAudit({ tenant, afterSeq: null, limit: 100, verify: true });
+      await env.sleep(73 * HOUR);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+      save('recorded-audit-trail', await env.client.workflow.getHandle(AUDIT_WORKFLOW_ID).fetchHistory());
     },
   };
 

@@ -7,6 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../config';
+import { issueToken, loadTokenSigningKey } from '../../common/tokens';
 
 const root = join(__dirname, '..', '..');
 
@@ -45,12 +47,20 @@ export interface CliResult {
   json: () => Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON shapes
 }
 
+export interface ApiResult {
+  status: number;
+  body: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON shapes
+  text: string;
+}
+
 export interface Stack {
   env: Record<string, string>;
   dataDir: string;
   secretsDir: string;
   readyLine: string;
   cmk: (args: string[], options?: { as?: string; env?: Record<string, string> }) => Promise<CliResult>;
+  /** One raw HTTP request to the API service as `as` (default: the operator); the body is sent as given when a string. */
+  api: (method: string, path: string, options?: { body?: unknown; as?: string; headers?: Record<string, string> }) => Promise<ApiResult>;
   stop: (signal?: NodeJS.Signals) => Promise<void>;
   process: ChildProcess;
   output: () => string;
@@ -97,6 +107,23 @@ export async function startStack(extraEnv: Record<string, string> = {}, dirs?: {
     process: child,
     output: () => output,
     cmk: (args, options = {}) => runCmk(args, { ...env, ...(options.as ? { CMK_USER: options.as } : {}), ...(options.env ?? {}) }),
+    api: async (method, path, options = {}) => {
+      const headers: Record<string, string> = { ...(await identityHeaders(env, options.as)), ...(options.headers ?? {}) };
+      let body: string | undefined;
+      if (options.body !== undefined) {
+        body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const response = await fetch(`http://127.0.0.1:${env.CMK_API_PORT}${path}`, { method, headers, body });
+      const text = await response.text();
+      let parsed: Record<string, any> = {}; // eslint-disable-line @typescript-eslint/no-explicit-any -- see ApiResult
+      try {
+        parsed = text ? (JSON.parse(text) as Record<string, any>) : {}; // eslint-disable-line @typescript-eslint/no-explicit-any -- see ApiResult
+      } catch {
+        parsed = {};
+      }
+      return { status: response.status, body: parsed, text };
+    },
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -105,6 +132,13 @@ export async function startStack(extraEnv: Record<string, string> = {}, dirs?: {
     },
   };
   return stack;
+}
+
+/** The headers that say who calls: a bearer token signed with the stack's local key, as the CLI signs it for --as. */
+export async function identityHeaders(env: Record<string, string>, as: string | undefined): Promise<Record<string, string>> {
+  const config = loadConfig(env);
+  const token = await issueToken(loadTokenSigningKey(config.secretsDir), { email: as ?? null, issuer: config.auth.issuer, audience: config.auth.audience, ttlSeconds: 300 });
+  return { authorization: `Bearer ${token}` };
 }
 
 export function runCmk(args: string[], env: Record<string, string>): Promise<CliResult> {

@@ -13,6 +13,7 @@ import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
 import { localParts } from './parts';
+import { testDataConverter, testAuditSink } from './codec';
 
 export interface StagedTestKey {
   vaultKey: { name: string; version: string };
@@ -48,9 +49,10 @@ export function timeSkippingHarness() {
   let counter = 0;
 
   beforeAll(async () => {
-    env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } } });
+    // Encrypted payloads, as in production: the workflows see them only through the codec.
+    env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } }, client: { dataConverter: testDataConverter() } });
     await registerSearchAttributes(env.connection, 'default');
-    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows') });
+    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), failureConverterPath: testDataConverter().failureConverterPath });
   });
 
   afterAll(async () => {
@@ -74,7 +76,13 @@ export function timeSkippingHarness() {
     async withTenant(test: (ctx: TenantContext) => Promise<void>, dependencies: (parts: ReturnType<typeof localParts>) => Partial<ActivityDependencies> = () => ({})) {
       const parts = localParts();
       const taskQueue = `tenant-wf-${process.pid}-${++counter}`;
-      const worker = await Worker.create({ connection: harness.env.nativeConnection, taskQueue, workflowBundle: harness.bundle, activities: createActivities({ ...parts, ...dependencies(parts) }) });
+      const worker = await Worker.create({
+        connection: harness.env.nativeConnection,
+        taskQueue,
+        workflowBundle: harness.bundle,
+        dataConverter: testDataConverter(),
+        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...dependencies(parts) }),
+      });
       const plane = new ControlPlane(harness.env.client, taskQueue);
       const tenant = `contoso-${process.pid % 1000}-${counter}`;
       const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
