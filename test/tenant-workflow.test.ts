@@ -142,7 +142,7 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
     await plane.changeKey(tenant, change(ALICE, { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint }));
-    await env.client.workflow.getHandle(tenantWorkflowId(tenant)).terminate('test finished');
+    await harness.terminateWhenIdle(tenantWorkflowId(tenant));
   });
   expect(failedOnce.size).toBeGreaterThanOrEqual(4);
   const mails = await parts.outbox.list(tenant);

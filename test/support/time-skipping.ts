@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { temporal } from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { ControlPlane } from '../../client/library';
 import { createActivities, type ActivityDependencies } from '../../activities';
@@ -14,6 +15,8 @@ import { tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
 import { localParts } from './parts';
 import { testDataConverter, testAuditSink } from './codec';
+
+const { EventType } = temporal.api.enums.v1;
 
 export interface StagedTestKey {
   vaultKey: { name: string; version: string };
@@ -96,9 +99,26 @@ export function timeSkippingHarness() {
           await test({ plane, parts, tenant, stage });
         } finally {
           // A tenant left running would keep timers that fire (with no worker) while a later test skips time.
-          await harness.env.client.workflow.getHandle(tenantWorkflowId(tenant)).terminate('test finished');
+          await harness.terminateWhenIdle(tenantWorkflowId(tenant));
         }
       });
+    },
+
+    /**
+     * Terminates a workflow once no activity of it is in flight: the time-skipping server stops skipping time for
+     * good when a workflow is terminated under a running activity (e.g. the audit record after a tenant's creation).
+     */
+    async terminateWhenIdle(workflowId: string): Promise<void> {
+      const handle = harness.env.client.workflow.getHandle(workflowId);
+      const busy = new Set([EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]);
+      for (let i = 0; i < 200; i++) {
+        const { raw } = await handle.describe();
+        const events = (await handle.fetchHistory()).events ?? [];
+        const last = events.at(-1)?.eventType;
+        if ((raw.pendingActivities ?? []).length === 0 && last !== undefined && last !== null && !busy.has(last)) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await handle.terminate('test finished');
     },
 
     /** Updates accepted into the tenant's history: a refusal must not add one. */
