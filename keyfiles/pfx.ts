@@ -123,9 +123,18 @@ function explicit0(node: Asn1 | undefined, what: string): Asn1 {
   return node.value[0]!;
 }
 
+/**
+ * The OIDs we act on, by their DER contents. A file's OIDs are looked up byte for byte, never decoded: forge's derToOid
+ * throws a plain Error on an arc over 2^53 (a 19-byte file was enough to escape parsePfx without a code) and quietly
+ * drops a truncated last arc, and a non-minimal encoding of a known OID is not DER either.
+ */
+const KNOWN_OIDS = new Map<string, string>(Object.values(OID).map((oid) => [forge.asn1.oidToDer(oid).getBytes(), oid]));
+/** What oidOf answers for any other OID: equal to none of OID's values, and no key of the lookup tables below. */
+const UNKNOWN_OID = 'unknown OID';
+
 function oidOf(node: Asn1 | undefined, what: string): string {
   if (!node || node.tagClass !== Class.UNIVERSAL || node.type !== Type.OID || typeof node.value !== 'string') throw damaged(`${what} is malformed`);
-  return forge.asn1.derToOid(node.value);
+  return KNOWN_OIDS.get(node.value) ?? UNKNOWN_OID;
 }
 
 /** Bytes of an OCTET STRING (or of an `[n] IMPLICIT` one), joining BER's constructed chunks as Windows writes them. */
