@@ -254,7 +254,7 @@ export class ApiService {
       staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       const transfer = parseByok(p.file);
-      staged = await this.deps.vault.importByok(vaultName, transfer, options);
+      staged = await this.deps.vault.importByok(vaultName, transfer, options, kekVaultKeyName(tenantId, region));
     }
     return this.activate(tenantId, region, actor, p.name, kind, staged);
   }
@@ -397,7 +397,7 @@ export class ApiService {
       staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       // A .byok opens only inside the vault: its thumbprint is known once it is imported.
-      staged = await this.deps.vault.importByok(vaultName, parseByok(p.file), options);
+      staged = await this.deps.vault.importByok(vaultName, parseByok(p.file), options, kekVaultKeyName(tenantId, region));
       const refusal = checkReactivate(tenant, { actor, region, thumbprint: staged.thumbprint });
       if (refusal) {
         await this.deps.vault.deleteKey(staged);

@@ -60,14 +60,20 @@ describe('local vault', () => {
     expect((await vault.getKey(key))?.enabled).toBe(true);
   });
 
-  test('BYOK: unwrapped inside the vault with the KEK it names; an unknown KEK is refused', async () => {
+  test("BYOK: unwrapped inside the vault with the KEK it names; an unknown KEK, or another tenant's, is refused", async () => {
     const { vault } = localParts();
     const { key: kek, publicKeyPem } = await vault.createKek('kek-a-default');
+    const { key: otherKek, publicKeyPem: otherPem } = await vault.createKek('kek-b-default');
     const pkcs8 = der();
-    const imported = await vault.importByok('tenant-a-default', { kid: kek.kid, ciphertext: Buffer.from(JSON.parse(wrapForByok(publicKeyPem, kek.kid, pkcs8).toString()).ciphertext, 'base64url') }, { purpose: 'tenant', enabled: true });
+    const transfer = (pem: string, kid: string) => ({ kid, ciphertext: Buffer.from(JSON.parse(wrapForByok(pem, kid, pkcs8).toString()).ciphertext, 'base64url') });
+    const imported = await vault.importByok('tenant-a-default', transfer(publicKeyPem, kek.kid), { purpose: 'tenant', enabled: true }, 'kek-a-default');
     const wrapped = await vault.wrapKey(imported, Buffer.from('dek'));
     expect(await vault.unwrapKey(imported, wrapped)).toEqual(Buffer.from('dek'));
-    await expect(vault.importByok('tenant-a-default', { kid: 'kek-unknown', ciphertext: Buffer.alloc(300) }, { purpose: 'tenant', enabled: true })).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
+    await expect(vault.importByok('tenant-a-default', { kid: 'kek-unknown', ciphertext: Buffer.alloc(300) }, { purpose: 'tenant', enabled: true }, 'kek-a-default')).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
+    // Tenant a's upload wrapped with tenant b's KEK: well formed, and refused all the same (tenant isolation).
+    const before = await vault.listVersions('tenant-a-default');
+    await expect(vault.importByok('tenant-a-default', transfer(otherPem, otherKek.kid), { purpose: 'tenant', enabled: true }, 'kek-a-default')).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
+    expect(await vault.listVersions('tenant-a-default')).toEqual(before);
   });
 });
 

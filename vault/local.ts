@@ -132,8 +132,8 @@ export class LocalVault implements Vault {
     return this.store(name, key, options);
   }
 
-  async importByok(name: string, transfer: ByokTransfer, options: ImportOptions): Promise<VaultKeyInfo> {
-    const kek = await this.findKek(transfer.kid);
+  async importByok(name: string, transfer: ByokTransfer, options: ImportOptions, kekName: string): Promise<VaultKeyInfo> {
+    const kek = await this.findKek(transfer.kid, kekName);
     const pkcs8 = unwrapByokCiphertext(this.privateKey(kek), transfer.ciphertext);
     return this.importKey(name, pkcs8, options);
   }
@@ -192,10 +192,11 @@ export class LocalVault implements Vault {
   }
 
   /** A .byok's header.kid: the full kid, `<name>/<version>` or `<name>` (its newest version). */
-  private async findKek(kid: string): Promise<StoredKey> {
+  private async findKek(kid: string, kekName: string): Promise<StoredKey> {
     const match = /^(?:local-vault:\/keys\/)?([a-z0-9][a-z0-9-]{0,126})(?:\/([0-9a-f]{32}))?$/.exec(kid);
     let stored: StoredKey | undefined;
-    if (match?.[1]) {
+    // Only the tenant's own KEK for this region: a kid naming another tenant's KEK is as unknown as a made-up one.
+    if (match?.[1] === kekName) {
       const version = match[2] ?? (await this.listVersions(match[1])).at(-1)?.version;
       stored = version ? await this.load({ name: match[1], version }).catch(() => undefined) : undefined;
     }

@@ -41,8 +41,11 @@ export interface ByokTransfer {
 export interface Vault {
   /** Imports a PKCS#8 DER private key (RSA-2048 only: UNSUPPORTED_KEY otherwise) as a new version of `name`. */
   importKey(name: string, pkcs8Der: Buffer, options: ImportOptions): Promise<VaultKeyInfo>;
-  /** Unwraps a BYOK transfer with the KEK it names (inside the vault) and imports the key as a new version of `name`. */
-  importByok(name: string, transfer: ByokTransfer, options: ImportOptions): Promise<VaultKeyInfo>;
+  /**
+   * Unwraps a BYOK transfer with the KEK it names (inside the vault) and imports the key as a new version of `name`.
+   * The named KEK must be a version of `kekName` (the tenant's own for the region): another tenant's is refused.
+   */
+  importByok(name: string, transfer: ByokTransfer, options: ImportOptions, kekName: string): Promise<VaultKeyInfo>;
   /** Generates an RSA-2048 key inside the vault (provider keys). */
   createKey(name: string, options: ImportOptions): Promise<VaultKeyInfo>;
   /** Creates a key-exchange key (RSA-2048, purpose 'kek') and returns it with its public key (SPKI PEM). */
