@@ -376,8 +376,9 @@ function describeAuditRecord(r: AuditRecordView): string {
  */
 async function callerToken(opts: { as?: string; token?: string }, env: Record<string, string | undefined>): Promise<string> {
   if (opts.token && opts.as) throw new UsageError('--as and --token exclude each other: the token says who you are.');
-  const explicit = opts.token || env.CMK_TOKEN;
-  if (explicit) return explicit;
+  // Flags before the environment: --token, then --as, then CMK_TOKEN, then CMK_USER (or the operator).
+  if (opts.token) return opts.token;
+  if (!opts.as && env.CMK_TOKEN) return env.CMK_TOKEN;
   return (await localToken(opts.as ?? (env.CMK_USER || null), env, 300)).token;
 }
 

@@ -20,8 +20,14 @@ const file = (name: string, content: string | Buffer) => {
 const ALICE = 'alice@contoso.example';
 const SAM = 'sam@contoso.example';
 
+/** Sleeps until R5 allows the next key change, as `key show` reports it. */
+async function untilKeyChangeAllowed(tenant = 'contoso'): Promise<void> {
+  const at = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE })).json().nextKeyChangeAllowedAt as string;
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(at) - Date.now()) + 500));
+}
+
 beforeAll(async () => {
-  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '6s', CMK_LOCK_EMBARGO: '20s' });
+  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '20s', CMK_LOCK_EMBARGO: '30s' });
 }, 120_000);
 
 afterAll(async () => {
@@ -97,8 +103,8 @@ describe('one tenant, from creation to its own key', () => {
     expect(statSync(pfxPath).mode & 0o777).toBe(0o600);
     const report = generated.json();
     expect(report).toMatchObject({ tenant, region: 'emea', activeKey: { name: 'k1', state: 'Active', activatedBy: ALICE } });
-    expect(Date.parse(report.nextKeyChangeAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(6000);
-    expect(Date.parse(report.lockAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(20000);
+    expect(Date.parse(report.nextKeyChangeAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(20000);
+    expect(Date.parse(report.lockAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(30000);
 
     const show = await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM });
     expect(Object.keys(show.json())).toEqual(expect.arrayContaining(['tenant', 'region', 'activeKey', 'nextKeyChangeAllowedAt', 'lockAllowedAt']));
@@ -119,14 +125,15 @@ describe('one tenant, from creation to its own key', () => {
     const ownPassword = file('own-pass.txt', 'uploaded-pass\n');
     const upload = (path: string, extra: string[] = []) => stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'k2', '--file', path, ...extra, '--json'], { as: ALICE });
 
+    // First, at once after the key generated above: R5 (20 s here; a slow machine must not outrun it).
+    expect((await upload(own, ['--password-file', ownPassword])).json().error.code).toBe('KEY_CHANGE_TOO_SOON');
     expect((await upload(own)).json().error.code).toBe('PASSWORD_REQUIRED');
     expect((await upload(own, ['--password-file', password])).json().error.code).toBe('WRONG_PASSWORD');
     expect((await upload(file('random.pfx', Buffer.from('this is not a pfx at all')), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('big.pfx', Buffer.alloc(65 * 1024, 1)), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('key.pem', 'x'), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
-    expect((await upload(own, ['--password-file', ownPassword])).json().error.code).toBe('KEY_CHANGE_TOO_SOON');
 
-    await new Promise((r) => setTimeout(r, 6500));
+    await untilKeyChangeAllowed();
     const accepted = await upload(own, ['--password-file', ownPassword, '--wait']);
     expect(accepted.code).toBe(0);
     expect(accepted.json().activeKey).toMatchObject({ name: 'k2', state: 'Active' });
@@ -145,7 +152,7 @@ describe('one tenant, from creation to its own key', () => {
     expect(tooSoon.json().error.code).toBe('KEY_CHANGE_TOO_SOON');
     expect(versions()).toEqual(before);
 
-    await new Promise((r) => setTimeout(r, 6500));
+    await untilKeyChangeAllowed();
     const uploaded = await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'hsm-key', '--file', byok, '--json'], { as: ALICE });
     expect(uploaded.code).toBe(0);
     expect(uploaded.json().activeKey).toMatchObject({ name: 'hsm-key', state: 'Active' });
