@@ -4,13 +4,18 @@
  * `node --import tsx stack/bundle-workflows.ts OUT.js`
  */
 import { writeFileSync } from 'node:fs';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { FAILURE_CONVERTER_PATH } from '../codec';
 
 async function main(): Promise<void> {
   const out = process.argv[2];
   if (!out) throw new Error('usage: bundle-workflows.ts OUT.js');
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), failureConverterPath: FAILURE_CONVERTER_PATH });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../workflows'),
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    // Warnings only: `npm start` prints one line when ready, not webpack's report.
+    logger: new DefaultLogger('WARN'),
+  });
   writeFileSync(out, code);
 }
 
