@@ -11,6 +11,7 @@ import { EncryptionCodec, loadCodecKeyRing, dataConverterFor } from '../codec';
 import { createAuthenticator } from './auth';
 import { createCodecEndpoint } from './codec';
 import { createApiServer } from './server';
+import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
 
 export async function runApi(): Promise<void> {
@@ -22,7 +23,8 @@ export async function runApi(): Promise<void> {
   const challenges = new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key'));
   const controlPlane = new ControlPlane(temporal, config.taskQueue);
   const audit = (entries: Parameters<ControlPlane['recordAudit']>[0]) => controlPlane.recordAudit(entries);
-  const service = new ApiService({ config, controlPlane, challenges, audit, ...parts });
+  const pfxParser = new IsolatedPfxParser();
+  const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = (line: string) => console.error(`cmk api: ${line}`);
   const server = createApiServer({
@@ -42,6 +44,7 @@ export async function runApi(): Promise<void> {
   const stop = () => {
     server.close();
     server.closeAllConnections();
+    void pfxParser.close();
     void connection.close();
   };
   process.once('SIGINT', stop);

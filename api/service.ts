@@ -10,7 +10,7 @@ import type { EnvironmentDatabases } from '../database/types';
 import type { Outbox } from '../mail/outbox';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
-import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx } from '../keyfiles';
+import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type OpenedPfx } from '../keyfiles';
 import {
   activeKeyOf,
   checkBackup,
@@ -55,6 +55,8 @@ export interface ApiDependencies {
   databases: EnvironmentDatabases;
   outbox: Outbox;
   challenges: ChallengeIssuer;
+  /** Opens a .pfx (in a worker thread in the service: keyfiles/isolated.ts). */
+  openPfx?: (bytes: Buffer, password: string | undefined) => Promise<OpenedPfx>;
   /** Hands records to the audit trail's single writer (the worker's audit workflow). */
   audit: (entries: AuditEntry[]) => Promise<void>;
 }
@@ -101,6 +103,10 @@ export function environmentView(env: EnvironmentRecord) {
 
 export class ApiService {
   constructor(private readonly deps: ApiDependencies) {}
+
+  private openPfx(bytes: Buffer, password: string | undefined): Promise<OpenedPfx> {
+    return this.deps.openPfx ? this.deps.openPfx(bytes, password) : Promise.resolve().then(() => parsePfx(bytes, password));
+  }
 
   private get policy() {
     return this.deps.config.policy;
@@ -249,7 +255,7 @@ export class ApiService {
     const vaultName = tenantVaultKeyName(tenantId, region);
     let staged: VaultKeyInfo;
     if (kind === 'pfx') {
-      const opened = parsePfx(p.file, p.password);
+      const opened = await this.openPfx(p.file, p.password);
       this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
       staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
@@ -392,7 +398,7 @@ export class ApiService {
     const options = { ...this.stagingOptions(tenantId, region, 'reactivation', actor) };
     let staged: VaultKeyInfo;
     if (kind === 'pfx') {
-      const opened = parsePfx(p.file, p.password);
+      const opened = await this.openPfx(p.file, p.password);
       refuseIf(checkReactivate(tenant, { actor, region, thumbprint: opened.thumbprint }));
       staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
