@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_POLICY, parseDuration, type Policy } from '../workflows/rules';
+import { DEFAULT_POLICY, isValidEmail, parseDuration, type Policy } from '../workflows/rules';
 
 export interface Config {
   dataDir: string;
@@ -34,6 +34,16 @@ export interface Config {
   auth: AuthConfig;
   /** The one browser origin (the Temporal UI) allowed to call the codec endpoint; null: no cross-origin caller. */
   codecCorsOrigin: string | null;
+  /** Where administrators' mail goes: the embedded outbox only (default), SendGrid, or an SMTP relay (mail/index.ts). */
+  mailer: 'outbox' | 'sendgrid' | 'smtp';
+  /** SendGrid API key; set exactly when mailer is 'sendgrid'. A secret: never logged, never in an error message. */
+  sendgridApiKey?: string;
+  /** SendGrid's API origin; another only for proxies and tests. */
+  sendgridBaseUrl: string;
+  /** The sender address of every message. */
+  mailFrom: string;
+  /** smtp://user:pass@relay:587 or smtps://…; set exactly when mailer is 'smtp'. Holds a password: never logged. */
+  smtpUrl?: string;
 }
 
 /**
@@ -125,6 +135,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (dbEngine === 'sqlserver' && !mssqlUrl) {
     throw new ConfigError('MSSQL_URL is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
   }
+  const mail = mailConfig(env);
   return {
     dataDir: absolute(env.CMK_DATA_DIR || './var'),
     secretsDir: absolute(env.CMK_SECRETS_DIR || resolve(homedir(), '.config', 'cmk')),
@@ -149,5 +160,31 @@ export function loadConfig(env: Env = process.env): Config {
     mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
     auth,
     codecCorsOrigin: env.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(env.TEMPORAL_ADDRESS || '127.0.0.1:7233') : env.CMK_CODEC_CORS_ORIGIN || null,
+    ...mail,
+  };
+}
+
+type MailConfig = Pick<Config, 'mailer' | 'sendgridApiKey' | 'sendgridBaseUrl' | 'mailFrom' | 'smtpUrl'>;
+
+function mailConfig(env: Env): MailConfig {
+  const mailer = oneOf(env, 'CMK_MAILER', ['outbox', 'sendgrid', 'smtp'] as const, 'outbox', 'a mailer');
+  const mailFrom = env.CMK_MAIL_FROM || 'cmk@localhost';
+  if (!isValidEmail(mailFrom)) throw new ConfigError(`CMK_MAIL_FROM="${mailFrom}" is not an e-mail address such as cmk@example.com.`);
+  const sendgridBaseUrl = (env.CMK_SENDGRID_BASE_URL || 'https://api.sendgrid.com').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]/.test(sendgridBaseUrl)) throw new ConfigError(`CMK_SENDGRID_BASE_URL="${sendgridBaseUrl}" is not an http(s) URL.`);
+  const sendgridApiKey = env.CMK_SENDGRID_API_KEY || undefined;
+  // The key and the SMTP URL are secrets: the messages below name the variable, never echo its value.
+  if (mailer === 'sendgrid' && !sendgridApiKey) throw new ConfigError('CMK_SENDGRID_API_KEY is required when CMK_MAILER=sendgrid.');
+  const smtpUrl = env.CMK_SMTP_URL || undefined;
+  if (mailer === 'smtp') {
+    if (!smtpUrl) throw new ConfigError('CMK_SMTP_URL is required when CMK_MAILER=smtp: a URL such as smtp://user:pass@relay:587 or smtps://user:pass@relay:465.');
+    if (!/^smtps?:\/\/[^/]/.test(smtpUrl)) throw new ConfigError('CMK_SMTP_URL must start with smtp:// or smtps://.');
+  }
+  return {
+    mailer,
+    sendgridBaseUrl,
+    mailFrom,
+    ...(mailer === 'sendgrid' ? { sendgridApiKey } : {}),
+    ...(mailer === 'smtp' ? { smtpUrl } : {}),
   };
 }

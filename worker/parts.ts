@@ -10,6 +10,7 @@ import { SqliteEnvironmentDatabases } from '../database/sqlite';
 import { MssqlConnection, SqlServerEnvironmentDatabases } from '../database/sqlserver';
 import type { EnvironmentDatabases } from '../database/types';
 import { Outbox } from '../mail/outbox';
+import { buildMailer } from '../mail';
 
 export function buildParts(config: Config) {
   assertOutside(config.dataDir, config.secretsDir);
@@ -19,7 +20,7 @@ export function buildParts(config: Config) {
   const databases: EnvironmentDatabases =
     config.dbEngine === 'sqlserver' ? sqlServerDatabases(config) : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault });
   const outbox = new Outbox({ dataDir: config.dataDir });
-  return { vault, databases, mailer: outbox, outbox };
+  return { vault, databases, mailer: buildMailer(config, outbox), outbox };
 }
 
 /** SQL Server with TDE (docs/SQLSERVER.md): the DEKs live in SQL Server, wrapped by certificates or EKM keys. */
