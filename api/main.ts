@@ -1,6 +1,7 @@
 /** The API service process: HTTP on CMK_API_PORT (loopback in the embedded default), built on the client library. */
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../config';
+import { temporalConnectionOptions } from '../config/temporal';
 import { ControlPlane } from '../client/library';
 import { buildParts } from '../worker/parts';
 import { ApiService } from './service';
@@ -18,7 +19,7 @@ export async function runApi(): Promise<void> {
   const config = loadConfig();
   const parts = buildParts(config);
   const ring = loadCodecKeyRing(config.secretsDir);
-  const connection = await Connection.connect({ address: config.temporalAddress });
+  const connection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection, namespace: config.temporalNamespace, dataConverter: dataConverterFor(ring) });
   const challenges = new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key'));
   const controlPlane = new ControlPlane(temporal, config.taskQueue);

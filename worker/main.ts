@@ -8,6 +8,7 @@ import { loadConfig } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
 import { loadDataConverter } from '../codec';
+import { temporalConnectionOptions } from '../config/temporal';
 import { AuditTrail } from '../audit/trail';
 import { loadOrCreateSecret } from '../common/secrets';
 import { join } from 'node:path';
@@ -20,9 +21,9 @@ export async function runWorker(): Promise<void> {
   const parts = buildParts(config);
   // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
   const dataConverter = loadDataConverter(config.secretsDir);
-  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const connection = await NativeConnection.connect(temporalConnectionOptions());
   // The daily purge reaches the tenant workflows through the client library.
-  const clientConnection = await Connection.connect({ address: config.temporalAddress });
+  const clientConnection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
   const plane = new ControlPlane(temporal, config.taskQueue);
   const tenants = { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) };
