@@ -6,18 +6,32 @@ import { httpStatusOf } from '../workflows/codes';
 /** A body over its route's limit: refused without reading the rest, and the connection closed. */
 export class BodyTooLargeError extends CmkError {}
 
+/**
+ * How much of a too-large body is still read (and dropped) before the refusal is sent: answering while the client is
+ * still sending makes many clients see a reset instead of the answer. Past this, the connection is cut.
+ */
+const DRAIN_LIMIT = 16 * 1024 * 1024;
+
 export async function readJsonBody(req: IncomingMessage, maxBytes: number, tooLarge: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT' = 'INVALID_ARGUMENT'): Promise<Record<string, unknown>> {
   const refuseSize = () =>
     new BodyTooLargeError(tooLarge, tooLarge === 'INVALID_KEY_FILE' ? 'The key file is larger than 64 KiB; no key file is that large.' : `The request is larger than ${Math.round(maxBytes / 1024)} KiB.`);
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw refuseSize();
+  if (declared > DRAIN_LIMIT) {
+    req.destroy();
+    throw refuseSize();
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > maxBytes) throw refuseSize();
-    chunks.push(chunk as Buffer);
+    if (size > DRAIN_LIMIT) {
+      req.destroy();
+      break;
+    }
+    // Past the limit the rest is read and dropped, never kept.
+    if (size <= maxBytes) chunks.push(chunk as Buffer);
   }
+  if (size > maxBytes) throw refuseSize();
   if (size === 0) return {};
   let body: unknown;
   try {

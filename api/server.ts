@@ -302,8 +302,12 @@ export function createApiServer(deps: ServerDependencies): Server {
 
   return createServer((req, res) => {
     void serve(req, res).catch((err: unknown) => {
-      if (err instanceof BodyTooLargeError) res.setHeader('connection', 'close');
-      sendError(res, err, deps.log);
+      try {
+        if (err instanceof BodyTooLargeError && !res.headersSent) res.setHeader('connection', 'close');
+        sendError(res, err, deps.log);
+      } catch {
+        // The connection is already gone (e.g. a body past the drain limit was cut off): nobody to answer.
+      }
     });
   });
 
