@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CmkError, isCmkError } from '../common/errors';
 import { httpStatusOf } from '../workflows/codes';
 
-/** A body over its route's limit: refused without reading the rest, and the connection closed. */
+/** A body over its route's limit: refused once the rest is drained (see DRAIN_LIMIT), and the connection closed. */
 export class BodyTooLargeError extends CmkError {}
 
 /**
