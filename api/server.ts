@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
-import { ACTIONS, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
+import { ACTIONS, describeActor, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
 import type { AuditEntry } from '../audit/trail';
 import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
 import type { Authenticator } from './auth';
@@ -354,7 +354,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     const entry: AuditEntry = {
       id: `refusal/${randomUUID()}`,
       at: new Date().toISOString(),
-      actor: actor.kind === 'operator' ? 'operator' : actor.email,
+      actor: describeActor(actor),
       action,
       outcome: 'refused',
       // Path parameters may be anything a caller typed: only well-formed IDs name a tenant or environment.

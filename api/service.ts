@@ -20,6 +20,7 @@ import {
   checkReactivate,
   checkRollback,
   checkUnlock,
+  describeActor,
   COVERAGE,
   forbidden,
   isAllowed,
@@ -203,7 +204,7 @@ export class ApiService {
       await this.deps.databases.writeRow(tenantId, envId, write);
       // Served here rather than by a workflow, so recorded here: who wrote, where, how much — never the text.
       await this.deps.audit([
-        { id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeCaller(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } },
+        { id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeActor(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } },
       ]);
     }
     return { tenant: tenantId, env: envId, rows: await this.deps.databases.readRows(tenantId, envId) };
@@ -472,8 +473,6 @@ export function reprotectionProgress(tenant: TenantSnapshot, region: string) {
     refused: latest?.refused ?? [],
   };
 }
-
-const describeCaller = (actor: Actor): string => (actor.kind === 'operator' ? 'operator' : actor.email);
 
 function checkKeyName(name: string): void {
   if (!KEY_NAME_PATTERN.test(name)) refuse('INVALID_ARGUMENT', 'The key name must be 1 to 100 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.');
