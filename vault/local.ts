@@ -23,22 +23,15 @@ import { CmkError } from '../common/errors';
 import { assertSupportedKey, privateKeyFromPkcs8, thumbprintOf } from '../common/keys';
 import { readJsonIfExists, writeFileAtomic } from '../common/atomic';
 import { unwrapByokCiphertext } from '../keyfiles/byok';
+import { VaultError } from './errors';
 import type { ByokTransfer, ImportOptions, KeyRef, Vault, VaultKeyInfo } from './types';
 
 const generateRsa = promisify(generateKeyPair);
 const KEY_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;
 const VERSION = /^[0-9a-f]{32}$/;
 
-/** A vault fault that is not a tenant's doing (missing or disabled key): retried or reported, never a refusal. */
-export class VaultError extends Error {
-  override name = 'VaultError';
-  constructor(
-    readonly reason: 'not-found' | 'disabled' | 'tampered',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+// Shared with the Azure adapter (vault/azure.ts); re-exported so that existing imports keep working.
+export { VaultError };
 
 interface StoredKey extends VaultKeyInfo {
   publicKeyPem: string;
