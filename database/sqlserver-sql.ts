@@ -116,6 +116,29 @@ export const openEkmKey = (name: string, provider: string, providerKeyName: stri
 export const createKeyLogin = (login: string, key: string): string =>
   `CREATE LOGIN ${quoteName(login)} FROM ASYMMETRIC KEY ${quoteName(key)}`;
 
+/**
+ * In master, one batch: the EKM credential made, or altered when it exists (so a new secret takes effect), then
+ * mapped to the engine's own login unless that login already holds a credential for the provider (a login holds one
+ * per provider; CREATE ASYMMETRIC KEY … FROM PROVIDER runs with it). CREATE/ALTER CREDENTIAL take no variables, so
+ * the statement is built on the server: every value arrives as a bound parameter (@credential, @provider, @identity,
+ * @secret), names through QUOTENAME, identity and secret as N'…' literals with ' doubled. The secret is thus never
+ * part of the text the engine sends, nor of any error that quotes it.
+ */
+export const ENSURE_EKM_CREDENTIAL = `
+  DECLARE @literals NVARCHAR(MAX) = N' WITH IDENTITY = N''' + REPLACE(@identity, N'''', N'''''') + N''', SECRET = N''' + REPLACE(@secret, N'''', N'''''') + N'''';
+  DECLARE @statement NVARCHAR(MAX) = CASE WHEN EXISTS (SELECT 1 FROM sys.credentials WHERE name = @credential)
+    THEN N'ALTER CREDENTIAL ' + QUOTENAME(@credential) + @literals
+    ELSE N'CREATE CREDENTIAL ' + QUOTENAME(@credential) + @literals + N' FOR CRYPTOGRAPHIC PROVIDER ' + QUOTENAME(@provider) END;
+  EXEC sys.sp_executesql @statement;
+  IF NOT EXISTS (SELECT 1 FROM sys.server_principal_credentials AS pc
+                   JOIN sys.credentials AS c ON c.credential_id = pc.credential_id
+                   JOIN sys.cryptographic_providers AS cp ON c.target_type = N'CRYPTOGRAPHIC PROVIDER' AND cp.provider_id = c.target_id
+                  WHERE pc.principal_id = SUSER_ID() AND cp.name = @provider)
+  BEGIN
+    SET @statement = N'ALTER LOGIN ' + QUOTENAME(SUSER_SNAME()) + N' ADD CREDENTIAL ' + QUOTENAME(@credential);
+    EXEC sys.sp_executesql @statement;
+  END`;
+
 export const addLoginCredential = (login: string, credential: string): string =>
   `ALTER LOGIN ${quoteName(login)} ADD CREDENTIAL ${quoteName(credential)}`;
 
@@ -326,3 +349,49 @@ export const restoreDatabase = (database: string): string => `
     THROW;
   END CATCH;
   ALTER DATABASE ${quoteName(database)} SET MULTI_USER;`;
+
+// ------------------------------------------------------------------------------------- several servers (fleet)
+//
+// database/sqlserver-fleet.ts records on which server each environment lives in that server's control database,
+// next to the database itself: the servers' own rows are the mapping, so any process rebuilds it by asking them.
+
+/** In the control database. Conditional: every process may run it on first use. */
+export const CREATE_ENVIRONMENTS_TABLE = `
+  IF OBJECT_ID(N'dbo.cmk_environments', N'U') IS NULL
+    CREATE TABLE dbo.cmk_environments (
+      tenant NVARCHAR(63) NOT NULL,
+      env NVARCHAR(63) NOT NULL,
+      server_name NVARCHAR(63) NOT NULL,
+      region NVARCHAR(63) NULL,
+      placed_at NVARCHAR(40) NOT NULL,
+      CONSTRAINT pk_cmk_environments PRIMARY KEY (tenant, env));`;
+
+/**
+ * In the control database: whether this server claims the environment — by its placement row (with the server name
+ * the row was written for), or by holding its database (one made before placements were recorded). Always one row.
+ */
+export const LOCATE_ENVIRONMENT = `
+  SELECT e.server_name, e.region, CASE WHEN DB_ID(@database) IS NULL THEN 0 ELSE 1 END AS has_database
+    FROM (SELECT 1 AS probe) AS p
+    LEFT JOIN dbo.cmk_environments AS e ON e.tenant = @tenant AND e.env = @env`;
+
+/** In the control database: the server's load, as placement compares it. */
+export const COUNT_ENVIRONMENTS = `SELECT COUNT(*) AS environments FROM dbo.cmk_environments`;
+
+/**
+ * In the control database: the placement row, written only if the environment has none here and the server is below
+ * @max_environments (-1: no limit). The range locks make the count and the insert one step against other workers.
+ * OUTPUT returns a row exactly when it was written.
+ */
+export const CLAIM_ENVIRONMENT = `
+  INSERT INTO dbo.cmk_environments (tenant, env, server_name, region, placed_at)
+  OUTPUT inserted.server_name
+  SELECT @tenant, @env, @server_name, NULLIF(@region, N''), @placed_at
+   WHERE NOT EXISTS (SELECT 1 FROM dbo.cmk_environments WITH (UPDLOCK, HOLDLOCK) WHERE tenant = @tenant AND env = @env)
+     AND (@max_environments < 0 OR (SELECT COUNT(*) FROM dbo.cmk_environments WITH (UPDLOCK, HOLDLOCK)) < @max_environments)`;
+
+/** In the control database: after destroy, the last trace of the environment on this server. */
+export const FORGET_PLACEMENT = `DELETE FROM dbo.cmk_environments WHERE tenant = @tenant AND env = @env`;
+
+/** In the control database: environments recorded for another region (on a server shared by regions). */
+export const OTHER_REGIONS_ENVIRONMENTS = `SELECT tenant, env FROM dbo.cmk_environments WHERE region IS NOT NULL AND region <> @region`;

@@ -118,6 +118,15 @@ export interface SqlServerOptions {
   /** The EKM credential (CREATE CREDENTIAL … FOR CRYPTOGRAPHIC PROVIDER) added to each tenant key's TDE login. */
   ekmCredential?: string;
   /**
+   * When given, the engine makes that credential itself, at its first EKM use in the process: CREATE CREDENTIAL (or
+   * ALTER CREDENTIAL, so a changed secret takes effect at the next start) with this identity (the key vault's host
+   * name) and secret (the service principal's client ID without dashes, then its secret), and maps it to its own login
+   * when that login has no credential for the provider yet (CREATE ASYMMETRIC KEY … FROM PROVIDER runs as that login).
+   * Without it the server's administrator made the credential (docs/SQLSERVER.md). The secret is a bound parameter:
+   * it is never part of a statement's text, an error message or a log line.
+   */
+  ekmCredentialSecret?: { identity: string; secret: string };
+  /**
    * The Azure Key Vault key name (PROVIDER_KEY_NAME) of a tenant key version; the protector's name by default.
    * Microsoft's connector ignores AKV key versions ("a new key with a new key name must be created" to rotate) and
    * allows only letters, digits and dashes, 26 at most: a vault that keeps versions under one name maps them here.
@@ -225,6 +234,8 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   private readonly tenantKeySource: 'ekm' | 'certificate';
   private readonly ekmProvider: string;
   private readonly ekmCredential: string;
+  private readonly ekmCredentialSecret: { identity: string; secret: string } | undefined;
+  private credentialReady: Promise<void> | undefined;
   private readonly ekmKeyName: (protector: Protector) => string;
   private readonly logBackupDir: string | undefined;
   private readonly controlDatabase: string;
@@ -241,6 +252,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     this.tenantKeySource = options.tenantKeySource ?? 'ekm';
     this.ekmProvider = options.ekmProvider ?? 'AzureKeyVault_EKM';
     this.ekmCredential = options.ekmCredential ?? 'cmk_ekm_tde_cred';
+    this.ekmCredentialSecret = options.ekmCredentialSecret;
     this.ekmKeyName = options.ekmKeyName ?? ((protector) => protector.name);
     this.logBackupDir = options.logBackupDir;
     this.backupDirectory = options.backupDirectory;
@@ -257,6 +269,14 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     }
     if (['master', 'msdb', 'model', 'tempdb'].includes(this.controlDatabase.toLowerCase()) || /^cmk_[a-z0-9-]+_[a-z0-9-]+$/.test(this.controlDatabase)) {
       throw new Error(`"${this.controlDatabase}" cannot be the control database: it is a system database or an environment's name.`);
+    }
+    const credential = this.ekmCredentialSecret;
+    // The messages name what is wrong, never the secret's value.
+    if (credential && (typeof credential.identity !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(credential.identity))) {
+      throw new Error("The EKM credential's identity must be the key vault's host name.");
+    }
+    if (credential && (typeof credential.secret !== 'string' || credential.secret === '' || credential.secret.includes('\u0000'))) {
+      throw new Error("The EKM credential's secret must be a non-empty text.");
     }
     if (this.backupDirectory !== undefined && (this.backupDirectory === '' || this.backupDirectory.length > 900 || this.backupDirectory.includes('\u0000'))) {
       throw new Error('The backup directory must be a path of at most 900 characters.');
@@ -648,6 +668,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   /** The protector's encryptor in master, made if missing; each step is skipped when done, so retries converge. */
   private async ensureEncryptor(protector: Protector): Promise<Encryptor & { thumbprint: string }> {
     const encryptor = this.encryptorFor(protector);
+    if (encryptor.type === 'ASYMMETRIC KEY') await this.ensureEkmCredential();
     let found = await this.findEncryptor(encryptor);
     if (encryptor.type === 'CERTIFICATE') {
       if (!found) {
@@ -665,6 +686,26 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     if (!found) found = await this.findEncryptor(encryptor);
     if (!found) throw new Error(`The ${encryptor.type} ${encryptor.name} could not be made in master.`);
     return { ...encryptor, thumbprint: found.thumbprint };
+  }
+
+  /**
+   * The EKM credential with the configured identity and secret, made or altered once per engine (again after a
+   * failure), before the first statement that reaches the vault. A failure is reported without the secret: SQL
+   * Server's message is passed on with any occurrence of it cut out.
+   */
+  private ensureEkmCredential(): Promise<void> {
+    const given = this.ekmCredentialSecret;
+    if (!given) return Promise.resolve();
+    const params = { credential: this.ekmCredential, provider: this.ekmProvider, identity: given.identity, secret: given.secret };
+    this.credentialReady ??= this.connection.query(MASTER, sql.ENSURE_EKM_CREDENTIAL, params).then(
+      () => undefined,
+      (err: unknown) => {
+        this.credentialReady = undefined;
+        const message = (err instanceof Error ? err.message : String(err)).split(given.secret).join('[secret]');
+        throw new Error(`The EKM credential ${this.ekmCredential} could not be made or altered: ${message}`);
+      },
+    );
+    return this.credentialReady;
   }
 
   /** Puts the DEK under `encryptor` (or only writes the record when it already is), in one batch with the record. */
@@ -725,7 +766,7 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
 // ---------------------------------------------------------------------------------------------------- helpers
 
 /** `cmk_<tenant>_<env>`, dashes kept. IDs outside the grammar are refused before any statement is sent. */
-function databaseName(tenant: string, env: string): string {
+export function databaseName(tenant: string, env: string): string {
   assertEnvironmentIds(tenant, env);
   const name = `cmk_${tenant}_${env}`;
   if (name.length > MAX_IDENTIFIER_LENGTH) {

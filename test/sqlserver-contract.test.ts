@@ -12,6 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { CmkError } from '../common/errors';
 import { MssqlConnection, SqlServerEnvironmentDatabases } from '../database/sqlserver';
+import { SqlServerFleet } from '../database/sqlserver-fleet';
 import { quoteName, quoteString } from '../database/sqlserver-sql';
 import type { Protector } from '../database/types';
 
@@ -35,7 +36,7 @@ suite(url ? 'SQL Server contract (real server, tenant keys as certificates)' : H
   const tenant = `ct-${run}`;
   const env = 'prod';
   const database = `cmk_${tenant}_${env}`;
-  const envs = [env, 'locked', 'restored'];
+  const envs = [env, 'locked', 'restored', 'fleet'];
   const control = `cmkctl_${run}`;
   const provider = protector('provider', `provider-ct-${run}`);
   const tenantA = protector('tenant', `tenant-ct-${run}-a`);
@@ -202,5 +203,22 @@ suite(url ? 'SQL Server contract (real server, tenant keys as certificates)' : H
     await expect(connection.query('master', 'RESTORE HEADERONLY FROM DISK = @path', { path: file?.path ?? '' })).rejects.toThrow();
     const leftovers = await connection.query<{ physical_name: string }>(control, 'SELECT physical_name FROM dbo.cmk_leftover_files WHERE tenant = @tenant AND env = @env', { tenant, env: e });
     expect(leftovers).toHaveLength(2);
+  }, 600_000);
+
+  test('several servers: the placement row (claim under a capacity, locate, forget) on a real server', async () => {
+    const fleet = new SqlServerFleet({
+      servers: [{ name: 'contract', regions: ['r1'], connection, databases, controlDatabase: control, maxEnvironments: 1 }],
+      region: 'r1',
+      log: () => undefined,
+    });
+    await fleet.create(tenant, 'fleet', provider);
+    expect(await fleet.whereIs(tenant, 'fleet')).toBe('contract');
+    const rows = await connection.query(control, 'SELECT server_name, region FROM dbo.cmk_environments WHERE tenant = @tenant AND env = @env', { tenant, env: 'fleet' });
+    expect(rows).toEqual([{ server_name: 'contract', region: 'r1' }]);
+    // Full at one: refused before anything is made.
+    await expect(fleet.create(tenant, 'fleet-2', provider)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await fleet.whereIs(tenant, 'fleet-2')).toBeUndefined();
+    await fleet.destroy(tenant, 'fleet');
+    expect(await fleet.whereIs(tenant, 'fleet')).toBeUndefined();
   }, 600_000);
 });

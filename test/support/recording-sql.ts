@@ -5,8 +5,10 @@
  * enforces the rules the engine must respect — no key statement while a scan runs, no third DEK change without a log
  * backup under FULL recovery with a log chain, encryptors must exist in master, an OFFLINE database cannot be queried
  * or set SINGLE_USER, SET ONLINE and RESTORE need the encryptor that wraps the DEK (for an EKM key, its vault key),
- * DROP DATABASE leaves an offline database's files on disk — so a test fails if the engine breaks one. A batch it does
- * not recognise is an error: every statement the engine sends is accounted for.
+ * DROP DATABASE leaves an offline database's files on disk, an EKM key is opened only by a login holding a credential
+ * for the provider, a credential must exist before a login is given it (one per provider and login), the fleet's
+ * placement rows (dbo.cmk_environments) honour their capacity condition — so a test fails if the engine breaks one.
+ * A batch it does not recognise is an error: every statement the engine sends is accounted for.
  */
 import { createHash } from 'node:crypto';
 import type { SqlConnection, SqlParams } from '../../database/sqlserver';
@@ -46,6 +48,10 @@ interface ModelDatabase {
 }
 
 export interface ControlTables {
+  /** CREATE_CONTROL_TABLES ran (the engine's tables); the fleet's table alone does not make them. */
+  engineTables: boolean;
+  /** dbo.cmk_environments, once the fleet made it: where each environment was placed. */
+  environments?: Map<string, { tenant: string; env: string; server_name: string; region: string | null; placed_at: string }>;
   offline: Map<string, Record<string, string>>;
   backups: Map<string, { tenant: string; env: string; id: string; path: string; created_at: string; size_bytes: number | null; record_thumbprint: string; record_updated_at: string }>;
   restores: Map<string, Record<string, string>>;
@@ -60,6 +66,24 @@ export interface DiskFile {
 }
 
 export const normaliseSql = (text: string): string => text.replace(/\s+/g, ' ').trim();
+
+const newControlTables = (): ControlTables => ({ engineTables: false, offline: new Map(), backups: new Map(), restores: new Map(), leftovers: new Map() });
+
+const CREATE_ENVIRONMENTS = "IF OBJECT_ID(N'dbo.cmk_environments', N'U') IS NULL CREATE TABLE dbo.cmk_environments ( tenant NVARCHAR(63) NOT NULL, env NVARCHAR(63) NOT NULL,";
+
+/** The credential batch, whitespace normalised: every value a parameter, the DDL built on the server. */
+const ENSURE_EKM_CREDENTIAL = [
+  "DECLARE @literals NVARCHAR(MAX) = N' WITH IDENTITY = N''' + REPLACE(@identity, N'''', N'''''') + N''', SECRET = N''' + REPLACE(@secret, N'''', N'''''') + N'''';",
+  'DECLARE @statement NVARCHAR(MAX) = CASE WHEN EXISTS (SELECT 1 FROM sys.credentials WHERE name = @credential)',
+  "THEN N'ALTER CREDENTIAL ' + QUOTENAME(@credential) + @literals",
+  "ELSE N'CREATE CREDENTIAL ' + QUOTENAME(@credential) + @literals + N' FOR CRYPTOGRAPHIC PROVIDER ' + QUOTENAME(@provider) END;",
+  'EXEC sys.sp_executesql @statement;',
+  'IF NOT EXISTS (SELECT 1 FROM sys.server_principal_credentials AS pc JOIN sys.credentials AS c ON c.credential_id = pc.credential_id',
+  "JOIN sys.cryptographic_providers AS cp ON c.target_type = N'CRYPTOGRAPHIC PROVIDER' AND cp.provider_id = c.target_id",
+  'WHERE pc.principal_id = SUSER_ID() AND cp.name = @provider)',
+  "BEGIN SET @statement = N'ALTER LOGIN ' + QUOTENAME(SUSER_SNAME()) + N' ADD CREDENTIAL ' + QUOTENAME(@credential);",
+  'EXEC sys.sp_executesql @statement; END',
+].join(' ');
 
 const thumbprintOf = (seed: string): string => createHash('sha1').update(seed).digest('hex').toUpperCase();
 const BUSY = new Set([2, 4, 5, 6]);
@@ -87,8 +111,24 @@ export class RecordingSqlServer implements SqlConnection {
   scanProgress: number[] = [30, 70];
   recoveryOfNewDatabases: 'SIMPLE' | 'FULL' = 'SIMPLE';
   private clock = Date.parse('2030-01-01T00:00:00.000Z');
+  /** sys.credentials for the EKM provider: identity and secret as SQL Server stored them. */
+  readonly credentials = new Map<string, { identity: string; secret: string }>();
+  /** The credential the engine's own login holds for the provider (it runs CREATE ASYMMETRIC KEY … FROM PROVIDER). */
+  engineLoginCredential: string | undefined;
 
-  constructor(readonly ekmProvider = 'AzureKeyVault_EKM') {}
+  /**
+   * `adminMadeCredentials` (default): the server's administrator made `cmk_ekm_tde_cred` and gave the engine's login a
+   * credential (docs/SQLSERVER.md, EKM prerequisites); false: a bare server, where the engine must make them itself.
+   */
+  constructor(
+    readonly ekmProvider = 'AzureKeyVault_EKM',
+    { adminMadeCredentials = true }: { adminMadeCredentials?: boolean } = {},
+  ) {
+    if (adminMadeCredentials) {
+      this.credentials.set('cmk_ekm_tde_cred', { identity: 'made-by-the-administrator', secret: 'made-by-the-administrator' });
+      this.engineLoginCredential = 'cmk_ekm_admin_cred';
+    }
+  }
 
   /** Every batch so far as `<database>: <sql>`, whitespace normalised; cleared, so each step is asserted alone. */
   take(): string[] {
@@ -169,7 +209,8 @@ export class RecordingSqlServer implements SqlConnection {
     if (db?.state === 'OFFLINE') throw new Error(`Database '${database}' cannot be opened because it is offline.`);
     const p = (name: string): string => String(params[name]);
     let m: RegExpMatchArray | null;
-    if (db?.control || (db && sql.startsWith("IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL CREATE TABLE dbo.cmk_offline"))) return this.controlAnswer(db, sql, params);
+    const controlSetup = sql.startsWith("IF OBJECT_ID(N'dbo.cmk_offline', N'U') IS NULL CREATE TABLE dbo.cmk_offline") || sql.startsWith(CREATE_ENVIRONMENTS);
+    if (db?.control || (db && controlSetup)) return this.controlAnswer(db, sql, params);
 
     // ------------------------------------------------------------------------------------------- reads in master
     if (!db && sql.startsWith('SELECT d.name, d.state_desc AS state, d.recovery_model_desc AS recovery_model')) {
@@ -218,6 +259,7 @@ export class RecordingSqlServer implements SqlConnection {
     if (!db && (m = sql.match(/^CREATE ASYMMETRIC KEY \[([^\]]+)\] FROM PROVIDER \[([^\]]+)\] WITH PROVIDER_KEY_NAME = N'([^']+)', CREATION_DISPOSITION = OPEN_EXISTING$/))) {
       const [, name = '', provider, keyName = ''] = m;
       if (provider !== this.ekmProvider) throw new Error(`No cryptographic provider named ${provider}.`);
+      if (!this.engineLoginCredential) throw new Error(`The login has no credential for cryptographic provider ${provider}.`);
       if (!this.vaultKeys.has(keyName)) throw new Error(`The EKM provider found no key named ${keyName}.`);
       if (this.asymmetricKeys.has(name)) throw new Error(`An asymmetric key named ${name} already exists.`);
       this.asymmetricKeys.set(name, thumbprintOf(`akv:${keyName}`));
@@ -235,7 +277,14 @@ export class RecordingSqlServer implements SqlConnection {
       const [, login = '', credential = ''] = m;
       const found = this.logins.get(login);
       if (!found) throw new Error(`No login ${login}.`);
+      if (!this.credentials.has(credential)) throw new Error(`Cannot find the credential '${credential}'.`);
+      // One credential per provider and login.
+      if (found.credentials.size > 0 && !found.credentials.has(credential)) throw new Error(`The login ${login} already has a credential for the provider.`);
       found.credentials.add(credential);
+      return [];
+    }
+    if (!db && sql === ENSURE_EKM_CREDENTIAL) {
+      this.ensureCredential(params);
       return [];
     }
     if (!db && (m = sql.match(/^CREATE DATABASE \[([^\]]+)\]$/))) {
@@ -366,11 +415,23 @@ export class RecordingSqlServer implements SqlConnection {
       for (const table of ['cmk_backups', 'cmk_restores', 'cmk_leftover_files']) {
         if (!sql.includes(`IF OBJECT_ID(N'dbo.${table}', N'U') IS NULL CREATE TABLE dbo.${table}`)) throw new Error(`The control tables lack ${table}.`);
       }
-      db.control ??= { offline: new Map(), backups: new Map(), restores: new Map(), leftovers: new Map() };
+      db.control ??= newControlTables();
+      db.control.engineTables = true;
+      return [];
+    }
+    if (sql.startsWith(CREATE_ENVIRONMENTS)) {
+      if (sql !== `${CREATE_ENVIRONMENTS} server_name NVARCHAR(63) NOT NULL, region NVARCHAR(63) NULL, placed_at NVARCHAR(40) NOT NULL, CONSTRAINT pk_cmk_environments PRIMARY KEY (tenant, env));`) {
+        throw new Error(`The recording SQL Server does not understand this placement table: ${sql}`);
+      }
+      db.control ??= newControlTables();
+      db.control.environments ??= new Map();
       return [];
     }
     const c = db.control;
     if (!c) throw new Error("Invalid object name 'dbo.cmk_offline'.");
+    const placed = this.placementAnswer(c, sql, params);
+    if (placed) return placed;
+    if (!c.engineTables) throw new Error("Invalid object name 'dbo.cmk_offline'.");
     const keyRecord = ['kind', 'name', 'version', 'thumbprint', 'encryptor_type', 'encryptor_name', 'updated_at'];
     const pick = (fields: string[]) => Object.fromEntries(fields.map((f) => [f, p(f)]));
 
@@ -440,6 +501,65 @@ export class RecordingSqlServer implements SqlConnection {
       return [];
     }
     throw new Error(`The recording SQL Server does not understand, in the control database: ${sql}`);
+  }
+
+  /** The fleet's placement rows (database/sqlserver-fleet.ts); undefined for any other statement. */
+  private placementAnswer(c: ControlTables, sql: string, params: SqlParams): object[] | undefined {
+    const p = (name: string): string => String(params[name]);
+    const env = `${p('tenant')}/${p('env')}`;
+    const table = (): NonNullable<ControlTables['environments']> => {
+      if (!c.environments) throw new Error("Invalid object name 'dbo.cmk_environments'.");
+      return c.environments;
+    };
+    if (sql === 'SELECT e.server_name, e.region, CASE WHEN DB_ID(@database) IS NULL THEN 0 ELSE 1 END AS has_database FROM (SELECT 1 AS probe) AS p LEFT JOIN dbo.cmk_environments AS e ON e.tenant = @tenant AND e.env = @env') {
+      const row = table().get(env);
+      return [{ server_name: row?.server_name ?? null, region: row?.region ?? null, has_database: this.databases.has(p('database')) ? 1 : 0 }];
+    }
+    if (sql === 'SELECT COUNT(*) AS environments FROM dbo.cmk_environments') return [{ environments: table().size }];
+    if (
+      sql ===
+      "INSERT INTO dbo.cmk_environments (tenant, env, server_name, region, placed_at) OUTPUT inserted.server_name SELECT @tenant, @env, @server_name, NULLIF(@region, N''), @placed_at WHERE NOT EXISTS (SELECT 1 FROM dbo.cmk_environments WITH (UPDLOCK, HOLDLOCK) WHERE tenant = @tenant AND env = @env) AND (@max_environments < 0 OR (SELECT COUNT(*) FROM dbo.cmk_environments WITH (UPDLOCK, HOLDLOCK)) < @max_environments)"
+    ) {
+      const rows = table();
+      const max = Number(params.max_environments);
+      if (rows.has(env) || (max >= 0 && rows.size >= max)) return [];
+      rows.set(env, { tenant: p('tenant'), env: p('env'), server_name: p('server_name'), region: p('region') === '' ? null : p('region'), placed_at: p('placed_at') });
+      return [{ server_name: p('server_name') }];
+    }
+    if (sql === 'DELETE FROM dbo.cmk_environments WHERE tenant = @tenant AND env = @env') {
+      table().delete(env);
+      return [];
+    }
+    if (sql === 'SELECT tenant, env FROM dbo.cmk_environments WHERE region IS NOT NULL AND region <> @region') {
+      return [...table().values()].filter((r) => r.region !== null && r.region !== p('region')).map(({ tenant, env: e }) => ({ tenant, env: e }));
+    }
+    return undefined;
+  }
+
+  /**
+   * ENSURE_EKM_CREDENTIAL as SQL Server runs it: the statement is built from the parameters exactly as the batch
+   * builds it (QUOTENAME, ' doubled), then parsed back as T-SQL would — so an escaping fault shows up as a wrong
+   * identity or secret, or as a syntax error. The engine's login is given the credential unless it holds one.
+   */
+  private ensureCredential(params: SqlParams): void {
+    for (const name of ['credential', 'provider', 'identity', 'secret']) {
+      if (typeof params[name] !== 'string') throw new Error(`Must declare the scalar variable "@${name}".`);
+    }
+    const [credential, provider, identity, secret] = ['credential', 'provider', 'identity', 'secret'].map((n) => String(params[n])) as [string, string, string, string];
+    const quotename = (v: string): string => `[${v.replace(/]/g, ']]')}]`;
+    const literal = (v: string): string => `N'${v.replace(/'/g, "''")}'`;
+    const literals = ` WITH IDENTITY = ${literal(identity)}, SECRET = ${literal(secret)}`;
+    const statement = this.credentials.has(credential)
+      ? `ALTER CREDENTIAL ${quotename(credential)}${literals}`
+      : `CREATE CREDENTIAL ${quotename(credential)}${literals} FOR CRYPTOGRAPHIC PROVIDER ${quotename(provider)}`;
+    const m = statement.match(/^(CREATE|ALTER) CREDENTIAL \[((?:[^\]]|\]\])+)\] WITH IDENTITY = N'((?:[^']|'')*)', SECRET = N'((?:[^']|'')*)'(?: FOR CRYPTOGRAPHIC PROVIDER \[((?:[^\]]|\]\])+)\])?$/s);
+    // SQL Server's own message would quote the text near the fault; the model says only that there is one.
+    if (!m) throw new Error('Incorrect syntax in the dynamic CREDENTIAL statement.');
+    const unquote = (v: string): string => v.replace(/''/g, "'");
+    const [, verb, name = '', storedIdentity = '', storedSecret = '', forProvider] = m;
+    if (verb === 'CREATE' && forProvider?.replace(/]]/g, ']') !== this.ekmProvider) throw new Error(`Cannot find the cryptographic provider '${forProvider ?? ''}'.`);
+    this.credentials.set(name.replace(/]]/g, ']'), { identity: unquote(storedIdentity), secret: unquote(storedSecret) });
+    this.engineLoginCredential ??= credential;
   }
 
   /** A key statement (or none) followed by the key-record upsert, as one batch. */
