@@ -2,7 +2,7 @@
  * Secrets that protect the data dir live outside it (DESIGN.md §6): files in CMK_SECRETS_DIR (0700 / 0600),
  * created at first use, or values from the environment (`CMK_SECRET_<NAME>`, base64).
  */
-import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, chmodSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, relative, resolve, isAbsolute } from 'node:path';
 import { createFileExclusiveSync } from './atomic';
@@ -29,7 +29,8 @@ function loadSecret(secretsDir: string, name: string, { bytes, env, create }: { 
   const path = join(secretsDir, name);
   if (create) {
     mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
-    chmodSync(secretsDir, 0o700);
+    // Only when needed: a secrets dir mounted read-only (docker-compose.yml) refuses even a chmod that changes nothing.
+    if ((statSync(secretsDir).mode & 0o777) !== 0o700) chmodSync(secretsDir, 0o700);
     // Exclusive creation: two processes starting together end up with the same secret.
     if (!existsSync(path)) createFileExclusiveSync(path, randomBytes(bytes).toString('base64'));
   }
