@@ -14,6 +14,7 @@ import { createCodecEndpoint } from './codec';
 import { createApiServer } from './server';
 import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
+import { createLineLogger } from '../common/logging';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
@@ -27,11 +28,12 @@ export async function runApi(): Promise<void> {
   const pfxParser = new IsolatedPfxParser();
   const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
-  const log = (line: string) => console.error(`cmk api: ${line}`);
+  const log = createLineLogger(config.telemetry, 'api');
   const server = createApiServer({
     service,
     temporal,
     taskQueue: config.taskQueue,
+    ...(config.policy.regions ? { regions: config.policy.regions } : {}),
     authenticate: createAuthenticator(config.auth, localKey),
     loopbackOnly: config.auth.mode === 'local',
     codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit }),

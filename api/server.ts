@@ -15,11 +15,14 @@ import type { Authenticator } from './auth';
 import type { ApiService } from './service';
 import { openApiDocument } from './openapi';
 import type { CodecEndpoint } from './codec';
+import { regionTaskQueue } from '../workflows/messages';
 
 export interface ServerDependencies {
   service: ApiService;
   temporal: Client;
   taskQueue: string;
+  /** R1: the regions whose task queues must have a worker (Policy.regions); none when the deployment routes nothing. */
+  regions?: readonly string[];
   authenticate: Authenticator;
   /** Loopback callers only (the embedded default, whose local signing key is for this machine). */
   loopbackOnly: boolean;
@@ -372,20 +375,30 @@ export function createApiServer(deps: ServerDependencies): Server {
   }
 }
 
-/** `cmk status`: the API answers, Temporal answers, and a worker polls the task queue. */
-async function status({ temporal, taskQueue }: Pick<ServerDependencies, 'temporal' | 'taskQueue'>) {
+/**
+ * `cmk status`: the API answers, Temporal answers, and a worker polls the task queue — and, when the deployment
+ * routes by region (R1), each region's queue, since a region without a worker would leave its requests waiting.
+ */
+async function status({ temporal, taskQueue, regions }: Pick<ServerDependencies, 'temporal' | 'taskQueue' | 'regions'>) {
+  const pollersOf = async (name: string, taskQueueType: number): Promise<number> => {
+    const described = await temporal.workflowService.describeTaskQueue({ namespace: temporal.options.namespace, taskQueue: { name }, taskQueueType });
+    return described.pollers?.length ?? 0;
+  };
   let temporalOk = false;
   let pollers = 0;
+  const regionPollers: Record<string, number> = {};
   try {
-    const described = await temporal.workflowService.describeTaskQueue({
-      namespace: temporal.options.namespace,
-      taskQueue: { name: taskQueue },
-      taskQueueType: 1, // TASK_QUEUE_TYPE_WORKFLOW
-    });
+    pollers = await pollersOf(taskQueue, 1); // TASK_QUEUE_TYPE_WORKFLOW
+    for (const region of regions ?? []) regionPollers[region] = await pollersOf(regionTaskQueue(taskQueue, region), 2); // TASK_QUEUE_TYPE_ACTIVITY
     temporalOk = true;
-    pollers = described.pollers?.length ?? 0;
   } catch {
     temporalOk = false;
   }
-  return { ready: temporalOk && pollers > 0, api: 'ok', temporal: { ok: temporalOk, namespace: temporal.options.namespace }, worker: { taskQueue, pollers } };
+  const regionsReady = Object.values(regionPollers).every((n) => n > 0);
+  return {
+    ready: temporalOk && pollers > 0 && regionsReady,
+    api: 'ok',
+    temporal: { ok: temporalOk, namespace: temporal.options.namespace },
+    worker: { taskQueue, pollers, ...(regions ? { regions: Object.fromEntries(Object.entries(regionPollers).map(([r, n]) => [r, { taskQueue: regionTaskQueue(taskQueue, r), pollers: n }])) } : {}) },
+  };
 }

@@ -14,6 +14,7 @@ import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parse
 import {
   activeKeyOf,
   checkBackup,
+  checkRegionServed,
   checkGeneratedPassword,
   checkKeyChange,
   checkLock,
@@ -54,6 +55,8 @@ export interface ApiDependencies {
   controlPlane: ControlPlane;
   vault: Vault;
   databases: EnvironmentDatabases;
+  /** R1: a region's own vault and database servers; without, `vault` and `databases` serve every region. */
+  inRegion?: (region: string) => { vault: Vault; databases: EnvironmentDatabases };
   outbox: Outbox;
   challenges: ChallengeIssuer;
   /** Opens a .pfx (in a worker thread in the service: keyfiles/isolated.ts). */
@@ -109,6 +112,11 @@ export class ApiService {
     return this.deps.openPfx ? this.deps.openPfx(bytes, password) : Promise.resolve().then(() => parsePfx(bytes, password));
   }
 
+  /** The vault and databases of a region (R1). */
+  private region(region: string): { vault: Vault; databases: EnvironmentDatabases } {
+    return this.deps.inRegion ? this.deps.inRegion(region) : this.deps;
+  }
+
   private get policy() {
     return this.deps.config.policy;
   }
@@ -118,7 +126,9 @@ export class ApiService {
    * Returns the tenant's state for the later checks.
    */
   async authorize(actor: Actor, tenantId: string, action: Action, envId?: string): Promise<TenantSnapshot> {
-    const tenant = isValidId(tenantId) ? await this.deps.controlPlane.snapshot(tenantId) : undefined;
+    // A request about one environment reads that environment and the caller's own, not the whole tenant.
+    const scope = envId !== undefined ? { env: envId, caller: actor.kind === 'user' ? normaliseEmail(actor.email) : null } : undefined;
+    const tenant = isValidId(tenantId) ? await this.deps.controlPlane.snapshot(tenantId, scope) : undefined;
     if (!isAllowed(tenant, actor, action, envId)) {
       const refusal = forbidden(actor, describeAction(action));
       refuse(refusal.code, refusal.message);
@@ -145,13 +155,14 @@ export class ApiService {
   private regionOf(tenant: TenantSnapshot, region: string | undefined): string {
     const chosen = region ?? tenant.homeRegion;
     if (!isValidId(chosen)) refuse('INVALID_ARGUMENT', `"${chosen}" is not a valid region ID.`);
+    refuseIf(checkRegionServed(chosen, this.policy.regions));
     return chosen;
   }
 
   // ------------------------------------------------------------------------------------------ tenants
 
   async createTenant(actor: Actor, p: { tenant: string; name: string; region?: string; admins: Array<{ email: string; role: AdminRole }> }) {
-    const snapshot = await this.deps.controlPlane.createTenant({ actor, tenant: p.tenant, displayName: p.name, homeRegion: p.region ?? 'default', admins: p.admins });
+    const snapshot = await this.deps.controlPlane.createTenant({ actor, tenant: p.tenant, displayName: p.name, homeRegion: p.region ?? 'default', admins: p.admins, ...(this.policy.regions ? { regions: this.policy.regions } : {}) });
     return { tenant: tenantView(snapshot) };
   }
 
@@ -201,13 +212,13 @@ export class ApiService {
     if (env.state === 'Locked') refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked: its data cannot be read or written until it is unlocked.`);
     if (env.state !== 'Online') refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
     if (write !== undefined) {
-      await this.deps.databases.writeRow(tenantId, envId, write);
+      await this.region(env.region).databases.writeRow(tenantId, envId, write);
       // Served here rather than by a workflow, so recorded here: who wrote, where, how much — never the text.
       await this.deps.audit([
         { id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeActor(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } },
       ]);
     }
-    return { tenant: tenantId, env: envId, rows: await this.deps.databases.readRows(tenantId, envId) };
+    return { tenant: tenantId, env: envId, rows: await this.region(env.region).databases.readRows(tenantId, envId) };
   }
 
   // ------------------------------------------------------------------------------------------ keys
@@ -240,7 +251,7 @@ export class ApiService {
     if (weak) refuse(weak.code, weak.message);
     this.precheckKeyChange(tenant, actor, region, '');
     const generated = await generateKeyPfx({ name: p.name, password: p.password });
-    const staged = await this.deps.vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
+    const staged = await this.region(region).vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
     const report = await this.activate(tenantId, region, actor, p.name, 'generated', staged);
     return { ...report, pfx: generated.pfx.toString('base64') };
   }
@@ -258,10 +269,10 @@ export class ApiService {
     if (kind === 'pfx') {
       const opened = await this.openPfx(p.file, p.password);
       this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
-      staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
+      staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       const transfer = parseByok(p.file);
-      staged = await this.deps.vault.importByok(vaultName, transfer, options, kekVaultKeyName(tenantId, region));
+      staged = await this.region(region).vault.importByok(vaultName, transfer, options, kekVaultKeyName(tenantId, region));
     }
     return this.activate(tenantId, region, actor, p.name, kind, staged);
   }
@@ -270,7 +281,7 @@ export class ApiService {
   async createKek(actor: Actor, tenantId: string, p: { region?: string }) {
     const tenant = await this.authorize(actor, tenantId, 'key.kek');
     const region = this.regionOf(tenant, p.region);
-    const { key, publicKeyPem } = await this.deps.vault.createKek(kekVaultKeyName(tenantId, region));
+    const { key, publicKeyPem } = await this.region(region).vault.createKek(kekVaultKeyName(tenantId, region));
     return { tenant: tenantId, region, kid: key.kid, thumbprint: key.thumbprint, publicKeyPem };
   }
 
@@ -303,7 +314,7 @@ export class ApiService {
       await this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged });
     } catch (err) {
       // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
-      if (err instanceof CmkError) await this.deps.vault.deleteKey(staged.vaultKey);
+      if (err instanceof CmkError) await this.region(region).vault.deleteKey(staged.vaultKey);
       throw err;
     }
     const tenant = await this.authorize(actor, tenantId, 'key.show');
@@ -377,7 +388,7 @@ export class ApiService {
     const claims = this.deps.challenges.open(challenge);
     if (!claims) return null;
     const active = usableKeyOf(tenant.regions[region]);
-    const verified = active ? await this.deps.vault.verify(active.vaultKey, Buffer.from(challenge, 'utf8'), signature).catch(() => false) : false;
+    const verified = active ? await this.region(region).vault.verify(active.vaultKey, Buffer.from(challenge, 'utf8'), signature).catch(() => false) : false;
     return {
       challengeId: claims.id,
       tenant: claims.tenant,
@@ -401,13 +412,13 @@ export class ApiService {
     if (kind === 'pfx') {
       const opened = await this.openPfx(p.file, p.password);
       refuseIf(checkReactivate(tenant, { actor, region, thumbprint: opened.thumbprint }));
-      staged = await this.deps.vault.importKey(vaultName, opened.pkcs8Der, options);
+      staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       // A .byok opens only inside the vault: its thumbprint is known once it is imported.
-      staged = await this.deps.vault.importByok(vaultName, parseByok(p.file), options, kekVaultKeyName(tenantId, region));
+      staged = await this.region(region).vault.importByok(vaultName, parseByok(p.file), options, kekVaultKeyName(tenantId, region));
       const refusal = checkReactivate(tenant, { actor, region, thumbprint: staged.thumbprint });
       if (refusal) {
-        await this.deps.vault.deleteKey(staged);
+        await this.region(region).vault.deleteKey(staged);
         refuse(refusal.code, refusal.message);
       }
     }
@@ -415,7 +426,7 @@ export class ApiService {
     try {
       await this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref });
     } catch (err) {
-      if (err instanceof CmkError) await this.deps.vault.deleteKey(ref.vaultKey);
+      if (err instanceof CmkError) await this.region(region).vault.deleteKey(ref.vaultKey);
       throw err;
     }
     return this.keyReport((await this.authorize(actor, tenantId, 'key.show')), region);
@@ -435,11 +446,11 @@ export class ApiService {
   /** `env backup` / `env restore`: through the tenant workflow, so that nothing else runs on the environment meanwhile. */
   async environmentBackup(actor: Actor, tenantId: string, envId: string, operation: BackupOperation, backupId: string | null) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
-    this.environmentOf(tenant, envId);
+    const env = this.environmentOf(tenant, envId);
     const request = { actor, policy: this.policy, env: envId, operation, backupId };
     refuseIf(checkBackup(tenant, request));
     const result = await this.deps.controlPlane.environmentBackup(tenantId, request);
-    const backups = await this.deps.databases.listBackups(tenantId, envId);
+    const backups = await this.region(env.region).databases.listBackups(tenantId, envId);
     return { environment: environmentView(result.environment), backup: result.backup, backups };
   }
 

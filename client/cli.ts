@@ -95,8 +95,10 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     parent.command(name).description(description).exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err });
 
   command(program, 'status', 'exit 0 once the API answers, Temporal answers and a worker polls').action(async () => {
-    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: { taskQueue: string; pollers: number } }>('GET', '/v1/status');
-    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}`);
+    type Worker = { taskQueue: string; pollers: number };
+    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> } }>('GET', '/v1/status');
+    const regions = Object.entries(s.worker.regions ?? {}).map(([region, w]) => `\nWorkers polling ${w.taskQueue} (region ${region}): ${w.pollers}`);
+    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}`);
     if (!s.ready) throw new Error('The control plane is not ready yet.');
   });
 

@@ -38,6 +38,7 @@ import {
   type RollbackResult,
   AUDIT_WORKFLOW_ID,
   auditMessages,
+  type EnvironmentScope,
 } from '../workflows/messages';
 import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
@@ -65,7 +66,7 @@ export class ControlPlane {
       await this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
         workflowId: tenantWorkflowId(request.tenant),
         taskQueue: this.taskQueue,
-        args: [{ tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor }],
+        args: [{ tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) }],
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         workflowIdConflictPolicy: 'FAIL',
       });
@@ -79,14 +80,27 @@ export class ControlPlane {
   }
 
   /**
-   * The tenant's state, or undefined when there is no such tenant. Read packed (`compactSnapshot`): the plain
+   * A worker older than `environmentSnapshot` answers the whole tenant instead.
+   */
+  private async scopedQuery(handle: WorkflowHandle<typeof tenantWorkflow>, scope: EnvironmentScope) {
+    try {
+      return await handle.query(queries.environmentSnapshot, scope);
+    } catch (err) {
+      if (err instanceof QueryNotRegisteredError) return handle.query(queries.compactSnapshot);
+      throw err;
+    }
+  }
+
+  /**
+   * The tenant's state, or undefined when there is no such tenant; with a scope, only the environments a request
+   * about that environment needs (`queries.environmentSnapshot`). Read packed (`compactSnapshot`): the plain
    * snapshot of 10,000 environments is over Temporal's 2 MB payload limit. Workers older than that query answer the
    * plain one.
    */
-  async snapshot(tenant: string): Promise<TenantSnapshot | undefined> {
+  async snapshot(tenant: string, scope?: EnvironmentScope): Promise<TenantSnapshot | undefined> {
     const handle = this.tenantHandle(tenant);
     try {
-      const { packedEnvironments, ...rest } = await handle.query(queries.compactSnapshot);
+      const { packedEnvironments, ...rest } = scope ? await this.scopedQuery(handle, scope) : await handle.query(queries.compactSnapshot);
       return { ...rest, environments: unpackEnvironments(packedEnvironments) };
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
@@ -111,7 +125,7 @@ export class ControlPlane {
    */
   async environmentOperation(tenant: string, request: EnvironmentOperationRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     return this.update(tenant, async () => {
-      const env = current ?? (await this.snapshot(tenant))?.environments.find((e) => e.id === request.env);
+      const env = current ?? (await this.snapshot(tenant, { env: request.env, caller: null }))?.environments.find((e) => e.id === request.env);
       // An unknown environment gets a fresh ID; the workflow's validator answers NOT_FOUND.
       const updateId = environmentOperationUpdateId(env ?? { id: request.env }, request.operation);
       return this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request], updateId });

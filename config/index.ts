@@ -5,7 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_POLICY, isValidEmail, parseDuration, type Policy } from '../workflows/rules';
+import { DEFAULT_POLICY, isValidEmail, isValidId, parseDuration, type Policy } from '../workflows/rules';
+import { telemetryConfig, type TelemetryConfig } from './telemetry';
+import { regionVariableSuffix, vaultConfig, type VaultConfig } from './vault';
+import { sqlServersConfig, type SqlServerEntry } from './sqlservers';
 
 export interface Config {
   dataDir: string;
@@ -16,7 +19,12 @@ export interface Config {
   temporalAddress: string;
   temporalNamespace: string;
   taskQueue: string;
+  /** Durations, and the regions the deployment serves (CMK_REGIONS: policy.regions; absent: any, one task queue). */
   policy: Policy;
+  /** R1: the regions whose task queues this worker process serves (CMK_WORKER_REGIONS; default every region). */
+  workerRegions: string[];
+  /** Whether this worker also runs the workflows and the region-less activities (mail, audit) (CMK_WORKER_WORKFLOWS). */
+  workerWorkflows: boolean;
   /** How often the Schedule runs the purge of locked environments past their deadline (R9's safety net). */
   purgeIntervalMs: number;
   /** Environment databases: embedded SQLite files (default) or SQL Server with TDE (database/sqlserver.ts). */
@@ -31,6 +39,8 @@ export interface Config {
   mssqlBackupDir?: string;
   /** The database that keeps offline marks and the backup list. */
   mssqlControlDatabase: string;
+  /** CMK_MSSQL_SERVERS: several SQL Servers, per region (config/sqlservers.ts); absent with MSSQL_URL's one server. */
+  mssqlServers?: SqlServerEntry[];
   auth: AuthConfig;
   /** The one browser origin (the Temporal UI) allowed to call the codec endpoint; null: no cross-origin caller. */
   codecCorsOrigin: string | null;
@@ -44,6 +54,10 @@ export interface Config {
   mailFrom: string;
   /** smtp://user:pass@relay:587 or smtps://…; set exactly when mailer is 'smtp'. Holds a password: never logged. */
   smtpUrl?: string;
+  /** Log format and level, and the worker's Prometheus endpoint (config/telemetry.ts). */
+  telemetry: TelemetryConfig;
+  /** The key vault: the embedded local vault (default) or Azure Key Vault (config/vault.ts, docs/AZURE.md). */
+  vault: VaultConfig;
 }
 
 /**
@@ -132,10 +146,18 @@ export function loadConfig(env: Env = process.env): Config {
   const apiHost = auth.mode === 'external' ? env.CMK_API_HOST || '127.0.0.1' : '127.0.0.1';
   const dbEngine = oneOf(env, 'CMK_DB_ENGINE', ['sqlite', 'sqlserver'] as const, 'sqlite', 'a database engine');
   const mssqlUrl = env.MSSQL_URL || undefined;
-  if (dbEngine === 'sqlserver' && !mssqlUrl) {
-    throw new ConfigError('MSSQL_URL is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
+  if (dbEngine === 'sqlserver' && !mssqlUrl && !env.CMK_MSSQL_SERVERS) {
+    throw new ConfigError('MSSQL_URL (or CMK_MSSQL_SERVERS) is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
   }
   const mail = mailConfig(env);
+  const regions = regionList(env, 'CMK_REGIONS');
+  const vault = vaultConfig(env);
+  // A region's own vault is used by that region's workers only, and those exist only when the deployment names its regions.
+  for (const suffix of Object.keys(vault.azure?.regionVaultUrls ?? {})) {
+    if (!regions?.some((r) => regionVariableSuffix(r) === suffix)) {
+      throw new ConfigError(`CMK_AZURE_VAULT_URL_${suffix} names a region that CMK_REGIONS (${regions?.join(', ') ?? 'unset'}) does not list.`);
+    }
+  }
   return {
     dataDir: absolute(env.CMK_DATA_DIR || './var'),
     secretsDir: absolute(env.CMK_SECRETS_DIR || resolve(homedir(), '.config', 'cmk')),
@@ -150,7 +172,10 @@ export function loadConfig(env: Env = process.env): Config {
       lockEmbargoMs: duration(env, 'CMK_LOCK_EMBARGO', DEFAULT_POLICY.lockEmbargoMs),
       lockedRetentionMs: duration(env, 'CMK_LOCKED_RETENTION', DEFAULT_POLICY.lockedRetentionMs),
       unlockDelayMs: duration(env, 'CMK_UNLOCK_DELAY', DEFAULT_POLICY.unlockDelayMs),
+      ...(regions ? { regions } : {}),
     },
+    workerRegions: workerRegions(env, regions),
+    workerWorkflows: oneOf(env, 'CMK_WORKER_WORKFLOWS', ['true', 'false'] as const, 'true', 'true or false') === 'true',
     purgeIntervalMs: duration(env, 'CMK_PURGE_INTERVAL', 24 * 3_600_000),
     dbEngine,
     ...(dbEngine === 'sqlserver' ? { mssqlUrl } : {}),
@@ -158,10 +183,40 @@ export function loadConfig(env: Env = process.env): Config {
     mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
     ...(env.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: env.CMK_MSSQL_BACKUP_DIR } : {}),
     mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
+    ...sqlServersConfig(env, (message) => new ConfigError(message)),
     auth,
     codecCorsOrigin: env.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(env.TEMPORAL_ADDRESS || '127.0.0.1:7233') : env.CMK_CODEC_CORS_ORIGIN || null,
     ...mail,
+    ...telemetryConfig(env),
+    vault,
   };
+}
+
+/** A comma-separated list of region IDs; undefined when unset. */
+function regionList(env: Env, name: string): string[] | undefined {
+  const text = env[name]?.trim();
+  if (!text) return undefined;
+  const list = text.split(',').map((r) => r.trim());
+  for (const region of list) {
+    if (!isValidId(region)) throw new ConfigError(`${name} names "${region}", which is not a region ID (lowercase letters, digits and dashes).`);
+  }
+  if (new Set(list).size !== list.length) throw new ConfigError(`${name}="${text}" names a region twice.`);
+  return list;
+}
+
+/**
+ * The regions whose task queues this worker serves: every region of CMK_REGIONS by default (one worker for all, as
+ * `npm start` runs it), a subset for a region's own workers, `none` for a workflows-only worker.
+ */
+function workerRegions(env: Env, regions: string[] | undefined): string[] {
+  const text = env.CMK_WORKER_REGIONS?.trim();
+  if (!text || text === 'all') return regions ?? [];
+  if (!regions) throw new ConfigError('CMK_WORKER_REGIONS needs CMK_REGIONS: name the regions the deployment serves first.');
+  if (text === 'none') return [];
+  const list = regionList(env, 'CMK_WORKER_REGIONS') ?? [];
+  const unknown = list.filter((r) => !regions.includes(r));
+  if (unknown.length > 0) throw new ConfigError(`CMK_WORKER_REGIONS names ${unknown.join(', ')}, not in CMK_REGIONS (${regions.join(', ')}).`);
+  return list;
 }
 
 type MailConfig = Pick<Config, 'mailer' | 'sendgridApiKey' | 'sendgridBaseUrl' | 'mailFrom' | 'smtpUrl'>;

@@ -1,9 +1,10 @@
 /** The worker process: runs the tenant workflows and their activities on the configured task queue. */
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { OPERATOR } from '../workflows/rules';
+import { regionTaskQueue } from '../workflows/messages';
 import { loadConfig } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
@@ -13,11 +14,12 @@ import { AuditTrail } from '../audit/trail';
 import { loadOrCreateSecret } from '../common/secrets';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
+import { installWorkerRuntime } from './telemetry';
 
 export async function runWorker(): Promise<void> {
   const config = loadConfig();
-  // Warnings and errors only: the foreground stack prints one ready line, not the bundler's report.
-  Runtime.install({ logger: new DefaultLogger((process.env.CMK_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+  // Before any connection: the Runtime carries the logger (WARN by default, so the foreground stack prints one ready line) and the metrics endpoint.
+  installWorkerRuntime(config);
   const parts = buildParts(config);
   // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
   const dataConverter = loadDataConverter(config.secretsDir);
@@ -27,25 +29,44 @@ export async function runWorker(): Promise<void> {
   const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
   const plane = new ControlPlane(temporal, config.taskQueue);
   const tenants = { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) };
-  await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
-  const worker = await Worker.create({
-    connection,
-    namespace: config.temporalNamespace,
-    taskQueue: config.taskQueue,
-    dataConverter,
-    // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
-    ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
-    activities: createActivities({
-      ...parts,
-      tenants,
-      // This worker is the trail's single writer (the audit workflow runs its appends here); its HMAC key lives outside the data dir.
-      auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')),
-      auditSink: { report: (entries) => plane.recordAudit(entries) },
-    }),
-  });
-  stopWhenStackEnds(() => worker.shutdown());
+  // The Schedule starts workflows: the workers that run them keep it in place.
+  if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
+  const activityDependencies = {
+    tenants,
+    // This worker is the trail's single writer (the audit workflow runs its appends here); its HMAC key lives outside the data dir.
+    auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')),
+    auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
+  };
+  const workers: Worker[] = [];
+  if (config.workerWorkflows) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: config.temporalNamespace,
+        taskQueue: config.taskQueue,
+        dataConverter,
+        // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
+        ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
+        activities: createActivities({ ...parts, ...activityDependencies }),
+      }),
+    );
+  }
+  // R1: one activity worker per region served, with that region's vault and database servers.
+  for (const region of config.workerRegions) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: config.temporalNamespace,
+        taskQueue: regionTaskQueue(config.taskQueue, region),
+        dataConverter,
+        activities: createActivities({ ...parts, ...parts.inRegion(region), ...activityDependencies }),
+      }),
+    );
+  }
+  if (workers.length === 0) throw new Error('This worker serves nothing: CMK_WORKER_WORKFLOWS=false and CMK_WORKER_REGIONS=none.');
+  stopWhenStackEnds(() => workers.forEach((w) => w.shutdown()));
   // Worker.run ends on SIGINT/SIGTERM (the SDK's default shutdown signals) once in-flight tasks are done.
-  await worker.run();
+  await Promise.all(workers.map((w) => w.run()));
   await connection.close();
   await clientConnection.close();
 }

@@ -4,34 +4,54 @@
  */
 import { mkdirSync } from 'node:fs';
 import type { Config } from '../config';
-import { assertOutside, loadOrCreateSecret } from '../common/secrets';
-import { LocalVault } from '../vault/local';
+import { assertOutside } from '../common/secrets';
+import { buildVault } from '../vault';
 import { SqliteEnvironmentDatabases } from '../database/sqlite';
-import { MssqlConnection, SqlServerEnvironmentDatabases } from '../database/sqlserver';
+import { buildSqlServerDatabases } from '../database/sqlserver-fleet';
 import type { EnvironmentDatabases } from '../database/types';
+import type { Vault } from '../vault/types';
 import { Outbox } from '../mail/outbox';
 import { buildMailer } from '../mail';
 
 export function buildParts(config: Config) {
   assertOutside(config.dataDir, config.secretsDir);
   mkdirSync(config.dataDir, { recursive: true });
-  const masterKey = loadOrCreateSecret(config.secretsDir, 'vault-master-key');
-  const vault = new LocalVault({ dataDir: config.dataDir, masterKey });
+  const vault = buildVault(config);
   const databases: EnvironmentDatabases =
     config.dbEngine === 'sqlserver' ? sqlServerDatabases(config) : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault });
   const outbox = new Outbox({ dataDir: config.dataDir });
-  return { vault, databases, mailer: buildMailer(config, outbox), outbox };
+  // R1: each region's vault (CMK_AZURE_VAULT_URL_<REGION>) and database servers (CMK_MSSQL_SERVERS). The embedded
+  // vault, SQLite files and a lone MSSQL_URL serve every region alike.
+  const regional = new Map<string, RegionParts>();
+  const inRegion = (region: string): RegionParts => {
+    // Without CMK_REGIONS nothing is routed by region: the worker's one set of parts does every region's work.
+    if (!config.policy.regions) return { vault, databases };
+    let parts = regional.get(region);
+    if (!parts) {
+      const regionVault = config.vault.kind === 'azure' ? buildVault(config, region) : vault;
+      const regionDatabases: EnvironmentDatabases =
+        config.dbEngine === 'sqlserver'
+          ? config.mssqlServers
+            ? buildSqlServerDatabases(config, region)
+            : databases
+          : regionVault === vault
+            ? databases
+            : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault: regionVault });
+      regional.set(region, (parts = { vault: regionVault, databases: regionDatabases }));
+    }
+    return parts;
+  };
+  return { vault, databases, inRegion, mailer: buildMailer(config, outbox), outbox };
+}
+
+/** What a region's activities and the API service's key staging work with (R1). */
+export interface RegionParts {
+  vault: Vault;
+  databases: EnvironmentDatabases;
 }
 
 /** SQL Server with TDE (docs/SQLSERVER.md): the DEKs live in SQL Server, wrapped by certificates or EKM keys. */
 function sqlServerDatabases(config: Config): EnvironmentDatabases {
-  if (!config.mssqlUrl) throw new Error('CMK_DB_ENGINE=sqlserver needs MSSQL_URL.');
-  const connection = new MssqlConnection(config.mssqlUrl);
-  return new SqlServerEnvironmentDatabases({
-    connection,
-    ekmProvider: config.mssqlEkmProvider,
-    tenantKeySource: config.mssqlTenantKeys,
-    controlDatabase: config.mssqlControlDatabase,
-    ...(config.mssqlBackupDir ? { backupDirectory: config.mssqlBackupDir } : {}),
-  });
+  // One server (MSSQL_URL) or every server of CMK_MSSQL_SERVERS; buildSqlServerDatabases(config, region) gives a region's.
+  return buildSqlServerDatabases(config);
 }

@@ -27,6 +27,12 @@ import type {
 /** Default task queue; a deployment may set CMK_TASK_QUEUE (tests use one per run). */
 export const TASK_QUEUE = 'cmk';
 
+/**
+ * R1: the task queue of a region's vault and database work, derived from the deployment's queue. Workers configured
+ * with that region's vault and database servers poll it (CMK_WORKER_REGIONS).
+ */
+export const regionTaskQueue = (taskQueue: string, region: string): string => `${taskQueue}-region-${region}`;
+
 /** The tenant's entity workflow: the single source of truth for its admins, environments and keys. */
 export const tenantWorkflowId = (tenant: string): string => `cmk-tenant/${tenant}`;
 
@@ -65,6 +71,8 @@ export interface TenantWorkflowInput {
   homeRegion: string;
   admins: Administrator[];
   createdBy: Actor;
+  /** The deployment's regions when it routes work by region (Policy.regions); absent: one task queue for all. */
+  regions?: string[];
   /** Set by continue-as-new: the whole state carried over as plain JSON. */
   carried?: CarriedTenantState;
 }
@@ -76,6 +84,8 @@ export interface CarriedTenantState {
   policy: Policy;
   /** Set instead of `snapshot.environments` (then empty) by runs that pack them (workflows/carried.ts). */
   packedEnvironments?: PackedEnvironments;
+  /** The deployment's regions as the latest request stated them: region work runs on their task queues (R1). */
+  regions?: string[];
   /** IDs of lock challenges already spent, with their expiry (single use, R8); pruned once expired. */
   usedChallenges?: Record<string, string>;
 }
@@ -193,10 +203,23 @@ export interface PurgeResult {
 /** The tenant's state with its environments packed (workflows/carried.ts): what the client library reads. */
 export type CompactTenantSnapshot = Omit<TenantSnapshot, 'environments'> & { packedEnvironments: PackedEnvironments };
 
+/** Which environments `environmentSnapshot` keeps: the one asked about, and the caller's as system administrator. */
+export interface EnvironmentScope {
+  env: string;
+  /** The caller's e-mail; null for the operator. */
+  caller: string | null;
+}
+
 export const queries = {
   snapshot: defineQuery<TenantSnapshot>('snapshot'),
   /** The same state in a quarter of the bytes: a full snapshot of 10,000 environments exceeds Temporal's 2 MB payload limit. */
   compactSnapshot: defineQuery<CompactTenantSnapshot>('compactSnapshot'),
+  /**
+   * The tenant with only the environments a request about one environment needs: that one, and those the caller
+   * administers as system administrator (their privileges). Every check on such a request reads nothing else, and a
+   * tenant of 10,000 environments no longer travels whole for each of them.
+   */
+  environmentSnapshot: defineQuery<CompactTenantSnapshot, [EnvironmentScope]>('environmentSnapshot'),
   /** The latest re-protection per region: done, refused and remaining (the `key show` progress). */
   reprotection: defineQuery<Record<string, ReprotectionProgress>>('reprotection'),
 };

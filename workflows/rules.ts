@@ -13,6 +13,11 @@ export interface Policy {
   lockEmbargoMs: number;
   lockedRetentionMs: number;
   unlockDelayMs: number;
+  /**
+   * R1: the regions this deployment serves (CMK_REGIONS), each with its own task queue, vault and database servers.
+   * Absent: any valid region ID, and one task queue for all (the embedded default).
+   */
+  regions?: string[];
 }
 
 const HOUR = 3_600_000;
@@ -313,6 +318,8 @@ export interface KeyChangeCheck {
 export function checkKeyChange(tenant: TenantSnapshot, request: KeyChangeCheck, now: number, policy: Policy): Refusal | null {
   if (!isAllowed(tenant, request.actor, 'key.change')) return forbidden(request.actor, 'change the keys of this tenant');
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const unserved = checkRegionServed(request.region, policy.regions);
+  if (unserved) return unserved;
   const region = tenant.regions[request.region];
   if (region?.keys.some((k) => k.thumbprint === request.thumbprint)) {
     return refuse('ALREADY_EXISTS', 'This key has already been used by this tenant in this region; generate or upload a new key.');
@@ -400,12 +407,16 @@ export interface EnvironmentCreateCheck {
   env: string;
   region: string;
   systemAdmin: string | null;
+  /** The deployment's policy, for the regions it serves (R1). */
+  policy?: Policy;
 }
 
 export function checkEnvironmentCreate(tenant: TenantSnapshot, request: EnvironmentCreateCheck): Refusal | null {
   if (!isAllowed(tenant, request.actor, 'env.create')) return forbidden(request.actor, 'create environments for this tenant');
   if (!isValidId(request.env)) return refuse('INVALID_ARGUMENT', `"${request.env}" is not a valid environment ID (lowercase letters, digits and dashes, at most 63).`);
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const unserved = checkRegionServed(request.region, request.policy?.regions);
+  if (unserved) return unserved;
   if (request.systemAdmin !== null && !isValidEmail(request.systemAdmin)) {
     return refuse('INVALID_ARGUMENT', `"${request.systemAdmin}" is not a valid e-mail address.`);
   }
@@ -425,6 +436,17 @@ export interface TenantCreateCheck {
   displayName: string;
   homeRegion: string;
   admins: Administrator[];
+  /** The deployment's regions (Policy.regions), when it names them. */
+  regions?: string[];
+}
+
+/**
+ * R1: a region the deployment serves. A deployment that names its regions (CMK_REGIONS) has a vault, database servers
+ * and workers for each of them only; a region outside the list would wait for a worker that never comes.
+ */
+export function checkRegionServed(region: string, regions: readonly string[] | undefined): Refusal | null {
+  if (!regions || regions.includes(region)) return null;
+  return refuse('INVALID_ARGUMENT', `Region "${region}" is not served by this deployment; it serves ${regions.join(', ')}.`);
 }
 
 /** `tenant create`: the operator only; the ID grammar; at least one global or service administrator. */
@@ -436,6 +458,8 @@ export function checkTenantCreate(request: TenantCreateCheck): Refusal | null {
     return refuse('INVALID_ARGUMENT', `The display name must be 1 to ${DISPLAY_NAME_MAX} printable characters without leading or trailing spaces.`);
   }
   if (!isValidId(request.homeRegion)) return refuse('INVALID_ARGUMENT', `"${request.homeRegion}" is not a valid region ID.`);
+  const unserved = checkRegionServed(request.homeRegion, request.regions);
+  if (unserved) return unserved;
   if (request.admins.length === 0) return refuse('INVALID_ARGUMENT', 'A tenant needs at least one global or service administrator (--admin EMAIL:global|service).');
   const seen = new Set<string>();
   for (const admin of request.admins) {

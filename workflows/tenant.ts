@@ -17,12 +17,14 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { RetryPolicy } from '@temporalio/common';
 import type { AuditEntry } from '../audit/trail';
 import type { Activities } from '../activities';
 import {
   ENVIRONMENT_OPERATION_STATES,
   queries,
   SEARCH_ATTRIBUTES,
+  regionTaskQueue,
   tenantWorkflowId,
   updates,
   type CarriedTenantState,
@@ -68,6 +70,7 @@ import {
   type Actor,
   type EnvironmentOperation,
   type EnvironmentRecord,
+  type Policy,
   type Refusal,
   type RegionKeys,
   type ReprotectionProgress,
@@ -90,53 +93,41 @@ import {
 import { ERROR_CODES } from './codes';
 import { packEnvironments, unpackEnvironments } from './carried';
 
-/** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
-const { activateStagedKey, deleteTenantKey, provisionEnvironmentDatabase, revertToProviderKey } = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
+const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] };
 
 /**
- * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes milliseconds,
- * so one activity per environment would spend most of the time (and most of the history) on orchestration. Each
- * batch heartbeats its progress; a worker that dies is noticed within the heartbeat timeout and the retry resumes
- * from the last heartbeat. Faults are retried with backoff for as long as it takes.
+ * The activities that touch a region's vault and databases (R1), on the task queue given: the region's own when the
+ * deployment routes by region (`Policy.regions`), else the workflow's. Proxies are plain objects, so making them
+ * per call is deterministic.
  */
-const { reprotectEnvironments } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
+function regionActivities(taskQueue: string | undefined) {
+  const on = taskQueue ? { taskQueue } : {};
+  return {
+    /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey']),
+    /**
+     * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes
+     * milliseconds, so one activity per environment would spend most of the time (and most of the history) on
+     * orchestration. Each batch heartbeats its progress; a worker that dies is noticed within the heartbeat timeout
+     * and the retry resumes from the last heartbeat. Faults are retried with backoff for as long as it takes.
+     */
+    reprotectEnvironments: proxyActivities<Activities>({ ...on, startToCloseTimeout: '10 minutes', heartbeatTimeout: '10 seconds', retry: RETRY }).reprotectEnvironments,
+    /** The one-environment-per-activity re-protection of workflows started before batches (see `startReprotection`). */
+    reprotectEnvironment: proxyActivities<Activities>({ ...on, startToCloseTimeout: '20 seconds', retry: RETRY }).reprotectEnvironment,
+    // Re-encrypting every page of a database takes as long as the database is large.
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', retry: RETRY }), ['applyTenantKey', 'rekeyEnvironmentDatabase', 'withdrawTenantKeys', 'bringEnvironmentOnline', 'backupEnvironment', 'restoreEnvironment']),
+    // A lock's and a deletion's work on many environments (offline marks, crypto-shredding), checkpointed by heartbeat.
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry: RETRY }), ['takeEnvironmentsOffline', 'destroyEnvironments']),
+  };
+}
+
+function pick<T extends object, K extends keyof T>(from: T, keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((k) => [k, from[k]])) as Pick<T, K>;
+}
 
 /** Environments per re-protection activity, and batches running at once. */
 const REPROTECT_BATCH_SIZE = 50;
 const REPROTECT_PARALLEL_BATCHES = 2;
-
-/** The one-environment-per-activity re-protection of workflows started before batches (see `startReprotection`). */
-const { reprotectEnvironment } = proxyActivities<Activities>({
-  startToCloseTimeout: '20 seconds',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
-
-/** Re-encrypting every page of a database takes as long as the database is large. */
-const { applyTenantKey, rekeyEnvironmentDatabase } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
-
-/**
- * A lock's and a deletion's work on many environments (offline marks, crypto-shredding), checkpointed by heartbeat;
- * and the one-environment steps of unlock, backup and restore (a backup copies the whole database).
- */
-const { takeEnvironmentsOffline, destroyEnvironments } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
-const { withdrawTenantKeys, bringEnvironmentOnline, backupEnvironment, restoreEnvironment } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] },
-});
 
 /** Environments re-protected at once after a key change, one per activity (workflows started before batches). */
 const REPROTECT_CONCURRENCY = 8;
@@ -192,6 +183,29 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     delete carried.packedEnvironments;
   }
   const tenant: TenantSnapshot = carried.snapshot;
+  if (input.regions && !carried.regions) carried.regions = input.regions;
+
+  /**
+   * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
+   * region's vault and servers — once the deployment names its regions (every request carries them in its policy).
+   * Without, everything runs on the workflow's own queue, as before regions had queues.
+   */
+  const byQueue = new Map<string, ReturnType<typeof regionActivities>>();
+  const anyRegion = regionActivities(undefined);
+  function inRegion(region: string): ReturnType<typeof regionActivities> {
+    if (!carried.regions) return anyRegion;
+    const queue = regionTaskQueue(workflowInfo().taskQueue, region);
+    let proxies = byQueue.get(queue);
+    if (!proxies) byQueue.set(queue, (proxies = regionActivities(queue)));
+    return proxies;
+  }
+  /** The deployment's regions as the latest request states them (a deployment may start routing by region later). */
+  function followRegions(request: { policy?: Policy }): void {
+    if (request.policy) {
+      if (request.policy.regions) carried.regions = [...request.policy.regions];
+      else delete carried.regions;
+    }
+  }
   const reprotections: Record<string, ReprotectionProgress> = (tenant.reprotections ??= {});
   /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
   const provisioning = new Set<string>();
@@ -250,6 +264,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    */
   function audited<R extends { actor: Actor }, T>(action: string | ((request: R) => string), facts: (request: R, result?: T) => AuditFacts, handler: (request: R) => Promise<T>) {
     return async (request: R): Promise<T> => {
+      followRegions(request as { policy?: Policy });
       const name = typeof action === 'string' ? action : action(request);
       let result: T;
       try {
@@ -283,6 +298,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   setHandler(queries.compactSnapshot, () => {
     const { environments, ...rest } = tenant;
     return { ...rest, packedEnvironments: packEnvironments(environments) };
+  });
+  setHandler(queries.environmentSnapshot, ({ env, caller }) => {
+    const { environments, ...rest } = tenant;
+    return { ...rest, packedEnvironments: packEnvironments(environments.filter((e) => e.id === env || (caller !== null && e.systemAdmin === caller))) };
   });
   setHandler(queries.reprotection, () => reprotections);
 
@@ -320,7 +339,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       provisioning.add(request.env);
       try {
         return await exclusively(async () => {
-          const created = await provisionEnvironmentDatabase({ tenant: tenant.tenant, env: request.env, region: request.region });
+          const created = await inRegion(request.region).provisionEnvironmentDatabase({ tenant: tenant.tenant, env: request.env, region: request.region });
           const record: EnvironmentRecord = {
             id: request.env,
             region: request.region,
@@ -365,10 +384,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   function runOnEnvironment(env: EnvironmentRecord, operation: EnvironmentOperation) {
     const ids = { tenant: tenant.tenant, env: env.id };
-    if (operation === 'revert') return revertToProviderKey({ ...ids, region: env.region });
-    if (operation === 'rekey') return rekeyEnvironmentDatabase(ids);
+    if (operation === 'revert') return inRegion(env.region).revertToProviderKey({ ...ids, region: env.region });
+    if (operation === 'rekey') return inRegion(env.region).rekeyEnvironmentDatabase(ids);
     const key = activeKeyOf(tenant.regions[env.region])!;
-    return applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+    return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
   }
 
   setHandler(
@@ -394,7 +413,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   async function changeKey(request: KeyChangeRequest) {
     const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
-    await activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+    await inRegion(request.region).activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
 
     const now = Date.now();
     const by = describeActor(request.actor);
@@ -493,7 +512,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         }
         let outcome: { reprotected: Array<{ env: string; keyThumbprint: string }>; refused: ReprotectionProgress['refused'] };
         try {
-          outcome = await reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+          outcome = await inRegion(region.region).reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
         } catch (err) {
           // Only a refusal of the whole batch ends here (faults are retried): its environments keep their old key.
           // An activity's refusal arrives as an ActivityFailure whose cause carries the stable code.
@@ -544,7 +563,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         // Faults are retried with backoff; only a refusal (e.g. its key record is gone) ends here, and then the
         // environment stays on its old key, which stays in the vault because a record still depends on it.
         try {
-          const done = await reprotectEnvironment({ tenant: tenant.tenant, env: env.id, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+          const done = await inRegion(region.region).reprotectEnvironment({ tenant: tenant.tenant, env: env.id, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
           env.keyThumbprint = done.keyThumbprint;
         } catch (err) {
           log.warn('An environment could not be re-protected with the new key; it stays on its previous key.', { env: env.id, error: String(err) });
@@ -567,7 +586,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   async function retire(region: RegionKeys, key: TenantKey): Promise<void> {
     const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
     if (inUse || !key.inVault) return;
-    await deleteTenantKey({ vaultKey: key.vaultKey });
+    await inRegion(region.region).deleteTenantKey({ vaultKey: key.vaultKey });
     key.inVault = false;
   }
 
@@ -701,9 +720,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
     publishSearchAttributes();
     // Offline first (SQL Server keeps a DEK in memory while a database is online), then the keys leave the vault.
-    await takeEnvironmentsOffline({ tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } });
+    await inRegion(request.region).takeEnvironmentsOffline({ tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } });
     const withdrawn = region.keys.filter((k) => k.inVault);
-    await withdrawTenantKeys({ vaultKeys: withdrawn.map((k) => k.vaultKey) });
+    await inRegion(request.region).withdrawTenantKeys({ vaultKeys: withdrawn.map((k) => k.vaultKey) });
     for (const key of withdrawn) key.inVault = false;
     const active = activeKeyOf(region)!;
     active.state = 'Locked';
@@ -735,7 +754,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return await exclusively(async () => {
           const region = tenant.regions[request.region]!;
           const key = activeKeyOf(region)!;
-          await activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+          await inRegion(request.region).activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
           // The same key under a new vault version: R5 and R6 do not restart (DESIGN.md §3).
           key.vaultKey = request.staged.vaultKey;
           key.inVault = true;
@@ -762,7 +781,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return await exclusively(async () => {
           const key = usableKeyOf(tenant.regions[env.region]);
           const tenantKey = env.protection === 'tenant' && key ? { ...key.vaultKey, thumbprint: key.thumbprint } : null;
-          const done = await bringEnvironmentOnline({ tenant: tenant.tenant, env: env.id, tenantKey });
+          const done = await inRegion(env.region).bringEnvironmentOnline({ tenant: tenant.tenant, env: env.id, tenantKey });
           // It keeps the protection it had (DESIGN.md §3).
           env.protection = done.protection;
           env.keyThumbprint = done.keyThumbprint;
@@ -787,12 +806,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       try {
         return await exclusively(async () => {
           const ids = { tenant: tenant.tenant, env: env.id };
-          if (request.operation === 'backup') return { environment: env, backup: await backupEnvironment(ids) };
-          const backup = await restoreEnvironment({ ...ids, backupId: request.backupId });
+          if (request.operation === 'backup') return { environment: env, backup: await inRegion(env.region).backupEnvironment(ids) };
+          const backup = await inRegion(env.region).restoreEnvironment({ ...ids, backupId: request.backupId });
           if (env.protection === 'tenant') {
             // The restored DEK may be one the provider once held (a backup from before the apply): a new DEK, every
             // page re-encrypted, so that nothing the provider held opens what is written from now on (R7, §6).
-            const done = await rekeyEnvironmentDatabase(ids);
+            const done = await inRegion(env.region).rekeyEnvironmentDatabase(ids);
             env.keyThumbprint = done.keyThumbprint;
           }
           return { environment: env, backup };
@@ -844,7 +863,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const overdue = tenant.environments.filter((e) => e.state === 'Locked' && e.lock && Date.parse(e.lock.deleteAt) <= now);
     if (overdue.length === 0) return [];
     const ids = overdue.map((e) => e.id);
-    await destroyEnvironments({ tenant: tenant.tenant, envs: ids });
+    if (!carried.regions) await anyRegion.destroyEnvironments({ tenant: tenant.tenant, envs: ids });
+    // Routed by region: each region's databases are destroyed by that region's workers.
+    else for (const region of [...new Set(overdue.map((e) => e.region))]) {
+      await inRegion(region).destroyEnvironments({ tenant: tenant.tenant, envs: overdue.filter((e) => e.region === region).map((e) => e.id) });
+    }
     const at = iso(Date.now());
     for (const env of overdue) {
       env.state = 'Deleted';

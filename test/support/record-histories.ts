@@ -14,7 +14,7 @@ import { ControlPlane } from '../../client/library';
 import { createActivities } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
-import { tenantWorkflowId } from '../../workflows/messages';
+import { regionTaskQueue, tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY } from '../../workflows/rules';
 import { localParts } from './parts';
 import { testDataConverter, TEST_AUDIT_KEY } from './codec';
@@ -120,6 +120,37 @@ async function main(): Promise<void> {
       await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
       save('recorded-audit-trail', await env.client.workflow.getHandle(AUDIT_WORKFLOW_ID).fetchHistory());
+    },
+
+    // R1 with region task queues: environments in two regions, a key per region, a lock in one of them.
+    'recorded-regions': async () => {
+      const tenant = 'recorded-regions';
+      const policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
+      const regionWorkers = await Promise.all(
+        policy.regions.map((region) =>
+          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }) }),
+        ),
+      );
+      const running = regionWorkers.map((w) => w.run());
+      const stageIn = async (region: string, privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
+        const key = await parts.vault.importKey(`tenant-${tenant}-${region}`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+        return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+      };
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Regional Ltd', homeRegion: 'eu', admins: [{ email: alice.email, role: 'global' }], regions: policy.regions });
+      for (const region of policy.regions) await plane.createEnvironment(tenant, { actor: operator, policy, env: `prod-${region}`, region, systemAdmin: null });
+      const euKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      const euStaged = await stageIn('eu', euKey);
+      await plane.changeKey(tenant, { actor: alice, policy, region: 'eu', name: 'eu-first', source: 'generated', staged: euStaged });
+      await plane.changeKey(tenant, { actor: alice, policy, region: 'us', name: 'us-first', source: 'pfx', staged: await stageIn('us') });
+      for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply' });
+      await env.sleep(73 * HOUR);
+      const proof = { challengeId: 'recorded-regions-challenge', tenant, region: 'eu', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
+      await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof });
+      await env.sleep(29 * 24 * HOUR);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+      regionWorkers.forEach((w) => w.shutdown());
+      await Promise.all(running);
     },
   };
 

@@ -1,0 +1,50 @@
+/** R1's configuration: CMK_REGIONS, the worker's share of them, and per-region vaults only for regions that exist. */
+import { ConfigError, loadConfig } from '../config';
+import { buildParts } from '../worker/parts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const base = { CMK_DATA_DIR: '/tmp/cmk-config-regions/var', CMK_SECRETS_DIR: '/tmp/cmk-config-regions/secrets' };
+const azure = { CMK_VAULT: 'azure', CMK_AZURE_VAULT_URL: 'https://cmk.vault.azure.net' };
+
+test('without CMK_REGIONS any region is accepted and nothing is routed', () => {
+  const config = loadConfig(base);
+  expect(config.policy.regions).toBeUndefined();
+  expect(config.workerRegions).toEqual([]);
+  expect(config.workerWorkflows).toBe(true);
+});
+
+test('CMK_REGIONS names the regions; a worker serves all of them unless told otherwise', () => {
+  expect(loadConfig({ ...base, CMK_REGIONS: 'eu, us' })).toMatchObject({ policy: { regions: ['eu', 'us'] }, workerRegions: ['eu', 'us'], workerWorkflows: true });
+  expect(loadConfig({ ...base, CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'us', CMK_WORKER_WORKFLOWS: 'false' })).toMatchObject({ workerRegions: ['us'], workerWorkflows: false });
+  expect(loadConfig({ ...base, CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'none' }).workerRegions).toEqual([]);
+  expect(loadConfig({ ...base, CMK_REGIONS: 'eu-west,us', ...azure, CMK_AZURE_VAULT_URL_EU_WEST: 'https://cmk-eu.vault.azure.net' }).vault.azure?.regionVaultUrls).toEqual({ EU_WEST: 'https://cmk-eu.vault.azure.net' });
+});
+
+test.each([
+  [{ CMK_REGIONS: 'EU' }, /CMK_REGIONS names "EU", which is not a region ID/],
+  [{ CMK_REGIONS: 'eu,,us' }, /CMK_REGIONS names "", which is not a region ID/],
+  [{ CMK_REGIONS: 'eu,us,eu' }, /names a region twice/],
+  [{ CMK_WORKER_REGIONS: 'eu' }, /CMK_WORKER_REGIONS needs CMK_REGIONS/],
+  [{ CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'apac' }, /CMK_WORKER_REGIONS names apac, not in CMK_REGIONS \(eu, us\)/],
+  [{ CMK_REGIONS: 'eu', CMK_WORKER_WORKFLOWS: 'no' }, /CMK_WORKER_WORKFLOWS="no" is not true or false/],
+  [{ ...azure, CMK_AZURE_VAULT_URL_EU: 'https://cmk-eu.vault.azure.net' }, /CMK_AZURE_VAULT_URL_EU names a region that CMK_REGIONS \(unset\) does not list/],
+  [{ ...azure, CMK_REGIONS: 'us', CMK_AZURE_VAULT_URL_EU: 'https://cmk-eu.vault.azure.net' }, /CMK_AZURE_VAULT_URL_EU names a region that CMK_REGIONS \(us\) does not list/],
+])('%o is refused with a sentence naming the variable', (env, message) => {
+  expect(() => loadConfig({ ...base, ...env })).toThrow(ConfigError);
+  expect(() => loadConfig({ ...base, ...env })).toThrow(message);
+});
+
+test('a region routes to its own Azure vault; without CMK_REGIONS every region uses the one set of parts', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cmk-config-regions-'));
+  const dirs = { CMK_DATA_DIR: join(dir, 'var'), CMK_SECRETS_DIR: join(dir, 'secrets') };
+  const routed = buildParts(loadConfig({ ...dirs, ...azure, CMK_REGIONS: 'eu,us', CMK_AZURE_VAULT_URL_EU: 'https://cmk-eu.vault.azure.net' }));
+  const vaultUrl = (v: unknown) => (v as { vaultUrl?: string }).vaultUrl;
+  expect(routed.inRegion('eu').vault).toBe(routed.inRegion('eu').vault);
+  expect(routed.inRegion('eu').vault).not.toBe(routed.vault);
+  expect(routed.inRegion('us').vault).not.toBe(routed.inRegion('eu').vault);
+  expect([vaultUrl(routed.inRegion('eu').vault), vaultUrl(routed.inRegion('us').vault)]).toEqual(['https://cmk-eu.vault.azure.net', 'https://cmk.vault.azure.net']);
+  const single = buildParts(loadConfig(dirs));
+  expect(single.inRegion('eu')).toEqual({ vault: single.vault, databases: single.databases });
+});
