@@ -38,8 +38,17 @@ export async function providerProtector(vault: Vault, region: string): Promise<P
 export function createEnvironmentActivities({ vault, databases }: { vault: Vault; databases: EnvironmentDatabases }) {
   // One provider-key creation at a time in this process, so concurrent first uses of a region make one key.
   let providerKeyChain: Promise<unknown> = Promise.resolve();
+  // A region's provider key never changes once made: later provisionings check it with one read instead of listing
+  // the vault (in Azure Key Vault, a listing pages through every key of the vault).
+  const knownProviderKeys = new Map<string, Protector>();
   const serialisedProviderProtector = (region: string): Promise<Protector> => {
-    const next = providerKeyChain.then(() => providerProtector(vault, region));
+    const next = providerKeyChain.then(async () => {
+      const known = knownProviderKeys.get(region);
+      if (known && (await vault.getKey(known))?.enabled) return known;
+      const found = await providerProtector(vault, region);
+      knownProviderKeys.set(region, found);
+      return found;
+    });
     providerKeyChain = next.catch(() => undefined);
     return next;
   };

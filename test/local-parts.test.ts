@@ -9,7 +9,7 @@ import { localParts } from './support/parts';
 import { LocalVault } from '../vault/local';
 import { loadOrCreateSecret } from '../common/secrets';
 import { wrapForByok } from '../keyfiles';
-import { providerProtector } from '../activities/environments';
+import { createEnvironmentActivities, providerProtector } from '../activities/environments';
 
 const der = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'der' });
 const filesUnder = (dir: string): string[] =>
@@ -146,5 +146,35 @@ describe('outbox', () => {
     expect(await outbox.send(mail)).toEqual({ delivered: false });
     await outbox.send({ ...mail, id: 'cmk-tenant/a#2:alice@example.com', sentAt: '2026-01-01T00:00:01.000Z' });
     expect((await outbox.list('a')).map((m) => m.id)).toEqual(['cmk-tenant/a#1:alice@example.com', 'cmk-tenant/a#2:alice@example.com']);
+  });
+});
+
+describe('provider keys', () => {
+  test('a region’s provider key is listed once per process, then checked with one read; a key gone from the vault is found or made again', async () => {
+    const parts = localParts();
+    const calls: string[] = [];
+    const vault = new Proxy(parts.vault, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(String(property));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const { provisionEnvironmentDatabase } = createEnvironmentActivities({ vault, databases: parts.databases });
+    const first = await provisionEnvironmentDatabase({ tenant: 'a', env: 'e1', region: 'emea' });
+    expect(calls.filter((c) => c === 'listVersions')).toHaveLength(2); // none yet, then the one just made
+    calls.length = 0;
+    for (const env of ['e2', 'e3']) expect(await provisionEnvironmentDatabase({ tenant: 'a', env, region: 'emea' })).toEqual(first);
+    expect(calls.filter((c) => c === 'listVersions' || c === 'createKey')).toEqual([]);
+
+    // Deleted behind the process's back: the next provisioning looks again and makes a new one.
+    const [old] = await parts.vault.listVersions('provider-emea');
+    await parts.vault.deleteKey(old!);
+    const again = await provisionEnvironmentDatabase({ tenant: 'a', env: 'e4', region: 'emea' });
+    expect(again.keyThumbprint).not.toBe(first.keyThumbprint);
+    expect((await parts.vault.listVersions('provider-emea')).map((k) => k.thumbprint)).toEqual([again.keyThumbprint]);
   });
 });

@@ -7,9 +7,9 @@
  * Azure deletes and purges whole keys, never one version of a key, and the product must withdraw exactly one version
  * (after a rollback window, or at a lock) while newer ones stay in use. Tags record the cmk name, version, purpose
  * and creation time; `listVersions` therefore pages through the vault's whole key list (25 keys a page) and keeps
- * the keys tagged with that name — acceptable because only the per-region provider key is listed, on the
- * provisioning path. The same shape is what SQL Server's EKM connector wants too: it ignores Azure key versions and
- * rotates by new key names.
+ * the keys tagged with that name — acceptable because only the per-region provider key is listed, once per region
+ * and worker process (activities/environments.ts keeps what it found). The same shape is what SQL Server's EKM
+ * connector wants too: it ignores Azure key versions and rotates by new key names.
  *
  * No key material leaves this module in an error: every SDK failure is rebuilt as a VaultError, CmkError or
  * AzureKeyVaultError holding the status, the service's code and its message (long base64 runs cut out), never the
