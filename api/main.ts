@@ -15,6 +15,7 @@ import { createApiServer } from './server';
 import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
 import { createLineLogger } from '../common/logging';
+import { ApiMetrics, createMetricsServer } from './metrics';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
@@ -29,7 +30,9 @@ export async function runApi(): Promise<void> {
   const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = createLineLogger(config.telemetry, 'api');
+  const metrics = config.telemetry.apiMetrics ? new ApiMetrics() : undefined;
   const server = createApiServer({
+    ...(metrics ? { metrics } : {}),
     service,
     temporal,
     taskQueue: config.taskQueue,
@@ -44,7 +47,16 @@ export async function runApi(): Promise<void> {
     server.once('error', reject);
     server.listen(config.apiPort, config.apiHost, resolve);
   });
+  const metricsServer = metrics && config.telemetry.apiMetrics ? createMetricsServer(metrics) : undefined;
+  if (metricsServer && config.telemetry.apiMetrics) {
+    const { host, port } = config.telemetry.apiMetrics;
+    await new Promise<void>((resolve, reject) => {
+      metricsServer.once('error', reject);
+      metricsServer.listen(port, host, resolve);
+    });
+  }
   const stop = () => {
+    metricsServer?.close();
     server.close();
     server.closeAllConnections();
     void pfxParser.close();

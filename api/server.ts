@@ -16,6 +16,7 @@ import type { ApiService } from './service';
 import { openApiDocument } from './openapi';
 import type { CodecEndpoint } from './codec';
 import { regionTaskQueue } from '../workflows/messages';
+import type { ApiMetrics } from './metrics';
 
 export interface ServerDependencies {
   service: ApiService;
@@ -30,6 +31,8 @@ export interface ServerDependencies {
   /** Hands audit records to the trail's single writer (the worker). */
   audit: (entries: AuditEntry[]) => Promise<void>;
   log: (line: string) => void;
+  /** Requests by route template and status, for Prometheus (CMK_API_METRICS_PORT); none when unset. */
+  metrics?: ApiMetrics;
 }
 
 interface RequestContext {
@@ -304,6 +307,14 @@ export function createApiServer(deps: ServerDependencies): Server {
   const routes = apiRoutes(deps).map((route) => ({ route, ...compile(route) }));
 
   return createServer((req, res) => {
+    if (deps.metrics) {
+      // Labelled by route template, never by path: IDs stay out of the series.
+      const answered = deps.metrics.begin(req.method ?? 'GET');
+      res.once('close', () => {
+        const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+        answered(routes.find((r) => r.pattern.test(path))?.route.path ?? 'unmatched', res.statusCode);
+      });
+    }
     void serve(req, res).catch((err: unknown) => {
       try {
         if (err instanceof BodyTooLargeError && !res.headersSent) res.setHeader('connection', 'close');

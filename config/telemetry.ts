@@ -20,6 +20,8 @@ export interface TelemetryConfig {
   logLevel: LogLevel;
   /** Where the worker's Runtime serves `/metrics`; null (the default) serves nothing. */
   metrics: { host: string; port: number } | null;
+  /** Where the API service serves its own `/metrics` (CMK_API_METRICS_PORT, same host); null: nowhere. */
+  apiMetrics: { host: string; port: number } | null;
 }
 
 export function telemetryConfig(env: Env): { telemetry: TelemetryConfig } {
@@ -35,15 +37,20 @@ export function telemetryConfig(env: Env): { telemetry: TelemetryConfig } {
   // The Runtime's exporter binds a socket address, not a name: an IP literal is what it can parse.
   const host = env.CMK_METRICS_HOST || '127.0.0.1';
   if (isIP(host) === 0) throw new ConfigError(`CMK_METRICS_HOST="${host}" is not an IP address such as 127.0.0.1 or 0.0.0.0.`);
-  const portText = env.CMK_METRICS_PORT;
-  let metrics: TelemetryConfig['metrics'] = null;
-  if (portText !== undefined && portText !== '') {
+  const endpoint = (name: string): TelemetryConfig['metrics'] => {
+    const portText = env[name];
+    if (portText === undefined || portText === '') return null;
     const port = Number(portText);
     // Port 0 would bind a random port that no scraper could be told about.
-    if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`CMK_METRICS_PORT="${portText}" is not a TCP port from 1 to 65535.`);
-    metrics = { host, port };
+    if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`${name}="${portText}" is not a TCP port from 1 to 65535.`);
+    return { host, port };
+  };
+  const metrics = endpoint('CMK_METRICS_PORT');
+  const apiMetrics = endpoint('CMK_API_METRICS_PORT');
+  if (metrics && apiMetrics && metrics.port === apiMetrics.port) {
+    throw new ConfigError(`CMK_METRICS_PORT and CMK_API_METRICS_PORT are both ${metrics.port}: the worker and the API service each need a port of their own.`);
   }
-  return { telemetry: { logFormat: formatText as LogFormat, logLevel: levelText as LogLevel, metrics } };
+  return { telemetry: { logFormat: formatText as LogFormat, logLevel: levelText as LogLevel, metrics, apiMetrics } };
 }
 
 /** `host:port` as the Prometheus exporter parses it: IPv6 addresses in brackets. */

@@ -15,7 +15,7 @@ import { freePort, startStack, type Stack } from './support/stack';
 
 type Line = Record<string, unknown>;
 
-const JSON_DEBUG: TelemetryConfig = { logFormat: 'json', logLevel: 'DEBUG', metrics: null };
+const JSON_DEBUG: TelemetryConfig = { logFormat: 'json', logLevel: 'DEBUG', metrics: null, apiMetrics: null };
 
 /** What the SDK attaches to a workflow's `log` (workflowLogAttributes is the SDK's own function). */
 const workflowMeta = {
@@ -132,13 +132,13 @@ describe('json lines', () => {
 
 describe('configuration', () => {
   test('defaults: text at WARN, no metrics endpoint', () => {
-    expect(loadConfig({}).telemetry).toEqual({ logFormat: 'text', logLevel: 'WARN', metrics: null });
+    expect(loadConfig({}).telemetry).toEqual({ logFormat: 'text', logLevel: 'WARN', metrics: null, apiMetrics: null });
     expect(workerRuntimeOptions(loadConfig({}).telemetry).telemetryOptions).toEqual({});
   });
 
   test('json and a metrics port: core logs forwarded (never below INFO), Prometheus on host:port', () => {
     const { telemetry } = telemetryConfig({ CMK_LOG_FORMAT: 'json', CMK_LOG_LEVEL: 'debug', CMK_METRICS_PORT: '9464' });
-    expect(telemetry).toEqual({ logFormat: 'json', logLevel: 'DEBUG', metrics: { host: '127.0.0.1', port: 9464 } });
+    expect(telemetry).toEqual({ logFormat: 'json', logLevel: 'DEBUG', metrics: { host: '127.0.0.1', port: 9464 }, apiMetrics: null });
     expect(workerRuntimeOptions(telemetry).telemetryOptions).toEqual({
       logging: { filter: { core: 'INFO', other: 'WARN' }, forward: {} },
       metrics: { prometheus: { bindAddress: '127.0.0.1:9464' } },
@@ -153,6 +153,8 @@ describe('configuration', () => {
     [{ CMK_METRICS_PORT: '94a' }, /^CMK_METRICS_PORT="94a"/],
     [{ CMK_METRICS_PORT: '-1' }, /^CMK_METRICS_PORT="-1"/],
     [{ CMK_METRICS_HOST: 'localhost', CMK_METRICS_PORT: '9464' }, /^CMK_METRICS_HOST="localhost" is not an IP address/],
+    [{ CMK_API_METRICS_PORT: '70000' }, /^CMK_API_METRICS_PORT="70000" is not a TCP port from 1 to 65535\.$/],
+    [{ CMK_METRICS_PORT: '9464', CMK_API_METRICS_PORT: '9464' }, /^CMK_METRICS_PORT and CMK_API_METRICS_PORT are both 9464/],
     [{ CMK_LOG_FORMAT: 'xml' }, /^CMK_LOG_FORMAT="xml" is not a log format; use text or json\.$/],
     [{ CMK_LOG_LEVEL: 'verbose' }, /^CMK_LOG_LEVEL="verbose" is not a log level; use TRACE, DEBUG, INFO, WARN, ERROR\.$/],
   ])('refuses %j', (env, message) => {
@@ -164,12 +166,14 @@ describe('configuration', () => {
 describe('the stack with CMK_LOG_FORMAT=json, CMK_LOG_LEVEL=DEBUG and CMK_METRICS_PORT', () => {
   let stack: Stack;
   let metricsPort: number;
+  let apiMetricsPort: number;
   const ADMIN = 'telemetry-admin@fabrikam.example';
   const CANARY = 'ROW-CANARY-3e9f41';
 
   beforeAll(async () => {
     metricsPort = await freePort();
-    stack = await startStack({ CMK_METRICS_PORT: String(metricsPort), CMK_LOG_FORMAT: 'json', CMK_LOG_LEVEL: 'DEBUG' });
+    apiMetricsPort = await freePort();
+    stack = await startStack({ CMK_METRICS_PORT: String(metricsPort), CMK_API_METRICS_PORT: String(apiMetricsPort), CMK_LOG_FORMAT: 'json', CMK_LOG_LEVEL: 'DEBUG' });
     expect((await stack.cmk(['tenant', 'create', '--tenant', 'fabrikam', '--name', 'Fabrikam', '--admin', `${ADMIN}:global`, '--json'])).code).toBe(0);
     expect((await stack.cmk(['env', 'create', '--tenant', 'fabrikam', '--env', 'prod', '--json'])).code).toBe(0);
     expect((await stack.cmk(['env', 'data', '--tenant', 'fabrikam', '--env', 'prod', '--write', CANARY], { as: ADMIN })).code).toBe(0);
@@ -200,6 +204,21 @@ describe('the stack with CMK_LOG_FORMAT=json, CMK_LOG_LEVEL=DEBUG and CMK_METRIC
     expect(text).toMatch(sample('temporal_num_pollers', { poller_type: 'workflow_task', task_queue: 'cmk' }));
     // Every sample line is `name{labels} value`: parseable by a scraper.
     for (const row of text.split('\n').filter((l) => l && !l.startsWith('#'))) expect(row).toMatch(/^[a-z_:][a-z0-9_:]*(\{.*\})? \S+$/);
+  });
+
+  test("the API service's /metrics counts requests by route template and status, never by tenant or environment ID", async () => {
+    expect((await stack.cmk(['env', 'list', '--tenant', 'no-such-tenant'])).code).toBe(3);
+    const response = await fetch(`http://127.0.0.1:${apiMetricsPort}/metrics`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    const count = (labels: string) => Number(new RegExp(`^cmk_api_requests_total\\{${labels}\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    expect(count('method="POST",route="/v1/tenants",status="201"') + count('method="POST",route="/v1/tenants",status="200"')).toBeGreaterThanOrEqual(1);
+    expect(count('method="POST",route="/v1/tenants/\\{tenant\\}/environments/\\{env\\}/data",status="200"')).toBeGreaterThanOrEqual(1);
+    expect(count('method="GET",route="/v1/tenants/\\{tenant\\}/environments",status="404"')).toBe(1);
+    expect(text).toMatch(/^cmk_api_request_duration_seconds_bucket\{method="GET",route="\/v1\/status",status="200",le="\+Inf"\} \d+$/m);
+    expect(text).toMatch(/^cmk_api_requests_in_flight \d+$/m);
+    for (const id of ['fabrikam', 'no-such-tenant', 'prod', ADMIN]) expect(text).not.toContain(id);
+    expect((await fetch(`http://127.0.0.1:${apiMetricsPort}/v1/status`)).status).toBe(404);
   });
 
   test("the worker's stderr is JSON lines with the activities' and workflows' IDs, and no payload", () => {
