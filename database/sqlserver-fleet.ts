@@ -14,7 +14,7 @@
  * name; a server at its maxEnvironments is skipped. The claim is one conditional INSERT on that server, so two
  * workers placing at once cannot push it past its limit. Moving an environment between servers is not supported.
  */
-import { azureKeyName } from '../vault/azure';
+import { azureKeyName } from '../vault/azure-names';
 import { CmkError, isCmkError } from '../common/errors';
 import type { Config } from '../config';
 import { ConfigError } from '../config';

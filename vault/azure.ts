@@ -15,24 +15,21 @@
  * AzureKeyVaultError holding the status, the service's code and its message (long base64 runs cut out), never the
  * SDK's RestError, whose `request` holds the body (a JWK's private fields, a .byok).
  */
-import { createHash, createPublicKey, randomBytes, verify as verifySignature, constants, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomBytes, verify as verifySignature, constants, type KeyObject } from 'node:crypto';
 import { Agent } from 'node:https';
 import { CryptographyClient, KeyClient, type DeletedKey, type JsonWebKey, type KeyClientOptions, type KeyVaultKey } from '@azure/keyvault-keys';
 import type { TokenCredential } from '@azure/identity';
 import { CmkError } from '../common/errors';
 import { assertSupportedKey, privateKeyFromPkcs8, REQUIRED_RSA_BITS, thumbprintOf } from '../common/keys';
 import { VaultError } from './errors';
+// In a module of its own, so that the SQL Server engine can name keys without loading the Azure SDK.
+import { azureKeyName } from './azure-names';
+export { azureKeyName };
 import type { ByokTransfer, ImportOptions, KeyPurpose, KeyRef, Vault, VaultKeyInfo } from './types';
 
 /** The cmk key names the local vault accepts; Azure's own rule (`[0-9a-zA-Z-]{1,127}`) is wider. */
 const KEY_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;
 const VERSION = /^[0-9a-f]{32}$/;
-/**
- * SQL Server's EKM connector opens a Key Vault key by a name of at most 26 letters, digits and dashes
- * (docs/SQLSERVER.md), and TDE under a tenant key is the product's point: every Azure key name fits that.
- */
-const AZURE_NAME_PREFIX = 'cmk-';
-const AZURE_NAME_HASH_CHARS = 22;
 
 const TAG = { name: 'cmk-name', version: 'cmk-version', purpose: 'cmk-purpose', created: 'cmk-created' } as const;
 const OWN_TAGS: readonly string[] = Object.values(TAG);
@@ -80,14 +77,6 @@ export class AzureKeyVaultError extends Error {
   }
 }
 
-/**
- * The Azure key name of a cmk key version: `cmk-` and 22 hex digits (88 bits) of SHA-256 over `<name>/<version>`,
- * 26 characters in all, as SQL Server's EKM connector requires. The cmk name and version are in the key's tags;
- * `info` checks that the tags and the name agree.
- */
-export function azureKeyName({ name, version }: KeyRef): string {
-  return `${AZURE_NAME_PREFIX}${createHash('sha256').update(`${name}/${version}`).digest('hex').slice(0, AZURE_NAME_HASH_CHARS)}`;
-}
 
 const validRef = ({ name, version }: KeyRef): boolean => KEY_NAME.test(name) && VERSION.test(version);
 const label = ({ name, version }: KeyRef): string => `${name}/${version}`;

@@ -2,18 +2,22 @@
  * Builds the configured key vault (config/vault.ts): the embedded local vault, or Azure Key Vault with
  * DefaultAzureCredential (managed identity in Azure; workload identity, environment or CLI credentials elsewhere).
  */
-import { DefaultAzureCredential } from '@azure/identity';
 import type { Config } from '../config';
 import { azureVaultUrlFor } from '../config/vault';
 import { loadOrCreateSecret } from '../common/secrets';
-import { AzureKeyVault } from './azure';
 import { LocalVault } from './local';
 import type { Vault } from './types';
+// Types only: the modules themselves are required when the Azure vault is built.
+import type * as AzureModule from './azure';
+import type * as IdentityModule from '@azure/identity';
 
 /** The vault for `region` (its own Azure vault when CMK_AZURE_VAULT_URL_<REGION> is set; the default one otherwise). */
 export function buildVault(config: Config, region?: string): Vault {
   const azure = config.vault.azure;
   if (config.vault.kind === 'azure' && azure) {
+    // Loaded only for Azure: the SDK's modules are about 22 MB of every process that loads them (docs/PERFORMANCE.md).
+    const { AzureKeyVault } = require('./azure') as typeof AzureModule;
+    const { DefaultAzureCredential } = require('@azure/identity') as typeof IdentityModule;
     return new AzureKeyVault({
       vaultUrl: azureVaultUrlFor(azure, region),
       credential: new DefaultAzureCredential(),
