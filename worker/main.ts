@@ -33,8 +33,10 @@ export async function runWorker(): Promise<void> {
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
   const activityDependencies = {
     tenants,
-    // This worker is the trail's single writer (the audit workflow runs its appends here); its HMAC key lives outside the data dir.
-    auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')),
+    // The workflows' worker is the trail's single writer (the audit workflow's appends run on its queue); its HMAC key
+    // lives outside the data dir. A region's own worker never opens the trail: opening recovers from a crash, which
+    // must not race the writer's appends on a shared data dir.
+    ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
     auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
   };
   const workers: Worker[] = [];
