@@ -307,15 +307,14 @@ export function createApiServer(deps: ServerDependencies): Server {
   const routes = apiRoutes(deps).map((route) => ({ route, ...compile(route) }));
 
   return createServer((req, res) => {
+    // The route template the router matched (serve sets it), so that the metrics need not match the path again.
+    const matched = { route: 'unmatched' };
     if (deps.metrics) {
       // Labelled by route template, never by path: IDs stay out of the series.
       const answered = deps.metrics.begin(req.method ?? 'GET');
-      res.once('close', () => {
-        const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-        answered(routes.find((r) => r.pattern.test(path))?.route.path ?? 'unmatched', res.statusCode);
-      });
+      res.once('close', () => answered(matched.route, res.statusCode));
     }
-    void serve(req, res).catch((err: unknown) => {
+    void serve(req, res, matched).catch((err: unknown) => {
       try {
         if (err instanceof BodyTooLargeError && !res.headersSent) res.setHeader('connection', 'close');
         sendError(res, err, deps.log);
@@ -325,14 +324,15 @@ export function createApiServer(deps: ServerDependencies): Server {
     });
   });
 
-  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function serve(req: IncomingMessage, res: ServerResponse, matched: { route: string }): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const matches = routes.filter((r) => r.pattern.test(url.pathname));
+    matched.route = matches[0]?.route.path ?? 'unmatched';
     if (deps.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
       sendJson(res, 403, { error: { code: 'FORBIDDEN', message: 'The embedded API service answers loopback callers only.' } });
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, res)) return;
-    const matches = routes.filter((r) => r.pattern.test(url.pathname));
     const found = matches.find((r) => r.route.method === req.method);
     if (found?.route.public) {
       sendJson(res, 200, await found.route.handle({ actor: { kind: 'operator' }, params: {}, query: url.searchParams, body: async () => ({}), req }));
