@@ -29,17 +29,14 @@ export function buildParts(config: Config) {
     let parts = regional.get(region);
     if (!parts) {
       const regionVault = config.vault.kind === 'azure' ? buildVault(config, region) : vault;
-      const regionDatabases: EnvironmentDatabases =
-        config.dbEngine === 'sqlserver'
-          ? config.mssqlServers
-            ? buildSqlServerDatabases(config, region)
-            : databases
-          : regionVault === vault
-            ? databases
-            : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault: regionVault });
-      regional.set(region, (parts = { vault: regionVault, databases: regionDatabases }));
+      regional.set(region, (parts = { vault: regionVault, databases: regionDatabases(region, regionVault) }));
     }
     return parts;
+  };
+  /** A region's databases: its own SQL Servers, or SQLite files whose DEKs its own vault wraps. */
+  const regionDatabases = (region: string, regionVault: Vault): EnvironmentDatabases => {
+    if (config.dbEngine === 'sqlserver') return config.mssqlServers ? buildSqlServerDatabases(config, region) : databases;
+    return regionVault === vault ? databases : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault: regionVault });
   };
   return { vault, databases, inRegion, mailer: buildMailer(config, outbox), outbox };
 }
