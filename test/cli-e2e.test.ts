@@ -3,20 +3,15 @@
  * `cmk` bin. Durations are short here (R14) so that R5 can be passed for real.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { startStack, type Stack } from './support/stack';
 import { makePfx, makeByok } from './support/keyfiles';
+import { scratchDir } from './support/scratch';
 
 let stack: Stack;
-const work = mkdtempSync(join(tmpdir(), 'cmk-e2e-'));
-const file = (name: string, content: string | Buffer) => {
-  const path = join(work, name);
-  writeFileSync(path, content);
-  return path;
-};
+const { dir: work, file } = scratchDir('cmk-e2e-');
 const ALICE = 'alice@contoso.example';
 const SAM = 'sam@contoso.example';
 

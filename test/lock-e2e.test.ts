@@ -3,22 +3,17 @@
  * Lock with the .pfx (its private key signs the service's challenge on the caller's machine), the seal checked on the
  * data dir itself, re-activation, the unlock delay (R15), unlock, and backups. Durations are short (R14).
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { startStack, type Stack } from './support/stack';
 import { makePfx } from './support/keyfiles';
+import { scratchDir } from './support/scratch';
 
 let stack: Stack;
-const work = mkdtempSync(join(tmpdir(), 'cmk-lock-e2e-'));
-const file = (name: string, content: string | Buffer) => {
-  const path = join(work, name);
-  writeFileSync(path, content);
-  return path;
-};
+const { dir: work, file } = scratchDir('cmk-lock-e2e-');
 const ALICE = 'alice@fabrikam.example';
 const BOB = 'bob@fabrikam.example';
 const SAM = 'sam@fabrikam.example';

@@ -3,17 +3,11 @@
  * variables: plain by default, mTLS from files or inline PEM, an API key (TLS on by default with it), and clear
  * refusals for contradictory or unsupported settings.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { temporalConnectionOptions } from '../config/temporal';
+import { scratchDir } from './support/scratch';
 
-const dir = mkdtempSync(join(tmpdir(), 'cmk-temporal-'));
-const file = (name: string, text: string) => {
-  const path = join(dir, name);
-  writeFileSync(path, text);
-  return path;
-};
+const { dir, file } = scratchDir('cmk-temporal-');
 const CERT = '-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n';
 const KEY = '-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n';
 const CA = '-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n';
