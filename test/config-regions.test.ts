@@ -1,6 +1,7 @@
 /** R1's configuration: CMK_REGIONS, the worker's share of them, and per-region vaults only for regions that exist. */
 import { ConfigError, loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,4 +48,16 @@ test('a region routes to its own Azure vault; without CMK_REGIONS every region u
   expect([vaultUrl(routed.inRegion('eu').vault), vaultUrl(routed.inRegion('us').vault)]).toEqual(['https://cmk-eu.vault.azure.net', 'https://cmk.vault.azure.net']);
   const single = buildParts(loadConfig(dirs));
   expect(single.inRegion('eu')).toEqual({ vault: single.vault, databases: single.databases });
+});
+
+test('the Azure SDK’s key client is loaded only for CMK_VAULT=azure', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cmk-config-lazy-'));
+  const probe = (env: Record<string, string>) =>
+    execFileSync(process.execPath, ['--import', 'tsx', '-e', "const { buildParts } = require('./worker/parts'); const { loadConfig } = require('./config'); buildParts(loadConfig()); require('./activities'); require('./api/service'); process.stdout.write(String(Object.keys(require.cache).some((k) => k.includes('@azure/keyvault-keys'))));"], {
+      cwd: join(__dirname, '..'),
+      env: { ...process.env, CMK_DATA_DIR: join(dir, 'var'), CMK_SECRETS_DIR: join(dir, 'secrets'), ...env },
+      encoding: 'utf8',
+    });
+  expect(probe({})).toBe('false');
+  expect(probe({ CMK_VAULT: 'azure', CMK_AZURE_VAULT_URL: 'https://cmk.vault.azure.net' })).toBe('true');
 });

@@ -113,6 +113,14 @@ describe('json lines', () => {
     expect(line).not.toHaveProperty('spanContexts');
   });
 
+  test("the SDK's warning for an activity-only region worker is dropped; every other warning stays", () => {
+    const { logger, parsed } = capture(JSON_DEBUG);
+    logger.warn('No workflows registered, not polling for workflow tasks', { sdkComponent: 'worker', taskQueue: 'cmk-region-eu' });
+    logger.log('WARN', 'No workflows registered, not polling for workflow tasks', { sdkComponent: 'worker', taskQueue: 'cmk-region-us' });
+    logger.warn('Activity failed', { activityType: 'applyTenantKey' });
+    expect(parsed().map((l) => l.message)).toEqual(['Activity failed']);
+  });
+
   test("the API's line logger: `cmk api: …` in text, a JSON line in json", () => {
     const text = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     const raw = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
