@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { AuditTrail } from '../audit/trail';
 import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
 import { TEST_AUDIT_KEY } from './support/codec';
+import { tenantWorkflowId } from '../workflows/messages';
 import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
 const harness = timeSkippingHarness();
@@ -29,13 +30,16 @@ async function changedTwice(ctx: TenantContext, count: number) {
   return { first, second, changedAt: Date.parse(changed.key.activatedAt!) };
 }
 
+/** The snapshot once the key put back is installed and what followed (retiring keys, mail) has finished too. */
 async function settled(ctx: TenantContext) {
   for (;;) {
     const snapshot = (await ctx.plane.snapshot(ctx.tenant))!;
     const key = snapshot.regions.emea!.keys.find((k) => k.thumbprint === snapshot.regions.emea!.activeThumbprint)!;
-    if (key.state !== 'Installing') return snapshot;
+    if (key.state !== 'Installing') break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  expect(await harness.whenIdle(tenantWorkflowId(ctx.tenant))).toBe(true);
+  return (await ctx.plane.snapshot(ctx.tenant))!;
 }
 
 test('refusals in order: FORBIDDEN for the operator, a system administrator and the maker of the change; NOT_FOUND once nothing is left to roll back', async () => {
@@ -55,6 +59,7 @@ test('refusals in order: FORBIDDEN for the operator, a system administrator and 
     // The window is the embargo: 72 h after the change, the replaced key has left the vault.
     await harness.env.sleep(72 * HOUR + 60_000);
     await expect(plane.rollbackKey(tenant, rollback(ALICE), second.thumbprint)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await harness.whenIdle(tenantWorkflowId(tenant))).toBe(true);
     const keys = (await plane.snapshot(tenant))!.regions.emea!.keys;
     expect(keys.map((k) => [k.state, k.inVault])).toEqual([['Retired', false], ['Active', true]]);
   });

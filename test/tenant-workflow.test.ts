@@ -62,7 +62,8 @@ test('the replaced key stays in the vault for the 72-hour rollback window (R6), 
     await env.sleep(71 * HOUR);
     expect(await parts.vault.getKey(first.vaultKey)).toBeDefined();
     await env.sleep(2 * HOUR);
-    // The timer fired in the workflow; the snapshot query shows its result.
+    // The timer fired in the workflow and the key's deletion it started has finished; the snapshot query shows both.
+    expect(await harness.whenIdle(tenantWorkflowId(tenant))).toBe(true);
     const later = await plane.snapshot(tenant);
     expect(later!.regions.emea!.rollbackThumbprint).toBeNull();
     expect(later!.regions.emea!.keys.find((k) => k.thumbprint === first.thumbprint)?.inVault).toBe(false);
@@ -196,7 +197,7 @@ test('R7: apply, rotate with background re-protection, rekey and revert keep eve
     await op(sam, 'prod', 'rekey');
     await op(ALICE, 'test', 'revert');
     await env.sleep(73 * HOUR);
-    await plane.snapshot(tenant);
+    expect(await harness.whenIdle(tenantWorkflowId(tenant))).toBe(true);
     expect(await parts.vault.getKey(first.vaultKey)).toBeUndefined();
     for (const id of ['prod', 'test', 'dev']) expect((await parts.databases.readRows(tenant, id)).map((r) => r.text)).toEqual([`row of ${id}`]);
 
@@ -288,7 +289,7 @@ test('R7: a key change re-protects environments in batches; one that cannot move
 
     // The rollback window ends, but a key record still depends on the first key: it stays in the vault.
     await env.sleep(73 * HOUR);
-    await plane.snapshot(tenant);
+    expect(await harness.whenIdle(tenantWorkflowId(tenant))).toBe(true);
     expect(await parts.vault.getKey(first.vaultKey)).toBeDefined();
     for (const id of envs.filter((id) => id !== 'env-7')) expect((await parts.databases.readRows(tenant, id)).map((r) => r.text)).toEqual([`row of ${id}`]);
   });
