@@ -35,6 +35,17 @@ async function regionWorker(name: 'eu' | 'us', taskQueue: string, main: ReturnTy
   return { name, parts, worker, running: worker.run() };
 }
 
+/** The worker of the tenant workflow, mail and the audit trail, on the deployment's main queue. */
+function workflowsWorker(taskQueue: string, main: ReturnType<typeof localParts>): Promise<Worker> {
+  return Worker.create({
+    connection: harness.env.nativeConnection,
+    taskQueue,
+    workflowBundle: harness.bundle,
+    dataConverter: testDataConverter(),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir) }),
+  });
+}
+
 async function stage(region: Region, tenant: string, privateKey: KeyObject = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) {
   const key = await region.parts.vault.importKey(`tenant-${tenant}-${region.name}`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
   return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
@@ -51,14 +62,8 @@ async function activityQueues(tenant: string): Promise<Array<[string, string]>> 
 test('R1: each region runs on its own queue with its own vault and databases; a key change and a lock in one leave the other untouched', async () => {
   const taskQueue = `regions-${process.pid}`;
   const main = localParts();
-  const workflows = await Worker.create({
-    connection: harness.env.nativeConnection,
-    taskQueue,
-    workflowBundle: harness.bundle,
-    dataConverter: testDataConverter(),
-    // The workflows' worker serves no region: were a region's activity routed here, it would find no key or database.
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir) }),
-  });
+  // The workflows' worker serves no region: were a region's activity routed here, it would find no key or database.
+  const workflows = await workflowsWorker(taskQueue, main);
   const tenant = `globex-${process.pid % 1000}`;
   const plane = new ControlPlane(harness.env.client, taskQueue);
   const eu = await regionWorker('eu', taskQueue, main);
@@ -134,5 +139,33 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
       if (region.worker.getState() === 'RUNNING') region.worker.shutdown();
       await region.running.catch(() => undefined);
     }
+  }
+});
+
+test('R1 routing follows the deployment: regions named from a request on route by region; named no more, back to the workflow queue', async () => {
+  const taskQueue = `regions-follow-${process.pid}`;
+  const main = localParts();
+  const workflows = await workflowsWorker(taskQueue, main);
+  const tenant = `initech-${process.pid % 1000}`;
+  const plane = new ControlPlane(harness.env.client, taskQueue);
+  // The region's worker shares the parts here: what this test shows is the queue each activity was sent to.
+  const eu = await regionWorker('eu', taskQueue, main, main);
+  try {
+    await workflows.runUntil(async () => {
+      // Started before the deployment named regions: no region list in the input.
+      await plane.createTenant({ actor: OPERATOR_ACTOR, tenant, displayName: 'Initech', homeRegion: 'eu', admins: [{ email: 'alice@example.com', role: 'global' }] });
+      const create = (env: string, policy: Policy) => plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy, env, region: 'eu', systemAdmin: null });
+      await create('before', DEFAULT_POLICY);
+      await create('routed', POLICY);
+      await create('after', DEFAULT_POLICY);
+      const provisioned = (await activityQueues(tenant)).filter(([type]) => type === 'provisionEnvironmentDatabase').map(([, queue]) => queue);
+      expect(provisioned).toEqual([taskQueue, regionTaskQueue(taskQueue, 'eu'), taskQueue]);
+      for (const env of ['before', 'routed', 'after']) expect(await main.databases.describe(tenant, env)).toBeDefined();
+      expect((await plane.snapshot(tenant))!.environments.map((e) => [e.id, e.state])).toEqual([['before', 'Online'], ['routed', 'Online'], ['after', 'Online']]);
+      await harness.terminateWhenIdle(tenantWorkflowId(tenant));
+    });
+  } finally {
+    eu.worker.shutdown();
+    await eu.running.catch(() => undefined);
   }
 });
