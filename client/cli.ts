@@ -173,7 +173,14 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       print({ environments: r.environments }, () =>
         r.environments.length === 0
           ? `No environments in region ${r.region}.`
-          : [`ENVIRONMENT  STATE  PROTECTION  KEY THUMBPRINT`, ...r.environments.map((e) => `${e.id}  ${e.state}  ${e.protection}  ${e.keyThumbprint}${e.lock ? `  (deleted at ${e.lock.deleteAt} unless unlocked)` : ''}`), `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`].join('\n'),
+          : [
+              `Environments of ${o.tenant} in region ${r.region}:`,
+              columns([
+                ['ENVIRONMENT', 'STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN', ''],
+                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
+              ]),
+              `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`,
+            ].join('\n'),
       );
     });
   const operations = [
@@ -301,7 +308,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
       const r = await api().call<Json & { mails: Array<{ to: string; subject: string; event: string; sentAt: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
-      print({ mails: r.mails }, () => (r.mails.length ? r.mails.map((m) => `${m.sentAt}  ${m.to}  [${m.event}] ${m.subject}`).join('\n') : 'No mail.'));
+      print({ mails: r.mails }, () => (r.mails.length ? columns([['SENT AT', 'TO', 'EVENT', 'SUBJECT'], ...r.mails.map((m) => [m.sentAt, m.to, m.event, m.subject])]) : 'No mail.'));
     });
 
   // ----------------------------------------------------------------------------------------------- audit
@@ -315,7 +322,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       if (Boolean(o.tenant) === Boolean(o.all)) throw new UsageError('audit list needs --tenant ID, or --all (operator).');
       const path = o.all ? '/v1/audit' : `/v1/tenants/${enc(o.tenant!)}/audit`;
       const r = await api().call<Json & { records: AuditRecordView[] }>('GET', `${path}${query({ limit: o.limit, after: o.after })}`);
-      print({ records: r.records }, () => (r.records.length ? r.records.map(describeAuditRecord).join('\n') : 'No audit records.'));
+      print({ records: r.records }, () => (r.records.length ? columns([AUDIT_HEADING, ...r.records.map(auditRow)]) : 'No audit records.'));
     });
   command(audit, 'verify', 'verify the whole trail: every record, its order, and the signed head (exit 1 if anything was changed)')
     .requiredOption('--tenant <id>', 'tenant ID')
@@ -365,11 +372,12 @@ interface AuditRecordView {
   thumbprints?: string[];
 }
 
-function describeAuditRecord(r: AuditRecordView): string {
+const AUDIT_HEADING = ['#', 'AT', 'TENANT', 'ACTOR', 'ACTION', 'OUTCOME', 'WHERE', 'THUMBPRINTS'];
+
+function auditRow(r: AuditRecordView): string[] {
   const where = [r.region && `region ${r.region}`, r.environment && `env ${r.environment}`].filter(Boolean).join(', ');
-  const prints = r.thumbprints?.length ? ` [${r.thumbprints.map((t) => t.slice(0, 16)).join(', ')}]` : '';
-  const tenant = r.tenant === undefined ? '' : `${r.tenant ?? '-'}  `;
-  return `#${r.seq}  ${r.at}  ${tenant}${r.actor}  ${r.action}  ${r.outcome}${r.code ? ` ${r.code}` : ''}${where ? `  (${where})` : ''}${prints}`;
+  const prints = (r.thumbprints ?? []).map((t) => t.slice(0, 16)).join(', ');
+  return [`${r.seq}`, r.at, r.tenant ?? '-', r.actor, r.action, r.code ? `${r.outcome} ${r.code}` : r.outcome, where || '-', prints];
 }
 
 /**
@@ -403,6 +411,7 @@ interface EnvView {
   state: string;
   protection: string;
   keyThumbprint: string;
+  systemAdmin: string | null;
   coverage: { covered: string[]; notCovered: string[] };
   lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
 }
@@ -439,6 +448,12 @@ const query = (params: Record<string, string | undefined>): string => {
   const entries = Object.entries(params).filter((e): e is [string, string] => e[1] !== undefined);
   return entries.length ? `?${new URLSearchParams(entries).toString()}` : '';
 };
+
+/** Rows as aligned columns, two spaces apart (a terminal reader scans a column; trailing blanks are trimmed). */
+function columns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
 
 function describeEnv(e: EnvView): string {
   const lock = e.lock ? ` (${e.lock.sealed ? 'sealed' : 'locked by decision only'} since ${e.lock.lockedAt}; deleted at ${e.lock.deleteAt} unless unlocked)` : '';

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
+import { expectAligned } from './support/columns';
 import { startStack, type Stack } from './support/stack';
 import { makePfx, makeByok } from './support/keyfiles';
 import { scratchDir } from './support/scratch';
@@ -78,6 +79,13 @@ describe('one tenant, from creation to its own key', () => {
     expect(env).toMatchObject({ id: 'prod', region: 'emea', state: 'Online', protection: 'provider', keyThumbprint: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(env.coverage.covered).toEqual(['database']);
     expect(env.coverage.notCovered).toEqual(expect.arrayContaining(['search-index', 'mobile-offline-cache', 'activity-log']));
+    // Read by a person: a title, then aligned columns (each heading starts where its values do).
+    expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'staging-eu-2'])).code).toBe(0);
+    const [title, heading, ...rows] = (await stack.cmk(['env', 'list', '--tenant', tenant])).stdout.split('\n');
+    expect(title).toBe(`Environments of ${tenant} in region emea:`);
+    expect(heading).toMatch(/^ENVIRONMENT +STATE +PROTECTION +KEY THUMBPRINT +SYSTEM ADMIN$/);
+    expect(rows.slice(0, 2)).toEqual([expect.stringMatching(/^prod +Online +provider +[0-9a-f]{64} +sam@contoso\.example$/), expect.stringMatching(/^staging-eu-2 +Online +provider +[0-9a-f]{64} +-$/)]);
+    expectAligned(heading!, rows.slice(0, 2), ['STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN']);
 
     expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--write', 'CANARY-ROW-7f3a'], { as: SAM })).code).toBe(0);
     const data = await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--json']);
@@ -174,6 +182,12 @@ describe('one tenant, from creation to its own key', () => {
     expect(keyChanged).toHaveLength(6);
     expect(keyChanged.filter((m) => m.to === ALICE)).toHaveLength(3);
     expect(keyChanged[0]!.subject).toMatch(/Encryption key changed for Contoso Ltd/);
+    // Read by a person: one aligned row per mail under a heading.
+    const [heading, ...rows] = (await stack.cmk(['mail', 'list', '--tenant', tenant], { as: ALICE })).stdout.trimEnd().split('\n');
+    expect(heading).toMatch(/^SENT AT +TO +EVENT +SUBJECT$/);
+    expect(rows).toHaveLength(mails.length);
+    expectAligned(heading!, rows, ['TO', 'EVENT', 'SUBJECT']);
+    expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^\\S+ +${ALICE.replace('.', '\\.')} +key-changed +Encryption key changed for Contoso Ltd`)));
     expect((await stack.cmk(['mail', 'list', '--tenant', tenant], { as: SAM })).stderr).toMatch(/^FORBIDDEN/);
   });
 

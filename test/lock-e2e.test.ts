@@ -76,7 +76,7 @@ test('tenant lock: every environment Locked, prod sealed; no key the service sti
   const result = locked.json();
   expect(result).toMatchObject({ tenant, sealed: ['prod'], lockedByDecisionOnly: ['dev'], withdrawnKeys: [expect.stringMatching(/^[0-9a-f]{64}$/)] });
   const human = await stack.cmk(['env', 'list', '--tenant', tenant], { as: ALICE });
-  expect(human.stdout).toMatch(/prod {2}Locked .*deleted at/);
+  expect(human.stdout).toMatch(/^prod +Locked +tenant .*deleted at \S+ unless unlocked$/m);
 
   for (const env of ['prod', 'dev']) {
     expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', env, '--json'])).json().error.code).toBe('ENVIRONMENT_LOCKED');

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expectAligned } from './support/columns';
 import { startStack, type Stack } from './support/stack';
 import { temporalCliPath } from '../stack/tools';
 import { tenantWorkflowId } from '../workflows/messages';
@@ -144,6 +145,12 @@ test('the audit trail: accepted and refused requests, who and what, never secret
   const seqs = records.map((r) => r.seq as number);
   expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
   expect((await stack.cmk(['audit', 'list', '--tenant', tenant, '--after', String(seqs.at(-1)), '--json'], { as: BOB })).json().records).toEqual([]);
+  // Read by a person: aligned columns under a heading, the refusal's code beside its outcome.
+  const [heading, ...rows] = (await stack.cmk(['audit', 'list', '--tenant', tenant, '--limit', '500'], { as: BOB })).stdout.trimEnd().split('\n');
+  expect(heading).toMatch(/^# +AT +TENANT +ACTOR +ACTION +OUTCOME +WHERE +THUMBPRINTS$/);
+  expect(rows).toHaveLength(records.length);
+  expectAligned(heading!, rows, ['AT', 'TENANT', 'ACTOR', 'ACTION', 'OUTCOME', 'WHERE']);
+  expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^\\d+ +\\S+ +${tenant} +${BOB.replace('.', '\\.')} +key\\.rollback +refused FORBIDDEN +-$`)));
   // Another tenant's administrator, and a system administrator, may not read it.
   expect((await stack.cmk(['audit', 'list', '--tenant', tenant, '--json'], { as: SAM })).json().error.code).toBe('FORBIDDEN');
   expect((await stack.cmk(['audit', 'list', '--all', '--json'], { as: ALICE })).json().error.code).toBe('FORBIDDEN');
