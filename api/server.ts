@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
-import { ACTIONS, describeActor, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
+import { ACTIONS, describeActor, isValidId, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
 import type { AuditEntry } from '../audit/trail';
 import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
 import type { Authenticator } from './auth';
@@ -354,12 +354,17 @@ export function createApiServer(deps: ServerDependencies): Server {
         throw new CmkError('INVALID_ARGUMENT', `The ${name} in the path is not valid percent-encoding.`);
       }
     });
-    const body = () => readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT');
+    // Kept once read, so that a refusal's audit record can name the region the request asked for.
+    let parsedBody: Record<string, unknown> | undefined;
+    const body = async () => (parsedBody ??= await readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT'));
     try {
       sendJson(res, 200, await route.handle({ actor, params, query: url.searchParams, body, req }));
     } catch (err) {
       // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
-      if (route.audited && isCmkError(err)) await reportRefusal(route.audited, actor, params, err);
+      if (route.audited && isCmkError(err)) {
+        const region = parsedBody?.region ?? url.searchParams.get('region');
+        await reportRefusal(route.audited, actor, { ...params, ...(typeof region === 'string' ? { region } : {}) }, err);
+      }
       throw err;
     }
   }
@@ -372,8 +377,10 @@ export function createApiServer(deps: ServerDependencies): Server {
       action,
       outcome: 'refused',
       // Path parameters may be anything a caller typed: only well-formed IDs name a tenant or environment.
-      tenant: params.tenant && /^[a-z0-9][a-z0-9-]{0,62}$/.test(params.tenant) ? params.tenant : null,
-      environment: params.env && /^[a-z0-9][a-z0-9-]{0,62}$/.test(params.env) ? params.env : null,
+      tenant: isValidId(params.tenant) ? params.tenant : null,
+      environment: isValidId(params.env) ? params.env : null,
+      // The region the request named, if any (without one, the tenant's home region was meant).
+      region: isValidId(params.region) ? params.region : null,
       code: err.code,
       message: err.message.slice(0, 500),
     };

@@ -122,6 +122,8 @@ test('key rollback: another administrator puts the replaced key back within the 
 }, 180_000);
 
 test('the audit trail: accepted and refused requests, who and what, never secrets; verify passes', async () => {
+  // A refusal names the region the request asked for, from its body (or query).
+  expect((await stack.cmk(['key', 'rollback', '--tenant', tenant, '--region', 'default', '--json'], { as: SAM })).json().error.code).toBe('FORBIDDEN');
   const list = await stack.cmk(['audit', 'list', '--tenant', tenant, '--limit', '500', '--json'], { as: BOB });
   expect(list.code).toBe(0);
   const records = list.json().records as Array<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON records
@@ -139,6 +141,7 @@ test('the audit trail: accepted and refused requests, who and what, never secret
     ]),
   );
   expect(records.every((r) => r.tenant === tenant)).toBe(true);
+  expect(records.at(-1)).toMatchObject({ actor: SAM, action: 'key.rollback', outcome: 'refused', code: 'FORBIDDEN', region: 'default' });
   expect(records.find((r) => r.action === 'key.rollback' && r.outcome === 'completed')!.thumbprints).toHaveLength(2);
   expect(JSON.stringify(records)).not.toMatch(/northwind key password|after the rollback/);
   // Sequence numbers only grow, and a page after the last one is empty.
