@@ -467,8 +467,10 @@ function describeKey(r: KeyReport): string {
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);
   for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);
-  if (r.nextKeyChangeAllowedAt) lines.push(`Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
-  if (r.lockAllowedAt) lines.push(`Lock allowed from ${r.lockAllowedAt}.`);
+  // A moment already past reads as "now": the reader should not have to compare timestamps with the clock.
+  const passed = (at: string) => Date.parse(at) <= Date.now();
+  if (r.nextKeyChangeAllowedAt) lines.push(passed(r.nextKeyChangeAllowedAt) ? `A key change is allowed now (R5: since ${r.nextKeyChangeAllowedAt}).` : `Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
+  if (r.lockAllowedAt) lines.push(passed(r.lockAllowedAt) ? `A lock is allowed now (R6: since ${r.lockAllowedAt}).` : `Lock allowed from ${r.lockAllowedAt}.`);
   if (r.rollbackAvailableUntil) lines.push(`Until ${r.rollbackAvailableUntil}, another global or service administrator can put the replaced key back (\`cmk key rollback\`).`);
   return lines.join('\n');
 }

@@ -135,8 +135,12 @@ describe('one tenant, from creation to its own key', () => {
     expect((await upload(file('random.pfx', Buffer.from('this is not a pfx at all')), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('big.pfx', Buffer.alloc(65 * 1024, 1)), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('key.pem', 'x'), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
+    const shown = async () => (await stack.cmk(['key', 'show', '--tenant', tenant], { as: ALICE })).stdout;
+    expect(await shown()).toMatch(/^Next key change allowed at \S+\.$/m);
 
     await untilKeyChangeAllowed();
+    // Once the moment has passed, a person reads "now" rather than a timestamp to compare with the clock.
+    expect(await shown()).toMatch(/^A key change is allowed now \(R5: since \S+\)\.$/m);
     const accepted = await upload(own, ['--password-file', ownPassword, '--wait']);
     expect(accepted.code).toBe(0);
     expect(accepted.json().activeKey).toMatchObject({ name: 'k2', state: 'Active' });
