@@ -25,6 +25,11 @@ export interface Config {
   workerRegions: string[];
   /** Whether this worker also runs the workflows and the region-less activities (mail, audit) (CMK_WORKER_WORKFLOWS). */
   workerWorkflows: boolean;
+  /**
+   * How many tenant workflows the worker keeps in memory between tasks (CMK_WORKER_MAX_CACHED_WORKFLOWS); unset: the
+   * SDK derives it from the heap limit, so a worker started with a small `--max-old-space-size` would cache few.
+   */
+  workerMaxCachedWorkflows?: number;
   /** How often the Schedule runs the purge of locked environments past their deadline (R9's safety net). */
   purgeIntervalMs: number;
   /** Environment databases: embedded SQLite files (default) or SQL Server with TDE (database/sqlserver.ts). */
@@ -99,6 +104,15 @@ function port(env: Env, name: string, fallback: number): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(`${name}="${text}" is not a TCP port.`);
   return value;
+}
+
+function cachedWorkflows(env: Env): Pick<Config, 'workerMaxCachedWorkflows'> {
+  const text = env.CMK_WORKER_MAX_CACHED_WORKFLOWS;
+  if (text === undefined || text === '') return {};
+  const value = Number(text);
+  // Below 2 the SDK would silently use 2, or (at 0) replay each tenant's whole history on every task.
+  if (!Number.isInteger(value) || value < 2) throw new ConfigError(`CMK_WORKER_MAX_CACHED_WORKFLOWS="${text}" is not a whole number of at least 2.`);
+  return { workerMaxCachedWorkflows: value };
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T, what: string): T {
@@ -176,6 +190,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     workerRegions: workerRegions(env, regions),
     workerWorkflows: oneOf(env, 'CMK_WORKER_WORKFLOWS', ['true', 'false'] as const, 'true', 'true or false') === 'true',
+    ...cachedWorkflows(env),
     purgeIntervalMs: duration(env, 'CMK_PURGE_INTERVAL', 24 * 3_600_000),
     dbEngine,
     ...(dbEngine === 'sqlserver' ? { mssqlUrl } : {}),

@@ -1,4 +1,4 @@
-/** R1's configuration: CMK_REGIONS, the worker's share of them, and per-region vaults only for regions that exist. */
+/** The worker's configuration: R1's CMK_REGIONS, the worker's share of them, per-region vaults only for regions that exist, its workflow cache. */
 import { ConfigError, loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +14,9 @@ test('without CMK_REGIONS any region is accepted and nothing is routed', () => {
   expect(config.policy.regions).toBeUndefined();
   expect(config.workerRegions).toEqual([]);
   expect(config.workerWorkflows).toBe(true);
+  // The SDK sizes the workflow cache unless told.
+  expect(config.workerMaxCachedWorkflows).toBeUndefined();
+  expect(loadConfig({ ...base, CMK_WORKER_MAX_CACHED_WORKFLOWS: '500' }).workerMaxCachedWorkflows).toBe(500);
 });
 
 test('CMK_REGIONS names the regions; a worker serves all of them unless told otherwise', () => {
@@ -28,6 +31,10 @@ test.each([
   [{ CMK_REGIONS: 'eu,,us' }, /CMK_REGIONS names "", which is not a region ID/],
   [{ CMK_REGIONS: 'eu,us,eu' }, /names a region twice/],
   [{ CMK_WORKER_REGIONS: 'eu' }, /CMK_WORKER_REGIONS needs CMK_REGIONS/],
+  [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: '1' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="1" is not a whole number of at least 2/],
+  [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: '0' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="0" is not a whole number/],
+  [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: '2.5' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="2.5" is not a whole number/],
+  [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: 'many' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="many" is not a whole number/],
   [{ CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'apac' }, /CMK_WORKER_REGIONS names apac, not in CMK_REGIONS \(eu, us\)/],
   [{ CMK_REGIONS: 'eu', CMK_WORKER_WORKFLOWS: 'no' }, /CMK_WORKER_WORKFLOWS="no" is not true or false/],
   [{ ...azure, CMK_AZURE_VAULT_URL_EU: 'https://cmk-eu.vault.azure.net' }, /CMK_AZURE_VAULT_URL_EU names a region that CMK_REGIONS \(unset\) does not list/],

@@ -50,6 +50,7 @@ export async function runWorker(): Promise<void> {
         // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
         ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
         activities: createActivities({ ...parts, ...activityDependencies }),
+        ...(config.workerMaxCachedWorkflows ? { maxCachedWorkflows: config.workerMaxCachedWorkflows } : {}),
       }),
     );
   }
