@@ -5,7 +5,7 @@ import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { OPERATOR } from '../workflows/rules';
 import { regionTaskQueue } from '../workflows/messages';
-import { loadConfig } from '../config';
+import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
 import { loadDataConverter } from '../codec';
@@ -15,6 +15,20 @@ import { loadOrCreateSecret } from '../common/secrets';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
 import { installWorkerRuntime } from './telemetry';
+
+/**
+ * What this process's activities need besides its parts: the tenants (for the daily purge), the audit sink, and — in
+ * the workflows' worker only — the audit trail. The workflows' worker is the trail's single writer (the audit
+ * workflow's appends run on its queue); its HMAC key lives outside the data dir. A region's own worker never opens
+ * the trail: opening recovers from a crash, which must not race the writer's appends on a shared data dir.
+ */
+export function workerActivityDependencies(config: Config, plane: ControlPlane) {
+  return {
+    tenants: { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) },
+    ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
+    auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
+  };
+}
 
 export async function runWorker(): Promise<void> {
   const config = loadConfig();
@@ -28,17 +42,9 @@ export async function runWorker(): Promise<void> {
   const clientConnection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
   const plane = new ControlPlane(temporal, config.taskQueue);
-  const tenants = { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) };
   // The Schedule starts workflows: the workers that run them keep it in place.
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
-  const activityDependencies = {
-    tenants,
-    // The workflows' worker is the trail's single writer (the audit workflow's appends run on its queue); its HMAC key
-    // lives outside the data dir. A region's own worker never opens the trail: opening recovers from a crash, which
-    // must not race the writer's appends on a shared data dir.
-    ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
-    auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
-  };
+  const activityDependencies = workerActivityDependencies(config, plane);
   const workers: Worker[] = [];
   if (config.workerWorkflows) {
     workers.push(
