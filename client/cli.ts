@@ -470,7 +470,8 @@ function describeKey(r: KeyReport): string {
   // A moment already past reads as "now": the reader should not have to compare timestamps with the clock.
   const passed = (at: string) => Date.parse(at) <= Date.now();
   if (r.nextKeyChangeAllowedAt) lines.push(passed(r.nextKeyChangeAllowedAt) ? `A key change is allowed now (R5: since ${r.nextKeyChangeAllowedAt}).` : `Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
-  if (r.lockAllowedAt) lines.push(passed(r.lockAllowedAt) ? `A lock is allowed now (R6: since ${r.lockAllowedAt}).` : `Lock allowed from ${r.lockAllowedAt}.`);
+  // A region already locked has nothing left to lock: the line above says what to do instead.
+  if (r.lockAllowedAt && k?.state !== 'Locked') lines.push(passed(r.lockAllowedAt) ? `A lock is allowed now (R6: since ${r.lockAllowedAt}).` : `Lock allowed from ${r.lockAllowedAt}.`);
   if (r.rollbackAvailableUntil) lines.push(`Until ${r.rollbackAvailableUntil}, another global or service administrator can put the replaced key back (\`cmk key rollback\`).`);
   return lines.join('\n');
 }

@@ -130,13 +130,13 @@ describe('one tenant, from creation to its own key', () => {
 
     // First, at once after the key generated above: R5 (20 s here; a slow machine must not outrun it).
     expect((await upload(own, ['--password-file', ownPassword])).json().error.code).toBe('KEY_CHANGE_TOO_SOON');
+    const shown = async () => (await stack.cmk(['key', 'show', '--tenant', tenant], { as: ALICE })).stdout;
+    expect(await shown()).toMatch(/^Next key change allowed at \S+\.$/m);
     expect((await upload(own)).json().error.code).toBe('PASSWORD_REQUIRED');
     expect((await upload(own, ['--password-file', password])).json().error.code).toBe('WRONG_PASSWORD');
     expect((await upload(file('random.pfx', Buffer.from('this is not a pfx at all')), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('big.pfx', Buffer.alloc(65 * 1024, 1)), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
     expect((await upload(file('key.pem', 'x'), ['--password-file', ownPassword])).json().error.code).toBe('INVALID_KEY_FILE');
-    const shown = async () => (await stack.cmk(['key', 'show', '--tenant', tenant], { as: ALICE })).stdout;
-    expect(await shown()).toMatch(/^Next key change allowed at \S+\.$/m);
 
     await untilKeyChangeAllowed();
     // Once the moment has passed, a person reads "now" rather than a timestamp to compare with the clock.

@@ -21,8 +21,12 @@ const tenant = 'fabrikam';
 const CANARY = 'CANARY-LOCKED-ROW-5e1d';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const UNLOCK_DELAY_S = 45;
+
 beforeAll(async () => {
-  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_LOCK_EMBARGO: '20s', CMK_UNLOCK_DELAY: '15s' });
+  // R15's delay must outlast everything between the lock and the first unlock that expects UNLOCK_TOO_SOON (about
+  // fifteen CLI calls and the seal check: 10–20 s on a busy machine).
+  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_LOCK_EMBARGO: '20s', CMK_UNLOCK_DELAY: `${UNLOCK_DELAY_S}s` });
 }, 120_000);
 
 afterAll(async () => {
@@ -86,6 +90,10 @@ test('tenant lock: every environment Locked, prod sealed; no key the service sti
   expect((await stack.cmk(['env', 'rekey', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().error.code).toBe('ENVIRONMENT_LOCKED');
   const show = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM })).json();
   expect(show.activeKey).toMatchObject({ state: 'Locked', lockedAt: result.lockedAt });
+  // Read by a person: what to do next, and no "a lock is allowed now" for a region already locked.
+  const shown = (await stack.cmk(['key', 'show', '--tenant', tenant], { as: SAM })).stdout;
+  expect(shown).toMatch(/^The key was withdrawn from the vault by a lock at \S+: upload it again with `cmk key reactivate`/m);
+  expect(shown).not.toMatch(/lock is allowed|Lock allowed/);
   expect((await lock()).json().error.code).toBe('LOCKED_ENVIRONMENTS_EXIST');
 
   // The seal, checked on the data dir with the service's own secrets: every key the vault still holds — the
@@ -121,7 +129,7 @@ test('key reactivate with the same .pfx, then env unlock after the delay: prod r
   const tooSoon = await stack.cmk(['env', 'unlock', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
   expect(tooSoon.json().error.code).toBe('UNLOCK_TOO_SOON');
   const lockedAt = Date.parse((await stack.cmk(['env', 'list', '--tenant', tenant, '--json'])).json().environments[0].lock.lockedAt);
-  await sleep(Math.max(0, lockedAt + 15_500 - Date.now()));
+  await sleep(Math.max(0, lockedAt + UNLOCK_DELAY_S * 1000 + 500 - Date.now()));
   const unlocked = await stack.cmk(['env', 'unlock', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
   expect(unlocked.code).toBe(0);
   expect(unlocked.json().environment).toMatchObject({ id: 'prod', state: 'Online', protection: 'tenant' });
