@@ -112,6 +112,7 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         return service.createTenant(actor, { tenant: requiredString(b, 'tenant'), name: requiredString(b, 'name'), region: optionalString(b, 'region'), admins: adminList(b.admins) });
       },
     },
+    { method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) },
     {
       method: 'POST',
       path: '/v1/tenants/{tenant}/admins',

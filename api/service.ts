@@ -37,6 +37,7 @@ import {
   type AdminRole,
   type EnvironmentOperation,
   type EnvironmentRecord,
+  type EnvironmentState,
   type BackupOperation,
   type KeySource,
   type PossessionProof,
@@ -164,6 +165,17 @@ export class ApiService {
   async createTenant(actor: Actor, p: { tenant: string; name: string; region?: string; admins: Array<{ email: string; role: AdminRole }> }) {
     const snapshot = await this.deps.controlPlane.createTenant({ actor, tenant: p.tenant, displayName: p.name, homeRegion: p.region ?? 'default', admins: p.admins, ...(this.policy.regions ? { regions: this.policy.regions } : {}) });
     return { tenant: tenantView(snapshot) };
+  }
+
+  /**
+   * `tenant show` (an extension of §4): who administers the tenant, and its environments per region by state and
+   * protection. For the tenant's global and service administrators and the operator; a system administrator sees
+   * only their own environments (`env list`), so not the tenant's counts. No key: that is `key show`, which the
+   * operator may not see.
+   */
+  async showTenant(actor: Actor, tenantId: string) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.show');
+    return { tenant: { ...tenantView(tenant), regions: regionSummaries(tenant) } };
   }
 
   async changeAdmin(actor: Actor, tenantId: string, p: { change: 'add' | 'remove'; email: string; role: AdminRole | null }) {
@@ -489,6 +501,24 @@ function checkKeyName(name: string): void {
   if (!KEY_NAME_PATTERN.test(name)) refuse('INVALID_ARGUMENT', 'The key name must be 1 to 100 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.');
 }
 
+/** Per region the tenant has environments or keys in (its home region first): environments counted, deleted ones apart. */
+function regionSummaries(t: TenantSnapshot) {
+  const regions = [...new Set([t.homeRegion, ...Object.keys(t.regions).sort(), ...t.environments.map((e) => e.region).sort()])];
+  return regions.map((region) => {
+    const here = t.environments.filter((e) => e.region === region);
+    const live = here.filter((e) => e.state !== 'Deleted');
+    const byState: Partial<Record<EnvironmentState, number>> = {};
+    for (const e of live) byState[e.state] = (byState[e.state] ?? 0) + 1;
+    return {
+      region,
+      environments: live.length,
+      byState,
+      onTenantKey: live.filter((e) => e.protection === 'tenant').length,
+      deleted: here.length - live.length,
+    };
+  });
+}
+
 function tenantView(t: TenantSnapshot) {
   return { id: t.tenant, name: t.displayName, homeRegion: t.homeRegion, admins: t.admins, createdAt: t.createdAt };
 }
@@ -496,6 +526,7 @@ function tenantView(t: TenantSnapshot) {
 function describeAction(action: Action): string {
   const words: Record<Action, string> = {
     'tenant.create': 'create tenants',
+    'tenant.show': 'see this tenant',
     'tenant.admin': 'change the administrators of this tenant',
     'tenant.lock': 'lock this tenant',
     'env.create': 'create environments for this tenant',

@@ -114,6 +114,12 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
       const r = await api().call<Json & { tenant: { id: string; admins: Array<{ email: string; role: string }> } }>('POST', '/v1/tenants', { tenant: o.tenant, name: o.name, region: o.region, admins });
       print(r, () => `Tenant ${r.tenant.id} created, administrators: ${r.tenant.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
     });
+  command(tenant, 'show', "the tenant's administrators, and its environments per region")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .action(async (o: { tenant: string }) => {
+      const r = await api().call<Json & { tenant: TenantView }>('GET', `/v1/tenants/${enc(o.tenant)}`);
+      print(r, () => describeTenant(r.tenant));
+    });
   const admin = command(tenant, 'admin', "change the tenant's global and service administrators");
   for (const change of ['add', 'remove'] as const) {
     command(admin, change, `${change} an administrator (mailed to every administrator)`)
@@ -453,6 +459,31 @@ const query = (params: Record<string, string | undefined>): string => {
 function columns(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+interface TenantView {
+  id: string;
+  name: string;
+  homeRegion: string;
+  createdAt: string;
+  admins: Array<{ email: string; role: string }>;
+  regions: Array<{ region: string; environments: number; byState: Record<string, number>; onTenantKey: number; deleted: number }>;
+}
+
+function describeTenant(t: TenantView): string {
+  const states = ['Online', 'Locked'];
+  return [
+    `Tenant ${t.id} ("${t.name}"), home region ${t.homeRegion}, created ${t.createdAt}.`,
+    'Administrators:',
+    ...t.admins.map((a) => `  ${a.email} (${a.role})`),
+    columns([
+      ['REGION', 'ENVIRONMENTS', ...states.map((s) => s.toUpperCase()), 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED'],
+      ...t.regions.map((r) => {
+        const inProgress = Object.entries(r.byState).filter(([state]) => !states.includes(state)).reduce((sum, [, n]) => sum + n, 0);
+        return [r.region, `${r.environments}`, ...states.map((s) => `${r.byState[s] ?? 0}`), `${inProgress}`, `${r.onTenantKey}`, `${r.deleted}`];
+      }),
+    ]),
+  ].join('\n');
 }
 
 function describeEnv(e: EnvView): string {

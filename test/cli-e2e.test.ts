@@ -207,6 +207,40 @@ describe('one tenant, from creation to its own key', () => {
     const mails = (await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'])).json().mails as Array<{ to: string; event: string }>;
     expect(mails.filter((m) => m.event === 'admin-changed' && m.to === 'carol@contoso.example').length).toBeGreaterThanOrEqual(2);
   });
+
+  test('tenant show (an extension): administrators and environments per region, for the tenant administrators and the operator only', async () => {
+    const shown = await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'], { as: ALICE });
+    expect(shown.code).toBe(0);
+    const envs = (await stack.cmk(['env', 'list', '--tenant', tenant, '--json'], { as: ALICE })).json().environments as Array<{ protection: string }>;
+    expect(shown.json()).toEqual({
+      tenant: {
+        id: tenant,
+        name: 'Contoso Ltd',
+        homeRegion: 'emea',
+        createdAt: expect.any(String),
+        admins: [{ email: ALICE, role: 'global' }, { email: 'bob@contoso.example', role: 'service' }],
+        regions: [{ region: 'emea', environments: envs.length, byState: { Online: envs.length }, onTenantKey: envs.filter((e) => e.protection === 'tenant').length, deleted: 0 }],
+      },
+    });
+    // No key in it: the operator may see it (key show is refused to the operator).
+    expect((await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'])).json()).toEqual(shown.json());
+    const [title, adminsHeading, ...rest] = (await stack.cmk(['tenant', 'show', '--tenant', tenant], { as: ALICE })).stdout.trimEnd().split('\n');
+    expect([title, adminsHeading, rest[0], rest[1]]).toEqual([
+      expect.stringMatching(/^Tenant contoso \("Contoso Ltd"\), home region emea, created \S+\.$/),
+      'Administrators:',
+      `  ${ALICE} (global)`,
+      '  bob@contoso.example (service)',
+    ]);
+    const [heading, row] = rest.slice(2);
+    expect(heading).toMatch(/^REGION +ENVIRONMENTS +ONLINE +LOCKED +IN PROGRESS +ON THE TENANT KEY +DELETED$/);
+    expectAligned(heading!, [row!], ['ENVIRONMENTS', 'ONLINE', 'LOCKED', 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED']);
+    // A system administrator sees only their own environments (env list), so not the tenant's counts.
+    const sam = await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'], { as: SAM });
+    expect([sam.code, sam.json().error.code]).toEqual([3, 'FORBIDDEN']);
+    expect((await stack.cmk(['tenant', 'show', '--tenant', tenant], { as: 'mallory@contoso.example' })).stderr).toBe('FORBIDDEN: mallory@contoso.example may not see this tenant.\n');
+    expect((await stack.cmk(['tenant', 'show', '--tenant', 'no-such-tenant', '--json'])).json().error.code).toBe('NOT_FOUND');
+    expect((await stack.cmk(['tenant', 'show'])).code).toBe(2);
+  });
 });
 
 function hasOpenssl(): boolean {

@@ -90,6 +90,7 @@ test('tenant lock: every environment Locked, prod sealed; no key the service sti
   expect((await stack.cmk(['env', 'rekey', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().error.code).toBe('ENVIRONMENT_LOCKED');
   const show = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM })).json();
   expect(show.activeKey).toMatchObject({ state: 'Locked', lockedAt: result.lockedAt });
+  expect((await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'])).json().tenant.regions).toEqual([{ region: 'default', environments: 2, byState: { Locked: 2 }, onTenantKey: 1, deleted: 0 }]);
   // Read by a person: what to do next, and no "a lock is allowed now" for a region already locked.
   const shown = (await stack.cmk(['key', 'show', '--tenant', tenant], { as: SAM })).stdout;
   expect(shown).toMatch(/^The key was withdrawn from the vault by a lock at \S+: upload it again with `cmk key reactivate`/m);

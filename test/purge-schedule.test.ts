@@ -64,6 +64,8 @@ test('R9: the tenant timer deletes at the deadline; the purge deletes what no ti
     await sleep(500);
   }
   expect((await stack.cmk(['env', 'list', '--tenant', 'timely', '--json'])).json().environments[0]).toMatchObject({ id: 'e1', state: 'Deleted', deletedAt: expect.any(String) });
+  // tenant show counts it apart from the live environments.
+  expect((await stack.cmk(['tenant', 'show', '--tenant', 'timely', '--json'])).json().tenant.regions).toEqual([{ region: 'default', environments: 0, byState: {}, onTenantKey: 0, deleted: 1 }]);
   const events = ((await stack.cmk(['mail', 'list', '--tenant', 'timely', '--json'])).json().mails as Array<{ event: string }>).map((m) => m.event);
   expect(events).toEqual(expect.arrayContaining(['tenant-locked', 'deletion-warning', 'environment-deleted']));
   expect(existsSync(join(stack.dataDir, 'environments', 'timely', 'e1'))).toBe(false);

@@ -197,6 +197,7 @@ export interface TenantSnapshot {
 /** Every request the control plane answers, named as the CLI names it. */
 export type Action =
   | 'tenant.create'
+  | 'tenant.show'
   | 'tenant.admin'
   | 'tenant.lock'
   | 'env.create'
@@ -217,12 +218,13 @@ export type Action =
   | 'audit';
 
 export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'tenant.create', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
+  'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
   'env.unlock', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
 ]);
 
-// The operator also reads and verifies the audit trail (an extension of §4's table: it is no key operation).
-const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'env.create', 'env.list', 'env.data', 'mail.list', 'audit']);
+// The operator also reads and verifies the audit trail, and sees a tenant's administrators and environment counts
+// (`tenant show`): extensions of §4's table, neither a key operation.
+const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'tenant.show', 'env.create', 'env.list', 'env.data', 'mail.list', 'audit']);
 /** R12: what the system administrator of one environment may do, on that environment only. */
 const SYSTEM_ADMIN_ENV_ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'env.apply',
