@@ -355,7 +355,8 @@ export function createApiServer(deps: ServerDependencies): Server {
         throw new CmkError('INVALID_ARGUMENT', `The ${name} in the path is not valid percent-encoding.`);
       }
     });
-    // Kept once read, so that a refusal's audit record can name the region the request asked for.
+    // Kept once read, so that a refusal's audit record can name the region the request asked for (every audited
+    // route is a POST that names it in its body).
     let parsedBody: Record<string, unknown> | undefined;
     const body = async () => (parsedBody ??= await readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT'));
     try {
@@ -363,7 +364,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     } catch (err) {
       // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
       if (route.audited && isCmkError(err)) {
-        const region = parsedBody?.region ?? url.searchParams.get('region');
+        const region = parsedBody?.region;
         await reportRefusal(route.audited, actor, { ...params, ...(typeof region === 'string' ? { region } : {}) }, err);
       }
       throw err;
