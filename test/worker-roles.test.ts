@@ -5,11 +5,16 @@
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { Client } from '@temporalio/client';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { TRAIL_FILE } from '../audit/trail';
-import { workerActivityDependencies } from '../worker/main';
+import { createWorkers, workerActivityDependencies } from '../worker/main';
+import { buildParts } from '../worker/parts';
+import { temporalCliPath } from '../stack/tools';
+import { testDataConverter } from './support/codec';
 import { scratchDir } from './support/scratch';
 
 // A lazy client: nothing here talks to Temporal.
@@ -43,4 +48,34 @@ test("only the workflows' worker opens the audit trail: a region's own worker le
   const reopened = workerActivityDependencies(workflowsWorker, plane).auditTrail!;
   expect(readFileSync(trailFile, 'utf8')).not.toBe(torn);
   expect(reopened.verify()).toMatchObject({ ok: true, records: 1 });
+});
+
+describe('the workers a process creates, on the Temporal dev server', () => {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCliPath() } } });
+  }, 120_000);
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  async function workersFor(settings: Record<string, string>): Promise<Array<[string, number]>> {
+    const { dir } = scratchDir('cmk-worker-create-');
+    const config = loadConfig({ CMK_DATA_DIR: join(dir, 'var'), CMK_SECRETS_DIR: join(dir, 'secrets'), ...settings });
+    const workers = await createWorkers(config, env.nativeConnection, buildParts(config), workerActivityDependencies(config, plane), testDataConverter());
+    // Started and stopped at once: what is read is how each was created.
+    for (const worker of workers) await worker.runUntil(Promise.resolve());
+    return workers.map((w) => [w.options.taskQueue, w.options.maxCachedWorkflows]);
+  }
+
+  test('CMK_WORKER_MAX_CACHED_WORKFLOWS sizes the workflows worker’s cache; unset, the SDK derives it from the heap limit', async () => {
+    expect(await workersFor({ CMK_WORKER_MAX_CACHED_WORKFLOWS: '7' })).toEqual([['cmk', 7]]);
+    const derived = (await workersFor({}))[0]?.[1];
+    expect(derived).toBe(Math.max(Math.floor((Math.max(getHeapStatistics().heap_size_limit / 1024 / 1024 - 200, 0) * 600) / 1024), 10));
+  }, 120_000);
+
+  test('a region worker serves its region’s queue only; the workflows worker the main one', async () => {
+    expect((await workersFor({ CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'us', CMK_WORKER_WORKFLOWS: 'false' })).map(([q]) => q)).toEqual(['cmk-region-us']);
+    expect((await workersFor({ CMK_REGIONS: 'eu,us' })).map(([q]) => q)).toEqual(['cmk', 'cmk-region-eu', 'cmk-region-us']);
+  }, 120_000);
 });

@@ -1,6 +1,6 @@
 /** The worker process: runs the tenant workflows and their activities on the configured task queue. */
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { OPERATOR } from '../workflows/rules';
@@ -30,21 +30,18 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
   };
 }
 
-export async function runWorker(): Promise<void> {
-  const config = loadConfig();
-  // Before any connection: the Runtime carries the logger (WARN by default, so the foreground stack prints one ready line) and the metrics endpoint.
-  installWorkerRuntime(config);
-  const parts = buildParts(config);
-  // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
-  const dataConverter = loadDataConverter(config.secretsDir);
-  const connection = await NativeConnection.connect(temporalConnectionOptions());
-  // The daily purge reaches the tenant workflows through the client library.
-  const clientConnection = await Connection.connect(temporalConnectionOptions());
-  const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
-  const plane = new ControlPlane(temporal, config.taskQueue);
-  // The Schedule starts workflows: the workers that run them keep it in place.
-  if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
-  const activityDependencies = workerActivityDependencies(config, plane);
+/**
+ * The `Worker`s of this process: the workflows' (unless CMK_WORKER_WORKFLOWS=false), with its workflow cache when
+ * CMK_WORKER_MAX_CACHED_WORKFLOWS sets one, and one activity worker per region served (R1), each with that region's
+ * vault and database servers.
+ */
+export async function createWorkers(
+  config: Config,
+  connection: NativeConnection,
+  parts: ReturnType<typeof buildParts>,
+  activityDependencies: ReturnType<typeof workerActivityDependencies>,
+  dataConverter: DataConverter,
+): Promise<Worker[]> {
   const workers: Worker[] = [];
   if (config.workerWorkflows) {
     workers.push(
@@ -72,6 +69,25 @@ export async function runWorker(): Promise<void> {
       }),
     );
   }
+  return workers;
+}
+
+export async function runWorker(): Promise<void> {
+  const config = loadConfig();
+  // Before any connection: the Runtime carries the logger (WARN by default, so the foreground stack prints one ready line) and the metrics endpoint.
+  installWorkerRuntime(config);
+  const parts = buildParts(config);
+  // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
+  const dataConverter = loadDataConverter(config.secretsDir);
+  const connection = await NativeConnection.connect(temporalConnectionOptions());
+  // The daily purge reaches the tenant workflows through the client library.
+  const clientConnection = await Connection.connect(temporalConnectionOptions());
+  const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
+  const plane = new ControlPlane(temporal, config.taskQueue);
+  // The Schedule starts workflows: the workers that run them keep it in place.
+  if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
+  const activityDependencies = workerActivityDependencies(config, plane);
+  const workers = await createWorkers(config, connection, parts, activityDependencies, dataConverter);
   if (workers.length === 0) throw new Error('This worker serves nothing: CMK_WORKER_WORKFLOWS=false and CMK_WORKER_REGIONS=none.');
   stopWhenStackEnds(() => workers.forEach((w) => w.shutdown()));
   // Worker.run ends on SIGINT/SIGTERM (the SDK's default shutdown signals) once in-flight tasks are done.
