@@ -484,7 +484,7 @@ export interface EnvironmentOperationCheck {
 
 /**
  * R7 and `env rekey`: R12 (the environment's system administrator included), the environment exists, then state —
- * already there, Locked, no active tenant key (R10) — then a running operation in its region or on it.
+ * Locked, already there, no active tenant key (R10) — then a running operation in its region or on it.
  */
 export function checkEnvironmentOperation(tenant: TenantSnapshot, request: EnvironmentOperationCheck): Refusal | null {
   const { actor, env: envId, operation } = request;
@@ -492,12 +492,13 @@ export function checkEnvironmentOperation(tenant: TenantSnapshot, request: Envir
   if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
   const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
   if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  // DESIGN.md §4: every operation on a Locked environment answers ENVIRONMENT_LOCKED, the first of the state codes.
+  if (env.state === 'Locked') return refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked; unlock it first.`);
   const active = usableKeyOf(tenant.regions[env.region]);
   if (operation === 'apply' && env.protection === 'tenant' && env.keyThumbprint === active?.thumbprint) {
     return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the tenant's active key.`);
   }
   if (operation === 'revert' && env.protection === 'provider') return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the provider key.`);
-  if (env.state === 'Locked') return refuse('ENVIRONMENT_LOCKED', `Environment ${envId} is locked; unlock it first.`);
   if (operation === 'apply' && !active) {
     return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${env.region}; generate or upload one first.`);
   }
