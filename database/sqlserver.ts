@@ -356,14 +356,18 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     checkProtector(protector);
     const { info, record: current } = await this.requireKeyRecord(tenant, env);
     const encryptor = await this.ensureEncryptor(protector);
-    const report = (state: EncryptionState, regenerateRequested?: ScanProgress['regenerateRequested'], percentComplete = progressOf(state)): void => {
-      hooks.onProgress?.(percentComplete, { percentComplete, encryptionState: state.encryption_state, ...(regenerateRequested ? { regenerateRequested } : {}) });
+    type Mark = Pick<ScanProgress, 'regenerateRequested' | 'regeneratedAt'>;
+    const report = (state: EncryptionState, mark: Mark = {}, percentComplete = progressOf(state)): void => {
+      const scan: ScanProgress = { percentComplete, encryptionState: state.encryption_state, ...mark };
+      // Once the new DEK was asked for, a DEK with another date is that one: its date tells a later retry so.
+      const requested = mark.regenerateRequested;
+      if (requested && state.regenerate_date && state.regenerate_date !== requested.before) scan.regeneratedAt = state.regenerate_date;
+      hooks.onProgress?.(percentComplete, scan);
     };
     if (hooks.resume) {
       const resumed = await this.resumable(database, current, { protector, encryptor }, hooks.resume);
       if (resumed) {
-        const requested = resumed.regenerateRequested;
-        await this.waitUntilEncrypted(database, this.scanTimeoutMs, (state) => report(state, requested), hooks.signal);
+        await this.waitUntilEncrypted(database, this.scanTimeoutMs, (state) => report(state, resumed), hooks.signal);
         hooks.afterPagesRewritten?.();
         return view(tenant, env, current);
       }
@@ -379,10 +383,10 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     await this.backupLogIfRequired(info);
     // Reported before the statement: should this attempt end at any moment from here, its retry knows to look.
     const requested = { before: state.regenerate_date ?? null };
-    report(state, requested, 0);
+    report(state, { regenerateRequested: requested }, 0);
     hooks.signal?.throwIfAborted();
     await this.connection.query(database, sql.regenerateEncryptionKey(), recordParams(record));
-    await this.waitUntilEncrypted(database, this.scanTimeoutMs, (s) => report(s, requested), hooks.signal);
+    await this.waitUntilEncrypted(database, this.scanTimeoutMs, (s) => report(s, { regenerateRequested: requested }), hooks.signal);
     hooks.afterPagesRewritten?.();
     return view(tenant, env, record);
   }
@@ -391,22 +395,26 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
    * On a retry: whether an earlier attempt's new DEK for this protector is being made or was made, so that only its
    * scan is left to wait for. Both need the key record and the DEK's encryptor to be the wanted ones already (the
    * REGENERATE batch comes after the re-wrap and writes the record). Then either the heartbeat says a REGENERATE was
-   * asked for and the DEK's regenerate date has moved since (done, or its scan still running), or — when that
-   * heartbeat never reached Temporal — the database shows a key change in progress (state 4): on a cmk database
-   * only cmk regenerates, and none other than this request's earlier attempt can have started it under this record.
+   * asked for and the DEK's regenerate date has moved since (done, or its scan still running), or an earlier retry
+   * recorded the date of the new DEK it waited for and the DEK still has it, or — when no such heartbeat reached
+   * Temporal — the database shows a key change in progress (state 4): on a cmk database only cmk regenerates, and
+   * none other than this request's earlier attempt can have started it under this record. The heartbeats of the
+   * resumed wait carry the new DEK's date, so that a further retry, after the scan has ended, still knows.
    */
   private async resumable(
     database: string,
     current: KeyRecord,
     wanted: Pick<KeyRecord, 'protector' | 'encryptor'> & { encryptor: { thumbprint: string } },
     resume: Partial<ScanProgress>,
-  ): Promise<{ regenerateRequested?: ScanProgress['regenerateRequested'] } | undefined> {
+  ): Promise<Pick<ScanProgress, 'regenerateRequested' | 'regeneratedAt'> | undefined> {
     if (!sameRecord(current, wanted)) return undefined;
     const state = await this.encryptionState(database);
     if (!state || !sameThumbprint(state.encryptor_thumbprint, wanted.encryptor.thumbprint)) return undefined;
-    const requested = resume.regenerateRequested;
-    if (requested && typeof requested === 'object' && (requested.before ?? null) !== (state.regenerate_date ?? null)) return { regenerateRequested: requested };
-    if (state.encryption_state === KEY_CHANGE) return requested && typeof requested === 'object' ? { regenerateRequested: requested } : {};
+    const requested = resume.regenerateRequested && typeof resume.regenerateRequested === 'object' ? resume.regenerateRequested : undefined;
+    if (requested && (requested.before ?? null) !== (state.regenerate_date ?? null)) return { regenerateRequested: requested };
+    const date = state.regenerate_date ?? undefined;
+    if (date !== undefined && resume.regeneratedAt === date) return { regeneratedAt: date };
+    if (state.encryption_state === KEY_CHANGE) return date === undefined ? {} : { regeneratedAt: date };
     return undefined;
   }
 

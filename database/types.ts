@@ -61,6 +61,8 @@ export interface ScanProgress {
    * another date knows that the new DEK was made, even when the scan has ended meanwhile.
    */
   regenerateRequested?: { before: string | null };
+  /** The regenerate date of the new DEK whose scan is being waited for: a later retry knows it by this date. */
+  regeneratedAt?: string;
 }
 
 export interface RekeyHooks {

@@ -874,6 +874,22 @@ describe('SQL Server engine: a TDE scan longer than an activity attempt (issue 1
     expect(dek()?.state).toBe(3);
   });
 
+  test('a retry that found the scan from the database alone records the new DEK, so a third attempt after the scan ended sends no REGENERATE', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 2, end: workerStops });
+    const second = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 2, cutAt: 3, end: workerStops });
+    expect(second.error).toBeInstanceOf(Error);
+    expect(second.last).toMatchObject({ encryptionState: 4, regeneratedAt: dek()?.regeneratedAt });
+    const scan = dek();
+    if (!scan) throw new Error('no DEK');
+    scan.pending = [];
+    server.take();
+    const third = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 3, heartbeatDetails: second.last });
+    expect(third.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(changes(server.take())).toEqual([]);
+  });
+
   test('a first attempt (a new request, not a retry) still asks for a new DEK, after the running scan', async () => {
     const { activities, attempt, regenerates, server } = await longScan();
     await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 2, end: workerStops });
