@@ -1,7 +1,7 @@
 import { isCmkError } from '../common/errors';
-import type { EnvironmentDatabases, Protector } from '../database/types';
+import type { EnvironmentDatabases, KeyRecordView, Protector, RekeyHooks, ScanProgress } from '../database/types';
 import type { Vault } from '../vault/types';
-import { heartbeat, resumeFrom } from './progress';
+import { attemptSignal, heartbeat, isRetry, resumeFrom } from './progress';
 
 /** A tenant key version in the vault, as the workflows refer to it. */
 export interface TenantKeyRef {
@@ -35,6 +35,34 @@ export async function providerProtector(vault: Vault, region: string): Promise<P
   return { kind: 'provider', name: key.name, version: key.version, thumbprint: key.thumbprint };
 }
 
+/** How often a rekey heartbeats while a statement runs (a log backup, opening an EKM key): well within its timeout. */
+const KEEP_ALIVE_MS = 15_000;
+
+/**
+ * A rekey with its page scan reported as heartbeat details on every poll, and repeated while a statement runs. On a
+ * retry, the last details the earlier attempt recorded (`{}` when none reached Temporal: the engine then looks at
+ * the database alone) let the engine wait for the scan that attempt started instead of asking for another new DEK;
+ * an attempt cut off stops waiting.
+ */
+async function withScanHeartbeats(rekey: (hooks: RekeyHooks) => Promise<KeyRecordView>): Promise<KeyRecordView> {
+  const details = resumeFrom<unknown>();
+  // Details from before scans were checkpointed were a bare percentage: they tell nothing about a REGENERATE.
+  const resume = isRetry() ? (details !== null && typeof details === 'object' ? (details as Partial<ScanProgress>) : {}) : undefined;
+  const signal = attemptSignal();
+  // Until this attempt reports, the earlier one's checkpoint is what a later retry must find.
+  let last: Partial<ScanProgress> = resume ?? { percentComplete: 0 };
+  const keepAlive = setInterval(() => heartbeat(last), KEEP_ALIVE_MS);
+  try {
+    return await rekey({
+      onProgress: (percentComplete, scan) => heartbeat((last = scan ?? { percentComplete })),
+      ...(resume ? { resume } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
 export function createEnvironmentActivities({ vault, databases }: { vault: Vault; databases: EnvironmentDatabases }) {
   // One provider-key creation at a time in this process, so concurrent first uses of a region make one key.
   let providerKeyChain: Promise<unknown> = Promise.resolve();
@@ -63,7 +91,7 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
 
     /** R7 apply: a new DEK (every page re-encrypted), wrapped by the tenant key — nothing the provider held opens it. */
     async applyTenantKey({ tenant, env, tenantKey }: { tenant: string; env: string; tenantKey: TenantKeyRef }) {
-      const record = await databases.rekey(tenant, env, { kind: 'tenant', ...tenantKey }, { onProgress: heartbeat });
+      const record = await withScanHeartbeats((hooks) => databases.rekey(tenant, env, { kind: 'tenant', ...tenantKey }, hooks));
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
     },
 
@@ -77,7 +105,7 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
     async rekeyEnvironmentDatabase({ tenant, env }: { tenant: string; env: string }) {
       const current = await databases.describe(tenant, env);
       if (!current) throw new Error(`Environment ${tenant}/${env} has no key record.`);
-      const record = await databases.rekey(tenant, env, current.protector, { onProgress: heartbeat });
+      const record = await withScanHeartbeats((hooks) => databases.rekey(tenant, env, current.protector, hooks));
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
     },
 

@@ -22,3 +22,13 @@ export function heartbeat(details: unknown): void {
 export function resumeFrom<T>(): T | undefined {
   return currentContext()?.info.heartbeatDetails as T | undefined;
 }
+
+/** Whether this is a retry of the activity (attempt 2 or later); false outside a running activity. */
+export function isRetry(): boolean {
+  return (currentContext()?.info.attempt ?? 1) > 1;
+}
+
+/** Aborted when this attempt is cut off (its timeout, a cancellation, the worker shutting down). */
+export function attemptSignal(): AbortSignal | undefined {
+  return currentContext()?.cancellationSignal;
+}

@@ -22,7 +22,7 @@ import type { SqlServerEntry } from '../config/sqlservers';
 import { providerKeyName } from '../activities/environments';
 import { MssqlConnection, SqlServerEnvironmentDatabases, databaseName, type SqlConnection, type SqlParams, type SqlServerOptions } from './sqlserver';
 import * as sql from './sqlserver-sql';
-import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';
+import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, RekeyHooks, Row } from './types';
 
 /** One SQL Server of the fleet: its connection, the engine that drives it, and what placement needs to know. */
 export interface FleetServer {
@@ -121,7 +121,7 @@ export class SqlServerFleet implements EnvironmentDatabases {
     return this.routed(tenant, env, (db) => db.writeRow(tenant, env, text), notFound(env));
   }
 
-  rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void; onProgress?: (percentComplete: number) => void }): Promise<KeyRecordView> {
+  rekey(tenant: string, env: string, protector: Protector, hooks?: RekeyHooks): Promise<KeyRecordView> {
     return this.routed(tenant, env, (db) => db.rekey(tenant, env, protector, hooks), notFound(env));
   }
 

@@ -66,9 +66,13 @@ export const FIND_DATABASE = `
     LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id
    WHERE d.name = @database`;
 
-/** In master. No row: the database has no DEK. Thumbprints as hex text, so they compare as strings. */
+/**
+ * In master. No row: the database has no DEK. Thumbprints as hex text, so they compare as strings; regenerate_date
+ * (when the DEK was last regenerated) as ISO 8601 text, so a retry can tell whether its REGENERATE took place.
+ */
 export const ENCRYPTION_STATE = `
-  SELECT encryption_state, percent_complete, CONVERT(varchar(66), encryptor_thumbprint, 2) AS encryptor_thumbprint
+  SELECT encryption_state, percent_complete, CONVERT(varchar(66), encryptor_thumbprint, 2) AS encryptor_thumbprint,
+         CONVERT(varchar(27), regenerate_date, 126) AS regenerate_date
     FROM sys.dm_database_encryption_keys
    WHERE database_id = DB_ID(@database)`;
 

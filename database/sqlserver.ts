@@ -33,7 +33,7 @@ import { isValidId } from '../workflows/rules';
 import { assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';
-import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';
+import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, RekeyHooks, Row, ScanProgress } from './types';
 
 // ------------------------------------------------------------------------------------------------- connection
 
@@ -166,6 +166,7 @@ interface EncryptionState {
   encryption_state: number;
   percent_complete: number;
   encryptor_thumbprint: string | null;
+  regenerate_date: string | null;
 }
 
 interface KeyRecordRow {
@@ -219,6 +220,7 @@ interface PendingRestoreRow extends KeyRecordRow {
 const MASTER = 'master';
 const ONLINE = 'ONLINE';
 const ENCRYPTED = 3;
+const KEY_CHANGE = 4;
 /** 2 encrypting, 4 key change, 5 decrypting, 6 protection change: no key statement may start meanwhile. */
 const BUSY_STATES = new Set([2, 4, 5, 6]);
 const MAX_ROW_TEXT = 4000;
@@ -345,30 +347,75 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
    * A new DEK under `protector`, every page re-encrypted. When the protector changes, the DEK is first re-wrapped by
    * the new encryptor and only then regenerated, so the new DEK is never wrapped by the old one (DESIGN.md §6: nothing
    * the provider held opens data written after apply).
+   *
+   * The page scan of a large database takes hours, longer than an activity attempt. A retry (`hooks.resume`) never
+   * asks for a second new DEK while the first is being made or was made: it waits for the scan instead (see resumable).
    */
-  async rekey(
-    tenant: string,
-    env: string,
-    protector: Protector,
-    hooks: { afterPagesRewritten?: () => void; onProgress?: (percentComplete: number) => void } = {},
-  ): Promise<KeyRecordView> {
+  async rekey(tenant: string, env: string, protector: Protector, hooks: RekeyHooks = {}): Promise<KeyRecordView> {
     const database = databaseName(tenant, env);
     checkProtector(protector);
     const { info, record: current } = await this.requireKeyRecord(tenant, env);
     const encryptor = await this.ensureEncryptor(protector);
-    const state = await this.waitUntilIdle(database, hooks.onProgress);
+    type Mark = Pick<ScanProgress, 'regenerateRequested' | 'regeneratedAt'>;
+    const report = (state: EncryptionState, mark: Mark = {}, percentComplete = progressOf(state)): void => {
+      const scan: ScanProgress = { percentComplete, encryptionState: state.encryption_state, ...mark };
+      // Once the new DEK was asked for, a DEK with another date is that one: its date tells a later retry so.
+      const requested = mark.regenerateRequested;
+      if (requested && state.regenerate_date && state.regenerate_date !== requested.before) scan.regeneratedAt = state.regenerate_date;
+      hooks.onProgress?.(percentComplete, scan);
+    };
+    if (hooks.resume) {
+      const resumed = await this.resumable(database, current, { protector, encryptor }, hooks.resume);
+      if (resumed) {
+        await this.waitUntilEncrypted(database, this.scanTimeoutMs, (state) => report(state, resumed), hooks.signal);
+        hooks.afterPagesRewritten?.();
+        return view(tenant, env, current);
+      }
+    }
+    const state = await this.waitUntilIdle(database, report, hooks.signal);
     if (state?.encryption_state !== ENCRYPTED) throw new Error(`${database} is not encrypted (encryption_state ${state?.encryption_state ?? 'none'}).`);
     const record: KeyRecord = { protector, encryptor, updatedAt: this.now().toISOString() };
     if (!sameRecord(current, record) || !sameThumbprint(state.encryptor_thumbprint, encryptor.thumbprint)) {
       await this.protect(database, state, encryptor, record);
       // Progress is reported for the page scan below; this wait is for the re-wrap, which rewrites no page.
-      await this.waitUntilEncrypted(database, this.scanTimeoutMs);
+      await this.waitUntilEncrypted(database, this.scanTimeoutMs, undefined, hooks.signal);
     }
     await this.backupLogIfRequired(info);
+    // Reported before the statement: should this attempt end at any moment from here, its retry knows to look.
+    const requested = { before: state.regenerate_date ?? null };
+    report(state, { regenerateRequested: requested }, 0);
+    hooks.signal?.throwIfAborted();
     await this.connection.query(database, sql.regenerateEncryptionKey(), recordParams(record));
-    await this.waitUntilEncrypted(database, this.scanTimeoutMs, hooks.onProgress);
+    await this.waitUntilEncrypted(database, this.scanTimeoutMs, (s) => report(s, { regenerateRequested: requested }), hooks.signal);
     hooks.afterPagesRewritten?.();
     return view(tenant, env, record);
+  }
+
+  /**
+   * On a retry: whether an earlier attempt's new DEK for this protector is being made or was made, so that only its
+   * scan is left to wait for. Both need the key record and the DEK's encryptor to be the wanted ones already (the
+   * REGENERATE batch comes after the re-wrap and writes the record). Then either the heartbeat says a REGENERATE was
+   * asked for and the DEK's regenerate date has moved since (done, or its scan still running), or an earlier retry
+   * recorded the date of the new DEK it waited for and the DEK still has it, or — when no such heartbeat reached
+   * Temporal — the database shows a key change in progress (state 4): on a cmk database only cmk regenerates, and
+   * none other than this request's earlier attempt can have started it under this record. The heartbeats of the
+   * resumed wait carry the new DEK's date, so that a further retry, after the scan has ended, still knows.
+   */
+  private async resumable(
+    database: string,
+    current: KeyRecord,
+    wanted: Pick<KeyRecord, 'protector' | 'encryptor'> & { encryptor: { thumbprint: string } },
+    resume: Partial<ScanProgress>,
+  ): Promise<Pick<ScanProgress, 'regenerateRequested' | 'regeneratedAt'> | undefined> {
+    if (!sameRecord(current, wanted)) return undefined;
+    const state = await this.encryptionState(database);
+    if (!state || !sameThumbprint(state.encryptor_thumbprint, wanted.encryptor.thumbprint)) return undefined;
+    const requested = resume.regenerateRequested && typeof resume.regenerateRequested === 'object' ? resume.regenerateRequested : undefined;
+    if (requested && (requested.before ?? null) !== (state.regenerate_date ?? null)) return { regenerateRequested: requested };
+    const date = state.regenerate_date ?? undefined;
+    if (date !== undefined && resume.regeneratedAt === date) return { regeneratedAt: date };
+    if (state.encryption_state === KEY_CHANGE) return date === undefined ? {} : { regeneratedAt: date };
+    return undefined;
   }
 
   /** The DEK re-wrapped by `protector` (ALTER DATABASE ENCRYPTION KEY ENCRYPTION BY: no page is rewritten). */
@@ -731,13 +778,14 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   }
 
   /** Polls until no scan or key change runs (a key statement may start), within busyTimeoutMs. */
-  private async waitUntilIdle(database: string, onProgress?: (percent: number) => void): Promise<EncryptionState | undefined> {
+  private async waitUntilIdle(database: string, onProgress?: (state: EncryptionState) => void, signal?: AbortSignal): Promise<EncryptionState | undefined> {
     const deadline = this.now().getTime() + this.busyTimeoutMs;
     for (;;) {
+      signal?.throwIfAborted();
       const state = await this.encryptionState(database);
       if (!state || !BUSY_STATES.has(state.encryption_state)) return state;
       // Someone else's scan: its progress keeps the caller's heartbeat going while it waits.
-      onProgress?.(progressOf(state));
+      onProgress?.(state);
       if (this.now().getTime() >= deadline) {
         throw new Error(`${database} is still busy (encryption_state ${state.encryption_state}, ${state.percent_complete}% done) after ${this.busyTimeoutMs} ms; try again later.`);
       }
@@ -745,15 +793,19 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
     }
   }
 
-  /** Polls until the database is encrypted (state 3), reporting percent_complete on every poll. */
-  private async waitUntilEncrypted(database: string, timeoutMs: number, onProgress?: (percent: number) => void): Promise<void> {
+  /**
+   * Polls until the database is encrypted (state 3), reporting each poll. An aborted `signal` (the activity attempt
+   * was cut off) ends the wait: the scan goes on in SQL Server, and the retry waits for it.
+   */
+  private async waitUntilEncrypted(database: string, timeoutMs: number, onProgress?: (state: EncryptionState) => void, signal?: AbortSignal): Promise<void> {
     const deadline = this.now().getTime() + timeoutMs;
     for (;;) {
+      signal?.throwIfAborted();
       const state = await this.encryptionState(database);
       if (!state || !(state.encryption_state === ENCRYPTED || BUSY_STATES.has(state.encryption_state))) {
         throw new Error(`${database} is not being encrypted (encryption_state ${state?.encryption_state ?? 'none'}).`);
       }
-      onProgress?.(progressOf(state));
+      onProgress?.(state);
       if (state.encryption_state === ENCRYPTED) return;
       if (this.now().getTime() >= deadline) {
         throw new Error(`${database} is still at encryption_state ${state.encryption_state} (${state.percent_complete}% done) after ${timeoutMs} ms.`);

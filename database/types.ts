@@ -47,6 +47,36 @@ export interface OfflineEnvironment extends OfflineMark {
   env: string;
 }
 
+/**
+ * Where a rekey's page scan stands, as an engine reports it on every poll. The activity keeps the last one as its
+ * heartbeat details and gives it back to its retry (`RekeyHooks.resume`), so that a scan longer than an attempt is
+ * waited for, not started again. Plain JSON: it crosses Temporal as a payload, and holds no secret.
+ */
+export interface ScanProgress {
+  percentComplete: number;
+  /** SQL Server's sys.dm_database_encryption_keys.encryption_state at the last poll (3 encrypted, 4 key change…). */
+  encryptionState?: number;
+  /**
+   * Set just before the engine asks for the new DEK: the DEK's regenerate date as it was then. A retry that finds
+   * another date knows that the new DEK was made, even when the scan has ended meanwhile.
+   */
+  regenerateRequested?: { before: string | null };
+  /** The regenerate date of the new DEK whose scan is being waited for: a later retry knows it by this date. */
+  regeneratedAt?: string;
+}
+
+export interface RekeyHooks {
+  afterPagesRewritten?: () => void;
+  onProgress?: (percentComplete: number, scan?: ScanProgress) => void;
+  /**
+   * Present only on a retry of the same request: the last progress the earlier attempt reported (`{}` when none
+   * reached Temporal). The engine then resumes a scan that attempt started instead of asking for another new DEK.
+   */
+  resume?: Partial<ScanProgress>;
+  /** Aborted when the attempt is cut off (its timeout, or the worker shutting down): the engine stops waiting. */
+  signal?: AbortSignal;
+}
+
 export interface EnvironmentDatabases {
   /** A new database under a fresh DEK wrapped by `protector`. Idempotent: an existing one is returned unchanged. */
   create(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
@@ -54,7 +84,7 @@ export interface EnvironmentDatabases {
   readRows(tenant: string, env: string): Promise<Row[]>;
   writeRow(tenant: string, env: string, text: string): Promise<Row>;
   /** A new DEK, every page re-encrypted, wrapped by `protector` (TDE's REGENERATE). Crash-safe. */
-  rekey(tenant: string, env: string, protector: Protector, hooks?: { afterPagesRewritten?: () => void; onProgress?: (percentComplete: number) => void }): Promise<KeyRecordView>;
+  rekey(tenant: string, env: string, protector: Protector, hooks?: RekeyHooks): Promise<KeyRecordView>;
   /** Unwraps the DEK with the current protector and re-wraps it with `protector`, in one call. Idempotent. */
   reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView>;
 

@@ -4,15 +4,19 @@
  * change to what the engine sends to production is a visible change to this file. The real-server run of the same
  * lifecycle is test/sqlserver-contract.test.ts.
  */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createEnvironmentActivities } from '../activities/environments';
 import { CmkError } from '../common/errors';
 import { ConfigError, loadConfig } from '../config';
 import { SqlServerEnvironmentDatabases, type SqlServerOptions } from '../database/sqlserver';
 import { quoteName, quoteString } from '../database/sqlserver-sql';
 import type { Protector } from '../database/types';
 import { buildParts } from '../worker/parts';
+import { localParts } from './support/parts';
 import { RecordingSqlServer } from './support/recording-sql';
 
 const NOW = '2030-01-02T03:04:05.678Z';
@@ -29,7 +33,7 @@ const KEY_B = `cmk_tenant_${'c'.repeat(64)}`;
 const FIND_DB =
   'master: SELECT d.name, d.state_desc AS state, d.recovery_model_desc AS recovery_model, CONVERT(varchar(40), rs.last_log_backup_lsn) AS last_log_backup_lsn FROM sys.databases AS d LEFT JOIN sys.database_recovery_status AS rs ON rs.database_id = d.database_id WHERE d.name = @database';
 const STATE =
-  'master: SELECT encryption_state, percent_complete, CONVERT(varchar(66), encryptor_thumbprint, 2) AS encryptor_thumbprint FROM sys.dm_database_encryption_keys WHERE database_id = DB_ID(@database)';
+  'master: SELECT encryption_state, percent_complete, CONVERT(varchar(66), encryptor_thumbprint, 2) AS encryptor_thumbprint, CONVERT(varchar(27), regenerate_date, 126) AS regenerate_date FROM sys.dm_database_encryption_keys WHERE database_id = DB_ID(@database)';
 const FIND_CERT = 'master: SELECT CONVERT(varchar(66), thumbprint, 2) AS thumbprint FROM sys.certificates WHERE name = @name';
 const FIND_KEY =
   'master: SELECT CONVERT(varchar(66), k.thumbprint, 2) AS thumbprint, (SELECT COUNT(*) FROM sys.server_principals WHERE name = @login) AS logins, (SELECT COUNT(*) FROM sys.server_principal_credentials AS pc JOIN sys.server_principals AS p ON p.principal_id = pc.principal_id JOIN sys.credentials AS c ON c.credential_id = pc.credential_id WHERE p.name = @login AND c.name = @credential) AS credentials FROM sys.asymmetric_keys AS k WHERE k.name = @name';
@@ -171,7 +175,8 @@ describe('SQL Server engine: statement sequences', () => {
       STATE, // 3
     ]);
     expect(params[9]).toEqual({ ...tenantA, encryptor_type: 'ASYMMETRIC KEY', encryptor_name: KEY_A, updated_at: NOW });
-    expect(progress).toEqual([30, 70, 100]);
+    // 0 as the REGENERATE is sent (the heartbeat that tells a retry to look for it), then the scan's own figures.
+    expect(progress).toEqual([0, 30, 70, 100]);
     expect(rewritten).toBe(true);
     expect(await databases.describe('contoso', 'prod')).toEqual(record);
   });
@@ -762,6 +767,136 @@ describe("SQL Server engine: SQL Server's limits", () => {
     await databases.rekey('contoso', 'prod', tenantA);
     const ekm = new SqlServerEnvironmentDatabases({ connection: server, tenantKeySource: 'ekm' });
     await expect(ekm.describe('contoso', 'prod')).rejects.toThrow(/maps to ASYMMETRIC KEY/);
+  });
+});
+
+describe('SQL Server engine: a TDE scan longer than an activity attempt (issue 15)', () => {
+  /**
+   * The apply and rekey activities as the worker runs them, one attempt after another as Temporal retries them, on a
+   * database whose page scan reports progress over 20 polls. `cutAt` ends an attempt at its n-th wait between polls.
+   */
+  async function longScan() {
+    let cut: { at: number; end: () => void } | undefined;
+    let waits = 0;
+    const r = await created({
+      sleep: async () => {
+        waits += 1;
+        if (cut && waits === cut.at) cut.end();
+      },
+    });
+    r.server.scanProgress = Array.from({ length: 20 }, (_, i) => 5 * i + 3);
+    const activities = createEnvironmentActivities({ vault: localParts().vault, databases: r.databases });
+    /** One attempt: its heartbeats, and how it ended. */
+    const attempt = async (
+      run: (env: MockActivityEnvironment) => Promise<unknown>,
+      { attempt: n, heartbeatDetails, cutAt, end }: { attempt: number; heartbeatDetails?: unknown; cutAt?: number; end?: (env: MockActivityEnvironment) => void },
+    ) => {
+      // The cut-off attempts are expected: the SDK's warning about each failed attempt is not shown.
+      const env = new MockActivityEnvironment({ attempt: n, heartbeatDetails }, { logger: new DefaultLogger('ERROR') });
+      const heartbeats: unknown[] = [];
+      env.on('heartbeat', (d: unknown) => heartbeats.push(d));
+      waits = 0;
+      cut = cutAt === undefined ? undefined : { at: cutAt, end: () => end?.(env) };
+      const outcome = await run(env).then(
+        (value: unknown) => ({ value, error: undefined as unknown }),
+        (error: unknown) => ({ value: undefined as unknown, error }),
+      );
+      return { ...outcome, heartbeats, last: heartbeats.at(-1) };
+    };
+    const regenerates = () => r.server.batches.filter((b) => b.sql.includes('REGENERATE')).length;
+    const dek = () => r.server.databases.get(DB)?.dek;
+    return { ...r, activities, attempt, regenerates, dek };
+  }
+  const workerStops = () => {
+    throw new Error('the worker stopped');
+  };
+  const apply = { tenant: 'contoso', env: 'prod', tenantKey: { name: tenantA.name, version: tenantA.version, thumbprint: tenantA.thumbprint } };
+
+  test('apply: the worker stops mid-scan; the retry finds the scan running and waits for it: exactly one REGENERATE', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    const first = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 8, end: workerStops });
+    expect(first.error).toEqual(new Error('the worker stopped'));
+    expect(dek()?.state).toBe(4);
+    expect(regenerates()).toBe(1);
+    // The heartbeat carries the scan's progress as SQL Server reports it.
+    expect(first.last).toMatchObject({ percentComplete: 38, encryptionState: 4 });
+    server.take();
+
+    const second = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 2, heartbeatDetails: first.last });
+    expect(second.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(dek()?.state).toBe(3);
+    // It went on from where the scan was, not from 0.
+    expect(second.heartbeats[0]).toMatchObject({ encryptionState: 4, percentComplete: expect.any(Number) as number });
+    expect((second.heartbeats[0] as { percentComplete: number }).percentComplete).toBeGreaterThan(38);
+    expect(second.last).toMatchObject({ percentComplete: 100, encryptionState: 3 });
+  });
+
+  test('rekey: the attempt is cut off by its heartbeat timeout (cancelled); it sends nothing more, and the retry completes the same scan', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    const rekey = { tenant: 'contoso', env: 'prod' };
+    const first = await attempt((env) => env.run(activities.rekeyEnvironmentDatabase, rekey), { attempt: 1, cutAt: 5, end: (env) => env.cancel('TIMED_OUT') });
+    expect(first.error).toBeInstanceOf(Error);
+    expect(regenerates()).toBe(1);
+    const polls = server.take().filter((b) => b === STATE).length;
+    // Cut at the fifth wait: the attempt stops at its next poll (7 polls: before REGENERATE, and 6 of the scan).
+    expect(polls).toBeLessThanOrEqual(7);
+    expect(dek()?.state).toBe(4);
+
+    const second = await attempt((env) => env.run(activities.rekeyEnvironmentDatabase, rekey), { attempt: 2, heartbeatDetails: first.last });
+    expect(second.value).toEqual({ protection: 'provider', keyThumbprint: provider.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(dek()?.state).toBe(3);
+  });
+
+  test('the scan ended while no attempt ran (the worker was down): the retry sees from the heartbeat and the DEK that it is done, and sends no REGENERATE', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    const first = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 3, end: workerStops });
+    expect(first.error).toBeInstanceOf(Error);
+    const scan = dek();
+    if (!scan) throw new Error('no DEK');
+    scan.pending = [];
+    server.take();
+    const second = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 2, heartbeatDetails: first.last });
+    expect(second.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(changes(server.take())).toEqual([]);
+  });
+
+  test('a retry without heartbeat details (the worker died before its first heartbeat went out) still finds the running scan in the database', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    const first = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 2, end: workerStops });
+    expect(first.error).toBeInstanceOf(Error);
+    server.take();
+    const second = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 2 });
+    expect(second.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(dek()?.state).toBe(3);
+  });
+
+  test('a retry that found the scan from the database alone records the new DEK, so a third attempt after the scan ended sends no REGENERATE', async () => {
+    const { activities, attempt, regenerates, dek, server } = await longScan();
+    await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 2, end: workerStops });
+    const second = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 2, cutAt: 3, end: workerStops });
+    expect(second.error).toBeInstanceOf(Error);
+    expect(second.last).toMatchObject({ encryptionState: 4, regeneratedAt: dek()?.regeneratedAt });
+    const scan = dek();
+    if (!scan) throw new Error('no DEK');
+    scan.pending = [];
+    server.take();
+    const third = await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 3, heartbeatDetails: second.last });
+    expect(third.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(0);
+    expect(changes(server.take())).toEqual([]);
+  });
+
+  test('a first attempt (a new request, not a retry) still asks for a new DEK, after the running scan', async () => {
+    const { activities, attempt, regenerates, server } = await longScan();
+    await attempt((env) => env.run(activities.applyTenantKey, apply), { attempt: 1, cutAt: 2, end: workerStops });
+    server.take();
+    const again = await attempt((env) => env.run(activities.rekeyEnvironmentDatabase, { tenant: 'contoso', env: 'prod' }), { attempt: 1 });
+    expect(again.value).toEqual({ protection: 'tenant', keyThumbprint: tenantA.thumbprint });
+    expect(regenerates()).toBe(1);
   });
 });
 

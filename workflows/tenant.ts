@@ -114,8 +114,11 @@ function regionActivities(taskQueue: string | undefined) {
     reprotectEnvironments: proxyActivities<Activities>({ ...on, startToCloseTimeout: '10 minutes', heartbeatTimeout: '10 seconds', retry: RETRY }).reprotectEnvironments,
     /** The one-environment-per-activity re-protection of workflows started before batches (see `startReprotection`). */
     reprotectEnvironment: proxyActivities<Activities>({ ...on, startToCloseTimeout: '20 seconds', retry: RETRY }).reprotectEnvironment,
-    // Re-encrypting every page of a database takes as long as the database is large.
-    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', retry: RETRY }), ['applyTenantKey', 'rekeyEnvironmentDatabase', 'withdrawTenantKeys', 'bringEnvironmentOnline', 'backupEnvironment', 'restoreEnvironment']),
+    // Re-encrypting every page of a database takes as long as the database is large: hours for a large one, so
+    // longer than an attempt. Each poll of the scan heartbeats; a dead worker is noticed within the heartbeat timeout,
+    // and a retry (also after 30 minutes) waits for the scan already running instead of starting another.
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: RETRY }), ['applyTenantKey', 'rekeyEnvironmentDatabase']),
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', retry: RETRY }), ['withdrawTenantKeys', 'bringEnvironmentOnline', 'backupEnvironment', 'restoreEnvironment']),
     // A lock's and a deletion's work on many environments (offline marks, crypto-shredding), checkpointed by heartbeat.
     ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '30 minutes', heartbeatTimeout: '30 seconds', retry: RETRY }), ['takeEnvironmentsOffline', 'destroyEnvironments']),
   };

@@ -28,6 +28,8 @@ interface ModelDek {
   pending: number[];
   /** Scans since the last log backup (SQL Server allows two, then wants a log backup under FULL recovery). */
   scansSinceLogBackup: number;
+  /** sys.dm_database_encryption_keys.regenerate_date as the engine reads it (style 126); null until a REGENERATE. */
+  regeneratedAt: string | null;
 }
 
 type ModelRow = { id: number; text: string; created_at: Date };
@@ -230,7 +232,8 @@ export class RecordingSqlServer implements SqlConnection {
         if (next === undefined) dek.state = 3;
         else percent = next;
       }
-      return [{ encryption_state: dek.state, percent_complete: percent, encryptor_thumbprint: this.encryptorThumbprint(dek.encryptor.type, dek.encryptor.name) ?? null }];
+      const encryptor_thumbprint = this.encryptorThumbprint(dek.encryptor.type, dek.encryptor.name) ?? null;
+      return [{ encryption_state: dek.state, percent_complete: percent, encryptor_thumbprint, regenerate_date: dek.regeneratedAt }];
     }
     if (!db && sql.startsWith('SELECT CONVERT(varchar(66), thumbprint, 2) AS thumbprint FROM sys.certificates')) {
       const thumbprint = this.certificates.get(p('name'));
@@ -357,7 +360,7 @@ export class RecordingSqlServer implements SqlConnection {
       const { image } = file;
       if (image.record) target.record = { ...image.record };
       else delete target.record;
-      target.dek = { state: 3, encryptor: { ...image.encryptor }, pending: [], scansSinceLogBackup: 0 };
+      target.dek = { state: 3, encryptor: { ...image.encryptor }, pending: [], scansSinceLogBackup: 0, regeneratedAt: null };
       target.rows = image.rows.map((r) => ({ ...r }));
       target.tables = true;
       target.userAccess = 'MULTI_USER';
@@ -582,7 +585,7 @@ export class RecordingSqlServer implements SqlConnection {
       const name = m[2] ?? '';
       requireEncryptor(type, name);
       if (db.dek) throw new Error(`${database} already has a database encryption key.`);
-      db.dek = { state: 1, encryptor: { type, name }, pending: [], scansSinceLogBackup: 0 };
+      db.dek = { state: 1, encryptor: { type, name }, pending: [], scansSinceLogBackup: 0, regeneratedAt: null };
     } else if ((m = head.match(/^ALTER DATABASE ENCRYPTION KEY ENCRYPTION BY SERVER (CERTIFICATE|ASYMMETRIC KEY) \[([^\]]+)\]$/))) {
       const type = m[1] as EncryptorType;
       const name = m[2] ?? '';
@@ -594,7 +597,9 @@ export class RecordingSqlServer implements SqlConnection {
       if (db.recovery === 'FULL' && db.logChain && dek.scansSinceLogBackup >= 2) {
         throw new Error(`This command requires a database encryption scan on database '${database}'. However, the database has changes from previous encryption scans that are pending log backup. Take a log backup and retry the command.`);
       }
-      Object.assign(dek, { state: 4, pending: [...this.scanProgress], scansSinceLogBackup: dek.scansSinceLogBackup + 1 });
+      this.clock += 1;
+      const regeneratedAt = new Date(this.clock).toISOString().replace(/Z$/, '');
+      Object.assign(dek, { state: 4, pending: [...this.scanProgress], scansSinceLogBackup: dek.scansSinceLogBackup + 1, regeneratedAt });
     } else {
       rest.unshift(head);
     }
