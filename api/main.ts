@@ -16,6 +16,7 @@ import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
 import { createLineLogger } from '../common/logging';
 import { ApiMetrics, createMetricsServer } from './metrics';
+import { RateLimiter } from './ratelimit';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
@@ -42,6 +43,7 @@ export async function runApi(): Promise<void> {
     codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit }),
     audit,
     log,
+    rateLimits: new RateLimiter(config.rateLimits),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
