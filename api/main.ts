@@ -28,7 +28,7 @@ export async function runApi(): Promise<void> {
   const controlPlane = new ControlPlane(temporal, config.taskQueue);
   const audit = (entries: Parameters<ControlPlane['recordAudit']>[0]) => controlPlane.recordAudit(entries);
   const pfxParser = new IsolatedPfxParser();
-  const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), ...parts });
+  const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), generatePfx: (options) => pfxParser.generateKeyPfx(options), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = createLineLogger(config.telemetry, 'api');
   const metrics = config.telemetry.apiMetrics ? new ApiMetrics() : undefined;

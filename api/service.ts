@@ -10,7 +10,7 @@ import type { EnvironmentDatabases } from '../database/types';
 import type { Outbox } from '../mail/outbox';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
-import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type OpenedPfx } from '../keyfiles';
+import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type GeneratedKey, type GenerateKeyOptions, type OpenedPfx } from '../keyfiles';
 import {
   activeKeyOf,
   checkBackup,
@@ -62,6 +62,8 @@ export interface ApiDependencies {
   challenges: ChallengeIssuer;
   /** Opens a .pfx (in a worker thread in the service: keyfiles/isolated.ts). */
   openPfx?: (bytes: Buffer, password: string | undefined) => Promise<OpenedPfx>;
+  /** Makes a key and its .pfx (in a worker thread in the service, off the event loop: keyfiles/isolated.ts). */
+  generatePfx?: (options: GenerateKeyOptions) => Promise<GeneratedKey>;
   /** Hands records to the audit trail's single writer (the worker's audit workflow). */
   audit: (entries: AuditEntry[]) => Promise<void>;
 }
@@ -262,7 +264,7 @@ export class ApiService {
     const weak = checkGeneratedPassword(p.password);
     if (weak) refuse(weak.code, weak.message);
     this.precheckKeyChange(tenant, actor, region, '');
-    const generated = await generateKeyPfx({ name: p.name, password: p.password });
+    const generated = await (this.deps.generatePfx ?? generateKeyPfx)({ name: p.name, password: p.password });
     const staged = await this.region(region).vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
     const report = await this.activate(tenantId, region, actor, p.name, 'generated', staged);
     return { ...report, pfx: generated.pfx.toString('base64') };
