@@ -31,6 +31,9 @@ export async function runApi(): Promise<void> {
   const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), generatePfx: (options) => pfxParser.generateKeyPfx(options), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = createLineLogger(config.telemetry, 'api');
+  if (config.auth.mode === 'external' && !config.auth.requireEmailVerified) {
+    log('warning: CMK_AUTH_REQUIRE_EMAIL_VERIFIED=false: tokens whose e-mail address the issuer has not verified are accepted; whoever can register that address with the issuer acts as its administrator.');
+  }
   const metrics = config.telemetry.apiMetrics ? new ApiMetrics() : undefined;
   const server = createApiServer({
     ...(metrics ? { metrics } : {}),

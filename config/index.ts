@@ -95,6 +95,10 @@ export interface AuthConfig {
   jwksUrl?: string;
   /** PEM text of the issuer's public key (CMK_AUTH_PUBLIC_KEY holds the PEM or a path to it). */
   publicKeyPem?: string;
+  /** External issuers: an e-mail identity needs `email_verified: true` (CMK_AUTH_REQUIRE_EMAIL_VERIFIED, default true). */
+  requireEmailVerified: boolean;
+  /** External issuers: the longest lifetime (`exp - iat`) accepted (CMK_AUTH_MAX_TOKEN_LIFETIME, default 24h). */
+  maxTokenLifetimeMs: number;
 }
 
 export const LOCAL_TOKEN_ISSUER = 'cmk-local';
@@ -158,7 +162,11 @@ function authConfig(env: Env): AuthConfig {
     }
   }
   const audience = env.CMK_AUTH_AUDIENCE || DEFAULT_TOKEN_AUDIENCE;
-  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms };
+  const identity = {
+    requireEmailVerified: oneOf(env, 'CMK_AUTH_REQUIRE_EMAIL_VERIFIED', ['true', 'false'] as const, 'true', 'true or false') === 'true',
+    maxTokenLifetimeMs: duration(env, 'CMK_AUTH_MAX_TOKEN_LIFETIME', 24 * 3_600_000),
+  };
+  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms, ...identity };
   if (jwksUrl && publicKey) throw new ConfigError('Set CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY, not both.');
   if (!env.CMK_AUTH_ISSUER) throw new ConfigError("CMK_AUTH_ISSUER is required with an external issuer: the tokens' `iss`.");
   if (jwksUrl && !/^https:\/\//.test(jwksUrl) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(jwksUrl)) {
@@ -168,7 +176,7 @@ function authConfig(env: Env): AuthConfig {
   if (publicKey) {
     publicKeyPem = publicKey.includes('-----BEGIN') ? publicKey : readFileSync(absolute(publicKey), 'utf8');
   }
-  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
+  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...identity, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
 }
 
 export function loadConfig(env: Env = process.env): Config {
