@@ -9,7 +9,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { CmkError } from '../common/errors';
 import { OPERATOR_ROLE, OPERATOR_ROLE_CLAIM } from '../common/tokens';
 import type { AuthConfig } from '../config';
-import { isValidEmail, OPERATOR, type Actor } from '../workflows/rules';
+import { isValidEmail, normaliseEmail, OPERATOR, type Actor } from '../workflows/rules';
 
 export type Authenticator = (authorization: string | string[] | undefined) => Promise<Actor>;
 
@@ -40,6 +40,9 @@ export function createAuthenticator(auth: AuthConfig, localPublicKey: KeyObject 
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
     ...(auth.mode === 'local' ? { maxTokenAge: MAX_LOCAL_TOKEN_SECONDS + CLOCK_TOLERANCE_SECONDS } : {}),
   };
+  // External issuers set their own lifetimes; a token good for longer than the cap is one stolen copy away from a
+  // long-lived identity, so it is refused whatever its signature (its `iat` is then required).
+  const maxLifetimeSeconds = Math.floor(auth.maxTokenLifetimeMs / 1000);
 
   return async (authorization) => {
     if (authorization === undefined || authorization === '') {
@@ -55,16 +58,27 @@ export function createAuthenticator(auth: AuthConfig, localPublicKey: KeyObject 
     } catch (err) {
       throw unauthenticated(describeVerificationFailure(err));
     }
-    return actorOf(payload);
+    if (auth.mode === 'external') {
+      if (typeof payload.iat !== 'number' || typeof payload.exp !== 'number') throw unauthenticated('The token has no "iat" (issued at) claim; this service needs it to bound the token\'s lifetime.');
+      if (payload.exp - payload.iat > maxLifetimeSeconds) throw unauthenticated(`The token is valid for longer than this service accepts (${maxLifetimeSeconds} s); ask your issuer for a shorter-lived one.`);
+    }
+    return actorOf(payload, { requireEmailVerified: auth.mode === 'external' && auth.requireEmailVerified });
   };
 }
 
-/** The operator carries `cmk_role: operator`; anyone else is the e-mail address in `email` (or an e-mail `sub`). */
-export function actorOf(payload: JWTPayload): Actor {
+/**
+ * The operator carries `cmk_role: operator`; anyone else is the e-mail address in `email` (or an e-mail `sub`). An
+ * external issuer must also vouch that the address is its holder's (`email_verified: true`): many let users type any
+ * address. Addresses are ASCII (workflows/rules.ts), so that no case or compatibility fold makes two of one.
+ */
+export function actorOf(payload: JWTPayload, options: { requireEmailVerified?: boolean } = {}): Actor {
   if (payload[OPERATOR_ROLE_CLAIM] === OPERATOR_ROLE) return OPERATOR;
   const email = typeof payload.email === 'string' ? payload.email : payload.sub;
-  if (typeof email !== 'string' || !isValidEmail(email)) throw unauthenticated('The token names no e-mail address (claim "email", or an e-mail "sub").');
-  return { kind: 'user', email: email.toLowerCase() };
+  if (typeof email !== 'string' || !isValidEmail(email)) throw unauthenticated('The token names no e-mail address (claim "email", or an e-mail "sub"), or names one outside plain ASCII.');
+  if (options.requireEmailVerified && payload.email_verified !== true) {
+    throw unauthenticated('The token\'s e-mail address is not verified by its issuer (claim "email_verified" is not true).');
+  }
+  return { kind: 'user', email: normaliseEmail(email) };
 }
 
 function describeVerificationFailure(err: unknown): string {

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CmkError, isCmkError } from '../common/errors';
 import { httpStatusOf } from '../workflows/codes';
+import { RateLimitedError } from './ratelimit';
 
 /** A body over its route's limit: refused once the rest is drained (see DRAIN_LIMIT), and the connection closed. */
 export class BodyTooLargeError extends CmkError {}
@@ -51,6 +52,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 
 export function sendError(res: ServerResponse, err: unknown, log: (line: string) => void): void {
   if (isCmkError(err)) {
+    if (err instanceof RateLimitedError) res.setHeader('retry-after', String(err.retryAfterSeconds));
     sendJson(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
     return;
   }

@@ -16,6 +16,7 @@ import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
 import { createLineLogger } from '../common/logging';
 import { ApiMetrics, createMetricsServer } from './metrics';
+import { RateLimiter } from './ratelimit';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
@@ -27,9 +28,12 @@ export async function runApi(): Promise<void> {
   const controlPlane = new ControlPlane(temporal, config.taskQueue);
   const audit = (entries: Parameters<ControlPlane['recordAudit']>[0]) => controlPlane.recordAudit(entries);
   const pfxParser = new IsolatedPfxParser();
-  const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), ...parts });
+  const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), generatePfx: (options) => pfxParser.generateKeyPfx(options), ...parts });
   const localKey = config.auth.mode === 'local' ? publicKeyOf(loadOrCreateTokenSigningKey(config.secretsDir)) : null;
   const log = createLineLogger(config.telemetry, 'api');
+  if (config.auth.mode === 'external' && !config.auth.requireEmailVerified) {
+    log('warning: CMK_AUTH_REQUIRE_EMAIL_VERIFIED=false: tokens whose e-mail address the issuer has not verified are accepted; whoever can register that address with the issuer acts as its administrator.');
+  }
   const metrics = config.telemetry.apiMetrics ? new ApiMetrics() : undefined;
   const server = createApiServer({
     ...(metrics ? { metrics } : {}),
@@ -42,6 +46,7 @@ export async function runApi(): Promise<void> {
     codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit }),
     audit,
     log,
+    rateLimits: new RateLimiter(config.rateLimits),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

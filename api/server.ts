@@ -17,6 +17,7 @@ import { openApiDocument } from './openapi';
 import type { CodecEndpoint } from './codec';
 import { regionTaskQueue } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
+import type { RateLimiter } from './ratelimit';
 
 export interface ServerDependencies {
   service: ApiService;
@@ -33,6 +34,8 @@ export interface ServerDependencies {
   log: (line: string) => void;
   /** Requests by route template and status, for Prometheus (CMK_API_METRICS_PORT); none when unset. */
   metrics?: ApiMetrics;
+  /** Token buckets per identity and per tenant (CMK_RATE_LIMIT…); none: no limit. */
+  rateLimits?: RateLimiter;
 }
 
 interface RequestContext {
@@ -98,8 +101,9 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
     }),
   );
+  const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
   return [
-    { method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, handle: () => status(deps) },
+    { method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, handle: currentStatus },
     { method: 'GET', path: '/openapi.json', summary: 'This document', public: true, handle: async () => openApiDocument(apiRoutes(deps)) },
     {
       method: 'POST',
@@ -335,12 +339,22 @@ export function createApiServer(deps: ServerDependencies): Server {
     }
     if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, res)) return;
     const found = matches.find((r) => r.route.method === req.method);
+    // Callers without a verified identity share their address's bucket (RATE_LIMITED comes right after authentication).
+    const chargeAddress = () => deps.rateLimits?.charge(`address:${req.socket.remoteAddress ?? 'unknown'}`);
     if (found?.route.public) {
+      chargeAddress();
       sendJson(res, 200, await found.route.handle({ actor: { kind: 'operator' }, params: {}, query: url.searchParams, body: async () => ({}), req }));
       return;
     }
     // Authentication precedes routing: an unauthenticated caller learns nothing about which routes exist.
-    const actor = await deps.authenticate(req.headers.authorization);
+    let actor: Actor;
+    try {
+      actor = await deps.authenticate(req.headers.authorization);
+    } catch (err) {
+      chargeAddress();
+      throw err;
+    }
+    deps.rateLimits?.charge(describeActor(actor));
     if (!found) {
       sendJson(res, matches.length ? 405 : 404, { error: { code: 'NOT_FOUND', message: `No such API route: ${req.method} ${url.pathname}.` } });
       return;
@@ -355,6 +369,8 @@ export function createApiServer(deps: ServerDependencies): Server {
         throw new CmkError('INVALID_ARGUMENT', `The ${name} in the path is not valid percent-encoding.`);
       }
     });
+    // Only well-formed IDs get a bucket of their own: junk path segments answer NOT_FOUND or INVALID_ARGUMENT anyway.
+    if (isValidId(params.tenant)) deps.rateLimits?.chargeTenant(params.tenant);
     // Kept once read, so that a refusal's audit record can name the region the request asked for (every audited
     // route is a POST that names it in its body).
     let parsedBody: Record<string, unknown> | undefined;
@@ -393,6 +409,29 @@ export function createApiServer(deps: ServerDependencies): Server {
       deps.log(`audit: could not record a refusal: ${auditErr instanceof Error ? auditErr.message : String(auditErr)}`);
     }
   }
+}
+
+/**
+ * How long one answer of `GET /v1/status` is served again. The route needs no token and costs Temporal calls, so
+ * repeated and concurrent calls share one: whoever polls it, Temporal sees at most one round every this long.
+ */
+const STATUS_CACHE_MS = 2000;
+
+/** `compute`'s answer, shared by concurrent callers and kept `ttlMs` after it comes. */
+function shortLived<T>(ttlMs: number, compute: () => Promise<T>): () => Promise<T> {
+  let current: { answer: Promise<T>; until: number } | null = null;
+  return () => {
+    if (current && Date.now() < current.until) return current.answer;
+    const entry = { answer: compute(), until: Number.POSITIVE_INFINITY };
+    current = entry;
+    entry.answer.then(
+      () => (entry.until = Date.now() + ttlMs),
+      () => {
+        if (current === entry) current = null;
+      },
+    );
+    return entry.answer;
+  };
 }
 
 /**

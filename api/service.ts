@@ -10,7 +10,7 @@ import type { EnvironmentDatabases } from '../database/types';
 import type { Outbox } from '../mail/outbox';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
-import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type OpenedPfx } from '../keyfiles';
+import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type GeneratedKey, type GenerateKeyOptions, type OpenedPfx } from '../keyfiles';
 import {
   activeKeyOf,
   checkBackup,
@@ -49,7 +49,7 @@ import type { StagedKey } from '../workflows/messages';
 import type { ChallengeIssuer } from './challenges';
 import type { AuditEntry } from '../audit/trail';
 import { MAX_AUDIT_PAGE } from '../activities/audit';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 
 export interface ApiDependencies {
   config: Config;
@@ -62,6 +62,8 @@ export interface ApiDependencies {
   challenges: ChallengeIssuer;
   /** Opens a .pfx (in a worker thread in the service: keyfiles/isolated.ts). */
   openPfx?: (bytes: Buffer, password: string | undefined) => Promise<OpenedPfx>;
+  /** Makes a key and its .pfx (in a worker thread in the service, off the event loop: keyfiles/isolated.ts). */
+  generatePfx?: (options: GenerateKeyOptions) => Promise<GeneratedKey>;
   /** Hands records to the audit trail's single writer (the worker's audit workflow). */
   audit: (entries: AuditEntry[]) => Promise<void>;
 }
@@ -73,9 +75,33 @@ const refuseIf = (refusal: Refusal | null): void => {
   if (refusal) refuse(refusal.code, refusal.message);
 };
 
-/** The vault key under which a (tenant, region)'s keys are versions, as Azure Key Vault keeps them. */
-export const tenantVaultKeyName = (tenant: string, region: string): string => `tenant-${tenant}-${region}`;
-export const kekVaultKeyName = (tenant: string, region: string): string => `kek-${tenant}-${region}`;
+/**
+ * The vault key under which a (tenant, region)'s keys are versions, as Azure Key Vault keeps them:
+ * `tenant--<length of the tenant ID>-<tenant>-<region>`, so that tenant `a-b` in region `c` and tenant `a` in region
+ * `b-c` get different names (IDs may hold dashes; vault names allow nothing else). The earlier `tenant-<t>-<r>` names
+ * could not start with `tenant--`; keys stored under them keep working, as each key's name is kept in the workflow
+ * state. Past the vault's 127 characters, a hash of the pair stands in.
+ */
+export const tenantVaultKeyName = (tenant: string, region: string): string => scopedVaultKeyName('tenant', tenant, region);
+export const kekVaultKeyName = (tenant: string, region: string): string => scopedVaultKeyName('kek', tenant, region);
+/** Before names were unambiguous; only read, for key-exchange keys made then (see kekNameInVault). */
+export const legacyKekVaultKeyName = (tenant: string, region: string): string => `kek-${tenant}-${region}`;
+
+function scopedVaultKeyName(kind: 'tenant' | 'kek', tenant: string, region: string): string {
+  const name = `${kind}--${tenant.length}-${tenant}-${region}`;
+  return name.length <= 127 ? name : `${kind}--h-${createHash('sha256').update(`${tenant}/${region}`).digest('hex').slice(0, 40)}`;
+}
+
+/**
+ * The key-exchange key a .byok of (tenant, region) must name: the one made under today's name, or else one made
+ * before names were unambiguous (an administrator may hold a .byok wrapped with it).
+ */
+export async function kekNameInVault(vault: Pick<Vault, 'listVersions'>, tenant: string, region: string): Promise<string> {
+  const name = kekVaultKeyName(tenant, region);
+  if ((await vault.listVersions(name)).length > 0) return name;
+  const legacy = legacyKekVaultKeyName(tenant, region);
+  return (await vault.listVersions(legacy)).length > 0 ? legacy : name;
+}
 
 export function keyView(key: TenantKey | null) {
   return (
@@ -262,7 +288,7 @@ export class ApiService {
     const weak = checkGeneratedPassword(p.password);
     if (weak) refuse(weak.code, weak.message);
     this.precheckKeyChange(tenant, actor, region, '');
-    const generated = await generateKeyPfx({ name: p.name, password: p.password });
+    const generated = await (this.deps.generatePfx ?? generateKeyPfx)({ name: p.name, password: p.password });
     const staged = await this.region(region).vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
     const report = await this.activate(tenantId, region, actor, p.name, 'generated', staged);
     return { ...report, pfx: generated.pfx.toString('base64') };
@@ -284,7 +310,7 @@ export class ApiService {
       staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       const transfer = parseByok(p.file);
-      staged = await this.region(region).vault.importByok(vaultName, transfer, options, kekVaultKeyName(tenantId, region));
+      staged = await this.region(region).vault.importByok(vaultName, transfer, options, await kekNameInVault(this.region(region).vault, tenantId, region));
     }
     return this.activate(tenantId, region, actor, p.name, kind, staged);
   }
@@ -427,7 +453,7 @@ export class ApiService {
       staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       // A .byok opens only inside the vault: its thumbprint is known once it is imported.
-      staged = await this.region(region).vault.importByok(vaultName, parseByok(p.file), options, kekVaultKeyName(tenantId, region));
+      staged = await this.region(region).vault.importByok(vaultName, parseByok(p.file), options, await kekNameInVault(this.region(region).vault, tenantId, region));
       const refusal = checkReactivate(tenant, { actor, region, thumbprint: staged.thumbprint });
       if (refusal) {
         await this.region(region).vault.deleteKey(staged);

@@ -9,7 +9,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { CmkError, isCmkError } from '../common/errors';
 import { writeFileAtomic } from '../common/atomic';
 import { MAX_KEY_FILE_BYTES } from '../common/keys';
-import { ApiClient, ApiUnreachableError } from './http';
+import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
 import { detectKeyFileKind, parsePfx } from '../keyfiles';
 import { isValidEmail, parseDuration, type Action } from '../workflows/rules';
 import { loadConfig } from '../config';
@@ -80,6 +80,11 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
   let token: Promise<string> | undefined;
   const credentials = () => (token ??= callerToken(program.opts() as { as?: string; token?: string }, io.env));
   const api = () => new ApiClient(io.env.CMK_API_URL || `http://127.0.0.1:${io.env.CMK_API_PORT || '8787'}`, credentials);
+  /** Before a key file or password is read or sent: never over plain http to another host (a usage error). */
+  const secretsMayGo = () => {
+    const { baseUrl } = api();
+    if (!secretsMayTravelTo(baseUrl)) throw new UsageError(`the API service at ${baseUrl} is plain http on another host: the key file and its password would cross the network in the clear; use an https:// URL (CMK_API_URL).`);
+  };
   const wantsJson = () => Boolean(program.opts().json);
   const print = (doc: Json, human: () => string) => io.out(wantsJson() ? JSON.stringify(doc) : human());
   /** FORBIDDEN and NOT_FOUND come before any complaint about local input (DESIGN.md §4 order of checks). */
@@ -246,6 +251,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
     .action(async (o: { tenant: string; name: string; passwordFile: string; out: string; region?: string; wait?: boolean }) => {
+      secretsMayGo();
       const { password, out } = await localInput(o.tenant, 'key.change', async () => ({ password: await readPassword(o.passwordFile), out: await checkOutPath(o.out) }));
       const r = await api().call<KeyReport & { pfx: string }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region });
       await writeFileAtomic(out, Buffer.from(r.pfx, 'base64'), 0o600);
@@ -261,6 +267,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
     .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
+      secretsMayGo();
       const { file, password } = await localInput(o.tenant, 'key.change', async () => ({
         file: await readKeyFile(o.file),
         password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
@@ -286,6 +293,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until the key is active')
     .action(async (o: { tenant: string; file: string; passwordFile: string; region?: string; wait?: boolean }) => {
+      secretsMayGo();
       const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({ file: await readKeyFile(o.file), password: await readPassword(o.passwordFile) }));
       const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/reactivate`, { fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;

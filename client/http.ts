@@ -35,3 +35,18 @@ export class ApiClient {
     throw new Error(`The API service failed (${response.status}): ${String(error?.message ?? text)}`);
   }
 }
+
+/**
+ * Whether a key file or its password may be sent to `baseUrl`: over https, or over plain http to this machine only
+ * (the embedded default). Anything else would cross the network in the clear.
+ */
+export function secretsMayTravelTo(baseUrl: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return false;
+  }
+  if (url.protocol === 'https:') return true;
+  return url.protocol === 'http:' && /^(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])$/i.test(url.hostname);
+}

@@ -23,9 +23,13 @@ function writeTempBeside(path: string, data: Buffer | string, mode: number): str
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fsyncSync(fd);
-  } finally {
+  } catch (err) {
+    // A full disk or an I/O error: no half-written temporary file is left behind.
     closeSync(fd);
+    rmSync(temp, { force: true });
+    throw err;
   }
+  closeSync(fd);
   return temp;
 }
 
@@ -36,7 +40,12 @@ export async function writeFileAtomic(path: string, data: Buffer | string, mode 
 
 export function writeFileAtomicSync(path: string, data: Buffer | string, mode = 0o600): void {
   const temp = writeTempBeside(path, data, mode);
-  renameSync(temp, path);
+  try {
+    renameSync(temp, path);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  }
   fsyncPath(dirname(path));
 }
 

@@ -63,7 +63,25 @@ export interface Config {
   telemetry: TelemetryConfig;
   /** The key vault: the embedded local vault (default) or Azure Key Vault (config/vault.ts, docs/AZURE.md). */
   vault: VaultConfig;
+  /** The API service's token buckets (api/ratelimit.ts). */
+  rateLimits: RateLimitConfig;
 }
+
+/** A token bucket's shape: `perSecond` tokens flow in, at most `burst` are kept. `perSecond` 0: no limit. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+export interface RateLimitConfig {
+  /** Per identity, and per address for callers without a valid token (CMK_RATE_LIMIT, CMK_RATE_LIMIT_BURST). */
+  identity: RateLimit;
+  /** Per tenant, every caller together (CMK_RATE_LIMIT_TENANT, CMK_RATE_LIMIT_TENANT_BURST). */
+  tenant: RateLimit;
+}
+
+/** 10 requests a second per identity with bursts of 50; a tenant's callers together, three times that. */
+export const DEFAULT_RATE_LIMITS: RateLimitConfig = { identity: { perSecond: 10, burst: 50 }, tenant: { perSecond: 30, burst: 150 } };
 
 /**
  * Who may call the API service: bearer JWTs verified with `jose`. Without an external issuer (no JWKS URL and no
@@ -77,6 +95,10 @@ export interface AuthConfig {
   jwksUrl?: string;
   /** PEM text of the issuer's public key (CMK_AUTH_PUBLIC_KEY holds the PEM or a path to it). */
   publicKeyPem?: string;
+  /** External issuers: an e-mail identity needs `email_verified: true` (CMK_AUTH_REQUIRE_EMAIL_VERIFIED, default true). */
+  requireEmailVerified: boolean;
+  /** External issuers: the longest lifetime (`exp - iat`) accepted (CMK_AUTH_MAX_TOKEN_LIFETIME, default 24h). */
+  maxTokenLifetimeMs: number;
 }
 
 export const LOCAL_TOKEN_ISSUER = 'cmk-local';
@@ -140,7 +162,11 @@ function authConfig(env: Env): AuthConfig {
     }
   }
   const audience = env.CMK_AUTH_AUDIENCE || DEFAULT_TOKEN_AUDIENCE;
-  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms };
+  const identity = {
+    requireEmailVerified: oneOf(env, 'CMK_AUTH_REQUIRE_EMAIL_VERIFIED', ['true', 'false'] as const, 'true', 'true or false') === 'true',
+    maxTokenLifetimeMs: duration(env, 'CMK_AUTH_MAX_TOKEN_LIFETIME', 24 * 3_600_000),
+  };
+  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms, ...identity };
   if (jwksUrl && publicKey) throw new ConfigError('Set CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY, not both.');
   if (!env.CMK_AUTH_ISSUER) throw new ConfigError("CMK_AUTH_ISSUER is required with an external issuer: the tokens' `iss`.");
   if (jwksUrl && !/^https:\/\//.test(jwksUrl) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(jwksUrl)) {
@@ -150,7 +176,7 @@ function authConfig(env: Env): AuthConfig {
   if (publicKey) {
     publicKeyPem = publicKey.includes('-----BEGIN') ? publicKey : readFileSync(absolute(publicKey), 'utf8');
   }
-  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
+  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...identity, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -204,7 +230,30 @@ export function loadConfig(env: Env = process.env): Config {
     ...mail,
     ...telemetryConfig(env),
     vault,
+    rateLimits: {
+      identity: rateLimit(env, 'CMK_RATE_LIMIT', DEFAULT_RATE_LIMITS.identity),
+      tenant: rateLimit(env, 'CMK_RATE_LIMIT_TENANT', DEFAULT_RATE_LIMITS.tenant),
+    },
   };
+}
+
+/** `10/s`, `600/m`, `3600/h` (or a bare number: per second); `0` turns the limit off. `${name}_BURST`: the bucket's size. */
+function rateLimit(env: Env, name: string, fallback: RateLimit): RateLimit {
+  const text = env[name]?.trim();
+  let perSecond = fallback.perSecond;
+  if (text) {
+    const match = /^(\d+(?:\.\d+)?)(?:\/(s|m|h))?$/.exec(text);
+    if (!match) throw new ConfigError(`${name}="${text}" is not a rate such as 10/s, 600/m or 0 (no limit).`);
+    perSecond = Number(match[1]) / { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
+  }
+  const burstText = env[`${name}_BURST`]?.trim();
+  // Without its own burst, a changed rate keeps the default's ratio (five seconds' worth).
+  let burst = text ? Math.max(1, Math.ceil(perSecond * (fallback.burst / fallback.perSecond))) : fallback.burst;
+  if (burstText) {
+    burst = Number(burstText);
+    if (!Number.isInteger(burst) || burst < 1) throw new ConfigError(`${name}_BURST="${burstText}" is not a whole number of at least 1.`);
+  }
+  return { perSecond, burst };
 }
 
 /** A comma-separated list of region IDs; undefined when unset. */

@@ -26,7 +26,9 @@ export class SmtpMailer implements Mailer {
     config: SmtpMailerConfig,
     private readonly outbox: Outbox,
   ) {
-    this.transport = createTransport(config.smtpUrl);
+    // smtp:// must upgrade with STARTTLS (else credentials and mail cross in the clear), except to a loopback relay;
+    // `?requireTLS=false` in CMK_SMTP_URL opts out explicitly (the URL's own options take precedence).
+    this.transport = createTransport({ url: config.smtpUrl, requireTLS: !/^smtps?:\/\/(?:[^@/?#]*@)?(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d+)?(?:[/?#]|$)/i.test(config.smtpUrl) });
     this.from = config.mailFrom;
     this.secrets = urlSecrets(config.smtpUrl);
   }

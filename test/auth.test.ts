@@ -11,6 +11,7 @@ import { createAuthenticator, actorOf } from '../api/auth';
 import { issueToken, loadOrCreateTokenSigningKey, loadTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { loadConfig, LOCAL_TOKEN_ISSUER, DEFAULT_TOKEN_AUDIENCE } from '../config';
 import { isCmkError } from '../common/errors';
+import { checkAdminChange, isValidEmail, type TenantSnapshot } from '../workflows/rules';
 
 const secretsDir = mkdtempSync(join(tmpdir(), 'cmk-auth-'));
 const signingKey = loadOrCreateTokenSigningKey(secretsDir);
@@ -81,11 +82,73 @@ test('an external issuer: a configured public key verifies its RS256 tokens; loc
   const external = loadConfig({ CMK_AUTH_PUBLIC_KEY: pem, CMK_AUTH_ISSUER: 'https://login.provider.example', CMK_AUTH_AUDIENCE: 'cmk' }).auth;
   expect(external.mode).toBe('external');
   const verify = createAuthenticator(external, null);
-  const token = await new SignJWT({ email: 'carol@contoso.example' }).setProtectedHeader({ alg: 'RS256' }).setIssuer('https://login.provider.example').setAudience('cmk').setIssuedAt().setExpirationTime('5m').sign(createPrivateKey(issuerKeys.privateKey.export({ type: 'pkcs8', format: 'pem' })));
+  const token = await new SignJWT({ email: 'carol@contoso.example', email_verified: true }).setProtectedHeader({ alg: 'RS256' }).setIssuer('https://login.provider.example').setAudience('cmk').setIssuedAt().setExpirationTime('5m').sign(createPrivateKey(issuerKeys.privateKey.export({ type: 'pkcs8', format: 'pem' })));
   await expect(verify(`Bearer ${token}`)).resolves.toEqual({ kind: 'user', email: 'carol@contoso.example' });
   const localToken = await issueToken(signingKey, { email: 'carol@contoso.example', issuer: LOCAL_TOKEN_ISSUER, audience: 'cmk', ttlSeconds: 60 });
   await expect(verify(`Bearer ${localToken}`)).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
   expect(() => loadConfig({ CMK_AUTH_PUBLIC_KEY: pem })).toThrow(/CMK_AUTH_ISSUER is required/);
   expect(() => loadConfig({ CMK_AUTH_ALGORITHMS: 'HS256' })).toThrow(/asymmetric/);
   expect(() => loadConfig({ CMK_AUTH_JWKS_URL: 'http://idp.example/jwks', CMK_AUTH_ISSUER: 'x' })).toThrow(/https/);
+});
+
+describe('external identities (issue 16)', () => {
+  const issuerKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = issuerKeys.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const issuerKey = createPrivateKey(issuerKeys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const ISSUER = 'https://login.provider.example';
+  const externalEnv = { CMK_AUTH_PUBLIC_KEY: pem, CMK_AUTH_ISSUER: ISSUER, CMK_AUTH_AUDIENCE: 'cmk' };
+  const verifier = (env: Record<string, string> = {}) => createAuthenticator(loadConfig({ ...externalEnv, ...env }).auth, null);
+  const now = () => Math.floor(Date.now() / 1000);
+  const external = (claims: Record<string, unknown>, lifetime: { iat?: number | null; exp?: number } = {}) => {
+    let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'RS256' }).setIssuer(ISSUER).setAudience('cmk').setExpirationTime(lifetime.exp ?? now() + 300);
+    if (lifetime.iat !== null) jwt = jwt.setIssuedAt(lifetime.iat ?? now());
+    return jwt.sign(issuerKey).then((t) => `Bearer ${t}`);
+  };
+
+  test('an e-mail identity needs email_verified: true; CMK_AUTH_REQUIRE_EMAIL_VERIFIED=false turns that off', async () => {
+    const verify = verifier();
+    await expect(verify(await external({ email: 'carol@contoso.example' }))).rejects.toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringMatching(/not verified/) });
+    await expect(verify(await external({ email: 'carol@contoso.example', email_verified: 'true' }))).rejects.toMatchObject({ message: expect.stringMatching(/email_verified/) });
+    await expect(verify(await external({ sub: 'carol@contoso.example' }))).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    await expect(verify(await external({ email: 'carol@contoso.example', email_verified: true }))).resolves.toEqual({ kind: 'user', email: 'carol@contoso.example' });
+    // The operator is a role the issuer grants, not an address.
+    await expect(verify(await external({ cmk_role: 'operator' }))).resolves.toEqual({ kind: 'operator' });
+    const lax = verifier({ CMK_AUTH_REQUIRE_EMAIL_VERIFIED: 'false' });
+    await expect(lax(await external({ email: 'carol@contoso.example' }))).resolves.toEqual({ kind: 'user', email: 'carol@contoso.example' });
+    expect(() => loadConfig({ ...externalEnv, CMK_AUTH_REQUIRE_EMAIL_VERIFIED: 'no' })).toThrow(/true or false/);
+  });
+
+  test("a token's lifetime (exp - iat) is capped: 24 h by default, CMK_AUTH_MAX_TOKEN_LIFETIME to change it; no iat, no entry", async () => {
+    const verify = verifier();
+    const claims = { email: 'carol@contoso.example', email_verified: true };
+    const twoDays = { iat: now() - 60, exp: now() + 2 * 24 * 3600 };
+    await expect(verify(await external(claims, twoDays))).rejects.toMatchObject({ code: 'UNAUTHENTICATED', message: expect.stringMatching(/longer than this service accepts/) });
+    await expect(verify(await external(claims, { iat: null }))).rejects.toMatchObject({ message: expect.stringMatching(/"iat"/) });
+    await expect(verify(await external(claims, { iat: now() - 60, exp: now() + 23 * 3600 }))).resolves.toMatchObject({ kind: 'user' });
+    await expect(verifier({ CMK_AUTH_MAX_TOKEN_LIFETIME: '72h' })(await external(claims, twoDays))).resolves.toMatchObject({ kind: 'user' });
+  });
+
+  test('addresses are ASCII: the Kelvin sign does not fold into "k", in tokens or among administrators', async () => {
+    const kelvin = '\u212Aalice@contoso.example';
+    expect(kelvin.toLowerCase()).toBe('kalice@contoso.example');
+    // A local token, as `--as` signs it, and an external one with a verified address.
+    const local = await issueToken(signingKey, { email: kelvin, issuer: LOCAL_TOKEN_ISSUER, audience: DEFAULT_TOKEN_AUDIENCE, ttlSeconds: 60 });
+    expect(await refusal(`Bearer ${local}`)).toMatch(/ASCII/);
+    await expect(verifier()(await external({ email: kelvin, email_verified: true }))).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(() => actorOf({ email: 'ｂob@contoso.example' })).toThrow(/ASCII/);
+    expect([isValidEmail(kelvin), isValidEmail('kalice@contoso.example'), isValidEmail("o'brien+cmk@contoso.example")]).toEqual([false, true, true]);
+    const tenant: TenantSnapshot = {
+      tenant: 'contoso',
+      displayName: 'Contoso',
+      homeRegion: 'default',
+      createdAt: new Date(0).toISOString(),
+      admins: [{ email: 'alice@contoso.example', role: 'global' }],
+      environments: [],
+      regions: {},
+      operations: {},
+    } as unknown as TenantSnapshot;
+    const actor = { kind: 'user' as const, email: 'alice@contoso.example' };
+    expect(checkAdminChange(tenant, { actor, change: 'add', email: kelvin, role: 'global' })).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(checkAdminChange(tenant, { actor, change: 'add', email: 'kalice@contoso.example', role: 'global' })).toBeNull();
+  });
 });

@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from './support/stack';
+import { tenantVaultKeyName } from '../api/service';
 import { startKeyVaultDouble, type KeyVaultDouble } from './support/keyvault-double';
 import { azureKeyName } from '../vault/azure';
 
@@ -53,7 +54,7 @@ test('provider key, tenant key and a lock all live in Azure Key Vault: the lock 
   const generated = await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'acme-1', '--password-file', password, '--out', pfx, '--wait', '--json'], { as: ALICE });
   expect(generated.code).toBe(0);
   expect(generated.json().activeKey).toMatchObject({ name: 'acme-1', state: 'Active' });
-  const tenantKeys = double.liveKeys().filter((k) => k.tags['cmk-name'] === `tenant-${tenant}-emea`);
+  const tenantKeys = double.liveKeys().filter((k) => k.tags['cmk-name'] === tenantVaultKeyName(tenant, 'emea'));
   expect(tenantKeys).toEqual([expect.objectContaining({ enabled: true, tags: expect.objectContaining({ tenant, region: 'emea', 'cmk-purpose': 'tenant' }) })]);
   const tenantAzureName = tenantKeys[0]!.name;
 

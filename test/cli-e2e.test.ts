@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { expectAligned } from './support/columns';
 import { startStack, type Stack } from './support/stack';
+import { tenantVaultKeyName } from '../api/service';
 import { makePfx, makeByok } from './support/keyfiles';
 import { scratchDir } from './support/scratch';
 
@@ -152,7 +153,7 @@ describe('one tenant, from creation to its own key', () => {
     expect(kek.code).toBe(0);
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const byok = file('hsm.byok', makeByok(readFileSync(kekPath, 'utf8'), kek.json().kid, privateKey));
-    const versions = () => readdirSync(join(stack.dataDir, 'vault', 'keys', `tenant-${tenant}-emea`)).sort();
+    const versions = () => readdirSync(join(stack.dataDir, 'vault', 'keys', tenantVaultKeyName(tenant, 'emea'))).sort();
     const before = versions();
     // The .byok is unwrapped and staged inside the vault before the workflow answers R5: the refusal purges it.
     const tooSoon = await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'hsm-key', '--file', byok, '--json'], { as: ALICE });

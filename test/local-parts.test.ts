@@ -2,14 +2,15 @@
  * The embedded parts on real files: the local vault (keys encrypted at rest, Azure's semantics), the encrypted
  * environment databases with their one key record, and the outbox's exactly-once delivery.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { createCipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { localParts } from './support/parts';
 import { LocalVault } from '../vault/local';
 import { loadOrCreateSecret } from '../common/secrets';
 import { wrapForByok } from '../keyfiles';
 import { createEnvironmentActivities, providerProtector } from '../activities/environments';
+import { thumbprintOf } from '../common/keys';
 
 const der = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'der' });
 const filesUnder = (dir: string): string[] =>
@@ -74,6 +75,83 @@ describe('local vault', () => {
     const before = await vault.listVersions('tenant-a-default');
     await expect(vault.importByok('tenant-a-default', transfer(otherPem, otherKek.kid), { purpose: 'tenant', enabled: true }, 'kek-a-default')).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
     expect(await vault.listVersions('tenant-a-default')).toEqual(before);
+  });
+});
+
+describe('local vault records are authenticated (issue 16)', () => {
+  const recordPath = (dataDir: string, ref: { name: string; version: string }) => join(dataDir, 'vault', 'keys', ref.name, `${ref.version}.json`);
+  const readRecord = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  const challenge = Buffer.from('lock challenge');
+
+  test("another public key put in a record (the data dir writable, the secrets dir not) does not pass a proof of possession", async () => {
+    const { vault, config } = localParts();
+    const tenantKey = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: true });
+    const mallory = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const path = recordPath(config.dataDir, tenantKey);
+    writeFileSync(path, JSON.stringify({ ...readRecord(path), publicKeyPem: mallory.publicKey.export({ type: 'spki', format: 'pem' }), thumbprint: thumbprintOf(mallory.publicKey) }));
+    const forged = sign('sha256', challenge, mallory.privateKey);
+    await expect(vault.verify(tenantKey, challenge, forged)).rejects.toMatchObject({ reason: 'tampered', message: expect.stringMatching(/changed outside the vault/) });
+    await expect(vault.getPublicKeyPem(tenantKey)).rejects.toMatchObject({ reason: 'tampered' });
+  });
+
+  test('a disabled key re-enabled, or its purpose changed, in the data dir is refused', async () => {
+    const { vault, config } = localParts();
+    const tenantKey = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: true });
+    await vault.setEnabled(tenantKey, false);
+    const path = recordPath(config.dataDir, tenantKey);
+    writeFileSync(path, JSON.stringify({ ...readRecord(path), enabled: true }));
+    await expect(vault.wrapKey(tenantKey, Buffer.alloc(32, 1))).rejects.toMatchObject({ reason: 'tampered' });
+    await vault.setEnabled(tenantKey, false).catch(() => undefined);
+    const kek = await vault.createKek('kek-a-default');
+    const kekPath = recordPath(config.dataDir, kek.key);
+    writeFileSync(kekPath, JSON.stringify({ ...readRecord(kekPath), purpose: 'tenant' }));
+    await expect(vault.getKey(kek.key)).rejects.toMatchObject({ reason: 'tampered' });
+    // Stripping the MAC does not make a record pass for one written before records were authenticated.
+    const fresh = await vault.importKey('tenant-a-default', der(), { purpose: 'tenant', enabled: false });
+    const freshPath = recordPath(config.dataDir, fresh);
+    const { mac: _mac, ...unsigned } = readRecord(freshPath);
+    writeFileSync(freshPath, JSON.stringify({ ...unsigned, enabled: true }));
+    await expect(vault.wrapKey(fresh, Buffer.alloc(32, 1))).rejects.toMatchObject({ reason: 'tampered' });
+  });
+
+  test('a record written before records were authenticated is checked against its private key, then sealed with a MAC', async () => {
+    const { vault, config } = localParts();
+    const masterKey = loadOrCreateSecret(config.secretsDir, 'vault-master-key');
+    // The earlier format: the private key under AES-GCM with name/version as additional data, the rest in the clear.
+    const legacy = (name: string, version: string, publicOf: string) => {
+      const pkcs8 = der();
+      const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', masterKey, iv);
+      cipher.setAAD(Buffer.from(`cmk-local-vault:${name}/${version}`));
+      const ciphertext = Buffer.concat([cipher.update(pkcs8), cipher.final()]);
+      const publicKey = publicOf === 'own' ? createPublicKey(key) : generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+      const record = {
+        name,
+        version,
+        kid: `local-vault:/keys/${name}/${version}`,
+        thumbprint: thumbprintOf(publicKey),
+        purpose: 'tenant',
+        enabled: true,
+        createdAt: new Date().toISOString(),
+        tags: {},
+        publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        sealed: { iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), ciphertext: ciphertext.toString('base64') },
+      };
+      const dir = join(config.dataDir, 'vault', 'keys', name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${version}.json`), JSON.stringify(record));
+      return { ref: { name, version }, key };
+    };
+    const old = legacy('tenant-old-default', 'a'.repeat(32), 'own');
+    expect(await vault.getKey(old.ref)).toMatchObject({ enabled: true, thumbprint: thumbprintOf(old.key) });
+    expect(readRecord(recordPath(config.dataDir, old.ref)).mac).toEqual(expect.any(String));
+    expect(await vault.verify(old.ref, challenge, sign('sha256', challenge, old.key))).toBe(true);
+    expect(await vault.unwrapKey(old.ref, await vault.wrapKey(old.ref, Buffer.from('dek')))).toEqual(Buffer.from('dek'));
+    // An old record whose public key is not its private key's was changed: refused, not sealed.
+    const swapped = legacy('tenant-old-default', 'b'.repeat(32), 'another');
+    await expect(vault.getKey(swapped.ref)).rejects.toMatchObject({ reason: 'tampered' });
+    expect(readRecord(recordPath(config.dataDir, swapped.ref)).mac).toBeUndefined();
   });
 });
 

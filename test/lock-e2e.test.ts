@@ -9,6 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { startStack, type Stack } from './support/stack';
+import { tenantVaultKeyName } from '../api/service';
 import { makePfx } from './support/keyfiles';
 import { scratchDir } from './support/scratch';
 
@@ -119,7 +120,7 @@ test('key reactivate with the same .pfx, then env unlock after the delay: prod r
   expect((await stack.cmk(['env', 'unlock', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().error.code).toBe('KEY_NOT_ACTIVE');
   const other = file('other2.pfx', makePfx(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'other password'));
   const reactivate = (pfx: string, passwordFile: string) => stack.cmk(['key', 'reactivate', '--tenant', tenant, '--file', pfx, '--password-file', passwordFile, '--json'], { as: BOB });
-  const versions = () => readdirSync(join(stack.dataDir, 'vault', 'keys', `tenant-${tenant}-default`)).sort();
+  const versions = () => readdirSync(join(stack.dataDir, 'vault', 'keys', tenantVaultKeyName(tenant, 'default'))).sort();
   const before = versions();
   expect((await reactivate(other, file('other2-password.txt', 'other password\n'))).json().error.code).toBe('KEY_MISMATCH');
   expect(versions()).toEqual(before);

@@ -2,17 +2,23 @@
  * The embedded key vault: Azure Key Vault's model (named keys, immutable versions, enabled flag, delete = purge)
  * in files under `<data dir>/vault/keys/<name>/<version>.json`. Public parts are stored in the clear; the private
  * key is AES-256-GCM encrypted under the master key (kept in CMK_SECRETS_DIR), with name and version as additional
- * data so that records cannot be swapped. Every call reads from disk: the API service and the worker share it.
+ * data so that records cannot be swapped. The whole record (public key, thumbprint, purpose, enabled, tags…) carries
+ * an HMAC under a key derived from the master key: whoever can write the data dir but not the secrets dir cannot
+ * put their own public key in a record (and so pass a lock's proof of possession) or re-enable a key. Every call
+ * reads from disk: the API service and the worker share it.
  */
 import {
   constants,
   createCipheriv,
   createDecipheriv,
+  createHmac,
   createPublicKey,
   generateKeyPair,
+  hkdfSync,
   privateDecrypt,
   publicEncrypt,
   randomBytes,
+  timingSafeEqual,
   verify as verifySignature,
   type KeyObject,
 } from 'node:crypto';
@@ -36,16 +42,31 @@ export { VaultError };
 interface StoredKey extends VaultKeyInfo {
   publicKeyPem: string;
   sealed: { iv: string; tag: string; ciphertext: string };
+  /**
+   * HMAC-SHA256 of every other field (recordMac), base64. Absent in records written before records were authenticated:
+   * those are migrated when first read (see migrate).
+   */
+  mac?: string;
+}
+
+/** Fields in a fixed order and tags sorted, so that the MAC does not depend on how JSON was written. */
+function canonicalRecord(stored: StoredKey): Buffer {
+  const { name, version, kid, thumbprint, purpose, enabled, createdAt, tags, publicKeyPem, sealed } = stored;
+  const sortedTags = Object.entries(tags ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return Buffer.from(JSON.stringify(['cmk-local-vault-record/2', name, version, kid, thumbprint, purpose, enabled, createdAt, sortedTags, publicKeyPem, sealed.iv, sealed.tag, sealed.ciphertext]));
 }
 
 export class LocalVault implements Vault {
   private readonly root: string;
   private readonly masterKey: Buffer;
+  /** Its own key for the records' MACs, derived from the master key (never the encryption key itself). */
+  private readonly macKey: Buffer;
 
   constructor({ dataDir, masterKey }: { dataDir: string; masterKey: Buffer }) {
     if (masterKey.length !== 32) throw new Error('The vault master key must be 32 bytes.');
     this.root = join(dataDir, 'vault', 'keys');
     this.masterKey = masterKey;
+    this.macKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'cmk-local-vault record mac', 32));
   }
 
   // ------------------------------------------------------------------------------------------------ storage
@@ -55,14 +76,70 @@ export class LocalVault implements Vault {
     return join(this.root, name, `${version}.json`);
   }
 
-  private aad({ name, version }: KeyRef): Buffer {
-    return Buffer.from(`cmk-local-vault:${name}/${version}`);
+  /**
+   * The private key's additional data. Authenticated records use a second form, so that a record whose MAC was
+   * stripped cannot pass for one written before records were authenticated: its private key would not open.
+   */
+  private aad({ name, version }: KeyRef, legacy = false): Buffer {
+    return Buffer.from(legacy ? `cmk-local-vault:${name}/${version}` : `cmk-local-vault:v2:${name}/${version}`);
+  }
+
+  private recordMac(stored: StoredKey): Buffer {
+    return createHmac('sha256', this.macKey).update(canonicalRecord(stored)).digest();
+  }
+
+  private async write(stored: StoredKey): Promise<void> {
+    const { mac: _old, ...record } = stored;
+    await writeFileAtomic(this.path(stored), JSON.stringify({ ...record, mac: this.recordMac(record).toString('base64') }));
   }
 
   private async load(ref: KeyRef): Promise<StoredKey | undefined> {
     const stored = await readJsonIfExists<StoredKey>(this.path(ref));
-    if (stored && (stored.name !== ref.name || stored.version !== ref.version)) throw new VaultError('tampered', `The vault record ${ref.name}/${ref.version} does not belong there.`);
+    if (!stored) return undefined;
+    const tampered = () => new VaultError('tampered', `The vault record ${ref.name}/${ref.version} has been changed outside the vault; it is not used.`);
+    if (typeof stored !== 'object' || stored.name !== ref.name || stored.version !== ref.version) throw new VaultError('tampered', `The vault record ${ref.name}/${ref.version} does not belong there.`);
+    if (stored.mac === undefined) return this.migrate(stored, tampered);
+    const mac = Buffer.from(String(stored.mac), 'base64');
+    const expected = this.recordMac(stored);
+    if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) throw tampered();
     return stored;
+  }
+
+  /**
+   * A record written before records were authenticated: its private key is (AES-GCM authenticates it), so the public
+   * key and thumbprint are derived from it again and must match what the record says; then the record is sealed
+   * afresh (new IV, the second additional data, a MAC) and written back. Its enabled flag, purpose and tags are taken
+   * as found, once: from then on they are authenticated.
+   */
+  private async migrate(stored: StoredKey, tampered: () => VaultError): Promise<StoredKey> {
+    let key: KeyObject;
+    try {
+      key = this.open(stored, true);
+    } catch {
+      throw tampered();
+    }
+    const publicKeyPem = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+    if (publicKeyPem !== stored.publicKeyPem || thumbprintOf(key) !== stored.thumbprint) throw tampered();
+    const { mac: _none, ...record } = stored;
+    const migrated: StoredKey = { ...record, sealed: this.seal(stored, key) };
+    await this.write(migrated);
+    return migrated;
+  }
+
+  private seal(ref: KeyRef, key: KeyObject): StoredKey['sealed'] {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.masterKey, iv);
+    cipher.setAAD(this.aad(ref));
+    const ciphertext = Buffer.concat([cipher.update(key.export({ type: 'pkcs8', format: 'der' })), cipher.final()]);
+    return { iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), ciphertext: ciphertext.toString('base64') };
+  }
+
+  private open(stored: StoredKey, legacy = false): KeyObject {
+    const decipher = createDecipheriv('aes-256-gcm', this.masterKey, Buffer.from(stored.sealed.iv, 'base64'));
+    decipher.setAAD(this.aad(stored, legacy));
+    decipher.setAuthTag(Buffer.from(stored.sealed.tag, 'base64'));
+    const der = Buffer.concat([decipher.update(Buffer.from(stored.sealed.ciphertext, 'base64')), decipher.final()]);
+    return privateKeyFromPkcs8(der);
   }
 
   private async require(ref: KeyRef, mustBeEnabled = true): Promise<StoredKey> {
@@ -74,11 +151,7 @@ export class LocalVault implements Vault {
 
   private privateKey(stored: StoredKey): KeyObject {
     try {
-      const decipher = createDecipheriv('aes-256-gcm', this.masterKey, Buffer.from(stored.sealed.iv, 'base64'));
-      decipher.setAAD(this.aad(stored));
-      decipher.setAuthTag(Buffer.from(stored.sealed.tag, 'base64'));
-      const der = Buffer.concat([decipher.update(Buffer.from(stored.sealed.ciphertext, 'base64')), decipher.final()]);
-      return privateKeyFromPkcs8(der);
+      return this.open(stored);
     } catch {
       throw new VaultError('tampered', `The vault record ${stored.name}/${stored.version} cannot be opened with this vault's master key.`);
     }
@@ -88,10 +161,6 @@ export class LocalVault implements Vault {
     if (!KEY_NAME.test(name)) throw new CmkError('INVALID_ARGUMENT', `"${name}" is not a valid vault key name.`);
     const version = randomBytes(16).toString('hex');
     const ref = { name, version };
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.masterKey, iv);
-    cipher.setAAD(this.aad(ref));
-    const ciphertext = Buffer.concat([cipher.update(key.export({ type: 'pkcs8', format: 'der' })), cipher.final()]);
     const info: VaultKeyInfo = {
       name,
       version,
@@ -105,15 +174,15 @@ export class LocalVault implements Vault {
     const stored: StoredKey = {
       ...info,
       publicKeyPem: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString(),
-      sealed: { iv: iv.toString('base64'), tag: cipher.getAuthTag().toString('base64'), ciphertext: ciphertext.toString('base64') },
+      sealed: this.seal(ref, key),
     };
     mkdirSync(join(this.root, name), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.path(ref), JSON.stringify(stored));
+    await this.write(stored);
     return info;
   }
 
   private info(stored: StoredKey): VaultKeyInfo {
-    const { publicKeyPem: _p, sealed: _s, ...info } = stored;
+    const { publicKeyPem: _p, sealed: _s, mac: _m, ...info } = stored;
     return info;
   }
 
@@ -161,7 +230,7 @@ export class LocalVault implements Vault {
   async setEnabled(ref: KeyRef, enabled: boolean): Promise<void> {
     const stored = await this.require(ref, false);
     if (stored.enabled === enabled) return;
-    await writeFileAtomic(this.path(ref), JSON.stringify({ ...stored, enabled }));
+    await this.write({ ...stored, enabled });
   }
 
   async deleteKey(ref: KeyRef): Promise<void> {

@@ -5,6 +5,8 @@
 export const ERROR_CODES = [
   // Extends §4: no verified bearer token (authentication precedes every other check; HTTP 401).
   'UNAUTHENTICATED',
+  // Too many requests from this caller or on this tenant (HTTP 429 with Retry-After; api/ratelimit.ts).
+  'RATE_LIMITED',
   'FORBIDDEN',
   'NOT_FOUND',
   'INVALID_ARGUMENT',
@@ -36,6 +38,8 @@ export function httpStatusOf(code: ErrorCode): number {
   switch (code) {
     case 'UNAUTHENTICATED':
       return 401;
+    case 'RATE_LIMITED':
+      return 429;
     case 'FORBIDDEN':
       return 403;
     case 'NOT_FOUND':

@@ -54,7 +54,12 @@ export function formatDuration(ms: number): string {
 export const ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const isValidId = (id: unknown): id is string => typeof id === 'string' && ID_PATTERN.test(id);
 
-const EMAIL_PATTERN = /^[^\s@:,]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
+/**
+ * Printable ASCII only (no space, "@", ":" or ","): outside ASCII, lowercasing and compatibility folds make two
+ * strings one (the Kelvin sign U+212A lowercases to "k"), so `\u212Aalice@x` could act as, or be registered beside,
+ * `kalice@x`.
+ */
+const EMAIL_PATTERN = /^[!-+\--9;-?A-~]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
 export const isValidEmail = (email: unknown): email is string =>
   typeof email === 'string' && email.length <= 254 && EMAIL_PATTERN.test(email);
 export const normaliseEmail = (email: string): string => email.toLowerCase();

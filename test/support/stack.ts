@@ -76,6 +76,9 @@ export async function startStack(extraEnv: Record<string, string> = {}, dirs?: {
     CMK_SECRETS_DIR: secretsDir,
     CMK_API_PORT: String(await freePort()),
     TEMPORAL_ADDRESS: `127.0.0.1:${await temporalPort()}`,
+    // The suites (and the fuzzer) send far more than 10 requests a second as one user; test/rate-limit.test.ts covers the limits.
+    CMK_RATE_LIMIT: '0',
+    CMK_RATE_LIMIT_TENANT: '0',
     ...extraEnv,
   };
   delete env.CMK_USER;
