@@ -7,7 +7,8 @@
 import { CmkError } from '../common/errors';
 import type { ControlPlane } from '../client/library';
 import type { EnvironmentDatabases } from '../database/types';
-import type { Outbox } from '../mail/outbox';
+import type { Outbox, OutboxEntry } from '../mail/outbox';
+import type { Delivery } from '../mail/types';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type OpenedPfx } from '../keyfiles';
@@ -471,8 +472,35 @@ export class ApiService {
   async listMail(actor: Actor, tenantId: string) {
     await this.authorize(actor, tenantId, 'mail.list');
     const mails = await this.deps.outbox.list(tenantId);
-    return { tenant: tenantId, mails: mails.map((m) => ({ to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt })) };
+    return { tenant: tenantId, mails: mails.map(mailView) };
   }
+
+  /**
+   * `cmk mail retry` (operator only): the tenant's pending and rejected mails, tried now by the workflows' worker.
+   * Answers what was tried and how every mail stands after.
+   */
+  async retryMail(actor: Actor, tenantId: string) {
+    if (actor.kind !== 'operator') refuse('FORBIDDEN', `${actor.email} may not retry mail; only the provider operator may.`);
+    await this.authorize(actor, tenantId, 'mail.list');
+    const report = await this.deps.controlPlane.retryMail(tenantId);
+    const mails = await this.deps.outbox.list(tenantId);
+    return {
+      tenant: tenantId,
+      tried: report.tried.map((t) => ({ to: t.to, subject: t.subject, event: t.event, delivery: t.delivery, ...(t.delivery !== 'delivered' ? { reason: t.reason ?? null, attempts: t.attempts } : {}) })),
+      mails: mails.map(mailView),
+    };
+  }
+
+  /** For `cmk status` and the metrics: mail not delivered, across tenants. */
+  mailSummary() {
+    return this.deps.outbox.summary();
+  }
+}
+
+/** DESIGN.md §4 `mail list`: `delivery` always; `reason` and `attempts` when the mail is not delivered. */
+function mailView(m: OutboxEntry & { delivery: Delivery }) {
+  const view = { to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt, delivery: m.delivery };
+  return m.delivery === 'delivered' ? view : { ...view, reason: m.reason ?? null, attempts: m.attempts ?? 0 };
 }
 
 /**

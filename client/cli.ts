@@ -96,9 +96,10 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
 
   command(program, 'status', 'exit 0 once the API answers, Temporal answers and a worker polls').action(async () => {
     type Worker = { taskQueue: string; pollers: number };
-    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> } }>('GET', '/v1/status');
+    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> }; warnings?: string[] }>('GET', '/v1/status');
     const regions = Object.entries(s.worker.regions ?? {}).map(([region, w]) => `\nWorkers polling ${w.taskQueue} (region ${region}): ${w.pollers}`);
-    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}`);
+    const warnings = (s.warnings ?? []).map((w) => `\nWarning: ${w}`);
+    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}${warnings.join('')}`);
     if (!s.ready) throw new Error('The control plane is not ready yet.');
   });
 
@@ -313,8 +314,19 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
   command(mail, 'list', 'list the mail sent about this tenant')
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
-      const r = await api().call<Json & { mails: Array<{ to: string; subject: string; event: string; sentAt: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
-      print({ mails: r.mails }, () => (r.mails.length ? columns([['SENT AT', 'TO', 'EVENT', 'SUBJECT'], ...r.mails.map((m) => [m.sentAt, m.to, m.event, m.subject])]) : 'No mail.'));
+      const r = await api().call<Json & { mails: MailView[] }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
+      print({ mails: r.mails }, () => (r.mails.length ? columns([['SENT AT', 'TO', 'EVENT', 'DELIVERY', 'SUBJECT'], ...r.mails.map((m) => [m.sentAt ?? '', m.to, m.event, deliveryText(m), m.subject])]) : 'No mail.'));
+    });
+  command(mail, 'retry', "retry the tenant's pending and rejected mail now (operator)")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .action(async (o: { tenant: string }) => {
+      const r = await api().call<Json & { tried: MailView[]; mails: MailView[] }>('POST', `/v1/tenants/${enc(o.tenant)}/mail/retry`, {});
+      const left = r.mails.filter((m) => m.delivery !== 'delivered').length;
+      print(r, () =>
+        r.tried.length
+          ? `${columns([['TO', 'EVENT', 'DELIVERY', 'SUBJECT'], ...r.tried.map((m) => [m.to, m.event, deliveryText(m), m.subject])])}\n${r.tried.filter((m) => m.delivery === 'delivered').length} of ${r.tried.length} delivered; ${left} mail(s) of ${o.tenant} not delivered.`
+          : `No mail of ${o.tenant} to retry; ${left} mail(s) not delivered.`,
+      );
     });
 
   // ----------------------------------------------------------------------------------------------- audit
@@ -515,6 +527,23 @@ async function waitForKey(api: ApiClient, tenant: string, region: string | undef
 }
 
 /** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */
+interface MailView {
+  to: string;
+  subject: string;
+  event: string;
+  sentAt?: string;
+  delivery: 'delivered' | 'pending' | 'rejected';
+  reason?: string | null;
+  attempts?: number;
+}
+
+/** `delivered`, or the state with its attempts and reason: `pending (3 attempts: SendGrid answered 503 …)`. */
+function deliveryText(m: MailView): string {
+  if (m.delivery === 'delivered') return 'delivered';
+  const why = [m.attempts !== undefined ? `${m.attempts} attempt(s)` : '', m.reason ?? ''].filter(Boolean).join(': ');
+  return why ? `${m.delivery} (${why.slice(0, 160)})` : m.delivery;
+}
+
 function parseAdmin(spec: string, defaultRole?: string): { email: string; role: string | undefined } {
   const at = spec.lastIndexOf(':');
   if (at > spec.lastIndexOf('@')) return { email: spec.slice(0, at), role: spec.slice(at + 1) };

@@ -226,16 +226,26 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
   }
 
-  /** R4: every global and service administrator, and the system administrators of the environments concerned. */
+  /**
+   * R4: every global and service administrator, and the system administrators of the environments concerned. The
+   * activity records each recipient's mail in the outbox and never throws for the provider (refused recipients and
+   * outages are delivery states there); whatever still fails here is logged, never thrown: what the mail reports has
+   * taken effect, and no outside fault may fail the tenant (DESIGN.md §6).
+   */
   async function notify(notification: Notification, envIds?: string | string[]): Promise<void> {
     carried.notificationSeq += 1;
-    await notifyAdministrators({
-      notificationId: `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`,
-      tenant: tenant.tenant,
-      recipients: notificationRecipients(tenant, envIds),
-      ...notification,
-      occurredAt: iso(Date.now()),
-    });
+    const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
+    try {
+      await notifyAdministrators({
+        notificationId,
+        tenant: tenant.tenant,
+        recipients: notificationRecipients(tenant, envIds),
+        ...notification,
+        occurredAt: iso(Date.now()),
+      });
+    } catch (err) {
+      log.error('A notification could not be recorded in the outbox; the operation it reports stands.', { notificationId, event: notification.event, error: String(err) });
+    }
   }
 
   /** One record in the audit trail (who, what, when, outcome, thumbprints). */
