@@ -184,7 +184,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
               `Environments of ${o.tenant} in region ${r.region}:`,
               columns([
                 ['ENVIRONMENT', 'STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN', ''],
-                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
+                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.fault ? faultText(e.fault) : e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
               ]),
               `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`,
             ].join('\n'),
@@ -432,6 +432,8 @@ interface EnvView {
   systemAdmin: string | null;
   coverage: { covered: string[]; notCovered: string[] };
   lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
+  /** What background work could not do to it (docs/RELIABILITY.md). */
+  fault?: { operation: 'delete' | 'reprotect'; code: string; reason: string; repair: string };
 }
 interface Row {
   id: number;
@@ -459,6 +461,7 @@ type KeyReport = Json & {
   lockAllowedAt: string | null;
   rollbackAvailableUntil?: string | null;
   reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
+  faults?: { environments: Array<{ env: string; operation: string; code: string; reason: string; repair: string }>; keysNotRemoved: Array<{ name: string; code: string; reason: string }> };
 };
 
 const enc = encodeURIComponent;
@@ -510,6 +513,8 @@ function describeKey(r: KeyReport): string {
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);
   for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);
+  for (const f of r.faults?.environments ?? []) if (f.operation === 'delete') lines.push(`  ${f.env}: ${faultText(f)}`);
+  for (const key of r.faults?.keysNotRemoved ?? []) lines.push(`  The replaced key "${key.name}" could not be removed from the vault (${key.code}): ${key.reason} The next environment operation in this region tries again.`);
   // A moment already past reads as "now": the reader should not have to compare timestamps with the clock.
   const passed = (at: string) => Date.parse(at) <= Date.now();
   if (r.nextKeyChangeAllowedAt) lines.push(passed(r.nextKeyChangeAllowedAt) ? `A key change is allowed now (R5: since ${r.nextKeyChangeAllowedAt}).` : `Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
@@ -526,7 +531,11 @@ async function waitForKey(api: ApiClient, tenant: string, region: string | undef
   }
 }
 
-/** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */
+/** A background failure in a sentence: what did not happen, its code, and the repair. */
+function faultText(f: { operation: string; code: string; reason: string; repair: string }): string {
+  return `${f.operation === 'delete' ? 'deletion refused' : 'left on an older key'} (${f.code}): ${f.reason} ${f.repair}`;
+}
+
 interface MailView {
   to: string;
   subject: string;
@@ -544,6 +553,7 @@ function deliveryText(m: MailView): string {
   return why ? `${m.delivery} (${why.slice(0, 160)})` : m.delivery;
 }
 
+/** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */
 function parseAdmin(spec: string, defaultRole?: string): { email: string; role: string | undefined } {
   const at = spec.lastIndexOf(':');
   if (at > spec.lastIndexOf('@')) return { email: spec.slice(0, at), role: spec.slice(at + 1) };
