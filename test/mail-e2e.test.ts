@@ -4,6 +4,9 @@
  * gets the mail), `mail list` shows every mail's delivery, `status` warns while staying ready, and the operator's
  * `mail retry` delivers what waits once SendGrid takes it — after an outage too.
  */
+import { Client, Connection } from '@temporalio/client';
+import { loadDataConverter } from '../codec';
+import { MAIL_RETRY_SCHEDULE_ID } from '../workflows/messages';
 import { freePort, startStack, type Stack } from './support/stack';
 import { FakeSendGrid, SENDGRID_TEST_KEY } from './support/sendgrid-double';
 
@@ -102,3 +105,29 @@ test('SendGrid down (503) or refusing our key (401): requests answer at once, ma
   const ids = sendgrid.delivered().map((d) => d.id);
   expect(new Set(ids).size).toBe(ids.length);
 });
+
+test('the stack creates the Schedule cmk-mail-retry; its passes deliver pending mail once SendGrid is back, without anyone asking', async () => {
+  const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS });
+  try {
+    const temporal = new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) });
+    const schedule = temporal.schedule.getHandle(MAIL_RETRY_SCHEDULE_ID);
+    const described = await schedule.describe();
+    expect(described.spec.intervals).toEqual([expect.objectContaining({ every: 60_000 })]);
+    expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'mailRetryWorkflow' });
+
+    sendgrid.down = 503;
+    expect((await stack.cmk(['tenant', 'create', '--tenant', 'northwind', '--name', 'Northwind', '--admin', `${ALICE}:global`, '--admin', `${BOB}:service`])).code).toBe(0);
+    expect((await mails('northwind')).map((m) => m.delivery)).toEqual(['pending', 'pending']);
+    sendgrid.down = null;
+    await schedule.trigger();
+    // Bob's mail was never tried (the outage stopped the attempts): it is due at once. Alice's backs off a minute.
+    const deadline = Date.now() + 180_000;
+    while ((await mails('northwind')).some((m) => m.delivery !== 'delivered')) {
+      if (Date.now() > deadline) throw new Error(`mail still pending: ${JSON.stringify(await mails('northwind'))}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(sendgrid.delivered().filter((d) => d.id.startsWith('cmk-tenant/northwind#')).map((d) => d.to).sort()).toEqual([ALICE, BOB]);
+  } finally {
+    await connection.close();
+  }
+}, 240_000);
