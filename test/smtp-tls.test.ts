@@ -3,13 +3,10 @@
  * (`?requireTLS=false`), so that a relay (or someone in the path) that offers no TLS does not get the credentials and
  * the mail in the clear. A real `smtp-server` relay without STARTTLS, on a non-loopback address of this machine.
  */
-import { mkdtempSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { SMTPServer } from 'smtp-server';
 import { SmtpMailer } from '../mail';
-import { Outbox } from '../mail/outbox';
 import type { OutgoingMail } from '../mail/types';
 
 const address = Object.values(networkInterfaces())
@@ -43,21 +40,23 @@ afterAll(async () => {
 });
 
 const mailer = (url: string) => {
-  const m = new SmtpMailer({ smtpUrl: url, mailFrom: FROM }, new Outbox({ dataDir: mkdtempSync(join(tmpdir(), 'cmk-smtp-tls-')) }));
+  const m = new SmtpMailer({ smtpUrl: url, mailFrom: FROM });
   mailers.push(m);
   return m;
 };
 
 (address ? test : test.skip)('a relay on another host that offers no STARTTLS is not sent to in the clear; ?requireTLS=false opts out', async () => {
-  await expect(mailer(`smtp://${address}:${port}`).send(mail('a'))).rejects.toThrow(/STARTTLS|TLS/i);
+  // Not sent, and not the recipient's fault: an outage of our relay set-up, so the mail stays pending.
+  const refused = await mailer(`smtp://${address}:${port}`).attempt(mail('a'));
+  expect(refused).toEqual({ outcome: 'outage', reason: expect.stringMatching(/STARTTLS|TLS/i) });
   expect(received).toBe(0);
-  await expect(mailer(`smtp://${address}:${port}?requireTLS=false`).send(mail('b'))).resolves.toEqual({ delivered: true });
+  await expect(mailer(`smtp://${address}:${port}?requireTLS=false`).attempt(mail('b'))).resolves.toEqual({ outcome: 'delivered' });
   expect(received).toBe(1);
 });
 
 test('a loopback relay needs no TLS', async () => {
   const before = received;
-  await expect(mailer(`smtp://127.0.0.1:${port}`).send(mail('c'))).resolves.toEqual({ delivered: true });
-  await expect(mailer(`smtp://localhost:${port}`).send(mail('d'))).resolves.toEqual({ delivered: true });
+  await expect(mailer(`smtp://127.0.0.1:${port}`).attempt(mail('c'))).resolves.toEqual({ outcome: 'delivered' });
+  await expect(mailer(`smtp://localhost:${port}`).attempt(mail('d'))).resolves.toEqual({ outcome: 'delivered' });
   expect(received).toBe(before + 2);
 });
