@@ -12,7 +12,7 @@ import { regionTaskQueue, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../workflows/rules';
 import { ALICE, HOUR, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { localParts } from './support/parts';
-import { testAuditSink, testDataConverter } from './support/codec';
+import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';
 
 const harness = timeSkippingHarness();
 const POLICY: Policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
@@ -30,19 +30,19 @@ async function regionWorker(name: 'eu' | 'us', taskQueue: string, main: ReturnTy
     taskQueue: regionTaskQueue(taskQueue, name),
     dataConverter: testDataConverter(),
     // The region's own vault and databases; mail and audit stay with the workflows' worker.
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), vault: parts.vault, databases: parts.databases }),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(POLICY), vault: parts.vault, databases: parts.databases }),
   });
   return { name, parts, worker, running: worker.run() };
 }
 
-/** The worker of the tenant workflow, mail and the audit trail, on the deployment's main queue. */
-function workflowsWorker(taskQueue: string, main: ReturnType<typeof localParts>): Promise<Worker> {
+/** The worker of the tenant workflow, mail and the audit trail, on the deployment's main queue; `policy` is its configuration. */
+function workflowsWorker(taskQueue: string, main: ReturnType<typeof localParts>, policy: Policy = POLICY): Promise<Worker> {
   return Worker.create({
     connection: harness.env.nativeConnection,
     taskQueue,
     workflowBundle: harness.bundle,
     dataConverter: testDataConverter(),
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir) }),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(policy) }),
   });
 }
 
@@ -65,7 +65,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
   // The workflows' worker serves no region: were a region's activity routed here, it would find no key or database.
   const workflows = await workflowsWorker(taskQueue, main);
   const tenant = `globex-${process.pid % 1000}`;
-  const plane = new ControlPlane(harness.env.client, taskQueue);
+  const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
   const eu = await regionWorker('eu', taskQueue, main);
   let us = await regionWorker('us', taskQueue, main);
   try {
@@ -142,12 +142,12 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
   }
 });
 
-test('R1 routing follows the deployment: regions named from a request on route by region; named no more, back to the workflow queue', async () => {
+test("R1 routing follows the worker's configuration, not the request: a request naming regions does not re-route a deployment that names none", async () => {
   const taskQueue = `regions-follow-${process.pid}`;
   const main = localParts();
-  const workflows = await workflowsWorker(taskQueue, main);
+  const workflows = await workflowsWorker(taskQueue, main, DEFAULT_POLICY);
   const tenant = `initech-${process.pid % 1000}`;
-  const plane = new ControlPlane(harness.env.client, taskQueue);
+  const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
   // The region's worker shares the parts here: what this test shows is the queue each activity was sent to.
   const eu = await regionWorker('eu', taskQueue, main, main);
   try {
@@ -159,7 +159,8 @@ test('R1 routing follows the deployment: regions named from a request on route b
       await create('routed', POLICY);
       await create('after', DEFAULT_POLICY);
       const provisioned = (await activityQueues(tenant)).filter(([type]) => type === 'provisionEnvironmentDatabase').map(([, queue]) => queue);
-      expect(provisioned).toEqual([taskQueue, regionTaskQueue(taskQueue, 'eu'), taskQueue]);
+      // Signed or not, a request's policy is not the deployment's (DESIGN.md §6): the worker's own says no regions.
+      expect(provisioned).toEqual([taskQueue, taskQueue, taskQueue]);
       for (const env of ['before', 'routed', 'after']) expect(await main.databases.describe(tenant, env)).toBeDefined();
       expect((await plane.snapshot(tenant))!.environments.map((e) => [e.id, e.state])).toEqual([['before', 'Online'], ['routed', 'Online'], ['after', 'Online']]);
       await harness.terminateWhenIdle(tenantWorkflowId(tenant));

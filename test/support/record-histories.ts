@@ -17,7 +17,7 @@ import { registerSearchAttributes } from '../../stack/search-attributes';
 import { regionTaskQueue, tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY } from '../../workflows/rules';
 import { localParts } from './parts';
-import { testDataConverter, TEST_AUDIT_KEY } from './codec';
+import { testDataConverter, testRequestSigner, testRequestTrust, TEST_AUDIT_KEY } from './codec';
 import { AuditTrail } from '../../audit/trail';
 import { AUDIT_WORKFLOW_ID } from '../../workflows/messages';
 
@@ -29,14 +29,14 @@ async function main(): Promise<void> {
   await registerSearchAttributes(env.connection, 'default');
   const parts = localParts();
   const taskQueue = 'record-histories';
-  const plane = new ControlPlane(env.client, taskQueue);
+  const plane = new ControlPlane(env.client, taskQueue, testRequestSigner(() => env.currentTimeMs()));
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('../../workflows'),
     dataConverter: testDataConverter(),
     // The product's path: records go to the audit workflow, whose appends run here.
-    activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }),
+    activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) }, ...testRequestTrust() }),
   });
   const operator = { kind: 'operator' } as const;
   const alice = { kind: 'user', email: 'alice@example.com' } as const;
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
       const policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
       const regionWorkers = await Promise.all(
         policy.regions.map((region) =>
-          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }) }),
+          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) }, ...testRequestTrust() }) }),
         ),
       );
       const running = regionWorkers.map((w) => w.run());

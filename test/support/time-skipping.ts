@@ -14,7 +14,7 @@ import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
 import { localParts } from './parts';
-import { testDataConverter, testAuditSink } from './codec';
+import { testDataConverter, testAuditSink, testRequestSigner, testRequestTrust } from './codec';
 
 const { EventType } = temporal.api.enums.v1;
 
@@ -67,6 +67,10 @@ export function timeSkippingHarness() {
       if (!env) throw new Error('The time-skipping server is not started yet (use the harness inside tests).');
       return env;
     },
+    /** Signs as the API service does, on the test server's clock (which time skipping moves ahead). */
+    get signer() {
+      return testRequestSigner(() => harness.env.currentTimeMs());
+    },
     get bundle(): WorkflowBundleWithSourceMap {
       if (!bundle) throw new Error('The workflow bundle is not built yet.');
       return bundle;
@@ -84,9 +88,9 @@ export function timeSkippingHarness() {
         taskQueue,
         workflowBundle: harness.bundle,
         dataConverter: testDataConverter(),
-        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...dependencies(parts) }),
+        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), ...dependencies(parts) }),
       });
-      const plane = new ControlPlane(harness.env.client, taskQueue);
+      const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
       const tenant = `contoso-${process.pid % 1000}-${counter}`;
       const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
         const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
