@@ -16,6 +16,7 @@ import { createPurgeActivities, type TenantDirectory } from './purge';
 import { createAuditActivities, type AuditSink } from './audit';
 import type { AuditTrail } from '../audit/trail';
 import type { RequestTrust } from '../workflows/signed';
+import type { ChallengeOpener } from './lock';
 import { createTrustActivities } from './trust';
 
 export interface ActivityDependencies {
@@ -30,6 +31,8 @@ export interface ActivityDependencies {
   auditTrail?: AuditTrail;
   /** The keys that verify signed requests, and the policy: what the workflows trust (common/request-signing.ts). */
   requestTrust: RequestTrust;
+  /** Opens the API service's lock challenges (the `challenge-key`), to check a lock's proof again; without, no lock. */
+  challenges?: ChallengeOpener;
 }
 
 export function createActivities(deps: ActivityDependencies) {

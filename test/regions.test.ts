@@ -10,7 +10,7 @@ import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import { regionTaskQueue, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../workflows/rules';
-import { ALICE, HOUR, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
+import { ALICE, HOUR, OPERATOR_ACTOR, signChallenge, TEST_CHALLENGES, timeSkippingHarness } from './support/time-skipping';
 import { localParts } from './support/parts';
 import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';
 
@@ -30,7 +30,7 @@ async function regionWorker(name: 'eu' | 'us', taskQueue: string, main: ReturnTy
     taskQueue: regionTaskQueue(taskQueue, name),
     dataConverter: testDataConverter(),
     // The region's own vault and databases; mail and audit stay with the workflows' worker.
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(POLICY), vault: parts.vault, databases: parts.databases }),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(POLICY), challenges: TEST_CHALLENGES, vault: parts.vault, databases: parts.databases }),
   });
   return { name, parts, worker, running: worker.run() };
 }
@@ -110,7 +110,10 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
       // R8 in Europe, once R6's embargo is over: only Europe's environments and key are touched.
       await harness.env.sleep(72 * HOUR + 60_000);
       const proof: PossessionProof = { challengeId: randomUUID(), tenant, region: 'eu', user: 'alice@example.com', operation: 'lock', expiresAt: new Date(Date.now() + 30 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
-      const locked = await plane.lockTenant(tenant, { actor: ALICE, policy: POLICY, region: 'eu', confirm: 'Globex', proof });
+      // The challenge and signature the proof was made of: Europe's worker checks them again against Europe's vault.
+      const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant, region: 'eu', user: proof.user, operation: 'lock', expiresAt: proof.expiresAt });
+      const possession = { challenge, signature: signChallenge(challenge, euKey) };
+      const locked = await plane.lockTenant(tenant, { actor: ALICE, policy: POLICY, region: 'eu', confirm: 'Globex', proof, possession });
       expect(locked.sealed.sort()).toEqual(['prod-eu']);
 
       const after = (await plane.snapshot(tenant))!;

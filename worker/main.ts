@@ -13,6 +13,7 @@ import { temporalConnectionOptions } from '../config/temporal';
 import { AuditTrail } from '../audit/trail';
 import { loadOrCreateSecret } from '../common/secrets';
 import { loadRequestSigner, requestTrustFor } from '../common/request-signing';
+import { ChallengeIssuer } from '../api/challenges';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
 import { installWorkerRuntime } from './telemetry';
@@ -30,6 +31,8 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
     auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
     // The workflows trust this worker's own signing key and durations, never a request's (DESIGN.md §6).
     requestTrust: requestTrustFor(loadRequestSigner(config.secretsDir), config.policy),
+    // A lock's proof is checked again here, against the vault, with the API service's challenge key.
+    challenges: new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key')),
   };
 }
 

@@ -151,6 +151,16 @@ export interface LockRequest extends Request {
   region: string;
   confirm: string;
   proof: PossessionProof;
+  /**
+   * What the proof was made of — the challenge and the signature over it (base64), neither secret — so that the
+   * workflow has it checked again against the vault before the lock's first side effect (DESIGN.md §6).
+   */
+  possession?: LockPossession;
+}
+
+export interface LockPossession {
+  challenge: string;
+  signature: string;
 }
 
 export interface LockResult {

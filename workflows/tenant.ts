@@ -107,7 +107,7 @@ function regionActivities(taskQueue: string | undefined) {
   const on = taskQueue ? { taskQueue } : {};
   return {
     /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
-    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey']),
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey', 'verifyLockPossession']),
     /**
      * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes
      * milliseconds, so one activity per environment would spend most of the time (and most of the history) on
@@ -163,6 +163,9 @@ const AUDIT_PATCH = 'audit-trail';
  * replay without it, and trust requests as they did until they continue as new (docs/SECURITY.md).
  */
 const SIGNED_REQUESTS_PATCH = 'signed-requests';
+
+/** Locks accepted since then have their possession proof checked again by an activity; older histories replay without. */
+const LOCK_POSSESSION_PATCH = 'lock-possession-recheck';
 
 /** Local: the worker's own configuration, read once per run. */
 const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
@@ -782,6 +785,20 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   );
 
   async function lock(request: LockRequest): Promise<LockResult> {
+    if (patched(LOCK_POSSESSION_PATCH)) {
+      // The proof once more, against the vault, before anything is locked: a request's word is not enough (§6).
+      const key = usableKeyOf(tenant.regions[request.region])!;
+      await inRegion(request.region).verifyLockPossession({
+        tenant: tenant.tenant,
+        region: request.region,
+        user: request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : '',
+        challengeId: request.proof.challengeId,
+        expiresAt: request.proof.expiresAt,
+        acceptedAt: iso(Date.now()),
+        possession: request.possession ?? null,
+        vaultKey: key.vaultKey,
+      });
+    }
     const now = Date.now();
     const at = iso(now);
     const by = describeActor(request.actor);

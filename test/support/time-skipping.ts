@@ -3,7 +3,9 @@
  * databases, outbox): a harness shared by the workflow test files. Call `timeSkippingHarness()` at the top of a test
  * file; it starts the server before the file's tests and stops it after them.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { ChallengeIssuer } from '../../api/challenges';
+import type { LockPossession } from '../../workflows/messages';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { temporal } from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -12,7 +14,7 @@ import { createActivities, type ActivityDependencies } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
+import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../workflows/rules';
 import { localParts } from './parts';
 import { testDataConverter, testAuditSink, testRequestSigner, testRequestTrust } from './codec';
 
@@ -29,6 +31,19 @@ export interface TenantContext {
   tenant: string;
   /** Imports a key (a new one unless given) into the vault, disabled, as the API service stages it. */
   stage: (key?: KeyObject) => Promise<StagedTestKey>;
+  /**
+   * What the API service passes on with a lock: the challenge of exactly this proof's claims, signed (as the CLI
+   * signs it) with the private key of the staged key the proof names (any other key when it names none).
+   */
+  possession: (proof: PossessionProof) => LockPossession;
+}
+
+/** The tests' challenge key: the API service's role is played by the tests, the worker checks with the same key. */
+export const TEST_CHALLENGES = new ChallengeIssuer(Buffer.alloc(32, 5));
+
+/** Signs a challenge as `cmk tenant lock` does with the .pfx's private key. */
+export function signChallenge(challenge: string, privateKey: KeyObject): string {
+  return sign('sha256', Buffer.from(challenge, 'utf8'), privateKey).toString('base64');
 }
 
 export const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
@@ -88,19 +103,26 @@ export function timeSkippingHarness() {
         taskQueue,
         workflowBundle: harness.bundle,
         dataConverter: testDataConverter(),
-        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), ...dependencies(parts) }),
+        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), challenges: TEST_CHALLENGES, ...dependencies(parts) }),
       });
       const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
       const tenant = `contoso-${process.pid % 1000}-${counter}`;
+      const privateKeys = new Map<string, KeyObject>();
       const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
         const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+        privateKeys.set(key.thumbprint, privateKey);
         return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+      };
+      const possession = (proof: PossessionProof): LockPossession => {
+        const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
+        const key = (proof.verifiedThumbprint && privateKeys.get(proof.verifiedThumbprint)) || generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+        return { challenge, signature: signChallenge(challenge, key) };
       };
       // Everything, tenant creation included, runs while the worker polls: a query needs a worker to answer it.
       await worker.runUntil(async () => {
         await plane.createTenant({ actor: OPERATOR_ACTOR, tenant, displayName: 'Contoso Ltd', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
         try {
-          await test({ plane, parts, tenant, stage });
+          await test({ plane, parts, tenant, stage, possession });
         } finally {
           // A tenant left running would keep timers that fire (with no worker) while a later test skips time.
           await harness.terminateWhenIdle(tenantWorkflowId(tenant));
