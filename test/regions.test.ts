@@ -128,7 +128,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
 
       // Every vault and database activity ran on its region's queue; mail and audit on the workflows' queue.
       const queues = await activityQueues(tenant);
-      const regionBound = new Set(['provisionEnvironmentDatabase', 'activateStagedKey', 'applyTenantKey', 'takeEnvironmentsOffline', 'withdrawTenantKeys']);
+      const regionBound = new Set(['provisionEnvironmentDatabase', 'activateStagedKey', 'applyTenantKey', 'verifyLockPossession', 'takeEnvironmentsOffline', 'withdrawTenantKeys']);
       for (const [type, queue] of queues) {
         if (regionBound.has(type)) expect(queue).toMatch(new RegExp(`^${taskQueue}-region-(eu|us)$`));
         else expect([type, queue]).toEqual([type, taskQueue]);
