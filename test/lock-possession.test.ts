@@ -9,8 +9,7 @@ import { ChallengeIssuer, type ChallengeClaims } from '../api/challenges';
 import { createActivities } from '../activities';
 import type { LockPossessionCheck } from '../activities/lock';
 import { localParts } from './support/parts';
-import { signChallenge } from './support/time-skipping';
-import { testRequestTrust } from './support/codec';
+import { signChallenge, testRequestTrust } from './support/codec';
 
 const parts = localParts();
 const issuer = new ChallengeIssuer(Buffer.alloc(32, 5));

@@ -10,9 +10,9 @@ import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import { regionTaskQueue, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../workflows/rules';
-import { ALICE, HOUR, OPERATOR_ACTOR, signChallenge, TEST_CHALLENGES, timeSkippingHarness } from './support/time-skipping';
+import { ALICE, HOUR, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { localParts } from './support/parts';
-import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';
+import { signChallenge, testAuditSink, testDataConverter, testRequestTrust, TEST_CHALLENGES } from './support/codec';
 
 const harness = timeSkippingHarness();
 const POLICY: Policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };

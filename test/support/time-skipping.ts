@@ -3,8 +3,7 @@
  * databases, outbox): a harness shared by the workflow test files. Call `timeSkippingHarness()` at the top of a test
  * file; it starts the server before the file's tests and stops it after them.
  */
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { ChallengeIssuer } from '../../api/challenges';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { LockPossession } from '../../workflows/messages';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { temporal } from '@temporalio/proto';
@@ -16,7 +15,7 @@ import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../workflows/rules';
 import { localParts } from './parts';
-import { testDataConverter, testAuditSink, testRequestSigner, testRequestTrust } from './codec';
+import { signChallenge, testDataConverter, testAuditSink, testRequestSigner, testRequestTrust, TEST_CHALLENGES } from './codec';
 
 const { EventType } = temporal.api.enums.v1;
 
@@ -38,13 +37,6 @@ export interface TenantContext {
   possession: (proof: PossessionProof) => LockPossession;
 }
 
-/** The tests' challenge key: the API service's role is played by the tests, the worker checks with the same key. */
-export const TEST_CHALLENGES = new ChallengeIssuer(Buffer.alloc(32, 5));
-
-/** Signs a challenge as `cmk tenant lock` does with the .pfx's private key. */
-export function signChallenge(challenge: string, privateKey: KeyObject): string {
-  return sign('sha256', Buffer.from(challenge, 'utf8'), privateKey).toString('base64');
-}
 
 export const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
 export const BOB: Actor = { kind: 'user', email: 'bob@example.com' };
