@@ -421,7 +421,8 @@ export class ApiService {
     refuseIf(checkLock(tenant, request, Date.now(), this.policy));
     // checkLock refuses a missing proof; this only tells the compiler.
     if (!proof) return refuse('KEY_MISMATCH', 'The key file does not prove possession of the active key.');
-    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof });
+    // The workflow has the challenge and signature checked again against the vault before it locks anything.
+    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof, possession: { challenge: p.challenge, signature: p.signature.toString('base64') } });
   }
 
   private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {

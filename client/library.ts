@@ -12,7 +12,9 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
+import type { RequestSigner } from '../common/request-signing';
+import type { RequestAuth } from '../workflows/signed';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
@@ -50,11 +52,22 @@ import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantC
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../workflows/carried';
 
+/**
+ * Every start, update and signal is signed with the request-signing key (workflows/signed.ts): the workflows accept
+ * nothing else, so the Temporal frontend is no way around the API service's checks (DESIGN.md §6).
+ */
 export class ControlPlane {
   constructor(
     private readonly temporal: Client,
     private readonly taskQueue: string,
+    private readonly signer: RequestSigner,
   ) {}
+
+  /** A signed update of the tenant's workflow. */
+  private async tenantUpdate<Ret, Req extends object>(tenant: string, update: UpdateDefinition<Ret, [Req]>, request: Req, updateId?: string): Promise<Ret> {
+    const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
+    return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+  }
 
   private tenantHandle(tenant: string): WorkflowHandle<typeof tenantWorkflow> {
     return this.temporal.workflow.getHandle<typeof tenantWorkflow>(tenantWorkflowId(tenant));
@@ -66,11 +79,13 @@ export class ControlPlane {
     if (refusal) throw new CmkError(refusal.code, refusal.message);
     const admins = request.admins.map((a) => ({ email: normaliseEmail(a.email), role: a.role }));
     try {
+      const input = { tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) };
       await this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
         workflowId: tenantWorkflowId(request.tenant),
         taskQueue: this.taskQueue,
-        args: [{ tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) }],
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        args: [await this.signer.signed(tenantWorkflowId(request.tenant), 'tenantWorkflow', input)],
+        // A run that failed (e.g. one started through the frontend with a forged input) does not take the ID for good.
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
         workflowIdConflictPolicy: 'FAIL',
       });
     } catch (err) {
@@ -113,12 +128,12 @@ export class ControlPlane {
   }
 
   changeAdmin(tenant: string, request: AdminChangeRequest): Promise<AdminChangeResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.changeAdmin, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.changeAdmin, request));
   }
 
   createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
     // No update ID: Temporal would answer a later repeat with the first result; the validator answers ALREADY_EXISTS.
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.createEnvironment, request));
   }
 
   /**
@@ -131,14 +146,14 @@ export class ControlPlane {
       const env = current ?? (await this.snapshot(tenant, { env: request.env, caller: null }))?.environments.find((e) => e.id === request.env);
       // An unknown environment gets a fresh ID; the workflow's validator answers NOT_FOUND.
       const updateId = environmentOperationUpdateId(env ?? { id: request.env }, request.operation);
-      return this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request], updateId });
+      return this.tenantUpdate(tenant, updates.environmentOperation, request, updateId);
     });
   }
 
   changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
     return this.update(tenant, () =>
       // One staged key version is one request: a retried call attaches to it instead of changing the key twice.
-      this.tenantHandle(tenant).executeUpdate(updates.changeKey, { args: [request], updateId: `key-change/${request.staged.vaultKey.version}` }),
+      this.tenantUpdate(tenant, updates.changeKey, request, `key-change/${request.staged.vaultKey.version}`),
     );
   }
 
@@ -147,7 +162,7 @@ export class ControlPlane {
    * whereas a repeated update ID would quietly hand back the first lock's result to a replayed signature.
    */
   lockTenant(tenant: string, request: LockRequest): Promise<LockResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.lockTenant, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.lockTenant, request));
   }
 
   /**
@@ -156,18 +171,18 @@ export class ControlPlane {
    */
   rollbackKey(tenant: string, request: RollbackRequest, activeThumbprint: string): Promise<RollbackResult> {
     return this.update(tenant, () =>
-      this.tenantHandle(tenant).executeUpdate(updates.rollbackKey, { args: [request], updateId: `key-rollback/${request.region}/${activeThumbprint}` }),
+      this.tenantUpdate(tenant, updates.rollbackKey, request, `key-rollback/${request.region}/${activeThumbprint}`),
     );
   }
 
   /** Hands records to the audit trail's single writer, starting it if it does not run yet. */
   async recordAudit(entries: AuditEntry[]): Promise<void> {
-    await this.temporal.workflow.signalWithStart<typeof auditTrailWorkflow, [AuditEntry[]]>('auditTrailWorkflow', {
+    await this.temporal.workflow.signalWithStart<typeof auditTrailWorkflow, [AuditEntry[], RequestAuth?]>('auditTrailWorkflow', {
       workflowId: AUDIT_WORKFLOW_ID,
       taskQueue: this.taskQueue,
       args: [{}],
       signal: auditMessages.record,
-      signalArgs: [entries],
+      signalArgs: [entries, await this.signer.sign(AUDIT_WORKFLOW_ID, auditMessages.record.name, entries)],
     });
   }
 
@@ -185,25 +200,25 @@ export class ControlPlane {
   /** R10: the withdrawn key uploaded again, staged by the caller. */
   reactivateKey(tenant: string, request: ReactivateRequest): Promise<KeyChangeResult> {
     return this.update(tenant, () =>
-      this.tenantHandle(tenant).executeUpdate(updates.reactivateKey, { args: [request], updateId: `key-reactivate/${request.staged.vaultKey.version}` }),
+      this.tenantUpdate(tenant, updates.reactivateKey, request, `key-reactivate/${request.staged.vaultKey.version}`),
     );
   }
 
   /** R10 `env unlock`: one lock is unlocked once; a repeat while it runs attaches to it. */
   unlockEnvironment(tenant: string, request: UnlockRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     const updateId = current?.lock ? `unlock/${request.env}/${current.lock.lockedAt}` : undefined;
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.unlockEnvironment, { args: [request], updateId }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.unlockEnvironment, request, updateId));
   }
 
   /** `env backup` / `env restore`, serialised with the environment's other operations by its workflow. */
   environmentBackup(tenant: string, request: BackupRequest): Promise<BackupResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.environmentBackup, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.environmentBackup, request));
   }
 
   /** R9's daily safety net for one tenant; undefined when its workflow no longer runs. */
   async purgeOverdue(tenant: string, request: PurgeRequest): Promise<PurgeResult | undefined> {
     try {
-      return await this.tenantHandle(tenant).executeUpdate(updates.purgeOverdue, { args: [request] });
+      return await this.tenantUpdate(tenant, updates.purgeOverdue, request);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw asRefusal(err) ?? err;

@@ -13,7 +13,7 @@ import { queries, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
 import { localParts } from './support/parts';
 import { ALICE, BOB, HOUR, keyChange as change, timeSkippingHarness } from './support/time-skipping';
-import { testAuditSink, testDataConverter } from './support/codec';
+import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';
 
 const harness = timeSkippingHarness();
 const { withTenant, acceptedUpdates } = harness;
@@ -138,9 +138,9 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
     taskQueue,
     workflowBundle: harness.bundle,
     dataConverter: testDataConverter(),
-    activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), mailer: flakyMailer }),
+    activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), mailer: flakyMailer }),
   });
-  const plane = new ControlPlane(env.client, taskQueue);
+  const plane = new ControlPlane(env.client, taskQueue, harness.signer);
   const tenant = 'flaky-mail';
   await worker.runUntil(async () => {
     await plane.createTenant({ actor: { kind: 'operator' }, tenant, displayName: 'Flaky', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });

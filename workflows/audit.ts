@@ -3,11 +3,15 @@
  * decodes, data writes) signal records here; this workflow appends them in order through one activity at a time,
  * and answers reads (an update) only once everything received before is written.
  */
-import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, log, patched, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { AuditEntry } from '../audit/trail';
 import { auditMessages } from './messages';
+import { checkSignature, type RequestAuth } from './signed';
+
+/** The worker's request-signing public keys (workflows/signed.ts), read once per run. */
+const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
 
 const { appendAuditRecords, readAuditTrail } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -19,10 +23,22 @@ const { appendAuditRecords, readAuditTrail } = proxyActivities<Activities>({
 const BATCH = 200;
 
 export async function auditTrailWorkflow(input: { pending?: AuditEntry[] } = {}): Promise<void> {
-  const pending: AuditEntry[] = [...(input.pending ?? [])];
+  // Runs from before signed records replay without the check (their histories have no such step).
+  const trust = patched('signed-audit-records') ? await requestTrust() : null;
+  // Anyone may start this workflow through the frontend: only a run continued by this workflow carries records over.
+  const pending: AuditEntry[] = [...(trust && !workflowInfo().continuedFromExecutionRunId ? [] : (input.pending ?? []))];
   let appending = false;
+  let dropped = 0;
 
-  setHandler(auditMessages.record, (entries: AuditEntry[]) => {
+  setHandler(auditMessages.record, (entries: AuditEntry[], auth?: RequestAuth) => {
+    // No freshness window: records wait in Temporal while this workflow's worker is down, and each has its own ID.
+    const why = trust ? checkSignature(trust.publicKeys, workflowInfo().workflowId, auditMessages.record.name, entries, auth, null) : Array.isArray(entries) ? null : 'it is not a list of records';
+    if (why) {
+      // A signal cannot be refused: records the API service and the workers did not sign are dropped, and counted.
+      dropped += 1;
+      log.warn('Dropped audit records that the cmk API service did not sign (Temporal frontend).', { reason: why, dropped });
+      return;
+    }
     pending.push(...entries);
   });
   setHandler(

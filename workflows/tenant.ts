@@ -12,6 +12,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -45,7 +46,9 @@ import {
   type RollbackResult,
   type TenantWorkflowInput,
   type UnlockRequest,
+  type ForgedRequests,
 } from './messages';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, type RequestAuth } from './signed';
 import {
   activeKeyOf,
   checkAdminChange,
@@ -106,7 +109,7 @@ function regionActivities(taskQueue: string | undefined) {
   const on = taskQueue ? { taskQueue } : {};
   return {
     /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
-    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey']),
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey', 'verifyLockPossession']),
     /**
      * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes
      * milliseconds, so one activity per environment would spend most of the time (and most of the history) on
@@ -169,6 +172,18 @@ interface AuditFacts {
 /** Workflows started before the audit trail existed replay without its activity calls. */
 const AUDIT_PATCH = 'audit-trail';
 
+/**
+ * Runs started since signed requests read what they trust (keys, durations) from their worker first; older runs
+ * replay without it, and trust requests as they did until they continue as new (docs/SECURITY.md).
+ */
+const SIGNED_REQUESTS_PATCH = 'signed-requests';
+
+/** Locks accepted since then have their possession proof checked again by an activity; older histories replay without. */
+const LOCK_POSSESSION_PATCH = 'lock-possession-recheck';
+
+/** Local: the worker's own configuration, read once per run. */
+const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
@@ -177,6 +192,15 @@ function refuseIf(refusal: Refusal | null): void {
 }
 
 export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> {
+  const trust = patched(SIGNED_REQUESTS_PATCH) ? await requestTrust() : null;
+  // A first run must have been started by the API service; a continued one was started by this workflow itself.
+  if (trust && !workflowInfo().continuedFromExecutionRunId) {
+    const why = checkSignature(trust.publicKeys, workflowInfo().workflowId, workflowInfo().workflowType, input, authOf(input), workflowInfo().startTime.getTime());
+    if (why) {
+      log.warn('Refused a tenant workflow start the cmk API service did not sign (Temporal frontend).', { reason: why });
+      throw ApplicationFailure.create({ type: 'FORBIDDEN', message: `${FORGED_REQUEST_MESSAGE} No tenant was created: its start request ${why}.`, nonRetryable: true });
+    }
+  }
   const carried: CarriedTenantState = input.carried ?? {
     snapshot: {
       tenant: input.tenant,
@@ -198,6 +222,42 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
+  if (trust) {
+    // Durations and regions are the worker's, whatever a request says (R14, §6).
+    carried.policy = trust.policy;
+    if (trust.policy.regions) carried.regions = [...trust.policy.regions];
+    else delete carried.regions;
+  }
+  /** The durations a rule applies: the worker's own, or (runs from before signed requests) the request's. */
+  const policyOf = (request: { policy: Policy }): Policy => trust?.policy ?? request.policy;
+  /** Signatures of accepted requests still inside their window: a captured request does not work twice. */
+  const spentSignatures: Record<string, string> = (carried.spentSignatures ??= {});
+  const forged: ForgedRequests = { refused: 0, last: null };
+
+  /**
+   * Every validator's first check: the API service signed this request, for this workflow and message, recently, and
+   * it was not accepted before. The refusal cannot reach history (a refused update leaves none), so it is logged
+   * and counted for operators (query `forgedRequests`).
+   */
+  function refuseUnsigned(name: string, request: unknown): void {
+    if (!trust) return;
+    const auth = authOf(request);
+    let why = checkSignature(trust.publicKeys, workflowInfo().workflowId, name, request, auth, Date.now());
+    if (!why && spentSignatures[(auth as RequestAuth).signature]) why = 'it was already accepted once';
+    if (!why) return;
+    forged.refused += 1;
+    forged.last = { at: iso(Date.now()), message: name, reason: why };
+    log.warn('Refused a request the cmk API service did not sign (Temporal frontend).', { update: name, reason: why });
+    refuseIf({ code: 'FORBIDDEN', message: FORGED_REQUEST_MESSAGE });
+  }
+
+  /** An accepted request's signature is spent; those past the window are forgotten (they are refused as too old). */
+  function spend(request: { auth?: RequestAuth }): void {
+    if (!trust || !request.auth) return;
+    const now = Date.now();
+    for (const [signature, signedAt] of Object.entries(spentSignatures)) if (Date.parse(signedAt) < now - 2 * REQUEST_MAX_AGE_MS) delete spentSignatures[signature];
+    spentSignatures[request.auth.signature] = request.auth.signedAt;
+  }
 
   /**
    * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
@@ -215,7 +275,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   /** The deployment's regions as the latest request states them (a deployment may start routing by region later). */
   function followRegions(request: { policy?: Policy }): void {
-    if (request.policy) {
+    if (request.policy && !trust) {
       if (request.policy.regions) carried.regions = [...request.policy.regions];
       else delete carried.regions;
     }
@@ -288,6 +348,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    */
   function audited<R extends { actor: Actor }, T>(action: string | ((request: R) => string), facts: (request: R, result?: T) => AuditFacts, handler: (request: R) => Promise<T>) {
     return async (request: R): Promise<T> => {
+      spend(request as { auth?: RequestAuth });
       followRegions(request as { policy?: Policy });
       const name = typeof action === 'string' ? action : action(request);
       let result: T;
@@ -328,6 +389,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     return { ...rest, packedEnvironments: packEnvironments(environments.filter((e) => e.id === env || (caller !== null && e.systemAdmin === caller))) };
   });
   setHandler(queries.reprotection, () => reprotections);
+  setHandler(queries.forgedRequests, () => forged);
 
   // ------------------------------------------------------------------------------------------ administrators
 
@@ -352,7 +414,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return { admins: tenant.admins };
       }),
     ),
-    { validator: (request) => refuseIf(checkAdminChange(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.changeAdmin.name, request);
+        refuseIf(checkAdminChange(tenant, request));
+      },
+    },
   );
 
   // ------------------------------------------------------------------------------------------ environments
@@ -383,6 +450,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }),
     {
       validator: (request) => {
+        refuseUnsigned(updates.createEnvironment.name, request);
         const pending = [...provisioning].map((id) => ({ id }) as EnvironmentRecord);
         refuseIf(checkEnvironmentCreate({ ...tenant, environments: [...tenant.environments, ...pending] }, request));
       },
@@ -436,7 +504,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkEnvironmentOperation(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.environmentOperation.name, request);
+        refuseIf(checkEnvironmentOperation(tenant, request));
+      },
+    },
   );
 
   // ------------------------------------------------------------------------------------------ keys (R3, R5, R6)
@@ -478,10 +551,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     // A key a lock withdrew is gone from the vault: nothing to roll back to.
     const rollbackTo = replaced?.inVault ? replaced : null;
     region.rollbackThumbprint = rollbackTo?.thumbprint ?? null;
-    region.rollbackUntil = rollbackTo ? iso(now + request.policy.lockEmbargoMs) : null;
+    region.rollbackUntil = rollbackTo ? iso(now + policyOf(request).lockEmbargoMs) : null;
     region.lastKeyChangeAt = iso(now);
     region.embargoStartedAt = iso(now);
-    carried.policy = request.policy;
+    carried.policy = policyOf(request);
     publishSearchAttributes();
 
     await notify(
@@ -493,8 +566,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         thumbprint: key.thumbprint,
         by,
         at: iso(now),
-        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
-        nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, request.policy) ?? now),
+        lockAllowedAt: iso(lockAllowedAt(region, policyOf(request)) ?? now),
+        nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, policyOf(request)) ?? now),
       }),
     );
     return { region: region.region, key };
@@ -683,8 +756,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       },
     ),
     {
-      validator: (request) =>
-        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), request.policy)),
+      validator: (request) => {
+        refuseUnsigned(updates.changeKey.name, request);
+        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), policyOf(request)));
+      },
     },
   );
 
@@ -711,6 +786,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     ),
     {
       validator: (request) => {
+        refuseUnsigned(updates.rollbackKey.name, request);
         if (superseded.has(request.region)) refuseIf({ code: 'OPERATION_IN_PROGRESS', message: `A rollback is already in progress in region ${request.region}.` });
         refuseIf(checkRollback(tenant, request, Date.now()));
       },
@@ -736,7 +812,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     region.rollbackThumbprint = null;
     region.rollbackUntil = null;
     region.embargoStartedAt = at;
-    carried.policy = request.policy;
+    carried.policy = policyOf(request);
     const targets = tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
     if (targets.length === 0) previous.state = 'Active';
     else startReprotection(region, previous, targets);
@@ -752,7 +828,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         rolledBackThumbprint: current.thumbprint,
         by,
         at,
-        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
+        lockAllowedAt: iso(lockAllowedAt(region, policyOf(request)) ?? now),
       }),
       targets.map((e) => e.id),
     );
@@ -777,10 +853,29 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete tenant.operations[request.region];
       }
     }),
-    { validator: (request) => refuseIf(checkLock(tenant, request, Date.now(), request.policy, new Set(Object.keys(usedChallenges)))) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.lockTenant.name, request);
+        refuseIf(checkLock(tenant, request, Date.now(), policyOf(request), new Set(Object.keys(usedChallenges))));
+      },
+    },
   );
 
   async function lock(request: LockRequest): Promise<LockResult> {
+    if (patched(LOCK_POSSESSION_PATCH)) {
+      // The proof once more, against the vault, before anything is locked: a request's word is not enough (§6).
+      const key = usableKeyOf(tenant.regions[request.region])!;
+      await inRegion(request.region).verifyLockPossession({
+        tenant: tenant.tenant,
+        region: request.region,
+        user: request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : '',
+        challengeId: request.proof.challengeId,
+        expiresAt: request.proof.expiresAt,
+        acceptedAt: iso(Date.now()),
+        possession: request.possession ?? null,
+        vaultKey: key.vaultKey,
+      });
+    }
     const now = Date.now();
     const at = iso(now);
     const by = describeActor(request.actor);
@@ -788,8 +883,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     for (const [id, expiresAt] of Object.entries(usedChallenges)) if (Date.parse(expiresAt) < now) delete usedChallenges[id];
 
     const envs = tenant.environments.filter((e) => e.region === region.region && e.state !== 'Deleted');
-    const deleteAt = iso(now + request.policy.lockedRetentionMs);
-    const warnAt = deletionWarningTimes(now, request.policy.lockedRetentionMs).map(iso);
+    const deleteAt = iso(now + policyOf(request).lockedRetentionMs);
+    const warnAt = deletionWarningTimes(now, policyOf(request).lockedRetentionMs).map(iso);
     // Locked from here: every request for them answers ENVIRONMENT_LOCKED (the data path reads this state too).
     for (const env of envs) {
       env.state = 'Locked';
@@ -813,7 +908,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       tenant: tenant.tenant,
       region: region.region,
       lockedAt: at,
-      unlockAllowedAt: iso(now + request.policy.unlockDelayMs),
+      unlockAllowedAt: iso(now + policyOf(request).unlockDelayMs),
       deleteAt,
       sealed: envs.filter((e) => e.lock?.sealed).map((e) => e.id),
       lockedByDecisionOnly: envs.filter((e) => !e.lock?.sealed).map((e) => e.id),
@@ -846,7 +941,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete tenant.operations[request.region];
       }
     }),
-    { validator: (request) => refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint })) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.reactivateKey.name, request);
+        refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }));
+      },
+    },
   );
 
   setHandler(
@@ -872,7 +972,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkUnlock(tenant, request, Date.now(), request.policy)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.unlockEnvironment.name, request);
+        refuseIf(checkUnlock(tenant, request, Date.now(), policyOf(request)));
+      },
+    },
   );
 
   setHandler(
@@ -897,7 +1002,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkBackup(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.environmentBackup.name, request);
+        refuseIf(checkBackup(tenant, request));
+      },
+    },
   );
 
   setHandler(
@@ -909,7 +1019,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return { tenant: tenant.tenant, deleted, stillLocked };
       }),
     ),
-    { validator: (request) => refuseIf(checkPurge(request.actor)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.purgeOverdue.name, request);
+        refuseIf(checkPurge(request.actor));
+      },
+    },
   );
 
   /** R9: one mail per deadline for every warning now due (7 days and 1 day before, scaled). */
