@@ -125,6 +125,23 @@ describe('one stack', () => {
     expect(records.find((r) => r.action === 'key.kek')).toMatchObject({ actor: BOB, outcome: 'completed', thumbprints: [kek.json().thumbprint] });
   }, 120_000);
 
+  test('R6: while a key change can be rolled back, `tenant admin remove` of another administrator is refused (exit 3, ROLLBACK_WINDOW_OPEN)', async () => {
+    const pw = join(dirs.base, 'pw.txt');
+    // The first key (above) has nothing to roll back to; a second change opens the window (CMK_LOCK_EMBARGO: 10m).
+    let second: CliResult | undefined;
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      second = await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k2', '--password-file', pw, '--out', join(dirs.base, 'k2.pfx'), '--json'], { as: ALICE });
+      if (second.code === 0 || second.json().error?.code !== 'KEY_CHANGE_TOO_SOON') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(second?.code).toBe(0);
+    const removed = await stack.cmk(['tenant', 'admin', 'remove', '--tenant', tenant, '--admin', BOB, '--json'], { as: ALICE });
+    expect([removed.code, removed.json().error.code]).toEqual([3, 'ROLLBACK_WINDOW_OPEN']);
+    expect(removed.stderr).toMatch(/^ROLLBACK_WINDOW_OPEN: .*until \d{4}-/m);
+    const show = await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'], { as: ALICE });
+    expect((show.json().tenant.admins as Array<{ email: string }>).map((a) => a.email)).toContain(BOB);
+  }, 120_000);
+
   test('a trail restored from an older copy (stack stopped) fails audit verify after the restart: records missing', async () => {
     const audit = join(dirs.dataDir, 'audit');
     const older = join(dirs.base, 'older-audit');
