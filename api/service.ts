@@ -253,9 +253,9 @@ export class ApiService {
       ]);
     }
     const rows = await this.region(env.region).databases.readRows(tenantId, envId);
-    // A read by anyone but the tenant's own global or service administrators (the operator, a system administrator)
-    // is recorded before the rows leave: who read which environment, how many rows — never the rows.
-    if (write === undefined && tenantAdminRole(tenant, actor) === null) {
+    // Rows leaving to anyone but the tenant's own global or service administrators (the operator, a system
+    // administrator; after a write too, whose answer holds them) are recorded first: who, where, how many — never the rows.
+    if (tenantAdminRole(tenant, actor) === null) {
       await this.record(actor, 'env.data.read', tenantId, { region: env.region, environment: envId, details: { rows: rows.length } });
     }
     return { tenant: tenantId, env: envId, rows };
