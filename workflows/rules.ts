@@ -383,7 +383,7 @@ export interface AdminChangeCheck {
   role: AdminRole | null;
 }
 
-export function checkAdminChange(tenant: TenantSnapshot, request: AdminChangeCheck, now: number): Refusal | null {
+export function checkAdminChange(tenant: TenantSnapshot, request: AdminChangeCheck, now: number = Date.now()): Refusal | null {
   if (!isAllowed(tenant, request.actor, 'tenant.admin')) return forbidden(request.actor, 'change the administrators of this tenant');
   // Not quoted: the caller's text could be anything, and refusals are audited.
   if (!isValidEmail(request.email)) return refuse('INVALID_ARGUMENT', 'That is not a valid e-mail address.');
