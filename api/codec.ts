@@ -10,6 +10,7 @@ import type { Payload } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import type { EncryptionCodec } from '../codec';
 import type { AuditEntry } from '../audit/trail';
+import { redactAuditEntry } from '../workflows/audit-redaction';
 import type { Actor } from '../workflows/rules';
 
 export interface CodecEndpoint {
@@ -100,7 +101,7 @@ export function createCodecEndpoint({ codec, allowedOrigin, audit }: CodecDepend
       }
       const namespace = req.headers['x-namespace'];
       await audit([
-        {
+        redactAuditEntry({
           id: `codec-decode/${randomUUID()}`,
           at: new Date().toISOString(),
           actor: 'operator',
@@ -108,7 +109,7 @@ export function createCodecEndpoint({ codec, allowedOrigin, audit }: CodecDepend
           outcome: 'completed',
           tenant: null,
           details: { payloads: payloads.length, namespace: typeof namespace === 'string' ? namespace.slice(0, 200) : null, origin: req.headers.origin?.slice(0, 200) ?? null },
-        },
+        }),
       ]);
       return jsonOf(decoded);
     },
