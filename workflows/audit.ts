@@ -134,7 +134,10 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
       }
     }
     if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
+      // A read waits for the records received before it to be written, and only this loop writes them: records that
+      // arrive meanwhile are drained first, else that read (and so allHandlersFinished) would wait for ever.
+      await condition(() => allHandlersFinished() || pending.length > 0);
+      if (pending.length > 0) continue;
       await continueAsNew<typeof auditTrailWorkflow>({ pending, head, placeholders, trailProblems });
     }
   }
