@@ -14,7 +14,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { RequestSigner } from '../common/request-signing';
-import type { RequestAuth } from '../workflows/signed';
+import { TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
@@ -63,10 +63,32 @@ export class ControlPlane {
     private readonly signer: RequestSigner,
   ) {}
 
-  /** A signed update of the tenant's workflow. */
+  /**
+   * A signed update of the tenant's workflow. A run started before signed requests refuses it until it has loaded
+   * its worker's trust: then it is told to (`refreshTrust`), and the request is signed and sent once more.
+   */
   private async tenantUpdate<Ret, Req extends object>(tenant: string, update: UpdateDefinition<Ret, [Req]>, request: Req, updateId?: string): Promise<Ret> {
-    const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
-    return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+    const send = async () => {
+      const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
+      return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.refreshTrust(tenant);
+      return send();
+    }
+  }
+
+  /**
+   * Has a tenant's run from before signed requests load its worker's trust. Whatever it answers (already loaded, an
+   * outage), the request sent next says what holds, so nothing is thrown here.
+   */
+  async refreshTrust(tenant: string): Promise<void> {
+    await this.tenantHandle(tenant)
+      .executeUpdate(updates.refreshTrust)
+      .catch(() => undefined);
   }
 
   private tenantHandle(tenant: string): WorkflowHandle<typeof tenantWorkflow> {
@@ -259,6 +281,12 @@ function isResourceExhausted(err: unknown): boolean {
     if ((cause as { code?: unknown }).code === GRPC_RESOURCE_EXHAUSTED) return true;
   }
   return false;
+}
+
+/** The refusal of a run that has not loaded its worker's trust yet (workflows/signed.ts). */
+function isTrustNotLoaded(err: unknown): boolean {
+  const refusal = asRefusal(err);
+  return refusal?.code === 'OPERATION_IN_PROGRESS' && refusal.message === TRUST_NOT_LOADED_MESSAGE;
 }
 
 /** The CmkError a workflow refusal carries, if it is one. */

@@ -276,6 +276,11 @@ export const updates = {
   environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),
   purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
   rollbackKey: defineUpdate<RollbackResult, [RollbackRequest]>('rollbackKey'),
+  /**
+   * A run started before signed requests loads its worker's trust (workflows/signed.ts); unsigned, as anyone may
+   * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
+   */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
