@@ -208,15 +208,31 @@ export class ControlPlane {
     });
   }
 
-  /** Reads (or verifies) the audit trail once every record handed in before is written. */
-  readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
-    const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
-      workflowId: AUDIT_WORKFLOW_ID,
-      taskQueue: this.taskQueue,
-      args: [{}],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [request], startWorkflowOperation: start });
+  /**
+   * Reads (or verifies) the audit trail once every record handed in before is written. Signed; a run from before
+   * signed records is told to load its worker's trust first, as in `tenantUpdate`.
+   */
+  async readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
+    const send = async () => {
+      const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
+        workflowId: AUDIT_WORKFLOW_ID,
+        taskQueue: this.taskQueue,
+        args: [{}],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      const signed = await this.signer.signed(AUDIT_WORKFLOW_ID, auditMessages.read.name, request);
+      return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [signed], startWorkflowOperation: start });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.temporal.workflow
+        .getHandle(AUDIT_WORKFLOW_ID)
+        .executeUpdate(auditMessages.refreshTrust)
+        .catch(() => undefined);
+      return send();
+    }
   }
 
   /** R10: the withdrawn key uploaded again, staged by the caller. */

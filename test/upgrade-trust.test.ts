@@ -11,9 +11,9 @@ import { Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { ControlPlane, asRefusal } from '../client/library';
 import { createActivities } from '../activities';
 import { temporalCliPath } from '../stack/tools';
-import { queries, tenantWorkflowId, updates, type AdminChangeRequest, type TenantWorkflowInput } from '../workflows/messages';
+import { AUDIT_WORKFLOW_ID, auditMessages, queries, tenantWorkflowId, updates, type AdminChangeRequest, type TenantWorkflowInput } from '../workflows/messages';
 import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
-import { FORGED_REQUEST_MESSAGE } from '../workflows/signed';
+import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE } from '../workflows/signed';
 import { localParts } from './support/parts';
 import { TEST_CHALLENGES, testAuditSink, testDataConverter, testRequestSigner, testRequestTrust } from './support/codec';
 
@@ -52,21 +52,15 @@ const outcome = (update: Promise<unknown>): Promise<string> =>
     },
   );
 
-test('a run started before signed requests refuses unsigned requests, takes signed ones after refreshTrust, then checks signatures', async () => {
-  const taskQueue = `upgrade-${process.pid}`;
-  const tenant = `contoso-upgrade-${process.pid % 1000}`;
-  const workflowId = tenantWorkflowId(tenant);
-  const failureConverterPath = testDataConverter().failureConverterPath;
+const failureConverterPath = testDataConverter().failureConverterPath;
+let counter = 0;
 
-  // Before the upgrade: the run starts on a worker that knows nothing of signed requests. No sticky cache, so that
-  // today's worker takes the next task from the shared queue at once.
-  const older = await Worker.create({
-    connection: env.nativeConnection,
-    taskQueue,
-    maxCachedWorkflows: 0,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('./support/pre-signing-tenant-workflow'), failureConverterPath }),
-    dataConverter: testDataConverter(),
-  });
+/**
+ * A run of `workflowType` started on a worker from before signed requests (test/support/pre-signing-workflows.ts),
+ * then the upgrade: `test` runs while today's worker serves the queue; the history replays on today's code after.
+ */
+async function afterUpgrade(workflowType: string, workflowId: string, args: unknown[], test: (plane: ControlPlane, frontend: Client) => Promise<void>): Promise<void> {
+  const taskQueue = `upgrade-${process.pid}-${++counter}`;
   const handle = env.client.workflow.getHandle(workflowId);
   const workflowTasksCompleted = async (count: number) => {
     const deadline = Date.now() + 30_000;
@@ -75,8 +69,16 @@ test('a run started before signed requests refuses unsigned requests, takes sign
       await new Promise((r) => setTimeout(r, 100));
     }
   };
+  // No sticky cache, so that today's worker takes the next task from the shared queue at once.
+  const older = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    maxCachedWorkflows: 0,
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('./support/pre-signing-workflows'), failureConverterPath }),
+    dataConverter: testDataConverter(),
+  });
   await older.runUntil(async () => {
-    await env.client.workflow.start('tenantWorkflow', { workflowId, taskQueue, args: [preSigningInput(tenant)] });
+    await env.client.workflow.start(workflowType, { workflowId, taskQueue, args });
     await workflowTasksCompleted(1);
     // Something happens in the run after its first task, as in any run that has lived a while (an update, a timer):
     // without it, the next worker would take that task and the next for one (a workflow task "heartbeat"), not replay.
@@ -95,28 +97,45 @@ test('a run started before signed requests refuses unsigned requests, takes sign
     dataConverter: testDataConverter(),
     activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), challenges: TEST_CHALLENGES }),
   });
-  const plane = new ControlPlane(env.client, taskQueue, testRequestSigner());
   // Whoever reaches the frontend (here with the codec key, so that the refusal's sentence is readable).
   const frontend = new Client({ connection: env.connection, dataConverter: testDataConverter() });
-  const admins = async () => (await plane.snapshot(tenant))!.admins.map((a) => a.email).sort();
   try {
-    await worker.runUntil(async () => {
-      // Unsigned, before the run has any trust: refused, retryably, and nothing changes.
-      expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(updates.changeAdmin, { args: [adminChange('mallory@evil.test')] }))).toMatch(/^OPERATION_IN_PROGRESS: .*upgraded/);
-      expect(await admins()).toEqual(['alice@example.com']);
-
-      // Signed, through the client library: it has the run load its worker's trust, and retries.
-      await plane.changeAdmin(tenant, adminChange('carol@example.com'));
-      expect(await admins()).toEqual(['alice@example.com', 'carol@example.com']);
-
-      // From now on the run checks signatures as a new one does.
-      expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(updates.changeAdmin, { args: [adminChange('mallory@evil.test')] }))).toBe(`FORBIDDEN: ${FORGED_REQUEST_MESSAGE}`);
-      expect(await admins()).toEqual(['alice@example.com', 'carol@example.com']);
-      expect((await handle.query(queries.forgedRequests)).refused).toBe(1);
-    });
-    // And the run, refreshTrust included, replays on today's code.
+    await worker.runUntil(() => test(new ControlPlane(env.client, taskQueue, testRequestSigner()), frontend));
+    // The run, refreshTrust included, replays on today's code.
     await Worker.runReplayHistory({ workflowBundle, dataConverter: testDataConverter() }, await handle.fetchHistory(), workflowId);
   } finally {
     await handle.terminate('test finished');
   }
+}
+
+test('a tenant run started before signed requests refuses unsigned requests, takes signed ones after refreshTrust, then checks signatures', async () => {
+  const tenant = `contoso-upgrade-${process.pid % 1000}`;
+  const workflowId = tenantWorkflowId(tenant);
+  await afterUpgrade('tenantWorkflow', workflowId, [preSigningInput(tenant)], async (plane, frontend) => {
+    const admins = async () => (await plane.snapshot(tenant))!.admins.map((a) => a.email).sort();
+    // Unsigned, before the run has any trust: refused, retryably, and nothing changes.
+    expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(updates.changeAdmin, { args: [adminChange('mallory@evil.test')] }))).toBe(`OPERATION_IN_PROGRESS: ${TRUST_NOT_LOADED_MESSAGE}`);
+    expect(await admins()).toEqual(['alice@example.com']);
+
+    // Signed, through the client library: it has the run load its worker's trust, and retries.
+    await plane.changeAdmin(tenant, adminChange('carol@example.com'));
+    expect(await admins()).toEqual(['alice@example.com', 'carol@example.com']);
+
+    // From now on the run checks signatures as a new one does; a second refreshTrust is refused (no history).
+    expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(updates.changeAdmin, { args: [adminChange('mallory@evil.test')] }))).toBe(`FORBIDDEN: ${FORGED_REQUEST_MESSAGE}`);
+    expect(await admins()).toEqual(['alice@example.com', 'carol@example.com']);
+    expect((await frontend.workflow.getHandle(workflowId).query(queries.forgedRequests)).refused).toBe(1);
+    expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(updates.refreshTrust))).toMatch(/^ALREADY_EXISTS: /);
+  });
+}, 180_000);
+
+test('the audit trail answers only signed reads, also in a run started before signed records', async () => {
+  const workflowId = AUDIT_WORKFLOW_ID;
+  const read = { tenant: null, afterSeq: null, limit: 10, verify: true };
+  await afterUpgrade('auditTrailWorkflow', workflowId, [{}], async (plane, frontend) => {
+    expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(auditMessages.read, { args: [read] }))).toBe(`OPERATION_IN_PROGRESS: ${TRUST_NOT_LOADED_MESSAGE}`);
+    expect((await plane.readAudit(read)).verification).not.toBeNull();
+    expect(await outcome(frontend.workflow.getHandle(workflowId).executeUpdate(auditMessages.read, { args: [read] }))).toBe(`FORBIDDEN: ${FORGED_REQUEST_MESSAGE}`);
+    expect((await plane.readAudit(read)).verification).not.toBeNull();
+  });
 }, 180_000);

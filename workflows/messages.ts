@@ -299,5 +299,8 @@ export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';
 export const auditMessages = {
   /** Records and the signature over them (workflows/signed.ts): unsigned ones are dropped. */
   record: defineSignal<[AuditEntry[], RequestAuth?]>('record'),
+  /** Signed (workflows/signed.ts), as the tenant workflows' updates. */
   read: defineUpdate<AuditReadResult, [AuditReadRequest]>('read'),
+  /** As the tenant workflow's `refreshTrust`: a run from before signed records loads its worker's trust. */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };

@@ -31,7 +31,7 @@ export const FORGED_REQUEST_MESSAGE = 'This request was not issued by the cmk AP
  * (`refreshTrust`): until then it refuses every request, with this retryable refusal (OPERATION_IN_PROGRESS), which
  * the client library answers by sending `refreshTrust` and the request again.
  */
-export const TRUST_NOT_LOADED_MESSAGE = "This tenant's workflow is being upgraded; try again in a moment.";
+export const TRUST_NOT_LOADED_MESSAGE = 'The control plane is being upgraded; try again in a moment.';
 
 const DOMAIN = 'cmk-request.v1';
 
