@@ -139,3 +139,11 @@ test('the audit trail answers only signed reads, also in a run started before si
     expect((await plane.readAudit(read)).verification).not.toBeNull();
   });
 }, 180_000);
+
+test('a request with its own update ID (a rollback) is sent again under that ID after refreshTrust, and answered by the rules', async () => {
+  const tenant = `contoso-upgrade-id-${process.pid % 1000}`;
+  await afterUpgrade('tenantWorkflow', tenantWorkflowId(tenant), [preSigningInput(tenant)], async (plane) => {
+    // There is no key change to roll back: the rules' answer, not the upgrade's, so the repeat reached the validator.
+    await expect(plane.rollbackKey(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea' }, 'f'.repeat(64))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+}, 180_000);
