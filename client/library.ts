@@ -14,7 +14,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { RequestSigner } from '../common/request-signing';
-import type { RequestAuth } from '../workflows/signed';
+import { TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
@@ -63,10 +63,32 @@ export class ControlPlane {
     private readonly signer: RequestSigner,
   ) {}
 
-  /** A signed update of the tenant's workflow. */
+  /**
+   * A signed update of the tenant's workflow. A run started before signed requests refuses it until it has loaded
+   * its worker's trust: then it is told to (`refreshTrust`), and the request is signed and sent once more.
+   */
   private async tenantUpdate<Ret, Req extends object>(tenant: string, update: UpdateDefinition<Ret, [Req]>, request: Req, updateId?: string): Promise<Ret> {
-    const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
-    return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+    const send = async () => {
+      const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
+      return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.refreshTrust(tenant);
+      return send();
+    }
+  }
+
+  /**
+   * Has a tenant's run from before signed requests load its worker's trust. Whatever it answers (already loaded, an
+   * outage), the request sent next says what holds, so nothing is thrown here.
+   */
+  async refreshTrust(tenant: string): Promise<void> {
+    await this.tenantHandle(tenant)
+      .executeUpdate(updates.refreshTrust)
+      .catch(() => undefined);
   }
 
   private tenantHandle(tenant: string): WorkflowHandle<typeof tenantWorkflow> {
@@ -186,15 +208,31 @@ export class ControlPlane {
     });
   }
 
-  /** Reads (or verifies) the audit trail once every record handed in before is written. */
-  readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
-    const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
-      workflowId: AUDIT_WORKFLOW_ID,
-      taskQueue: this.taskQueue,
-      args: [{}],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [request], startWorkflowOperation: start });
+  /**
+   * Reads (or verifies) the audit trail once every record handed in before is written. Signed; a run from before
+   * signed records is told to load its worker's trust first, as in `tenantUpdate`.
+   */
+  async readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
+    const send = async () => {
+      const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
+        workflowId: AUDIT_WORKFLOW_ID,
+        taskQueue: this.taskQueue,
+        args: [{}],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      const signed = await this.signer.signed(AUDIT_WORKFLOW_ID, auditMessages.read.name, request);
+      return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [signed], startWorkflowOperation: start });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.temporal.workflow
+        .getHandle(AUDIT_WORKFLOW_ID)
+        .executeUpdate(auditMessages.refreshTrust)
+        .catch(() => undefined);
+      return send();
+    }
   }
 
   /** R10: the withdrawn key uploaded again, staged by the caller. */
@@ -259,6 +297,12 @@ function isResourceExhausted(err: unknown): boolean {
     if ((cause as { code?: unknown }).code === GRPC_RESOURCE_EXHAUSTED) return true;
   }
   return false;
+}
+
+/** The refusal of a run that has not loaded its worker's trust yet (workflows/signed.ts). */
+function isTrustNotLoaded(err: unknown): boolean {
+  const refusal = asRefusal(err);
+  return refusal?.code === 'OPERATION_IN_PROGRESS' && refusal.message === TRUST_NOT_LOADED_MESSAGE;
 }
 
 /** The CmkError a workflow refusal carries, if it is one. */

@@ -14,7 +14,7 @@ import type { AuditAppendResult, AuditReadRequest, AuditReadResult } from '../ac
 import type { AuditEntry, AuditHead } from '../audit/trail';
 import { AUDIT_RECORD_REFUSED, AUDIT_UNRECORDABLE, placeholderEntry } from './audit-redaction';
 import { auditMessages } from './messages';
-import { checkSignature, type RequestAuth } from './signed';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from './signed';
 
 /** The worker's request-signing public keys (workflows/signed.ts), read once per run. */
 const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
@@ -53,7 +53,7 @@ function refusedIndex(err: unknown): number | null {
 
 export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<void> {
   // Runs from before signed records replay without the check (their histories have no such step).
-  const trust = patched('signed-audit-records') ? await requestTrust() : null;
+  let trust: RequestTrust | null = patched('signed-audit-records') ? await requestTrust() : null;
   // Anyone may start this workflow through the frontend: only a run continued by this workflow carries its state
   // over (records, and the head it saw written: a forged one would hide a rolled-back trail).
   const carried: AuditTrailState = trust && !workflowInfo().continuedFromExecutionRunId ? {} : input;
@@ -87,7 +87,26 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
     },
     {
       validator: (request: AuditReadRequest) => {
+        // Signed like the tenant workflows' requests; a run from before signed records reads nothing until `refreshTrust`.
+        if (!trust) throw ApplicationFailure.create({ type: 'OPERATION_IN_PROGRESS', message: TRUST_NOT_LOADED_MESSAGE, nonRetryable: true });
+        const why = checkSignature(trust.publicKeys, workflowInfo().workflowId, auditMessages.read.name, request, authOf(request), Date.now());
+        if (why) {
+          log.warn('Refused an audit read the cmk API service did not sign (Temporal frontend).', { reason: why });
+          throw ApplicationFailure.create({ type: 'FORBIDDEN', message: FORGED_REQUEST_MESSAGE, nonRetryable: true });
+        }
         if (!Number.isInteger(request.limit) || request.limit < 1) throw new Error('limit must be a positive integer');
+      },
+    },
+  );
+  // A run from before signed records loads its worker's trust (no recorded history holds this update: no patch).
+  setHandler(
+    auditMessages.refreshTrust,
+    async () => {
+      trust ??= await requestTrust();
+    },
+    {
+      validator: () => {
+        if (trust) throw ApplicationFailure.create({ type: 'ALREADY_EXISTS', message: 'The audit workflow already checks signed requests.', nonRetryable: true });
       },
     },
   );

@@ -276,6 +276,11 @@ export const updates = {
   environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),
   purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
   rollbackKey: defineUpdate<RollbackResult, [RollbackRequest]>('rollbackKey'),
+  /**
+   * A run started before signed requests loads its worker's trust (workflows/signed.ts); unsigned, as anyone may
+   * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
+   */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
@@ -294,5 +299,8 @@ export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';
 export const auditMessages = {
   /** Records and the signature over them (workflows/signed.ts): unsigned ones are dropped. */
   record: defineSignal<[AuditEntry[], RequestAuth?]>('record'),
+  /** Signed (workflows/signed.ts), as the tenant workflows' updates. */
   read: defineUpdate<AuditReadResult, [AuditReadRequest]>('read'),
+  /** As the tenant workflow's `refreshTrust`: a run from before signed records loads its worker's trust. */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };

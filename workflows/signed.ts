@@ -26,6 +26,13 @@ export const REQUEST_MAX_AGE_MS = 10 * 60_000;
 
 export const FORGED_REQUEST_MESSAGE = 'This request was not issued by the cmk API service.';
 
+/**
+ * A run started before signed requests has no trust to check a signature with until it loads its worker's
+ * (`refreshTrust`): until then it refuses every request, with this retryable refusal (OPERATION_IN_PROGRESS), which
+ * the client library answers by sending `refreshTrust` and the request again.
+ */
+export const TRUST_NOT_LOADED_MESSAGE = 'The control plane is being upgraded; try again in a moment.';
+
 const DOMAIN = 'cmk-request.v1';
 
 /** JSON with object keys sorted and undefined members left out, as a JSON payload would carry them. */

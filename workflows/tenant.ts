@@ -49,7 +49,7 @@ import {
   type UnlockRequest,
   type ForgedRequests,
 } from './messages';
-import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, type RequestAuth } from './signed';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from './signed';
 import {
   activeKeyOf,
   checkAdminChange,
@@ -175,7 +175,8 @@ const AUDIT_PATCH = 'audit-trail';
 
 /**
  * Runs started since signed requests read what they trust (keys, durations) from their worker first; older runs
- * replay without it, and trust requests as they did until they continue as new (docs/SECURITY.md).
+ * replay without it, refuse every request until an update `refreshTrust` loads it, then check as new runs do
+ * (docs/SECURITY.md).
  */
 const SIGNED_REQUESTS_PATCH = 'signed-requests';
 
@@ -193,7 +194,7 @@ function refuseIf(refusal: Refusal | null): void {
 }
 
 export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> {
-  const trust = patched(SIGNED_REQUESTS_PATCH) ? await requestTrust() : null;
+  let trust: RequestTrust | null = patched(SIGNED_REQUESTS_PATCH) ? await requestTrust() : null;
   // A first run must have been started by the API service; a continued one was started by this workflow itself.
   if (trust && !workflowInfo().continuedFromExecutionRunId) {
     const why = checkSignature(trust.publicKeys, workflowInfo().workflowId, workflowInfo().workflowType, input, authOf(input), workflowInfo().startTime.getTime());
@@ -223,12 +224,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
-  if (trust) {
-    // Durations and regions are the worker's, whatever a request says (R14, §6).
-    carried.policy = trust.policy;
-    if (trust.policy.regions) carried.regions = [...trust.policy.regions];
+  /** Durations and regions are the worker's, whatever a request says (R14, §6). */
+  function adoptTrust(loaded: RequestTrust): void {
+    carried.policy = loaded.policy;
+    if (loaded.policy.regions) carried.regions = [...loaded.policy.regions];
     else delete carried.regions;
   }
+  if (trust) adoptTrust(trust);
   /** The durations a rule applies: the worker's own, or (runs from before signed requests) the request's. */
   const policyOf = (request: { policy: Policy }): Policy => trust?.policy ?? request.policy;
   /** Signatures of accepted requests still inside their window: a captured request does not work twice. */
@@ -241,7 +243,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    * and counted for operators (query `forgedRequests`).
    */
   function refuseUnsigned(name: string, request: unknown): void {
-    if (!trust) return;
+    // A run from before signed requests cannot check anything yet: nothing passes until `refreshTrust` (retryable).
+    if (!trust) return refuseIf({ code: 'OPERATION_IN_PROGRESS', message: TRUST_NOT_LOADED_MESSAGE });
     const auth = authOf(request);
     let why = checkSignature(trust.publicKeys, workflowInfo().workflowId, name, request, auth, Date.now());
     if (!why && spentSignatures[(auth as RequestAuth).signature]) why = 'it was already accepted once';
@@ -392,6 +395,30 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   });
   setHandler(queries.reprotection, () => reprotections);
   setHandler(queries.forgedRequests, () => forged);
+
+  // ------------------------------------------------------------------------------------------ trust
+
+  /**
+   * Runs started before signed requests: the worker's trust, loaded as a new run loads it at its start, one handler
+   * at a time with the others. No recorded history holds this update, so its local activity needs no patch.
+   */
+  setHandler(
+    updates.refreshTrust,
+    () =>
+      exclusively(async () => {
+        if (trust) return;
+        const loaded = await requestTrust();
+        adoptTrust(loaded);
+        trust = loaded;
+        log.info('Loaded the worker’s request-signing keys and durations into a run started before signed requests.');
+      }),
+    {
+      // Nothing to do once loaded: refused, so that repeats leave no history.
+      validator: () => {
+        if (trust) throw ApplicationFailure.create({ type: 'ALREADY_EXISTS', message: 'This tenant’s workflow already checks signed requests.', nonRetryable: true });
+      },
+    },
+  );
 
   // ------------------------------------------------------------------------------------------ administrators
 
