@@ -44,8 +44,9 @@ export async function runApi(): Promise<void> {
     ...(config.policy.regions ? { regions: config.policy.regions } : {}),
     authenticate: createAuthenticator(config.auth, localKey),
     loopbackOnly: config.auth.mode === 'local',
-    // Display only (the UI, the CLI): old plaintext histories show as they are; no workflow trusts this decoding.
-    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring, { acceptPlaintext: true }), allowedOrigin: config.codecCorsOrigin, audit }),
+    // Display only (the UI, the CLI): old plaintext histories show as they are, an undecodable payload is an error
+    // (INVALID_ARGUMENT); no workflow trusts this decoding.
+    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring, { acceptPlaintext: true, throwOnUndecodable: true }), allowedOrigin: config.codecCorsOrigin, audit }),
     audit,
     log,
     rateLimits: new RateLimiter(config.rateLimits),

@@ -3,7 +3,7 @@ import type { DataConverter } from '@temporalio/common';
 import { EncryptionCodec, type CodecOptions } from './encryption';
 import { loadCodecKeyRing, type CodecKeyRing } from './keys';
 
-export { EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, PLAINTEXT_REFUSED, UnknownCodecKeyError, type CodecOptions } from './encryption';
+export { EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, PLAINTEXT_REFUSED, UnknownCodecKeyError, WORKFLOW_ID_METADATA, type CodecOptions } from './encryption';
 export { addCodecKey, loadCodecKeyRing, type CodecKeyRing } from './keys';
 
 export const FAILURE_CONVERTER_PATH = require.resolve('./failure-converter');
@@ -17,6 +17,6 @@ export function dataConverterFor(ring: CodecKeyRing, options: CodecOptions = {})
  * CMK_CODEC_ACCEPT_PLAINTEXT=true lets a worker finish workflows started before the codec (docs/SECURITY.md): it
  * reopens the side door for plaintext payloads, so only for as long as those workflows run.
  */
-export function loadDataConverter(secretsDir: string, env: Record<string, string | undefined> = process.env): DataConverter {
-  return dataConverterFor(loadCodecKeyRing(secretsDir, env), { acceptPlaintext: env.CMK_CODEC_ACCEPT_PLAINTEXT === 'true' });
+export function loadDataConverter(secretsDir: string, env: Record<string, string | undefined> = process.env, options: Pick<CodecOptions, 'warn'> = {}): DataConverter {
+  return dataConverterFor(loadCodecKeyRing(secretsDir, env), { ...options, acceptPlaintext: env.CMK_CODEC_ACCEPT_PLAINTEXT === 'true' });
 }

@@ -1,5 +1,5 @@
 /** The worker process: runs the tenant workflows and their activities on the configured task queue. */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
@@ -85,7 +85,8 @@ export async function runWorker(): Promise<void> {
   installWorkerRuntime(config);
   const parts = buildParts(config);
   // Every payload this worker writes (results, failures, memos, its client's starts and signals) is encrypted.
-  const dataConverter = loadDataConverter(config.secretsDir);
+  // A payload it refuses (forged through the frontend, or under a codec key it lacks) is a warning in its log.
+  const dataConverter = loadDataConverter(config.secretsDir, process.env, { warn: (message) => Runtime.instance().logger.warn(message) });
   const connection = await NativeConnection.connect(temporalConnectionOptions());
   // The daily purge reaches the tenant workflows through the client library.
   const clientConnection = await Connection.connect(temporalConnectionOptions());
