@@ -1,4 +1,4 @@
-import type { Mailer } from '../mail/types';
+import type { Mailer, MailRetryReport } from '../mail/types';
 import type { MailEvent } from '../workflows/notifications';
 
 export interface NotificationInput {
@@ -12,13 +12,23 @@ export interface NotificationInput {
   occurredAt: string;
 }
 
+/** How a notification's mails stand when the activity returns (counts only: the outbox holds the rest). */
+export interface NotificationResult {
+  delivered: number;
+  pending: number;
+  rejected: number;
+}
+
 export function createNotificationActivities({ mailer }: { mailer: Mailer }) {
   return {
-    /** R4: one message per recipient, exactly once (the per-recipient idempotency key is the outbox entry's ID). */
-    async notifyAdministrators(input: NotificationInput): Promise<{ delivered: number }> {
-      let delivered = 0;
-      for (const to of input.recipients) {
-        const result = await mailer.send({
+    /**
+     * R4: one message per recipient, exactly once (the per-recipient idempotency key is the outbox entry's ID). Returns
+     * once every recipient's mail is in the outbox and has been tried once; a refused recipient or a provider outage
+     * is recorded there, never thrown (DESIGN.md §6: no outside fault fails a tenant).
+     */
+    async notifyAdministrators(input: NotificationInput): Promise<NotificationResult> {
+      const results = await mailer.sendAll(
+        input.recipients.map((to) => ({
           id: `${input.notificationId}:${to}`,
           tenant: input.tenant,
           to,
@@ -26,10 +36,18 @@ export function createNotificationActivities({ mailer }: { mailer: Mailer }) {
           event: input.event,
           body: input.body,
           sentAt: input.occurredAt,
-        });
-        if (result.delivered) delivered++;
-      }
-      return { delivered };
+        })),
+      );
+      const count = (state: string) => results.filter((r) => r.delivery === state).length;
+      return { delivered: count('delivered'), pending: count('pending'), rejected: count('rejected') };
+    },
+
+    /**
+     * Pending mails whose next attempt is due (the Schedule `cmk-mail-retry`), or every pending and rejected mail of
+     * one tenant at once (`cmk mail retry`, operator).
+     */
+    async retryMail(input: { tenant?: string; now?: boolean }): Promise<MailRetryReport> {
+      return mailer.retry(input);
     },
   };
 }

@@ -47,7 +47,7 @@ export async function runApi(): Promise<void> {
     server.once('error', reject);
     server.listen(config.apiPort, config.apiHost, resolve);
   });
-  const metricsServer = metrics && config.telemetry.apiMetrics ? createMetricsServer(metrics) : undefined;
+  const metricsServer = metrics && config.telemetry.apiMetrics ? createMetricsServer(metrics, () => service.mailSummary()) : undefined;
   if (metricsServer && config.telemetry.apiMetrics) {
     const { host, port } = config.telemetry.apiMetrics;
     await new Promise<void>((resolve, reject) => {

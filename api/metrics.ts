@@ -65,12 +65,35 @@ export class ApiMetrics {
   }
 }
 
-/** `GET /metrics` on its own listener; anything else is 404. */
-export function createMetricsServer(metrics: ApiMetrics): Server {
+/** What the outbox holds undelivered (Outbox.summary): read at each scrape, so it is as fresh as the files. */
+export type MailSummary = { pending: number; oldestPendingSince: string | null; rejected: number };
+
+/** Mail failing, for alerts: pending mail (a provider outage) and rejected mail (refused recipients, given up). */
+export function renderMailMetrics(mail: MailSummary, now = Date.now()): string {
+  const age = mail.oldestPendingSince ? Math.max(0, (now - Date.parse(mail.oldestPendingSince)) / 1000) : 0;
+  return [
+    '# HELP cmk_mail_pending Mails waiting for the provider (an outage, or a refusal of our credentials); retried with backoff for 7 days.',
+    '# TYPE cmk_mail_pending gauge',
+    `cmk_mail_pending ${mail.pending}`,
+    '# HELP cmk_mail_pending_oldest_age_seconds How long the oldest pending mail has waited (0 when none).',
+    '# TYPE cmk_mail_pending_oldest_age_seconds gauge',
+    `cmk_mail_pending_oldest_age_seconds ${age}`,
+    '# HELP cmk_mail_rejected Mails in the outbox the provider refused for good (a bad address), or given up after 7 days.',
+    '# TYPE cmk_mail_rejected gauge',
+    `cmk_mail_rejected ${mail.rejected}`,
+    '',
+  ].join('\n');
+}
+
+/** `GET /metrics` on its own listener; anything else is 404. `mail`, when given, adds the mail gauges. */
+export function createMetricsServer(metrics: ApiMetrics, mail?: () => Promise<MailSummary>): Server {
   return createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-      res.end(metrics.render());
+      // An unreadable outbox leaves the mail gauges out rather than failing the scrape.
+      void (mail ? mail().then((m) => renderMailMetrics(m), () => '') : Promise.resolve('')).then((extra) => {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(metrics.render() + extra);
+      });
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });

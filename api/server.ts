@@ -215,6 +215,13 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
     },
     { method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", handle: ({ actor, params }) => service.listMail(actor, params.tenant!) },
     {
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/mail/retry',
+      summary: "Retry the tenant's pending and rejected mail now (operator)",
+      audited: 'mail.retry',
+      handle: ({ actor, params }) => service.retryMail(actor, params.tenant!),
+    },
+    {
       method: 'GET',
       path: '/v1/tenants/{tenant}/audit',
       summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",
@@ -399,7 +406,7 @@ export function createApiServer(deps: ServerDependencies): Server {
  * `cmk status`: the API answers, Temporal answers, and a worker polls the task queue — and, when the deployment
  * routes by region (R1), each region's queue, since a region without a worker would leave its requests waiting.
  */
-async function status({ temporal, taskQueue, regions }: Pick<ServerDependencies, 'temporal' | 'taskQueue' | 'regions'>) {
+async function status({ temporal, taskQueue, regions, service }: Pick<ServerDependencies, 'temporal' | 'taskQueue' | 'regions' | 'service'>) {
   const pollersOf = async (name: string, taskQueueType: number): Promise<number> => {
     const described = await temporal.workflowService.describeTaskQueue({ namespace: temporal.options.namespace, taskQueue: { name }, taskQueueType });
     return described.pollers?.length ?? 0;
@@ -415,10 +422,15 @@ async function status({ temporal, taskQueue, regions }: Pick<ServerDependencies,
     temporalOk = false;
   }
   const regionsReady = Object.values(regionPollers).every((n) => n > 0);
+  // Mail failing is a warning, not an outage of cmk: `ready` does not depend on it.
+  const mail = await service.mailSummary().catch(() => null);
+  const warnings = mail && (mail.pending || mail.rejected) ? [`mail: ${mail.pending} pending${mail.oldestPendingSince ? ` since ${mail.oldestPendingSince}` : ''}, ${mail.rejected} rejected (cmk mail list --tenant T; cmk mail retry --tenant T)`] : [];
   return {
     ready: temporalOk && pollers > 0 && regionsReady,
     api: 'ok',
     temporal: { ok: temporalOk, namespace: temporal.options.namespace },
     worker: { taskQueue, pollers, ...(regions ? { regions: Object.fromEntries(Object.entries(regionPollers).map(([r, n]) => [r, { taskQueue: regionTaskQueue(taskQueue, r), pollers: n }])) } : {}) },
+    ...(mail ? { mail } : {}),
+    warnings,
   };
 }

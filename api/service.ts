@@ -7,7 +7,8 @@
 import { CmkError } from '../common/errors';
 import type { ControlPlane } from '../client/library';
 import type { EnvironmentDatabases } from '../database/types';
-import type { Outbox } from '../mail/outbox';
+import type { Outbox, OutboxEntry } from '../mail/outbox';
+import type { Delivery } from '../mail/types';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type OpenedPfx } from '../keyfiles';
@@ -205,7 +206,7 @@ export class ApiService {
     const seesAll = actor.kind === 'operator' || tenantAdminRole(tenant, actor) !== null;
     const mine = actor.kind === 'user' ? normaliseEmail(actor.email) : null;
     const environments = tenant.environments.filter((e) => e.region === region && (seesAll || e.systemAdmin === mine));
-    return { tenant: tenantId, region, environments: environments.map(environmentView) };
+    return { tenant: tenantId, region, environments: environments.map((e) => ({ ...environmentView(e), ...faultView(tenant, e) })) };
   }
 
   /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
@@ -251,6 +252,7 @@ export class ApiService {
       lockAllowedAt: at(lockAllowedAt(keys, this.policy)),
       rollbackAvailableUntil: keys?.rollbackUntil ?? null,
       reprotection: reprotectionProgress(tenant, region),
+      faults: regionFaults(tenant, region),
     };
   }
 
@@ -471,8 +473,63 @@ export class ApiService {
   async listMail(actor: Actor, tenantId: string) {
     await this.authorize(actor, tenantId, 'mail.list');
     const mails = await this.deps.outbox.list(tenantId);
-    return { tenant: tenantId, mails: mails.map((m) => ({ to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt })) };
+    return { tenant: tenantId, mails: mails.map(mailView) };
   }
+
+  /**
+   * `cmk mail retry` (operator only): the tenant's pending and rejected mails, tried now by the workflows' worker.
+   * Answers what was tried and how every mail stands after.
+   */
+  async retryMail(actor: Actor, tenantId: string) {
+    if (actor.kind !== 'operator') refuse('FORBIDDEN', `${actor.email} may not retry mail; only the provider operator may.`);
+    await this.authorize(actor, tenantId, 'mail.list');
+    const report = await this.deps.controlPlane.retryMail(tenantId);
+    const mails = await this.deps.outbox.list(tenantId);
+    return {
+      tenant: tenantId,
+      tried: report.tried.map((t) => ({ to: t.to, subject: t.subject, event: t.event, delivery: t.delivery, ...(t.delivery !== 'delivered' ? { reason: t.reason ?? null, attempts: t.attempts } : {}) })),
+      mails: mails.map(mailView),
+    };
+  }
+
+  /** For `cmk status` and the metrics: mail not delivered, across tenants. */
+  mailSummary() {
+    return this.deps.outbox.summary();
+  }
+}
+
+/**
+ * What background work could not do to an environment (issue 15): a refused R9 deletion, or a re-protection that left
+ * it on an older key. Absent when nothing failed.
+ */
+export function faultView(tenant: TenantSnapshot, env: EnvironmentRecord): { fault?: { operation: 'delete' | 'reprotect'; code: string; reason: string; at: string; repair: string } } {
+  const deletion = env.lock?.deletionFailure;
+  if (env.state === 'Locked' && deletion) {
+    return { fault: { operation: 'delete', code: deletion.code, reason: deletion.message, at: deletion.at, repair: `R9's deletion is tried again at ${deletion.retryAt}, and by the operator's purge.` } };
+  }
+  const active = activeKeyOf(tenant.regions[env.region]);
+  const refused = tenant.reprotections?.[env.region]?.refused.find((r) => r.env === env.id);
+  if (refused && env.protection === 'tenant' && env.state !== 'Deleted' && active && env.keyThumbprint !== active.thumbprint) {
+    const at = tenant.reprotections?.[env.region]?.finishedAt ?? tenant.reprotections?.[env.region]?.startedAt ?? '';
+    return { fault: { operation: 'reprotect', code: refused.code, reason: refused.message, at, repair: '`cmk env rekey` moves it to the active key.' } };
+  }
+  return {};
+}
+
+/** `key show`: the region's environments with a fault, and replaced keys the vault refused to delete. */
+function regionFaults(tenant: TenantSnapshot, region: string) {
+  const environments = tenant.environments.filter((e) => e.region === region).flatMap((e) => {
+    const { fault } = faultView(tenant, e);
+    return fault ? [{ env: e.id, ...fault }] : [];
+  });
+  const keys = (tenant.regions[region]?.keys ?? []).flatMap((k) => (k.retireFailure && k.inVault ? [{ name: k.name, thumbprint: k.thumbprint, code: k.retireFailure.code, reason: k.retireFailure.message, at: k.retireFailure.at }] : []));
+  return { environments, keysNotRemoved: keys };
+}
+
+/** DESIGN.md §4 `mail list`: `delivery` always; `reason` and `attempts` when the mail is not delivered. */
+function mailView(m: OutboxEntry & { delivery: Delivery }) {
+  const view = { to: m.to, subject: m.subject, event: m.event, sentAt: m.sentAt, delivery: m.delivery };
+  return m.delivery === 'delivered' ? view : { ...view, reason: m.reason ?? null, attempts: m.attempts ?? 0 };
 }
 
 /**

@@ -96,9 +96,10 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
 
   command(program, 'status', 'exit 0 once the API answers, Temporal answers and a worker polls').action(async () => {
     type Worker = { taskQueue: string; pollers: number };
-    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> } }>('GET', '/v1/status');
+    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> }; warnings?: string[] }>('GET', '/v1/status');
     const regions = Object.entries(s.worker.regions ?? {}).map(([region, w]) => `\nWorkers polling ${w.taskQueue} (region ${region}): ${w.pollers}`);
-    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}`);
+    const warnings = (s.warnings ?? []).map((w) => `\nWarning: ${w}`);
+    print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}${warnings.join('')}`);
     if (!s.ready) throw new Error('The control plane is not ready yet.');
   });
 
@@ -183,7 +184,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
               `Environments of ${o.tenant} in region ${r.region}:`,
               columns([
                 ['ENVIRONMENT', 'STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN', ''],
-                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
+                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.fault ? faultText(e.fault) : e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
               ]),
               `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`,
             ].join('\n'),
@@ -313,8 +314,19 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
   command(mail, 'list', 'list the mail sent about this tenant')
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
-      const r = await api().call<Json & { mails: Array<{ to: string; subject: string; event: string; sentAt: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
-      print({ mails: r.mails }, () => (r.mails.length ? columns([['SENT AT', 'TO', 'EVENT', 'SUBJECT'], ...r.mails.map((m) => [m.sentAt, m.to, m.event, m.subject])]) : 'No mail.'));
+      const r = await api().call<Json & { mails: MailView[] }>('GET', `/v1/tenants/${enc(o.tenant)}/mail`);
+      print({ mails: r.mails }, () => (r.mails.length ? columns([['SENT AT', 'TO', 'EVENT', 'DELIVERY', 'SUBJECT'], ...r.mails.map((m) => [m.sentAt ?? '', m.to, m.event, deliveryText(m), m.subject])]) : 'No mail.'));
+    });
+  command(mail, 'retry', "retry the tenant's pending and rejected mail now (operator)")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .action(async (o: { tenant: string }) => {
+      const r = await api().call<Json & { tried: MailView[]; mails: MailView[] }>('POST', `/v1/tenants/${enc(o.tenant)}/mail/retry`, {});
+      const left = r.mails.filter((m) => m.delivery !== 'delivered').length;
+      print(r, () =>
+        r.tried.length
+          ? `${columns([['TO', 'EVENT', 'DELIVERY', 'SUBJECT'], ...r.tried.map((m) => [m.to, m.event, deliveryText(m), m.subject])])}\n${r.tried.filter((m) => m.delivery === 'delivered').length} of ${r.tried.length} delivered; ${left} mail(s) of ${o.tenant} not delivered.`
+          : `No mail of ${o.tenant} to retry; ${left} mail(s) not delivered.`,
+      );
     });
 
   // ----------------------------------------------------------------------------------------------- audit
@@ -420,6 +432,8 @@ interface EnvView {
   systemAdmin: string | null;
   coverage: { covered: string[]; notCovered: string[] };
   lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
+  /** What background work could not do to it (docs/RELIABILITY.md). */
+  fault?: { operation: 'delete' | 'reprotect'; code: string; reason: string; repair: string };
 }
 interface Row {
   id: number;
@@ -447,6 +461,7 @@ type KeyReport = Json & {
   lockAllowedAt: string | null;
   rollbackAvailableUntil?: string | null;
   reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
+  faults?: { environments: Array<{ env: string; operation: string; code: string; reason: string; repair: string }>; keysNotRemoved: Array<{ name: string; code: string; reason: string }> };
 };
 
 const enc = encodeURIComponent;
@@ -498,6 +513,8 @@ function describeKey(r: KeyReport): string {
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);
   for (const r of p?.refused ?? []) lines.push(`  ${r.env} could not be re-protected (${r.code}): ${r.message}`);
+  for (const f of r.faults?.environments ?? []) if (f.operation === 'delete') lines.push(`  ${f.env}: ${faultText(f)}`);
+  for (const key of r.faults?.keysNotRemoved ?? []) lines.push(`  The replaced key "${key.name}" could not be removed from the vault (${key.code}): ${key.reason} The next environment operation in this region tries again.`);
   // A moment already past reads as "now": the reader should not have to compare timestamps with the clock.
   const passed = (at: string) => Date.parse(at) <= Date.now();
   if (r.nextKeyChangeAllowedAt) lines.push(passed(r.nextKeyChangeAllowedAt) ? `A key change is allowed now (R5: since ${r.nextKeyChangeAllowedAt}).` : `Next key change allowed at ${r.nextKeyChangeAllowedAt}.`);
@@ -512,6 +529,28 @@ async function waitForKey(api: ApiClient, tenant: string, region: string | undef
     const r = await api.call<KeyReport>('GET', `/v1/tenants/${enc(tenant)}/key/installed${query({ region })}`);
     if (r.activeKey?.state !== 'Installing') return r;
   }
+}
+
+/** A background failure in a sentence: what did not happen, its code, and the repair. */
+function faultText(f: { operation: string; code: string; reason: string; repair: string }): string {
+  return `${f.operation === 'delete' ? 'deletion refused' : 'left on an older key'} (${f.code}): ${f.reason} ${f.repair}`;
+}
+
+interface MailView {
+  to: string;
+  subject: string;
+  event: string;
+  sentAt?: string;
+  delivery: 'delivered' | 'pending' | 'rejected';
+  reason?: string | null;
+  attempts?: number;
+}
+
+/** `delivered`, or the state with its attempts and reason: `pending (3 attempts: SendGrid answered 503 …)`. */
+function deliveryText(m: MailView): string {
+  if (m.delivery === 'delivered') return 'delivered';
+  const why = [m.attempts !== undefined ? `${m.attempts} attempt(s)` : '', m.reason ?? ''].filter(Boolean).join(': ');
+  return why ? `${m.delivery} (${why.slice(0, 160)})` : m.delivery;
 }
 
 /** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */

@@ -38,11 +38,14 @@ import {
   type RollbackResult,
   AUDIT_WORKFLOW_ID,
   auditMessages,
+  MAIL_RETRY_WORKFLOW_TYPE,
+  mailRetryWorkflowId,
   type EnvironmentScope,
 } from '../workflows/messages';
 import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
-import type { auditTrailWorkflow } from '../workflows';
+import type { auditTrailWorkflow, mailRetryWorkflow } from '../workflows';
+import type { MailRetryReport } from '../mail/types';
 import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../workflows/rules';
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../workflows/carried';
@@ -205,6 +208,19 @@ export class ControlPlane {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw asRefusal(err) ?? err;
     }
+  }
+
+  /**
+   * `cmk mail retry`: the tenant's pending and rejected mails, tried now by the workflows' worker (it holds the
+   * mailer's credentials, the API does not). A retry already running for the tenant is joined, not doubled.
+   */
+  retryMail(tenant: string): Promise<MailRetryReport> {
+    return this.temporal.workflow.execute<typeof mailRetryWorkflow>(MAIL_RETRY_WORKFLOW_TYPE, {
+      workflowId: mailRetryWorkflowId(tenant),
+      taskQueue: this.taskQueue,
+      args: [{ tenant, now: true }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
   }
 
   /** Runs an update, turning a refusal (validator or handler) into a CmkError with its stable code. */

@@ -1,13 +1,11 @@
 /**
- * SendGrid's v3 Mail Send API through `@sendgrid/mail`: one message per administrator. The outbox copy is written after
- * the provider accepts the message and is the idempotency record: a mail ID already in the outbox is not sent again.
- * SendGrid has no idempotency key, so a crash between its 202 and the outbox copy can send one message twice
- * (at-least-once there); `custom_args.notification_id` carries the ID so a duplicate is recognisable.
+ * SendGrid's v3 Mail Send API through `@sendgrid/mail`: one message per administrator, one attempt per call, its
+ * answer classified (mail/post-office.ts keeps the delivery state and retries). SendGrid has no idempotency key, so a
+ * crash between its 202 and the outbox update can send one message twice (at-least-once there);
+ * `custom_args.notification_id` carries the ID so a duplicate is recognisable.
  */
 import { MailService, type MailDataRequired } from '@sendgrid/mail';
-import { ApplicationFailure } from '@temporalio/common';
-import type { Outbox } from './outbox';
-import type { Mailer, OutgoingMail } from './types';
+import type { Attempt, MailTransport, OutgoingMail } from './types';
 
 export interface SendGridMailerConfig {
   sendgridApiKey: string;
@@ -15,24 +13,19 @@ export interface SendGridMailerConfig {
   mailFrom: string;
 }
 
-/** The failure type of a message the provider refused for good (a 4xx from SendGrid, a 5xx reply from an SMTP relay). */
-export const MAIL_REJECTED = 'MAIL_REJECTED';
-
-const REQUEST_TIMEOUT_MS = 30_000;
+/** Short: a provider that hangs is an outage, and the request that sent the mail must not wait for it. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 interface BaseUrlSetter {
   setDefaultRequest(key: 'baseUrl', value: string): unknown;
 }
 
-export class SendGridMailer implements Mailer {
+export class SendGridMailer implements MailTransport {
   private readonly service = new MailService();
   private readonly from: string;
   private readonly apiKey: string;
 
-  constructor(
-    config: SendGridMailerConfig,
-    private readonly outbox: Outbox,
-  ) {
+  constructor(config: SendGridMailerConfig) {
     this.apiKey = config.sendgridApiKey;
     this.from = config.mailFrom;
     // A client of our own, not the module's shared singleton; setApiKey resets the base URL, so set ours after it.
@@ -42,8 +35,7 @@ export class SendGridMailer implements Mailer {
     this.service.setTimeout(REQUEST_TIMEOUT_MS);
   }
 
-  async send(mail: OutgoingMail): Promise<{ delivered: boolean }> {
-    if (await alreadySent(this.outbox, mail)) return { delivered: false };
+  async attempt(mail: OutgoingMail): Promise<Attempt> {
     const message: MailDataRequired = {
       to: mail.to,
       from: { email: this.from, name: 'cmk' },
@@ -55,35 +47,30 @@ export class SendGridMailer implements Mailer {
     try {
       await this.service.send(message);
     } catch (err) {
-      throw this.failure(err);
+      return this.classify(err);
     }
-    await this.outbox.send(mail);
-    return { delivered: true };
+    return { outcome: 'delivered' };
   }
 
   /**
-   * 429, 5xx and network faults: a plain Error, retried by the activity's policy. Any other 4xx: a non-retryable
-   * failure. A fresh error without `cause`: the library's errors hold the request, Authorization header included.
+   * A 4xx about the message (400: e.g. an address SendGrid will not send to): `rejected`, for this recipient only.
+   * 401/403 (our key is wrong or revoked), 404 (a wrong base URL), 408, 429, 5xx and network faults: an `outage`.
+   * Only text leaves here, never the library's error: it holds the request, Authorization header included.
    */
-  private failure(err: unknown): Error {
+  private classify(err: unknown): Attempt {
     const status = responseStatus(err);
     if (status === undefined) {
       const code = typeof (err as { code?: unknown })?.code === 'string' ? ` (${(err as { code: string }).code})` : '';
-      return new Error(this.redact(`SendGrid could not be reached${code}: ${err instanceof Error ? err.message : String(err)}`));
+      return { outcome: 'outage', reason: this.redact(`SendGrid could not be reached${code}: ${err instanceof Error ? err.message : String(err)}`).slice(0, 500) };
     }
-    const detail = this.redact(`SendGrid answered ${status}${providerMessages(err)}`);
-    if (status === 429 || status === 408 || status >= 500) return new Error(detail);
-    return ApplicationFailure.nonRetryable(detail, MAIL_REJECTED);
+    const reason = this.redact(`SendGrid answered ${status}${providerMessages(err)}`);
+    if ([401, 403, 404, 408, 429].includes(status) || status >= 500) return { outcome: 'outage', reason };
+    return { outcome: 'rejected', reason };
   }
 
   private redact(text: string): string {
     return this.apiKey ? text.split(this.apiKey).join('[redacted]') : text;
   }
-}
-
-/** The outbox holds every message delivered, by ID: one already there was sent (or recorded) before. */
-export async function alreadySent(outbox: Outbox, mail: OutgoingMail): Promise<boolean> {
-  return (await outbox.list(mail.tenant)).some((entry) => entry.id === mail.id);
 }
 
 /** `ResponseError` from `@sendgrid/helpers`: `code` is the HTTP status. */

@@ -1,14 +1,14 @@
 /**
- * SMTP through nodemailer, for on-premises relays (CMK_SMTP_URL: smtp://user:pass@relay:587 or smtps://…). As with
- * SendGrid, the outbox copy is written after the relay accepts the message and is the idempotency record; SMTP has no
- * idempotency key, so a crash between the relay's 250 and the copy can send one message twice (at-least-once there).
- * The `X-Cmk-Notification-Id` header carries the mail ID so a duplicate is recognisable.
+ * SMTP through nodemailer, for on-premises relays (CMK_SMTP_URL: smtp://user:pass@relay:587 or smtps://…): one
+ * attempt per call, its answer classified (mail/post-office.ts keeps the delivery state and retries). SMTP has no
+ * idempotency key, so a crash between the relay's 250 and the outbox update can send one message twice
+ * (at-least-once there). The `X-Cmk-Notification-Id` header carries the mail ID so a duplicate is recognisable.
  */
 import { createTransport, type Transporter } from 'nodemailer';
-import { ApplicationFailure } from '@temporalio/common';
-import type { Outbox } from './outbox';
-import type { Mailer, OutgoingMail } from './types';
-import { MAIL_REJECTED, alreadySent } from './sendgrid';
+import type { Attempt, MailTransport, OutgoingMail } from './types';
+
+/** A relay that has not answered by then is an outage: the request that sent the mail must not wait for it. */
+const ATTEMPT_TIMEOUT_MS = 15_000;
 
 export interface SmtpMailerConfig {
   smtpUrl: string;
@@ -17,35 +17,37 @@ export interface SmtpMailerConfig {
 
 export const NOTIFICATION_ID_HEADER = 'X-Cmk-Notification-Id';
 
-export class SmtpMailer implements Mailer {
+export class SmtpMailer implements MailTransport {
   private readonly transport: Transporter;
   private readonly from: string;
   private readonly secrets: string[];
 
-  constructor(
-    config: SmtpMailerConfig,
-    private readonly outbox: Outbox,
-  ) {
+  constructor(config: SmtpMailerConfig) {
     this.transport = createTransport(config.smtpUrl);
     this.from = config.mailFrom;
     this.secrets = urlSecrets(config.smtpUrl);
   }
 
-  async send(mail: OutgoingMail): Promise<{ delivered: boolean }> {
-    if (await alreadySent(this.outbox, mail)) return { delivered: false };
+  async attempt(mail: OutgoingMail): Promise<Attempt> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${ATTEMPT_TIMEOUT_MS / 1000} s`), { code: 'ETIMEDOUT' })), ATTEMPT_TIMEOUT_MS);
+    });
     try {
-      await this.transport.sendMail({
+      const sending = this.transport.sendMail({
         from: { name: 'cmk', address: this.from },
         to: mail.to,
         subject: mail.subject,
         text: mail.body,
         headers: { [NOTIFICATION_ID_HEADER]: mail.id },
       });
+      await Promise.race([sending, timeout]);
     } catch (err) {
-      throw this.failure(err);
+      return this.classify(err);
+    } finally {
+      clearTimeout(timer);
     }
-    await this.outbox.send(mail);
-    return { delivered: true };
+    return { outcome: 'delivered' };
   }
 
   /** Closes the transport's connections (a pooled or idle socket would keep the process alive). */
@@ -54,16 +56,18 @@ export class SmtpMailer implements Mailer {
   }
 
   /**
-   * A permanent (5xx) reply: a non-retryable failure. 4xx replies and connection faults: a plain Error, retried by the
-   * activity's policy. A fresh error without `cause`, its text scrubbed of the URL's credentials.
+   * A permanent (5xx) refusal of the recipient (RCPT TO) or of the message (DATA): `rejected`, for this mail only.
+   * A refused login (EAUTH), any other 5xx (e.g. our sender address), 4xx replies and connection faults: an `outage`.
+   * Only text leaves here, scrubbed of the URL's credentials.
    */
-  private failure(err: unknown): Error {
+  private classify(err: unknown): Attempt {
     const e = err as { responseCode?: unknown; code?: unknown; message?: unknown } | null;
     const responseCode = typeof e?.responseCode === 'number' ? e.responseCode : undefined;
-    const code = typeof e?.code === 'string' ? ` (${e.code})` : '';
-    const text = this.redact(`SMTP relay ${responseCode ? `answered ${responseCode}` : 'failed'}${code}: ${typeof e?.message === 'string' ? e.message : String(err)}`).slice(0, 1000);
-    if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) return ApplicationFailure.nonRetryable(text, MAIL_REJECTED);
-    return new Error(text);
+    const code = typeof e?.code === 'string' ? e.code : undefined;
+    const reason = this.redact(`SMTP relay ${responseCode ? `answered ${responseCode}` : 'failed'}${code ? ` (${code})` : ''}: ${typeof e?.message === 'string' ? e.message : String(err)}`).slice(0, 500);
+    const permanent = responseCode !== undefined && responseCode >= 500 && responseCode < 600;
+    if (permanent && (code === 'EENVELOPE' || code === 'EMESSAGE')) return { outcome: 'rejected', reason };
+    return { outcome: 'outage', reason };
   }
 
   private redact(text: string): string {

@@ -188,10 +188,10 @@ describe('one tenant, from creation to its own key', () => {
     expect(keyChanged[0]!.subject).toMatch(/Encryption key changed for Contoso Ltd/);
     // Read by a person: one aligned row per mail under a heading.
     const [heading, ...rows] = (await stack.cmk(['mail', 'list', '--tenant', tenant], { as: ALICE })).stdout.trimEnd().split('\n');
-    expect(heading).toMatch(/^SENT AT +TO +EVENT +SUBJECT$/);
+    expect(heading).toMatch(/^SENT AT +TO +EVENT +DELIVERY +SUBJECT$/);
     expect(rows).toHaveLength(mails.length);
-    expectAligned(heading!, rows, ['TO', 'EVENT', 'SUBJECT']);
-    expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^\\S+ +${ALICE.replace('.', '\\.')} +key-changed +Encryption key changed for Contoso Ltd`)));
+    expectAligned(heading!, rows, ['TO', 'EVENT', 'DELIVERY', 'SUBJECT']);
+    expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^\\S+ +${ALICE.replace('.', '\\.')} +key-changed +delivered +Encryption key changed for Contoso Ltd`)));
     expect((await stack.cmk(['mail', 'list', '--tenant', tenant], { as: SAM })).stderr).toMatch(/^FORBIDDEN/);
   });
 

@@ -1,21 +1,21 @@
 /**
  * The SendGrid and SMTP mailers against real local servers: an HTTP endpoint that checks SendGrid's v3 Mail Send
- * request shape, and an `smtp-server` relay. No library is mocked; the outbox is the real one in a temporary directory.
+ * request shape (test/support/sendgrid-double.ts), and an `smtp-server` relay. No library is mocked; the outbox is the
+ * real one in a temporary directory. Delivery is per recipient: a refused recipient is `rejected`, the others get
+ * theirs; a provider outage leaves mail `pending`, retried with backoff and delivered once when it is back.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
 import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
 import { createNotificationActivities } from '../activities/notifications';
 import { ConfigError, loadConfig } from '../config';
-import { buildMailer, MAIL_REJECTED, NOTIFICATION_ID_HEADER, SendGridMailer, SmtpMailer } from '../mail';
+import { buildMailer, MAIL_GIVE_UP_MS, NOTIFICATION_ID_HEADER, PostOffice, SendGridMailer, SmtpMailer } from '../mail';
 import { Outbox } from '../mail/outbox';
 import type { OutgoingMail } from '../mail/types';
+import { FakeSendGrid, SENDGRID_TEST_KEY as API_KEY } from './support/sendgrid-double';
 
-const API_KEY = 'SG.test-only.k3y-that-must-never-leak';
 const FROM = 'cmk@example.com';
 
 let dataDir: string;
@@ -37,92 +37,26 @@ const mail = (over: Partial<OutgoingMail> = {}): OutgoingMail => ({
   ...over,
 });
 
-/** Rejects with what `promise` threw, so a test can look at it. */
-async function thrown(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
+const notification = (recipients: string[], id = 'tenant-t1/key-changed/1') => ({
+  notificationId: id,
+  tenant: 't1',
+  recipients,
+  event: 'key-changed' as const,
+  subject: 'Your key changed',
+  body: 'The key of tenant t1 changed.',
+  occurredAt: '2026-01-02T03:04:05.000Z',
+});
+
+/** A clock the test moves: the retries' backoff and the 7 days are the post office's, not the machine's. */
+function testClock() {
+  let now = Date.parse('2026-01-02T03:04:05.000Z');
+  return { now: () => now, advance: (ms: number) => (now += ms) };
 }
 
-function expectRejected(err: Error): void {
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  expect((err as ApplicationFailure).type).toBe(MAIL_REJECTED);
-  expect((err as ApplicationFailure).nonRetryable).toBe(true);
-}
-
-function expectRetryable(err: Error): void {
-  expect(err).toBeInstanceOf(Error);
-  expect(err).not.toBeInstanceOf(ApplicationFailure);
-}
+const states = async (tenant = 't1') => (await outbox.list(tenant)).map((e) => [e.to, e.delivery]).sort(([a], [b]) => a!.localeCompare(b!));
 
 // ---------------------------------------------------------------------------------------------------------------
 // SendGrid
-
-interface SendGridRequest {
-  authorization: string | undefined;
-  body: {
-    personalizations: { to: { email: string }[] }[];
-    from: { email: string; name?: string };
-    subject: string;
-    content: { type: string; value: string }[];
-    categories: string[];
-    custom_args: Record<string, string>;
-  };
-}
-
-/** SendGrid's v3 `/v3/mail/send` as far as a sender can tell: auth, JSON, the required fields, 202 with no body. */
-class FakeSendGrid {
-  readonly requests: SendGridRequest[] = [];
-  /** Statuses to answer next, in order (after the request passed the checks); 202 once empty. */
-  readonly script: number[] = [];
-  private server: Server = createServer((req, res) => {
-    void this.handle(req).then(({ status, body }) => {
-      res.writeHead(status, body ? { 'content-type': 'application/json' } : {});
-      res.end(body ? JSON.stringify(body) : undefined);
-    });
-  });
-
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private async handle(req: IncomingMessage): Promise<{ status: number; body?: unknown }> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const refuse = (status: number, message: string, field: string | null = null) => ({ status, body: { errors: [{ message, field, help: null }] } });
-    if (req.method !== 'POST' || req.url !== '/v3/mail/send') return refuse(404, `no route ${req.method} ${req.url}`);
-    if (req.headers.authorization !== `Bearer ${API_KEY}`) return refuse(401, 'The provided authorization grant is invalid, expired, or revoked');
-    if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) return refuse(415, 'Content-Type should be application/json.');
-    let body: SendGridRequest['body'];
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as SendGridRequest['body'];
-    } catch {
-      return refuse(400, 'Bad Request', null);
-    }
-    const p = body.personalizations?.[0];
-    if (!p || typeof p.to?.[0]?.email !== 'string') return refuse(400, 'The personalizations field is required and must have at least one personalization.', 'personalizations');
-    if (body.personalizations.length !== 1 || p.to.length !== 1) return refuse(400, 'one administrator per message', 'personalizations');
-    if (typeof body.from?.email !== 'string') return refuse(400, 'The from object must be provided for every email send.', 'from');
-    if (typeof body.subject !== 'string' || !body.subject) return refuse(400, 'The subject is required.', 'subject');
-    const c = body.content?.[0];
-    if (!c || typeof c.type !== 'string' || typeof c.value !== 'string' || !c.value) return refuse(400, 'The content value must be a string at least one character in length.', 'content');
-    if (!Array.isArray(body.categories) || !body.categories.every((x) => typeof x === 'string')) return refuse(400, 'categories must be strings', 'categories');
-    if (typeof body.custom_args?.notification_id !== 'string') return refuse(400, 'notification_id missing', 'custom_args');
-    this.requests.push({ authorization: req.headers.authorization, body });
-    const status = this.script.shift() ?? 202;
-    if (status === 202) return { status };
-    return refuse(status, status === 429 ? 'too many requests' : `scripted ${status}`, status === 400 ? 'personalizations.0.to.0.email' : null);
-  }
-}
 
 describe('SendGrid mailer', () => {
   let sendgrid: FakeSendGrid;
@@ -133,11 +67,11 @@ describe('SendGrid mailer', () => {
   });
   afterEach(() => sendgrid.stop());
 
-  const mailer = () => new SendGridMailer({ sendgridApiKey: API_KEY, sendgridBaseUrl: baseUrl, mailFrom: FROM }, outbox);
+  const transport = (apiKey = API_KEY) => new SendGridMailer({ sendgridApiKey: apiKey, sendgridBaseUrl: baseUrl, mailFrom: FROM });
+  const postOffice = (clock = testClock(), apiKey = API_KEY) => new PostOffice(outbox, transport(apiKey), { now: clock.now });
 
-  test('sends the v3 request shape, keeps an outbox copy, and sends a mail ID only once', async () => {
-    const m = mailer();
-    await expect(m.send(mail())).resolves.toEqual({ delivered: true });
+  test('sends the v3 request shape, records the mail as delivered, and sends a mail ID only once', async () => {
+    await expect(transport().attempt(mail())).resolves.toEqual({ outcome: 'delivered' });
     expect(sendgrid.requests).toHaveLength(1);
     const { authorization, body } = sendgrid.requests[0]!;
     expect(authorization).toBe(`Bearer ${API_KEY}`);
@@ -147,76 +81,107 @@ describe('SendGrid mailer', () => {
     expect(body.content).toEqual([{ type: 'text/plain', value: mail().body }]);
     expect(body.categories).toEqual(['cmk', 'key-changed']);
     expect(body.custom_args).toEqual({ notification_id: mail().id, tenant: 't1', event: 'key-changed' });
-    expect(await outbox.list('t1')).toEqual([expect.objectContaining({ id: mail().id, to: 'alice@example.com', subject: 'Your key changed' })]);
 
-    // The activity retried (or a second worker): the outbox already holds the ID, SendGrid is not called again.
-    await expect(m.send(mail())).resolves.toEqual({ delivered: false });
-    await expect(mailer().send(mail())).resolves.toEqual({ delivered: false });
-    expect(sendgrid.requests).toHaveLength(1);
-  });
-
-  test('the notification activity sends one message per administrator', async () => {
-    const { notifyAdministrators } = createNotificationActivities({ mailer: mailer() });
-    const input = {
-      notificationId: 'tenant-t1/key-changed/1',
-      tenant: 't1',
-      recipients: ['alice@example.com', 'bob@example.com'],
-      event: 'key-changed' as const,
-      subject: 'Your key changed',
-      body: 'The key of tenant t1 changed.',
-      occurredAt: '2026-01-02T03:04:05.000Z',
-    };
-    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2 });
-    expect(sendgrid.requests.map((r) => r.body.personalizations[0]!.to[0]!.email)).toEqual(['alice@example.com', 'bob@example.com']);
-    expect(sendgrid.requests.map((r) => r.body.custom_args.notification_id)).toEqual(['tenant-t1/key-changed/1:alice@example.com', 'tenant-t1/key-changed/1:bob@example.com']);
-    expect((await outbox.list('t1')).map((e) => e.to).sort()).toEqual(['alice@example.com', 'bob@example.com']);
-    // The retried activity mails nobody twice.
-    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 0 });
+    const office = postOffice();
+    await expect(office.sendAll([mail({ id: 'n2:alice@example.com' })])).resolves.toEqual([{ to: 'alice@example.com', delivery: 'delivered' }]);
+    expect(await outbox.list('t1')).toEqual([expect.objectContaining({ id: 'n2:alice@example.com', delivery: 'delivered', attempts: 1 })]);
+    // The activity retried (or a second worker): the outbox holds the ID as delivered, SendGrid is not called again.
+    await office.sendAll([mail({ id: 'n2:alice@example.com' })]);
+    await postOffice().sendAll([mail({ id: 'n2:alice@example.com' })]);
+    await office.retry({ tenant: 't1', now: true });
     expect(sendgrid.requests).toHaveLength(2);
   });
 
-  test('429 and 5xx are retryable; the retry delivers once', async () => {
-    const m = mailer();
-    sendgrid.script.push(429, 503);
-    const first = await thrown(m.send(mail()));
-    expectRetryable(first);
-    expect(first.message).toMatch(/429/);
-    expectRetryable(await thrown(m.send(mail())));
-    expect(await outbox.list('t1')).toEqual([]);
-    await expect(m.send(mail())).resolves.toEqual({ delivered: true });
+  test('the notification activity sends one message per administrator, once', async () => {
+    const { notifyAdministrators } = createNotificationActivities({ mailer: postOffice() });
+    const input = notification(['alice@example.com', 'bob@example.com']);
+    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2, pending: 0, rejected: 0 });
+    expect(sendgrid.requests.map((r) => r.body.personalizations[0]!.to[0]!.email)).toEqual(['alice@example.com', 'bob@example.com']);
+    expect(sendgrid.requests.map((r) => r.body.custom_args.notification_id)).toEqual(['tenant-t1/key-changed/1:alice@example.com', 'tenant-t1/key-changed/1:bob@example.com']);
+    // The retried activity mails nobody twice.
+    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2, pending: 0, rejected: 0 });
+    expect(sendgrid.requests).toHaveLength(2);
+  });
+
+  test('a recipient SendGrid refuses (400) is rejected with its reason; the others still get theirs; nothing throws', async () => {
+    sendgrid.rejectAddresses.add('bob@example.com');
+    const { notifyAdministrators } = createNotificationActivities({ mailer: postOffice() });
+    await expect(notifyAdministrators(notification(['bob@example.com', 'alice@example.com', 'carol@example.com']))).resolves.toEqual({ delivered: 2, pending: 0, rejected: 1 });
+    expect(sendgrid.delivered().map((d) => d.to)).toEqual(['alice@example.com', 'carol@example.com']);
+    const bob = (await outbox.list('t1')).find((e) => e.to === 'bob@example.com')!;
+    expect(bob).toMatchObject({ delivery: 'rejected', attempts: 1, reason: 'SendGrid answered 400: personalizations.0.to.0.email: Does not contain a valid address.' });
+    // A rejected mail is not retried in the background; the operator's retry tries it again (and it is still refused).
+    await postOffice().retry({});
     expect(sendgrid.requests).toHaveLength(3);
-    expect(await outbox.list('t1')).toHaveLength(1);
+    const report = await postOffice().retry({ tenant: 't1', now: true });
+    expect(report.tried).toEqual([expect.objectContaining({ to: 'bob@example.com', delivery: 'rejected', attempts: 2 })]);
   });
 
-  test('a 4xx is a non-retryable MAIL_REJECTED failure, and nothing is recorded as sent', async () => {
-    sendgrid.script.push(400);
-    const err = await thrown(mailer().send(mail()));
-    expectRejected(err);
-    expect(err.message).toMatch(/400/);
-    expect(await outbox.list('t1')).toEqual([]);
+  test.each([401, 403, 429, 500, 503])('%i is an outage: the mail stays pending, the rest are not tried now, and the retry delivers each once when SendGrid is back', async (status) => {
+    const clock = testClock();
+    const office = postOffice(clock);
+    sendgrid.down = status;
+    const { notifyAdministrators } = createNotificationActivities({ mailer: office });
+    await expect(notifyAdministrators(notification(['alice@example.com', 'bob@example.com']))).resolves.toEqual({ delivered: 0, pending: 2, rejected: 0 });
+    // One attempt found SendGrid down; bob's mail waits without an attempt of its own.
+    expect(await outbox.list('t1')).toEqual([
+      expect.objectContaining({ to: 'alice@example.com', delivery: 'pending', attempts: 1, reason: expect.stringContaining(`SendGrid answered ${status}`) }),
+      expect.objectContaining({ to: 'bob@example.com', delivery: 'pending', attempts: 0 }),
+    ]);
+    // The background pass: bob's is due (never tried), alice's backs off a minute.
+    await office.retry({});
+    expect((await outbox.list('t1')).map((e) => e.attempts)).toEqual([1, 1]);
+    await office.retry({});
+    expect((await outbox.list('t1')).map((e) => e.attempts)).toEqual([1, 1]);
+    clock.advance(61_000);
+    await office.retry({});
+    expect((await outbox.list('t1')).map((e) => e.attempts)).toEqual([2, 1]);
+
+    sendgrid.down = null;
+    clock.advance(3_600_000);
+    const report = await office.retry({});
+    expect(report.stillPending).toBe(0);
+    expect(report.tried.map((t) => [t.to, t.delivery]).sort()).toEqual([['alice@example.com', 'delivered'], ['bob@example.com', 'delivered']]);
+    await office.retry({});
+    await office.retry({ tenant: 't1', now: true });
+    expect(sendgrid.delivered().map((d) => d.to).sort()).toEqual(['alice@example.com', 'bob@example.com']);
+    expect(await states()).toEqual([['alice@example.com', 'delivered'], ['bob@example.com', 'delivered']]);
   });
 
-  test('a wrong key (401) is rejected, and no error ever shows the key', async () => {
-    const wrong = new SendGridMailer({ sendgridApiKey: 'SG.wrong-key-do-not-print', sendgridBaseUrl: baseUrl, mailFrom: FROM }, outbox);
-    const unauthorised = await thrown(wrong.send(mail()));
-    expectRejected(unauthorised);
-    expect(JSON.stringify({ m: unauthorised.message, s: unauthorised.stack, c: unauthorised.cause })).not.toContain('SG.wrong-key-do-not-print');
-
-    const errors: Error[] = [unauthorised];
-    for (const status of [429, 500, 400]) {
-      sendgrid.script.push(status);
-      errors.push(await thrown(mailer().send(mail())));
-    }
+  test('SendGrid unreachable is an outage; after 7 days of outage a pending mail is given up as rejected', async () => {
+    const clock = testClock();
+    const office = postOffice(clock);
     await sendgrid.stop();
-    const unreachable = await thrown(mailer().send(mail()));
-    expectRetryable(unreachable);
-    errors.push(unreachable);
-    for (const err of errors) {
-      expect(err.cause).toBeUndefined();
-      expect(`${err.message}\n${err.stack}`).not.toContain(API_KEY);
+    await expect(office.sendAll([mail(), mail({ id: 'n1:bob@example.com', to: 'bob@example.com' })])).resolves.toEqual([
+      { to: 'alice@example.com', delivery: 'pending', reason: expect.stringMatching(/SendGrid could not be reached/) },
+      { to: 'bob@example.com', delivery: 'pending' },
+    ]);
+    for (let day = 1; day < 7; day++) {
+      clock.advance(86_400_000);
+      await office.retry({});
     }
+    expect(await states()).toEqual([['alice@example.com', 'pending'], ['bob@example.com', 'pending']]);
+    clock.advance(MAIL_GIVE_UP_MS - 6 * 86_400_000);
+    await office.retry({});
+    const entries = await outbox.list('t1');
+    expect(entries.map((e) => e.delivery)).toEqual(['rejected', 'rejected']);
+    expect(entries.find((e) => e.to === 'alice@example.com')!.reason).toMatch(/^gave up after \d+ attempt\(s\) over 7 day\(s\); last answer: SendGrid could not be reached/);
+    expect(await office.outbox.summary()).toEqual({ pending: 0, oldestPendingSince: null, rejected: 2 });
     sendgrid = new FakeSendGrid(); // afterEach stops a fresh one
     await sendgrid.start();
+  });
+
+  test('no reason recorded ever shows the key', async () => {
+    sendgrid.down = 401;
+    await postOffice().sendAll([mail()]);
+    sendgrid.down = null;
+    const wrong = postOffice(testClock(), 'SG.wrong-key-do-not-print');
+    await wrong.sendAll([mail({ id: 'n3:alice@example.com' })]);
+    sendgrid.script.push(400);
+    await postOffice().sendAll([mail({ id: 'n4:alice@example.com' })]);
+    const entries = await outbox.list('t1');
+    expect(Object.fromEntries(entries.map((e) => [e.id.split(':')[0], e.delivery]))).toEqual({ 'notify-t1-key-changed-1': 'pending', n3: 'pending', n4: 'rejected' });
+    expect(JSON.stringify(entries)).not.toMatch(/SG\.wrong-key-do-not-print|k3y-that-must-never-leak/);
   });
 });
 
@@ -245,6 +210,8 @@ class Relay {
   readonly received: Received[] = [];
   /** The reply code to refuse the next recipients with (550, 451…), or null to accept them. */
   rejectRecipients: number | null = null;
+  /** Addresses refused with 550, every time. */
+  readonly rejectAddresses = new Set<string>();
   readonly server: SMTPServer;
 
   constructor(auth?: { user: string; pass: string }) {
@@ -260,6 +227,7 @@ class Relay {
         return callback(err);
       },
       onRcptTo: (address: SMTPServerAddress, _session, callback) => {
+        if (this.rejectAddresses.has(address.address)) return callback(Object.assign(new Error(`No such user ${address.address}`), { responseCode: 550 }));
         if (this.rejectRecipients === null) return callback();
         const text = this.rejectRecipients >= 500 ? `No such user ${address.address}` : 'Try again later';
         return callback(Object.assign(new Error(text), { responseCode: this.rejectRecipients }));
@@ -303,14 +271,15 @@ describe('SMTP mailer', () => {
   });
 
   const mailer = (url = `smtp://127.0.0.1:${port}`) => {
-    const m = new SmtpMailer({ smtpUrl: url, mailFrom: FROM }, outbox);
+    const m = new SmtpMailer({ smtpUrl: url, mailFrom: FROM });
     mailers.push(m);
-    return m;
+    return new PostOffice(outbox, m);
   };
+  const first = async (office: PostOffice, m: OutgoingMail) => (await office.sendAll([m]))[0]!;
 
   test('delivers from/to/subject/body with the notification ID header, keeps a copy, sends an ID once', async () => {
     const m = mailer();
-    await expect(m.send(mail())).resolves.toEqual({ delivered: true });
+    await expect(first(m, mail())).resolves.toEqual({ to: 'alice@example.com', delivery: 'delivered' });
     expect(relay.received).toHaveLength(1);
     const { from, to, raw } = relay.received[0]!;
     expect(from).toBe(FROM);
@@ -321,10 +290,10 @@ describe('SMTP mailer', () => {
     expect(headers.subject).toBe('Your key changed');
     expect(headers[NOTIFICATION_ID_HEADER.toLowerCase()]).toBe(mail().id);
     expect(body).toBe(mail().body);
-    expect(await outbox.list('t1')).toEqual([expect.objectContaining({ id: mail().id })]);
+    expect(await outbox.list('t1')).toEqual([expect.objectContaining({ id: mail().id, delivery: 'delivered' })]);
 
-    await expect(m.send(mail())).resolves.toEqual({ delivered: false });
-    await expect(mailer().send(mail())).resolves.toEqual({ delivered: false });
+    await first(m, mail());
+    await first(mailer(), mail());
     expect(relay.received).toHaveLength(1);
   });
 
@@ -339,34 +308,34 @@ describe('SMTP mailer', () => {
       body: 'Bob is now an administrator.',
       occurredAt: '2026-01-02T03:04:05.000Z',
     };
-    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2 });
-    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 0 });
+    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2, pending: 0, rejected: 0 });
+    await expect(notifyAdministrators(input)).resolves.toEqual({ delivered: 2, pending: 0, rejected: 0 });
     expect(relay.received.map((r) => r.to)).toEqual([['alice@example.com'], ['bob@example.com']]);
   });
 
-  test('550 for the recipient is a non-retryable MAIL_REJECTED failure', async () => {
-    relay.rejectRecipients = 550;
-    const err = await thrown(mailer().send(mail()));
-    expectRejected(err);
-    expect(err.message).toMatch(/550/);
-    expect(relay.received).toEqual([]);
-    expect(await outbox.list('t1')).toEqual([]);
+  test('550 for a recipient: that mail is rejected with the relay’s reason, the others still get theirs', async () => {
+    const { notifyAdministrators } = createNotificationActivities({ mailer: mailer() });
+    relay.rejectAddresses.add('bob@example.com');
+    await expect(notifyAdministrators(notification(['bob@example.com', 'alice@example.com']))).resolves.toEqual({ delivered: 1, pending: 0, rejected: 1 });
+    expect(relay.received.map((r) => r.to)).toEqual([['alice@example.com']]);
+    expect((await outbox.list('t1')).find((e) => e.to === 'bob@example.com')).toMatchObject({ delivery: 'rejected', reason: expect.stringMatching(/550.*No such user bob@example.com/) });
   });
 
-  test('451 is retryable, and the retry delivers', async () => {
+  test('451 is an outage: pending, and the retry delivers once', async () => {
     relay.rejectRecipients = 451;
     const m = mailer();
-    const err = await thrown(m.send(mail()));
-    expectRetryable(err);
-    expect(err.message).toMatch(/451/);
+    const result = await first(m, mail());
+    expect(result).toMatchObject({ delivery: 'pending', reason: expect.stringMatching(/451/) });
     relay.rejectRecipients = null;
-    await expect(m.send(mail())).resolves.toEqual({ delivered: true });
+    await m.retry({ tenant: 't1', now: true });
+    await m.retry({ tenant: 't1', now: true });
     expect(relay.received).toHaveLength(1);
+    expect(await states()).toEqual([['alice@example.com', 'delivered']]);
   });
 
-  test('a relay that cannot be reached is retryable', async () => {
+  test('a relay that cannot be reached is an outage', async () => {
     await relay.stop();
-    expectRetryable(await thrown(mailer().send(mail())));
+    expect(await first(mailer(), mail())).toMatchObject({ delivery: 'pending' });
     relay = new Relay();
     port = await relay.start();
   });
@@ -375,11 +344,12 @@ describe('SMTP mailer', () => {
     const secured = new Relay({ user: 'cmk', pass: 'p@ss w0rd!' });
     const securedPort = await secured.start();
     try {
-      await expect(mailer(`smtp://cmk:${encodeURIComponent('p@ss w0rd!')}@127.0.0.1:${securedPort}`).send(mail())).resolves.toEqual({ delivered: true });
+      await expect(first(mailer(`smtp://cmk:${encodeURIComponent('p@ss w0rd!')}@127.0.0.1:${securedPort}`), mail())).resolves.toMatchObject({ delivery: 'delivered' });
       expect(secured.received).toHaveLength(1);
-      const err = await thrown(mailer(`smtp://cmk:${encodeURIComponent('wr0ng-secret')}@127.0.0.1:${securedPort}`).send(mail({ id: 'other' })));
-      expectRejected(err);
-      expect(`${err.message}\n${err.stack}`).not.toMatch(/wr0ng-secret|wr0ng%2Dsecret/);
+      // A refused login is the relay refusing us, not the recipient: an outage, the mail waits.
+      const refused = await first(mailer(`smtp://cmk:${encodeURIComponent('wr0ng-secret')}@127.0.0.1:${securedPort}`), mail({ id: 'other' }));
+      expect(refused).toMatchObject({ delivery: 'pending', reason: expect.stringMatching(/535/) });
+      expect(JSON.stringify(await outbox.list('t1'))).not.toMatch(/wr0ng-secret|wr0ng%2Dsecret/);
     } finally {
       await secured.stop();
     }
@@ -393,14 +363,16 @@ describe('mail configuration', () => {
   test('defaults: the outbox is the mailer', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({ mailer: 'outbox', sendgridBaseUrl: 'https://api.sendgrid.com', mailFrom: 'cmk@localhost' });
-    expect(buildMailer(config, outbox)).toBe(outbox);
+    const mailer = buildMailer(config, outbox);
+    expect(mailer).toBeInstanceOf(PostOffice);
+    expect(mailer.outbox).toBe(outbox);
   });
 
   test('sendgrid needs a key; the error does not echo secrets', () => {
     expect(() => loadConfig({ CMK_MAILER: 'sendgrid' })).toThrow(ConfigError);
     const config = loadConfig({ CMK_MAILER: 'sendgrid', CMK_SENDGRID_API_KEY: API_KEY, CMK_SENDGRID_BASE_URL: 'http://127.0.0.1:9/', CMK_MAIL_FROM: FROM });
     expect(config).toMatchObject({ mailer: 'sendgrid', sendgridApiKey: API_KEY, sendgridBaseUrl: 'http://127.0.0.1:9', mailFrom: FROM });
-    expect(buildMailer(config, outbox)).toBeInstanceOf(SendGridMailer);
+    expect(buildMailer(config, outbox)).toBeInstanceOf(PostOffice);
   });
 
   test('smtp needs an smtp:// or smtps:// URL, without echoing it', () => {
@@ -408,9 +380,7 @@ describe('mail configuration', () => {
     expect(() => loadConfig({ CMK_MAILER: 'smtp', CMK_SMTP_URL: 'http://u:hunter2@relay' })).toThrow(ConfigError);
     expect(() => loadConfig({ CMK_MAILER: 'smtp', CMK_SMTP_URL: 'http://u:hunter2@relay' })).not.toThrow(/hunter2/);
     const config = loadConfig({ CMK_MAILER: 'smtp', CMK_SMTP_URL: 'smtps://u:p@relay:465' });
-    const m = buildMailer(config, outbox);
-    expect(m).toBeInstanceOf(SmtpMailer);
-    (m as SmtpMailer).close();
+    buildMailer(config, outbox).close();
   });
 
   test('CMK_MAILER and CMK_MAIL_FROM are validated', () => {

@@ -3,6 +3,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
+import { ensureMailRetrySchedule } from '../client/mail-schedule';
 import { OPERATOR } from '../workflows/rules';
 import { regionTaskQueue } from '../workflows/messages';
 import { loadConfig, type Config } from '../config';
@@ -86,6 +87,7 @@ export async function runWorker(): Promise<void> {
   const plane = new ControlPlane(temporal, config.taskQueue);
   // The Schedule starts workflows: the workers that run them keep it in place.
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
+  if (config.workerWorkflows) await ensureMailRetrySchedule(temporal, { taskQueue: config.taskQueue });
   const activityDependencies = workerActivityDependencies(config, plane);
   const workers = await createWorkers(config, connection, parts, activityDependencies, dataConverter);
   if (workers.length === 0) throw new Error('This worker serves nothing: CMK_WORKER_WORKFLOWS=false and CMK_WORKER_REGIONS=none.');

@@ -255,6 +255,12 @@ export const updates = {
 export const PURGE_SCHEDULE_ID = 'cmk-purge-locked-environments';
 export const PURGE_WORKFLOW_TYPE = 'purgeLockedEnvironmentsWorkflow';
 
+/** Mail left pending by a provider outage: retried by a Schedule every minute, and by the operator (`cmk mail retry`). */
+export const MAIL_RETRY_SCHEDULE_ID = 'cmk-mail-retry';
+export const MAIL_RETRY_WORKFLOW_TYPE = 'mailRetryWorkflow';
+/** The operator's retry of one tenant's mail: one at a time per tenant (a second request joins the running one). */
+export const mailRetryWorkflowId = (tenant: string): string => `cmk-mail-retry/${tenant}`;
+
 /** The audit trail's single writer (workflows/audit.ts): one workflow for the whole deployment. */
 export const AUDIT_WORKFLOW_ID = 'cmk-audit-trail';
 export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';

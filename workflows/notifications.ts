@@ -14,6 +14,7 @@ export const MAIL_EVENTS = [
   'deletion-warning',
   'environment-deleted',
   'admin-changed',
+  'operation-failed',
 ] as const;
 export type MailEvent = (typeof MAIL_EVENTS)[number];
 
@@ -170,5 +171,14 @@ export function environmentsDeletedMail(p: { tenantName: string; tenant: string;
       `These environments of tenant ${p.tenant} stayed locked until their deadline and were deleted at ${p.at}, with their backups and their key records: ${list(p.envs)}. ` +
       `Their data cannot be recovered by anyone.` +
       SIGNATURE,
+  };
+}
+
+/** Background work refused by the vault or a database server: what did not happen, why, and how it is repaired. */
+export function backgroundFailureMail(p: { tenantName: string; tenant: string; what: string; reason: string; repair: string; at: string }): Notification {
+  return {
+    event: 'operation-failed',
+    subject: `Action needed for ${p.tenantName}: ${p.what}`,
+    body: `At ${p.at}, for tenant ${p.tenant}: ${p.what}.\nReason: ${p.reason}\n\n${p.repair}` + SIGNATURE,
   };
 }

@@ -99,6 +99,15 @@ export interface TenantKey {
   reactivatedAt?: string;
   /** False once the key was deleted from the vault (after the rollback window, or withdrawn by a lock). */
   inVault: boolean;
+  /** The vault refused to delete it when it was retired: it stays there until a later operation retires it again. */
+  retireFailure?: BackgroundFailure;
+}
+
+/** Background work the outside world refused (vault, database): recorded where it applies, mailed, retried. */
+export interface BackgroundFailure {
+  at: string;
+  code: string;
+  message: string;
 }
 
 export interface EnvironmentRecord {
@@ -130,6 +139,8 @@ export interface EnvironmentLock {
   sealed: boolean;
   /** R9: deleted at this moment unless unlocked. */
   deleteAt: string;
+  /** R9's deletion was refused (database server, vault): it is tried again at `retryAt`, or by the operator's purge. */
+  deletionFailure?: BackgroundFailure & { retryAt: string };
   /** The deletion warnings' moments (7 days and 1 day before, scaled with the retention), and how many were sent. */
   warnAt: string[];
   warningsSent: number;

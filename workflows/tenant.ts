@@ -68,6 +68,7 @@ import {
   usableKeyOf,
   DEFAULT_POLICY,
   type Actor,
+  type BackgroundFailure,
   type EnvironmentOperation,
   type EnvironmentRecord,
   type Policy,
@@ -79,6 +80,7 @@ import {
 } from './rules';
 import {
   adminChangedMail,
+  backgroundFailureMail,
   deletionWarningMail,
   environmentOperationMail,
   environmentsDeletedMail,
@@ -134,6 +136,15 @@ const REPROTECT_PARALLEL_BATCHES = 2;
 
 /** Environments re-protected at once after a key change, one per activity (workflows started before batches). */
 const REPROTECT_CONCURRENCY = 8;
+
+/** A refused R9 deletion is tried again this much later (and at every purge). */
+const DELETION_RETRY_MS = 3_600_000;
+
+/** What a refused activity said: its stable code and message (an ActivityFailure's cause), for the records and mail. */
+function failureOf(err: unknown, at: string): BackgroundFailure {
+  const failure = err instanceof ApplicationFailure ? err : err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+  return { at, code: failure?.type ?? 'INTERNAL', message: (failure?.message ?? String(err)).slice(0, 500) };
+}
 
 /** Mail: retried for as long as it takes; the outbox entry IDs make every retry harmless. */
 const { notifyAdministrators } = proxyActivities<Activities>({
@@ -229,16 +240,26 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
   }
 
-  /** R4: every global and service administrator, and the system administrators of the environments concerned. */
+  /**
+   * R4: every global and service administrator, and the system administrators of the environments concerned. The
+   * activity records each recipient's mail in the outbox and never throws for the provider (refused recipients and
+   * outages are delivery states there); whatever still fails here is logged, never thrown: what the mail reports has
+   * taken effect, and no outside fault may fail the tenant (DESIGN.md §6).
+   */
   async function notify(notification: Notification, envIds?: string | string[]): Promise<void> {
     carried.notificationSeq += 1;
-    await notifyAdministrators({
-      notificationId: `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`,
-      tenant: tenant.tenant,
-      recipients: notificationRecipients(tenant, envIds),
-      ...notification,
-      occurredAt: iso(Date.now()),
-    });
+    const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
+    try {
+      await notifyAdministrators({
+        notificationId,
+        tenant: tenant.tenant,
+        recipients: notificationRecipients(tenant, envIds),
+        ...notification,
+        occurredAt: iso(Date.now()),
+      });
+    } catch (err) {
+      log.error('A notification could not be recorded in the outbox; the operation it reports stands.', { notificationId, event: notification.event, error: String(err) });
+    }
   }
 
   /** One record in the audit trail (who, what, when, outcome, thumbprints). */
@@ -388,7 +409,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   function runOnEnvironment(env: EnvironmentRecord, operation: EnvironmentOperation) {
     const ids = { tenant: tenant.tenant, env: env.id };
     if (operation === 'revert') return inRegion(env.region).revertToProviderKey({ ...ids, region: env.region });
-    if (operation === 'rekey') return inRegion(env.region).rekeyEnvironmentDatabase(ids);
+    if (operation === 'rekey') {
+      // An environment a refused re-protection left on an older tenant key moves to the active one with its new DEK.
+      const active = usableKeyOf(tenant.regions[env.region]);
+      const behind = env.protection === 'tenant' && active && active.thumbprint !== env.keyThumbprint && active.state !== 'Locked';
+      if (!behind || !patched('rekey-moves-left-behind')) return inRegion(env.region).rekeyEnvironmentDatabase(ids);
+      return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...active.vaultKey, thumbprint: active.thumbprint } });
+    }
     const key = activeKeyOf(tenant.regions[env.region])!;
     return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
   }
@@ -542,10 +569,33 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       }
     };
     const lanes = Array.from({ length: Math.min(REPROTECT_PARALLEL_BATCHES, batches.length) }, lane);
-    void Promise.all(lanes).then(async () => {
-      progress.finishedAt = iso(Date.now());
-      await finishReprotection(region, key);
-    });
+    void Promise.all(lanes)
+      .then(async () => {
+        progress.finishedAt = iso(Date.now());
+        await finishReprotection(region, key);
+        if (progress.refused.length > 0) await reportLeftBehind(region, key, progress);
+      })
+      // Nothing here may fail the tenant (DESIGN.md §6); what was refused is in the progress, the records and the mail.
+      .catch((err) => log.error('The end of a re-protection failed; the tenant workflow goes on.', { region: region.region, error: String(err) }));
+  }
+
+  /** Environments a re-protection could not move: the administrators learn which, why, and how to move them. */
+  async function reportLeftBehind(region: RegionKeys, key: TenantKey, progress: ReprotectionProgress): Promise<void> {
+    const first = progress.refused[0]!;
+    const ids = progress.refused.map((r) => r.env);
+    await notify(
+      backgroundFailureMail({
+        tenantName: tenant.displayName,
+        tenant: tenant.tenant,
+        what: `${ids.length} environment(s) in region ${region.region} could not be re-protected with the key "${key.name}": ${ids.slice(0, 20).join(', ')}`,
+        reason: `${first.code}: ${first.message}`,
+        repair:
+          'They stay on their previous key, which stays in the vault while they depend on it (`cmk key show` lists them). ' +
+          'Once the cause is repaired, an administrator moves each to the active key with `cmk env rekey`.',
+        at: progress.finishedAt ?? iso(Date.now()),
+      }),
+      ids,
+    );
   }
 
   /** Every environment has been dealt with: the key is Active, and keys nothing depends on leave the vault. */
@@ -575,7 +625,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         }
       }
     };
-    void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane)).then(() => finishReprotection(region, key));
+    void Promise.all(Array.from({ length: Math.min(REPROTECT_CONCURRENCY, targets.length) }, lane))
+      .then(() => finishReprotection(region, key))
+      .catch((err) => log.error('The end of a re-protection failed; the tenant workflow goes on.', { region: region.region, error: String(err) }));
   }
 
   /** Replaced keys that no environment depends on and that are outside the rollback window leave the vault. */
@@ -589,8 +641,30 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   async function retire(region: RegionKeys, key: TenantKey): Promise<void> {
     const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
     if (inUse || !key.inVault) return;
-    await inRegion(region.region).deleteTenantKey({ vaultKey: key.vaultKey });
+    try {
+      await inRegion(region.region).deleteTenantKey({ vaultKey: key.vaultKey });
+    } catch (err) {
+      // The vault refused (its faults are retried by the activity's policy): the key stays there, unused and marked,
+      // and the next retirement of unused keys (after any environment operation, e.g. `env rekey`) tries again.
+      const first = !key.retireFailure;
+      key.retireFailure = failureOf(err, iso(Date.now()));
+      log.warn('A replaced key could not be removed from the vault; it is tried again later.', { region: region.region, thumbprint: key.thumbprint, ...key.retireFailure });
+      if (first) {
+        await notify(
+          backgroundFailureMail({
+            tenantName: tenant.displayName,
+            tenant: tenant.tenant,
+            what: `the replaced key "${key.name}" (thumbprint ${key.thumbprint}) could not be removed from the vault of region ${region.region}`,
+            reason: `${key.retireFailure.code}: ${key.retireFailure.message}`,
+            repair: 'It stays in the vault, protecting nothing. cmk removes it at the next operation on an environment of this region (for example `cmk env rekey`); the provider operator can check the vault.',
+            at: key.retireFailure.at,
+          }),
+        );
+      }
+      return;
+    }
     key.inVault = false;
+    delete key.retireFailure;
   }
 
   setHandler(
@@ -865,14 +939,25 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const now = Date.now();
     const overdue = tenant.environments.filter((e) => e.state === 'Locked' && e.lock && Date.parse(e.lock.deleteAt) <= now);
     if (overdue.length === 0) return [];
-    const ids = overdue.map((e) => e.id);
-    if (!carried.regions) await anyRegion.destroyEnvironments({ tenant: tenant.tenant, envs: ids });
     // Routed by region: each region's databases are destroyed by that region's workers.
-    else for (const region of [...new Set(overdue.map((e) => e.region))]) {
-      await inRegion(region).destroyEnvironments({ tenant: tenant.tenant, envs: overdue.filter((e) => e.region === region).map((e) => e.id) });
+    const groups: Array<[string | null, EnvironmentRecord[]]> = carried.regions
+      ? [...new Set(overdue.map((e) => e.region))].map((region) => [region, overdue.filter((e) => e.region === region)])
+      : [[null, overdue]];
+    const destroyed: EnvironmentRecord[] = [];
+    for (const [region, envs] of groups) {
+      try {
+        await (region === null ? anyRegion : inRegion(region)).destroyEnvironments({ tenant: tenant.tenant, envs: envs.map((e) => e.id) });
+        destroyed.push(...envs);
+      } catch (err) {
+        // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
+        // again in an hour and at every purge; the administrators learn it once.
+        await deletionRefused(envs, failureOf(err, iso(Date.now())));
+      }
     }
+    if (destroyed.length === 0) return [];
+    const ids = destroyed.map((e) => e.id);
     const at = iso(Date.now());
-    for (const env of overdue) {
+    for (const env of destroyed) {
       env.state = 'Deleted';
       env.deletedAt = at;
       delete env.lock;
@@ -880,8 +965,27 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     publishSearchAttributes();
     await notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at }), ids);
     // R9 acts on its own: the deletion is the control plane's, recorded once per environment.
-    for (const env of overdue) await audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
+    for (const env of destroyed) await audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
     return ids;
+  }
+
+  async function deletionRefused(envs: EnvironmentRecord[], failure: BackgroundFailure): Promise<void> {
+    const ids = envs.map((e) => e.id);
+    const first = envs.filter((e) => !e.lock?.deletionFailure).map((e) => e.id);
+    for (const env of envs) if (env.lock) env.lock.deletionFailure = { ...failure, retryAt: iso(Date.parse(failure.at) + DELETION_RETRY_MS) };
+    log.warn('Locked environments past their deadline could not be deleted; tried again later.', { envs: ids, ...failure });
+    if (first.length === 0) return;
+    await notify(
+      backgroundFailureMail({
+        tenantName: tenant.displayName,
+        tenant: tenant.tenant,
+        what: `the locked environments past their deletion deadline could not be deleted: ${first.join(', ')}`,
+        reason: `${failure.code}: ${failure.message}`,
+        repair: 'They stay locked and offline. cmk tries again every hour; the provider operator can run the purge once the cause is repaired.',
+        at: failure.at,
+      }),
+      first,
+    );
   }
 
   // ------------------------------------------------------------------------------------------ life
@@ -929,7 +1033,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       const lock = env.state === 'Locked' ? env.lock : undefined;
       if (!lock) continue;
       const warning = lock.warnAt[lock.warningsSent];
-      deadlines.push(Date.parse(warning ?? lock.deleteAt));
+      deadlines.push(Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt));
     }
     return deadlines.length ? Math.min(...deadlines) : null;
   }
