@@ -113,7 +113,8 @@ async function clusterStack(extra: Record<string, string>): Promise<ChaosStack> 
   chmodSync(base, 0o755); // PostgreSQL runs as its own user and must reach its directory below this one.
   let frontend = 0;
   for (;;) {
-    frontend = 22000 + Math.floor(Math.random() * 20000);
+    // Below 32000: Temporal keeps the membership ports (frontend − 300 …) in a PostgreSQL smallint (at most 32767).
+    frontend = 22000 + Math.floor(Math.random() * 10000);
     const p = clusterPorts(frontend, {});
     const all = [...Object.values(p.grpc), ...Object.values(p.membership), ...Object.values(p.metrics), p.http, p.postgres];
     if ((await Promise.all(all.map(portIsFree))).every(Boolean)) break;
