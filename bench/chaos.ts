@@ -1,5 +1,5 @@
 /**
- * `npm run chaos [-- --scenario a|b|c|d|e|p] [--envs 500] [--cluster] [--json FILE] [--kills 10] [--mail-outage 600s]
+ * `npm run chaos [-- --scenario a,b,c,d,e,p] [--envs 500] [--cluster] [--json FILE] [--kills 10] [--mail-outage 600s]
  * [--retention 4m]`: the fault suite (issue 15; docs/RELIABILITY.md "Fault suite"). Each scenario starts its own stack
  * (the embedded one as `npm start` does, or `npm run cluster`'s topology with --cluster), sets a tenant up, injects its
  * fault while cmk works, and checks what a tenant must never see: environments lost, left on a deleted key or with
@@ -518,9 +518,9 @@ async function main(): Promise<void> {
   const unknown = argv.filter((a, i) => a.startsWith('--') && !known.has(a) && !(i > 0 && known.has(argv[i - 1]!)));
   if (unknown.length) throw new Error(`Unknown option ${unknown.join(', ')}. Options: ${[...known].join(', ')}.`);
   const cluster = argv.includes('--cluster');
-  const only = value('scenario');
   const all: ScenarioId[] = cluster ? ['a', 'b', 'p', 'c', 'd', 'e'] : ['a', 'b', 'c', 'd', 'e'];
-  if (only && !(all as string[]).includes(only)) throw new Error(`--scenario must be one of ${all.join(', ')}.`);
+  const only = value('scenario')?.split(',');
+  if (only?.some((id) => !(all as string[]).includes(id))) throw new Error(`--scenario takes one or more of ${all.join(', ')}, separated by commas.`);
   const duration = (name: string, fallback: string) => {
     const ms = parseDuration(value(name) ?? fallback);
     if (ms === undefined) throw new Error(`--${name} must be a duration such as 600s or 4m.`);
@@ -537,9 +537,10 @@ async function main(): Promise<void> {
   if (!Number.isInteger(options.envs) || options.envs < 1) throw new Error('--envs must be a whole number of at least 1.');
   const began = Date.now();
   const results: ChaosResult[] = [];
-  for (const scenario of only ? [only as ScenarioId] : all) {
-    results.push(await runScenario(scenario, options));
-    options.log?.(`[${scenario}] ${results.at(-1)!.broken.length ? `BROKEN: ${results.at(-1)!.broken.join('; ')}` : 'every bound held'}`);
+  for (const scenario of (only as ScenarioId[] | undefined) ?? all) {
+    const result = await runScenario(scenario, options);
+    results.push(result);
+    options.log?.(`[${scenario}] ${result.broken.length ? `BROKEN: ${result.broken.join('; ')}` : 'every bound held'}: ${JSON.stringify(result)}`);
   }
   const total = (Date.now() - began) / 1000;
   process.stdout.write(`${table(results)}\n\nFaults: ${results.map((r) => `${r.scenario}: ${r.faults || '—'}`).join(' · ')}\nWhole suite: ${total.toFixed(0)} s\n`);
