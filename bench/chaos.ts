@@ -389,6 +389,7 @@ export async function runScenario(scenario: ScenarioId, options: ChaosOptions): 
     // The worker --kills times; the Temporal server or PostgreSQL at most 3 (each restart takes the whole cluster's time).
     const kills = scenario === 'a' ? options.kills : scenario === 'b' || scenario === 'p' ? Math.min(3, options.kills) : 0;
     let killed = 0;
+    let midway = 0;
     let lastKill = 0;
     do {
       // A kill must be possible during the round: wait out the spacing first (and R5's 1 s between key changes).
@@ -413,11 +414,12 @@ export async function runScenario(scenario: ScenarioId, options: ChaosOptions): 
       }
     } while (killed < kills);
     vaultWindow = [windowStart, Date.now()];
-    if (kills) faults.push(`${killed} × ${scenario === 'a' ? 'worker' : scenario === 'b' ? (options.cluster ? 'history service' : 'dev server') : 'PostgreSQL'} killed over ${rounds} key change(s)`);
+    if (kills) faults.push(`${killed} × ${scenario === 'a' ? 'worker' : scenario === 'b' ? (options.cluster ? 'history service' : 'dev server') : 'PostgreSQL'} killed (${midway} with environments still to move, the others as the key was being made Active) over ${rounds} key change(s)`);
 
     function killNow(moved: number): boolean {
       if (!kill()) return false;
       killed += 1;
+      if (moved < options.envs) midway += 1;
       lastKill = Date.now();
       say(`[${scenario}/${topology}] kill ${killed}/${kills} at ${moved}/${options.envs} re-protected`);
       return true;
