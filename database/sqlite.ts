@@ -254,7 +254,9 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
   /** The current DEK unwrapped with the old protector and re-wrapped with `protector`, in one write (the earlier ones ride along under it). */
   async reprotect(tenant: string, env: string, protector: Protector): Promise<KeyRecordView> {
     this.assertOnline(tenant, env);
-    (await this.openSettled(tenant, env)).close();
+    // Only an interrupted apply or rekey (a pending DEK) needs the database opened to settle it: otherwise that open
+    // would be a third vault call per environment, on a path that runs for every environment of a tenant.
+    if ((await this.record(tenant, env)).pending) (await this.openSettled(tenant, env)).close();
     const record = await this.record(tenant, env);
     if (samePlace(record.protector, protector)) return this.view(record);
     // Only the current DEK is wrapped by the protector (the earlier ones are sealed under it): one unwrap, one wrap.

@@ -281,7 +281,10 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop(0));
   process.once('SIGTERM', () => void stop(0));
 
-  /** A child in our process group, its output in its log. cmk's processes are started again when they die (5 a minute). */
+  /**
+   * A child in our process group, its output in its log. Every part is started again when it dies (5 a minute), as
+   * compose's `restart: unless-stopped` does: Temporal's services recover from PostgreSQL, PostgreSQL from its WAL.
+   */
   const launch = (name: string, command: string, args: string[], options: { log: string; cwd?: string; env?: Record<string, string>; restart?: boolean; stopSignal?: NodeJS.Signals }): void => {
     const deaths: number[] = [];
     const start = (): void => {
@@ -316,7 +319,7 @@ async function main(): Promise<void> {
   const password = randomBytes(24).toString('base64url');
   const [pgCommand, pgArgs] = asPg(user, join(PG_BIN, 'postgres'), ['-D', paths.postgres, '-p', String(ports.postgres), '-k', paths.postgres, '-c', 'listen_addresses=127.0.0.1']);
   // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is lost.
-  launch('PostgreSQL', pgCommand, pgArgs, { log: join(paths.logs, 'postgres.log'), cwd: '/', stopSignal: 'SIGINT' });
+  launch('PostgreSQL', pgCommand, pgArgs, { log: join(paths.logs, 'postgres.log'), cwd: '/', stopSignal: 'SIGINT', restart: true });
   await waitForPostgres(paths, user, ports);
   setUpSchemas(paths, user, ports, password, moduleRoot);
   writeServiceConfigs(paths, ports, moduleRoot, host);
@@ -325,6 +328,7 @@ async function main(): Promise<void> {
       log: join(paths.logs, `temporal-${service}.log`),
       cwd: paths.dir,
       env: { CMK_CLUSTER_PG_PASSWORD: password },
+      restart: true,
     });
   }
   await setUpNamespace(config);

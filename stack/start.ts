@@ -44,8 +44,9 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void stop(0));
 
   /**
-   * Starts a child. A worker or API service that dies is started again (Temporal hands its work to the new
-   * worker); more than 5 deaths in a minute, or the dev server's death, stops the stack.
+   * Starts a child. A worker, API service or dev server that dies is started again (Temporal hands its work to the
+   * new worker; the dev server reopens its SQLite file and the others reconnect); more than 5 deaths of one part in
+   * a minute stop the stack.
    */
   const launch = (name: string, command: string, args: string[], options: { logFile?: string; restart?: boolean; env?: Record<string, string> } = {}): void => {
     const deaths: number[] = [];
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
       '--log-level', 'warn',
       ...SEARCH_ATTRIBUTE_REGISTRATION.flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
     ],
-    { logFile: temporalLog },
+    { logFile: temporalLog, restart: true },
   );
   await waitForTemporal(config, temporalLog);
 

@@ -34,7 +34,8 @@ const portIsFree = (port: number): Promise<boolean> =>
 /** A frontend port whose derived ports (services, membership, metrics, PostgreSQL) are all free. */
 async function clusterFrontendPort(): Promise<number> {
   for (;;) {
-    const frontend = 22000 + Math.floor(Math.random() * 20000);
+    // Below 32000: Temporal keeps the membership ports (frontend − 300 …) in a PostgreSQL smallint (at most 32767).
+    const frontend = 22000 + Math.floor(Math.random() * 10000);
     const p = clusterPorts(frontend, {});
     const all = [...Object.values(p.grpc), ...Object.values(p.membership), ...Object.values(p.metrics), p.http, p.postgres];
     if ((await Promise.all(all.map(portIsFree))).every(Boolean)) return frontend;

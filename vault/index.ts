@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { azureVaultUrlFor } from '../config/vault';
 import { loadOrCreateSecret } from '../common/secrets';
 import { LocalVault } from './local';
+import { chaosSettings, chaosVault } from './chaos';
 import type { Vault } from './types';
 // Types only: the modules themselves are required when the Azure vault is built.
 import type * as AzureModule from './azure';
@@ -13,6 +14,13 @@ import type * as IdentityModule from '@azure/identity';
 
 /** The vault for `region` (its own Azure vault when CMK_AZURE_VAULT_URL_<REGION> is set; the default one otherwise). */
 export function buildVault(config: Config, region?: string): Vault {
+  // Test-only (the fault suite): CMK_CHAOS=1 counts vault calls, CMK_CHAOS_VAULT_FAULTS answers some with faults.
+  const chaos = chaosSettings();
+  const vault = buildRealVault(config, region);
+  return chaos ? chaosVault(vault, config.dataDir, chaos) : vault;
+}
+
+function buildRealVault(config: Config, region?: string): Vault {
   const azure = config.vault.azure;
   if (config.vault.kind === 'azure' && azure) {
     // Loaded only for Azure: the SDK's modules are about 22 MB of every process that loads them (docs/PERFORMANCE.md).
