@@ -12,6 +12,7 @@ import {
   log,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -169,6 +170,15 @@ interface AuditFacts {
 /** Workflows started before the audit trail existed replay without its activity calls. */
 const AUDIT_PATCH = 'audit-trail';
 
+/**
+ * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
+ * key-change interval to unset them (both add commands).
+ */
+const DEADLINES_PATCH = 'deadline-search-attributes';
+
+const day = (at: string | number): string => new Date(at).toISOString().slice(0, 10);
+const latest = (values: Array<number | null>): number | null => values.reduce<number | null>((a, b) => (b === null ? a : a === null ? b : Math.max(a, b)), null);
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
@@ -198,6 +208,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
+  // Decided once per run, before its first command, so that every later use agrees on replay.
+  const publishesDeadlines = patched(DEADLINES_PATCH);
 
   /**
    * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
@@ -250,13 +262,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     carried.notificationSeq += 1;
     const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
     try {
-      await notifyAdministrators({
+      await notifyAdministrators.executeWithOptions({ summary: `R4 mail: ${notification.event}` }, [{
         notificationId,
         tenant: tenant.tenant,
         recipients: notificationRecipients(tenant, envIds),
         ...notification,
         occurredAt: iso(Date.now()),
-      });
+      }]);
     } catch (err) {
       log.error('A notification could not be recorded in the outbox; the operation it reports stands.', { notificationId, event: notification.event, error: String(err) });
     }
@@ -313,7 +325,51 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       { key: SEARCH_ATTRIBUTES.lockedEnvironmentCount, value: tenant.environments.filter((e) => e.state === 'Locked').length },
       { key: SEARCH_ATTRIBUTES.reprotectionRemaining, value: sum(Object.values(reprotections).map((p) => p.remaining)) },
       { key: SEARCH_ATTRIBUTES.reprotectionRefused, value: Object.values(reprotections).flatMap((p) => p.refused.map((r) => r.env)).slice(0, 20) },
+      ...(publishesDeadlines ? deadlineAttributes() : []),
     ]);
+    setCurrentDetails(currentDetails());
+  }
+
+  /** R5, R6, R9 deadlines as search attributes: set while they lie ahead (a deletion also once overdue), else unset. */
+  function deadlineAttributes() {
+    const now = Date.now();
+    const regions = Object.values(tenant.regions);
+    const ahead = (at: number | null) => (at !== null && at > now ? at : null);
+    const deletions = tenant.environments.flatMap((e) => (e.state === 'Locked' && e.lock ? [Date.parse(e.lock.deleteAt)] : []));
+    const nextDeletion = deletions.length ? Math.min(...deletions) : null;
+    const embargo = latest(regions.map((r) => ahead(lockAllowedAt(r, carried.policy))));
+    const keyChange = latest(regions.map((r) => ahead(nextKeyChangeAllowedAt(r, carried.policy))));
+    const rollback = latest(regions.map((r) => ahead(r.rollbackUntil ? Date.parse(r.rollbackUntil) : null)));
+    return [
+      { key: SEARCH_ATTRIBUTES.nextDeletionAt, value: nextDeletion === null ? null : new Date(nextDeletion) },
+      { key: SEARCH_ATTRIBUTES.lockEmbargoEndsAt, value: embargo === null ? null : new Date(embargo) },
+      { key: SEARCH_ATTRIBUTES.keyChangeAllowedAt, value: keyChange === null ? null : new Date(keyChange) },
+      { key: SEARCH_ATTRIBUTES.rollbackUntil, value: rollback === null ? null : iso(rollback) },
+    ];
+  }
+
+  /**
+   * What the workflow does now, for the operator's row in the Temporal UI (current details, markdown): running
+   * operations and re-protections, then what it waits for. Ids, counts and dates only.
+   */
+  function currentDetails(): string {
+    const lines: string[] = [];
+    for (const [region, operation] of Object.entries(tenant.operations)) {
+      const progress = reprotections[region];
+      if (progress && progress.finishedAt === null && reprotecting.has(region)) {
+        lines.push(`re-protecting ${region}: ${progress.total - progress.remaining}/${progress.total}, ${progress.refused.length} refused (key "${progress.keyName}")`);
+      } else lines.push(`running in ${region}: ${operation}`);
+    }
+    for (const env of tenant.environments) if (env.runningOperation) lines.push(`running on env ${env.id}: ${env.runningOperation}`);
+    const locked = tenant.environments.filter((e) => e.state === 'Locked' && e.lock);
+    const byDeadline = new Map<string, number>();
+    for (const env of locked) byDeadline.set(day(env.lock!.deleteAt), (byDeadline.get(day(env.lock!.deleteAt)) ?? 0) + 1);
+    for (const [date, count] of [...byDeadline].sort()) lines.push(`waiting: deletion of ${count} locked environment(s) on ${date} (R9)`);
+    for (const region of Object.values(tenant.regions)) {
+      if (region.rollbackUntil) lines.push(`waiting: rollback window of ${region.region} ends ${region.rollbackUntil} (R6)`);
+    }
+    if (lines.length === 0) lines.push(`idle: ${tenant.environments.filter((e) => e.state !== 'Deleted').length} environment(s), keys ${Object.values(tenant.regions).map((r) => `${r.region}:${activeKeyOf(r)?.state ?? 'none'}`).join(' ') || 'none'}`);
+    return lines.join('\n\n');
   }
 
   // ------------------------------------------------------------------------------------------ queries
@@ -542,7 +598,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         }
         let outcome: { reprotected: Array<{ env: string; keyThumbprint: string }>; refused: ReprotectionProgress['refused'] };
         try {
-          outcome = await inRegion(region.region).reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+          outcome = await inRegion(region.region).reprotectEnvironments.executeWithOptions({ summary: `R7 re-protect ${batch.length} environment(s) of ${region.region} with key "${key.name}"` }, [
+            { tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } },
+          ]);
         } catch (err) {
           // Only a refusal of the whole batch ends here (faults are retried): its environments keep their old key.
           // An activity's refusal arrives as an ActivityFailure whose cause carries the stable code.
@@ -797,9 +855,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
     publishSearchAttributes();
     // Offline first (SQL Server keeps a DEK in memory while a database is online), then the keys leave the vault.
-    await inRegion(request.region).takeEnvironmentsOffline({ tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } });
+    await inRegion(request.region).takeEnvironmentsOffline.executeWithOptions({ summary: `R8 lock of ${region.region}: ${envs.length} environment(s) offline` }, [
+      { tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } },
+    ]);
     const withdrawn = region.keys.filter((k) => k.inVault);
-    await inRegion(request.region).withdrawTenantKeys({ vaultKeys: withdrawn.map((k) => k.vaultKey) });
+    await inRegion(request.region).withdrawTenantKeys.executeWithOptions({ summary: `R8 lock of ${region.region}: withdraw ${withdrawn.length} key version(s)` }, [{ vaultKeys: withdrawn.map((k) => k.vaultKey) }]);
     for (const key of withdrawn) key.inVault = false;
     const active = activeKeyOf(region)!;
     active.state = 'Locked';
@@ -858,7 +918,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return await exclusively(async () => {
           const key = usableKeyOf(tenant.regions[env.region]);
           const tenantKey = env.protection === 'tenant' && key ? { ...key.vaultKey, thumbprint: key.thumbprint } : null;
-          const done = await inRegion(env.region).bringEnvironmentOnline({ tenant: tenant.tenant, env: env.id, tenantKey });
+          const done = await inRegion(env.region).bringEnvironmentOnline.executeWithOptions({ summary: `R10 unlock of env ${env.id}` }, [{ tenant: tenant.tenant, env: env.id, tenantKey }]);
           // It keeps the protection it had (DESIGN.md §3).
           env.protection = done.protection;
           env.keyThumbprint = done.keyThumbprint;
@@ -946,7 +1006,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const destroyed: EnvironmentRecord[] = [];
     for (const [region, envs] of groups) {
       try {
-        await (region === null ? anyRegion : inRegion(region)).destroyEnvironments({ tenant: tenant.tenant, envs: envs.map((e) => e.id) });
+        await (region === null ? anyRegion : inRegion(region)).destroyEnvironments.executeWithOptions({ summary: `R9 deletion of env ${envs.map((e) => e.id).slice(0, 5).join(', ')}${envs.length > 5 ? ` and ${envs.length - 5} more` : ''}` }, [
+          { tenant: tenant.tenant, envs: envs.map((e) => e.id) },
+        ]);
         destroyed.push(...envs);
       } catch (err) {
         // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
@@ -1002,7 +1064,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const due = nextDeadline();
     const wake = () => workflowInfo().continueAsNewSuggested || nextDeadline() !== due;
     if (due === null) await condition(wake);
-    else await condition(wake, Math.max(1, due - Date.now()));
+    else await condition(wake, Math.max(1, due - Date.now()), { summary: deadlineSummary(due) });
     await exclusively(async () => {
       for (const region of Object.values(tenant.regions)) {
         if (!region.rollbackUntil || Date.parse(region.rollbackUntil) > Date.now()) continue;
@@ -1014,6 +1076,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       }
       await sendDueDeletionWarnings();
       await deleteOverdue();
+      // An embargo or a key-change interval that ended leaves its search attribute; the row says so too.
+      if (publishesDeadlines) publishSearchAttributes();
     });
     if (workflowInfo().continueAsNewSuggested) {
       await condition(() => allHandlersFinished() && !busy && reprotecting.size === 0);
@@ -1028,13 +1092,35 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    * removes its environment's deadlines, which cancels the timer (the condition wakes and waits for the next one).
    */
   function nextDeadline(): number | null {
-    const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [Date.parse(r.rollbackUntil)] : []));
+    const deadlines = labelledDeadlines().map((d) => d.at);
+    return deadlines.length ? Math.min(...deadlines) : null;
+  }
+
+  /** Every deadline the workflow waits for, named by its rule (the timer's summary in the Temporal UI). */
+  function labelledDeadlines(): Array<{ at: number; what: string }> {
+    const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [{ at: Date.parse(r.rollbackUntil), what: `R6 rollback window ends (${r.region})` }] : []));
     for (const env of tenant.environments) {
       const lock = env.state === 'Locked' ? env.lock : undefined;
       if (!lock) continue;
       const warning = lock.warnAt[lock.warningsSent];
-      deadlines.push(Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt));
+      const what = warning ? `R9 deletion warning for env ${env.id}` : lock.deletionFailure ? `R9 deletion of env ${env.id} (retry)` : `R9 deletion of env ${env.id}`;
+      deadlines.push({ at: Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt), what });
     }
-    return deadlines.length ? Math.min(...deadlines) : null;
+    if (publishesDeadlines) {
+      // Only to unset their search attributes: nothing else happens when an embargo or an interval ends.
+      const now = Date.now();
+      for (const r of Object.values(tenant.regions)) {
+        const embargo = lockAllowedAt(r, carried.policy);
+        if (embargo !== null && embargo > now) deadlines.push({ at: embargo, what: `R6 lock embargo ends (${r.region})` });
+        const change = nextKeyChangeAllowedAt(r, carried.policy);
+        if (change !== null && change > now) deadlines.push({ at: change, what: `R5 key change allowed again (${r.region})` });
+      }
+    }
+    return deadlines;
+  }
+
+  function deadlineSummary(at: number): string {
+    const what = [...new Set(labelledDeadlines().filter((d) => d.at === at).map((d) => d.what))];
+    return (what.length > 3 ? [...what.slice(0, 3), `and ${what.length - 3} more`] : what).join('; ');
   }
 }
