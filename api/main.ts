@@ -10,7 +10,7 @@ import { loadOrCreateSecret } from '../common/secrets';
 import { loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { EncryptionCodec, loadCodecKeyRing, dataConverterFor } from '../codec';
 import { createAuthenticator } from './auth';
-import { createCodecEndpoint } from './codec';
+import { createCodecEndpoint, uiCodecCapability } from './codec';
 import { createApiServer } from './server';
 import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
@@ -43,7 +43,7 @@ export async function runApi(): Promise<void> {
     ...(config.policy.regions ? { regions: config.policy.regions } : {}),
     authenticate: createAuthenticator(config.auth, localKey),
     loopbackOnly: config.auth.mode === 'local',
-    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit }),
+    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit, uiCapability: uiCodecCapability(config) }),
     audit,
     log,
     rateLimits: new RateLimiter(config.rateLimits),
