@@ -369,7 +369,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       if (region.rollbackUntil) lines.push(`waiting: rollback window of ${region.region} ends ${region.rollbackUntil} (R6)`);
     }
     if (lines.length === 0) lines.push(`idle: ${tenant.environments.filter((e) => e.state !== 'Deleted').length} environment(s), keys ${Object.values(tenant.regions).map((r) => `${r.region}:${activeKeyOf(r)?.state ?? 'none'}`).join(' ') || 'none'}`);
-    return lines.join('\n\n');
+    return [`Tenant ${tenant.displayName} (${tenant.tenant})`, ...lines].join('\n\n');
   }
 
   // ------------------------------------------------------------------------------------------ queries
@@ -1062,6 +1062,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   for (;;) {
     const due = nextDeadline();
+    // Also for a run continued as new, which starts without a static summary of its own (SDK 1.24 carries none).
+    setCurrentDetails(currentDetails());
     const wake = () => workflowInfo().continueAsNewSuggested || nextDeadline() !== due;
     if (due === null) await condition(wake);
     else await condition(wake, Math.max(1, due - Date.now()), { summary: deadlineSummary(due) });
