@@ -464,16 +464,16 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   function runOnEnvironment(env: EnvironmentRecord, operation: EnvironmentOperation) {
     const ids = { tenant: tenant.tenant, env: env.id };
-    if (operation === 'revert') return inRegion(env.region).revertToProviderKey({ ...ids, region: env.region });
+    if (operation === 'revert') return inRegion(env.region).revertToProviderKey.executeWithOptions({ summary: `R7 revert of env ${env.id} to the provider key` }, [{ ...ids, region: env.region }]);
     if (operation === 'rekey') {
       // An environment a refused re-protection left on an older tenant key moves to the active one with its new DEK.
       const active = usableKeyOf(tenant.regions[env.region]);
       const behind = env.protection === 'tenant' && active && active.thumbprint !== env.keyThumbprint && active.state !== 'Locked';
-      if (!behind || !patched('rekey-moves-left-behind')) return inRegion(env.region).rekeyEnvironmentDatabase(ids);
-      return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...active.vaultKey, thumbprint: active.thumbprint } });
+      if (!behind || !patched('rekey-moves-left-behind')) return inRegion(env.region).rekeyEnvironmentDatabase.executeWithOptions({ summary: `rekey of env ${env.id}: new DEK` }, [ids]);
+      return inRegion(env.region).applyTenantKey.executeWithOptions({ summary: `rekey of env ${env.id} onto the active key "${active.name}"` }, [{ ...ids, tenantKey: { ...active.vaultKey, thumbprint: active.thumbprint } }]);
     }
     const key = activeKeyOf(tenant.regions[env.region])!;
-    return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+    return inRegion(env.region).applyTenantKey.executeWithOptions({ summary: `R7 apply of key "${key.name}" to env ${env.id}` }, [{ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } }]);
   }
 
   setHandler(
@@ -499,7 +499,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   async function changeKey(request: KeyChangeRequest) {
     const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
-    await inRegion(request.region).activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+    await inRegion(request.region).activateStagedKey.executeWithOptions({ summary: `R3 activate key "${request.name}" in ${request.region}` }, [{ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint }]);
 
     const now = Date.now();
     const by = describeActor(request.actor);
@@ -700,7 +700,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
     if (inUse || !key.inVault) return;
     try {
-      await inRegion(region.region).deleteTenantKey({ vaultKey: key.vaultKey });
+      await inRegion(region.region).deleteTenantKey.executeWithOptions({ summary: `retire replaced key "${key.name}" of ${region.region} from the vault` }, [{ vaultKey: key.vaultKey }]);
     } catch (err) {
       // The vault refused (its faults are retried by the activity's policy): the key stays there, unused and marked,
       // and the next retirement of unused keys (after any environment operation, e.g. `env rekey`) tries again.
