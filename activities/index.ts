@@ -15,6 +15,9 @@ import { createLockActivities } from './lock';
 import { createPurgeActivities, type TenantDirectory } from './purge';
 import { createAuditActivities, type AuditSink } from './audit';
 import type { AuditTrail } from '../audit/trail';
+import type { RequestTrust } from '../workflows/signed';
+import type { ChallengeOpener } from './lock';
+import { createTrustActivities } from './trust';
 
 export interface ActivityDependencies {
   vault: Vault;
@@ -26,6 +29,10 @@ export interface ActivityDependencies {
   auditSink?: AuditSink;
   /** The trail itself: only on the worker that is its single writer. */
   auditTrail?: AuditTrail;
+  /** The keys that verify signed requests, and the policy: what the workflows trust (common/request-signing.ts). */
+  requestTrust: RequestTrust;
+  /** Opens the API service's lock challenges (the `challenge-key`), to check a lock's proof again; without, no lock. */
+  challenges?: ChallengeOpener;
 }
 
 export function createActivities(deps: ActivityDependencies) {
@@ -36,6 +43,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createLockActivities(deps),
     ...createPurgeActivities(deps),
     ...createAuditActivities(deps),
+    ...createTrustActivities(deps),
   });
 }
 

@@ -34,8 +34,13 @@ export class ChallengeIssuer {
 
   issue(claims: Omit<ChallengeClaims, 'id' | 'expiresAt'>, now = Date.now()): { challenge: string; claims: ChallengeClaims } {
     const full: ChallengeClaims = { id: randomUUID(), ...claims, expiresAt: new Date(now + this.ttlMs).toISOString() };
-    const payload = b64url(JSON.stringify(full));
-    return { challenge: `${CHALLENGE_PREFIX}.${payload}.${b64url(this.mac(payload))}`, claims: full };
+    return { challenge: this.seal(full), claims: full };
+  }
+
+  /** The challenge text of exactly these claims (`issue` makes fresh ones; tests replay given ones). */
+  seal(claims: ChallengeClaims): string {
+    const payload = b64url(JSON.stringify(claims));
+    return `${CHALLENGE_PREFIX}.${payload}.${b64url(this.mac(payload))}`;
   }
 
   /** The claims of a challenge this service issued, or undefined for anything else (forged, altered, malformed). */

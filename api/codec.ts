@@ -15,6 +15,7 @@ import type { Payload } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import type { EncryptionCodec } from '../codec';
 import type { AuditEntry } from '../audit/trail';
+import { redactAuditEntry } from '../workflows/audit-redaction';
 import type { Actor } from '../workflows/rules';
 import type { Config } from '../config';
 import { loadOrCreateSecret } from '../common/secrets';
@@ -148,7 +149,7 @@ export function createCodecEndpoint({ codec, allowedOrigin, audit, uiCapability 
       }
       const namespace = req.headers['x-namespace'];
       await audit([
-        {
+        redactAuditEntry({
           id: `codec-decode/${randomUUID()}`,
           at: new Date().toISOString(),
           actor: 'operator',
@@ -162,7 +163,7 @@ export function createCodecEndpoint({ codec, allowedOrigin, audit, uiCapability 
             // Which credential opened it: the embedded UI's capability, or an operator's token.
             via: CAPABILITY_PATH.test(new URL(req.url ?? '/', 'http://localhost').pathname) ? 'ui-capability' : 'operator-token',
           },
-        },
+        }),
       ]);
       return jsonOf(decoded);
     },

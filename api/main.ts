@@ -7,6 +7,7 @@ import { buildParts } from '../worker/parts';
 import { ApiService } from './service';
 import { ChallengeIssuer } from './challenges';
 import { loadOrCreateSecret } from '../common/secrets';
+import { loadRequestSigner } from '../common/request-signing';
 import { loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { EncryptionCodec, loadCodecKeyRing, dataConverterFor } from '../codec';
 import { createAuthenticator } from './auth';
@@ -25,7 +26,7 @@ export async function runApi(): Promise<void> {
   const connection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection, namespace: config.temporalNamespace, dataConverter: dataConverterFor(ring) });
   const challenges = new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key'));
-  const controlPlane = new ControlPlane(temporal, config.taskQueue);
+  const controlPlane = new ControlPlane(temporal, config.taskQueue, loadRequestSigner(config.secretsDir));
   const audit = (entries: Parameters<ControlPlane['recordAudit']>[0]) => controlPlane.recordAudit(entries);
   const pfxParser = new IsolatedPfxParser();
   const service = new ApiService({ config, controlPlane, challenges, audit, openPfx: (bytes, password) => pfxParser.parsePfx(bytes, password), generatePfx: (options) => pfxParser.generateKeyPfx(options), ...parts });
@@ -43,7 +44,8 @@ export async function runApi(): Promise<void> {
     ...(config.policy.regions ? { regions: config.policy.regions } : {}),
     authenticate: createAuthenticator(config.auth, localKey),
     loopbackOnly: config.auth.mode === 'local',
-    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring), allowedOrigin: config.codecCorsOrigin, audit, uiCapability: uiCodecCapability(config) }),
+    // Display only (the UI, the CLI): old plaintext histories show as they are; no workflow trusts this decoding.
+    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring, { acceptPlaintext: true }), allowedOrigin: config.codecCorsOrigin, audit, uiCapability: uiCodecCapability(config) }),
     audit,
     log,
     rateLimits: new RateLimiter(config.rateLimits),

@@ -10,6 +10,7 @@ import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
 import { ACTIONS, describeActor, isValidId, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
 import type { AuditEntry } from '../audit/trail';
+import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
 import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
 import type { Authenticator } from './auth';
 import type { ApiService } from './service';
@@ -69,9 +70,16 @@ const KEY_FILE_BODY = 96 * 1024;
 
 function role(text: string | undefined): AdminRole | null {
   if (text === undefined) return null;
-  if (text !== 'global' && text !== 'service') throw new CmkError('INVALID_ARGUMENT', `"${text}" is not an administrator role (global or service).`);
+  // Never the caller's raw text: this refusal is audited, and it comes before authorisation.
+  if (text !== 'global' && text !== 'service') throw new CmkError('INVALID_ARGUMENT', `${quotedOr(text, 'That')} is not an administrator role (global or service).`);
   return text;
 }
+
+/** A caller's text quoted in a refusal only when short and plain (workflows/audit-redaction.ts); else `instead`. */
+const quotedOr = (text: unknown, instead: string): string => {
+  const q = quotable(text, 20);
+  return q === null ? instead : `"${q}"`;
+};
 
 function adminList(value: unknown): Array<{ email: string; role: AdminRole }> {
   if (!Array.isArray(value) || value.length > 100) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of at most 100 {email, role}.');
@@ -213,7 +221,7 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       handle: async ({ actor, params, body }) => {
         const b = await body();
         const action = requiredString(b, 'action');
-        if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `"${action.slice(0, 100)}" is not an action.`);
+        if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `${quotedOr(action, 'That')} is not an action.`);
         return service.checkAccess(actor, params.tenant!, action as Action, optionalString(b, 'env'));
       },
     },
@@ -427,7 +435,7 @@ export function createApiServer(deps: ServerDependencies): Server {
       message: err.message.slice(0, 500),
     };
     try {
-      await deps.audit([entry]);
+      await deps.audit([redactAuditEntry(entry)]);
     } catch (auditErr) {
       // The refusal stands either way; a trail that cannot be reached is an operator's alarm, not the caller's error.
       deps.log(`audit: could not record a refusal: ${auditErr instanceof Error ? auditErr.message : String(auditErr)}`);

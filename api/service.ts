@@ -14,6 +14,7 @@ import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type GeneratedKey, type GenerateKeyOptions, type OpenedPfx } from '../keyfiles';
 import {
   activeKeyOf,
+  checkAdminChange,
   checkBackup,
   checkRegionServed,
   checkGeneratedPassword,
@@ -49,6 +50,7 @@ import {
 import type { StagedKey } from '../workflows/messages';
 import type { ChallengeIssuer } from './challenges';
 import type { AuditEntry } from '../audit/trail';
+import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
 import { MAX_AUDIT_PAGE } from '../activities/audit';
 import { createHash, randomUUID } from 'node:crypto';
 
@@ -74,6 +76,11 @@ const refuse = (code: ConstructorParameters<typeof CmkError>[0], message: string
 };
 const refuseIf = (refusal: Refusal | null): void => {
   if (refusal) refuse(refusal.code, refusal.message);
+};
+/** An ID the caller typed, as a refusal may quote it: short and plain, or not at all (refusals are audited). */
+const shown = (text: string): string => {
+  const q = quotable(text);
+  return q === null ? 'That' : `"${q}"`;
 };
 
 /**
@@ -161,7 +168,7 @@ export class ApiService {
       const refusal = forbidden(actor, describeAction(action));
       refuse(refusal.code, refusal.message);
     }
-    if (!isValidId(tenantId)) refuse('INVALID_ARGUMENT', `"${tenantId}" is not a valid tenant ID.`);
+    if (!isValidId(tenantId)) refuse('INVALID_ARGUMENT', `${shown(tenantId)} is not a valid tenant ID.`);
     if (!tenant) return refuse('NOT_FOUND', `Tenant ${tenantId} does not exist.`);
     return tenant;
   }
@@ -174,7 +181,7 @@ export class ApiService {
   }
 
   private environmentOf(tenant: TenantSnapshot, envId: string): EnvironmentRecord {
-    if (!isValidId(envId)) refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+    if (!isValidId(envId)) refuse('INVALID_ARGUMENT', `${shown(envId)} is not a valid environment ID.`);
     const env = tenant.environments.find((e) => e.id === envId);
     if (!env || env.state === 'Deleted') return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
     return env;
@@ -182,9 +189,20 @@ export class ApiService {
 
   private regionOf(tenant: TenantSnapshot, region: string | undefined): string {
     const chosen = region ?? tenant.homeRegion;
-    if (!isValidId(chosen)) refuse('INVALID_ARGUMENT', `"${chosen}" is not a valid region ID.`);
+    if (!isValidId(chosen)) refuse('INVALID_ARGUMENT', `${shown(chosen)} is not a valid region ID.`);
     refuseIf(checkRegionServed(chosen, this.policy.regions));
     return chosen;
+  }
+
+  /** Something served here rather than by a workflow, recorded here before its answer leaves (no record, no answer). */
+  private async record(actor: Actor, action: string, tenant: string | null, facts: Pick<AuditEntry, 'region' | 'environment' | 'thumbprints' | 'details'> = {}): Promise<void> {
+    await this.deps.audit([redactAuditEntry({ id: `${action}/${randomUUID()}`, at: new Date().toISOString(), actor: describeActor(actor), action, outcome: 'completed', tenant, ...facts })]);
+  }
+
+  /** The provider operator reading a tenant's data crosses the tenant's trust boundary: recorded. The tenant's own
+   *  administrators' reads are not (their own data, and `audit list` would record itself). */
+  private async recordOperatorRead(actor: Actor, action: string, tenant: string | null, facts: Pick<AuditEntry, 'region' | 'details'> = {}): Promise<void> {
+    if (actor.kind === 'operator') await this.record(actor, action, tenant, facts);
   }
 
   // ------------------------------------------------------------------------------------------ tenants
@@ -202,11 +220,14 @@ export class ApiService {
    */
   async showTenant(actor: Actor, tenantId: string) {
     const tenant = await this.authorize(actor, tenantId, 'tenant.show');
+    await this.recordOperatorRead(actor, 'tenant.show', tenantId);
     return { tenant: { ...tenantView(tenant), regions: regionSummaries(tenant) } };
   }
 
   async changeAdmin(actor: Actor, tenantId: string, p: { change: 'add' | 'remove'; email: string; role: AdminRole | null }) {
-    await this.authorize(actor, tenantId, 'tenant.admin');
+    const tenant = await this.authorize(actor, tenantId, 'tenant.admin');
+    // The workflow's validator checks again; here the refusal (R6: ROLLBACK_WINDOW_OPEN included) costs nothing.
+    refuseIf(checkAdminChange(tenant, { actor, ...p }, Date.now()));
     const result = await this.deps.controlPlane.changeAdmin(tenantId, { actor, policy: this.policy, ...p });
     return { tenant: tenantId, admins: result.admins };
   }
@@ -232,6 +253,7 @@ export class ApiService {
     const seesAll = actor.kind === 'operator' || tenantAdminRole(tenant, actor) !== null;
     const mine = actor.kind === 'user' ? normaliseEmail(actor.email) : null;
     const environments = tenant.environments.filter((e) => e.region === region && (seesAll || e.systemAdmin === mine));
+    await this.recordOperatorRead(actor, 'env.list', tenantId, { region, details: { environments: environments.length } });
     return { tenant: tenantId, region, environments: environments.map((e) => ({ ...environmentView(e), ...faultView(tenant, e) })) };
   }
 
@@ -254,10 +276,16 @@ export class ApiService {
       await this.region(env.region).databases.writeRow(tenantId, envId, write);
       // Served here rather than by a workflow, so recorded here: who wrote, where, how much — never the text.
       await this.deps.audit([
-        { id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeActor(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } },
+        redactAuditEntry({ id: `env-data/${randomUUID()}`, at: new Date().toISOString(), actor: describeActor(actor), action: 'env.data', outcome: 'completed', tenant: tenantId, region: env.region, environment: envId, details: { characters: write.length } }),
       ]);
     }
-    return { tenant: tenantId, env: envId, rows: await this.region(env.region).databases.readRows(tenantId, envId) };
+    const rows = await this.region(env.region).databases.readRows(tenantId, envId);
+    // Rows leaving to anyone but the tenant's own global or service administrators (the operator, a system
+    // administrator; after a write too, whose answer holds them) are recorded first: who, where, how many — never the rows.
+    if (tenantAdminRole(tenant, actor) === null) {
+      await this.record(actor, 'env.data.read', tenantId, { region: env.region, environment: envId, details: { rows: rows.length } });
+    }
+    return { tenant: tenantId, env: envId, rows };
   }
 
   // ------------------------------------------------------------------------------------------ keys
@@ -322,6 +350,7 @@ export class ApiService {
     const tenant = await this.authorize(actor, tenantId, 'key.kek');
     const region = this.regionOf(tenant, p.region);
     const { key, publicKeyPem } = await this.region(region).vault.createKek(kekVaultKeyName(tenantId, region));
+    await this.record(actor, 'key.kek', tenantId, { region, thumbprints: [key.thumbprint], details: { kid: key.kid } });
     return { tenant: tenantId, region, kid: key.kid, thumbprint: key.thumbprint, publicKeyPem };
   }
 
@@ -381,6 +410,7 @@ export class ApiService {
     } else {
       await this.authorize(actor, tenantId, 'audit');
     }
+    await this.recordOperatorRead(actor, 'audit.list', tenantId);
     const limit = p.limit === null ? 100 : Number(p.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_PAGE) refuse('INVALID_ARGUMENT', `"limit" must be a whole number from 1 to ${MAX_AUDIT_PAGE}.`);
     const after = p.after === null ? null : Number(p.after);
@@ -421,7 +451,8 @@ export class ApiService {
     refuseIf(checkLock(tenant, request, Date.now(), this.policy));
     // checkLock refuses a missing proof; this only tells the compiler.
     if (!proof) return refuse('KEY_MISMATCH', 'The key file does not prove possession of the active key.');
-    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof });
+    // The workflow has the challenge and signature checked again against the vault before it locks anything.
+    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof, possession: { challenge: p.challenge, signature: p.signature.toString('base64') } });
   }
 
   private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {
@@ -499,6 +530,7 @@ export class ApiService {
   async listMail(actor: Actor, tenantId: string) {
     await this.authorize(actor, tenantId, 'mail.list');
     const mails = await this.deps.outbox.list(tenantId);
+    await this.recordOperatorRead(actor, 'mail.list', tenantId, { details: { mails: mails.length } });
     return { tenant: tenantId, mails: mails.map(mailView) };
   }
 

@@ -17,6 +17,7 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { fsyncPath, writeFileAtomicSync } from '../common/atomic';
+import { AUDIT_LIMITS, AUDIT_OUTCOMES, auditStringProblem, looksLikeSecretName } from '../workflows/audit-redaction';
 
 export type AuditOutcome = 'accepted' | 'refused' | 'completed' | 'failed';
 
@@ -56,23 +57,39 @@ export interface AuditVerification {
   problems: Array<{ seq: number | null; line: number | null; problem: string }>;
 }
 
+/** The head a writer last saw written (seq 0 and the genesis hash before the first record). */
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+/** Thrown by append when an entry's content is not fit for the trail (a producer skipped the redaction): the same
+ *  entry will be refused again, so it is never worth retrying. `index` is the first such entry in the batch. */
+export class AuditEntryRefusedError extends Error {
+  constructor(
+    message: string,
+    readonly index: number,
+  ) {
+    super(message);
+    this.name = 'AuditEntryRefusedError';
+  }
+}
+
 export const TRAIL_FILE = 'trail.jsonl';
 export const HEAD_FILE = 'head.json';
 export const GENESIS_HASH = '0'.repeat(64);
 
-const MAX_STRING = 1000;
-const MAX_THUMBPRINTS = 64;
-const MAX_DETAILS = 64;
+const MAX_STRING = AUDIT_LIMITS.maxString;
+const MAX_THUMBPRINTS = AUDIT_LIMITS.maxThumbprints;
+const MAX_DETAILS = AUDIT_LIMITS.maxDetails;
 /** verify() lists this many problems, then says how many more there were. */
 const MAX_PROBLEMS = 100;
 const CHUNK = 1 << 20;
 
-const OUTCOMES: readonly string[] = ['accepted', 'refused', 'completed', 'failed'] satisfies AuditOutcome[];
+const OUTCOMES: readonly string[] = AUDIT_OUTCOMES;
 const ENTRY_FIELDS = new Set(['id', 'at', 'actor', 'action', 'outcome', 'tenant', 'region', 'environment', 'code', 'message', 'thumbprints', 'details']);
-const SECRET_NAMES = new Set(['password', 'pfx', 'privatekey', 'dek', 'secret', 'token']);
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const HEX64 = /^[0-9a-f]{64}$/;
-const PEM = /-----BEGIN/i;
 
 type Problem = AuditVerification['problems'][number];
 
@@ -89,6 +106,8 @@ export class AuditTrail {
   private last: { offset: number; bytes: Buffer } | null = null;
   /** Why append must refuse; null while the trail is fit to extend. */
   private broken: string | null = null;
+  /** Where each record's line is, for the whole trail and per tenant: a tenant's page reads its own lines only. */
+  private readonly index = new RecordIndex();
 
   constructor(
     private readonly dir: string,
@@ -105,12 +124,18 @@ export class AuditTrail {
    *  in the trail (a retried activity), the stored record, unchanged. Throws when the trail does not verify. */
   append(entries: AuditEntry[]): AuditRecord[] {
     if (!Array.isArray(entries)) throw new Error('append takes an array of audit entries.');
-    const clean = entries.map((entry, index) => validateEntry(entry, index));
+    const clean = entries.map((entry, index) => {
+      try {
+        return validateEntry(entry, index);
+      } catch (err) {
+        throw new AuditEntryRefusedError(err instanceof Error ? err.message : String(err), index);
+      }
+    });
     this.assertWritable();
 
     const results: AuditRecord[] = [];
     const fresh = new Map<string, AuditRecord>();
-    const lines: Array<{ id: string; bytes: Buffer }> = [];
+    const lines: Array<{ id: string; tenant: string | null; seq: number; bytes: Buffer }> = [];
     let seq = this.headSeq;
     let prevHash = this.headHash;
     for (const entry of clean) {
@@ -125,7 +150,7 @@ export class AuditTrail {
       const record: AuditRecord = { ...body, hash: sha256(canonicalJson(body)) };
       prevHash = record.hash;
       fresh.set(entry.id, record);
-      lines.push({ id: entry.id, bytes: Buffer.from(`${canonicalJson(record)}\n`) });
+      lines.push({ id: entry.id, tenant: entry.tenant, seq, bytes: Buffer.from(`${canonicalJson(record)}\n`) });
       results.push(record);
     }
     if (lines.length === 0) return results;
@@ -138,9 +163,10 @@ export class AuditTrail {
       const fd = openSync(this.trailPath, 'a', 0o600);
       let offset = this.size;
       try {
-        for (const { id, bytes } of lines) {
+        for (const { id, tenant, seq: at, bytes } of lines) {
           writeAll(fd, bytes);
           this.ids.set(id, offset);
+          this.index.add(tenant, { seq: at, offset, length: bytes.length });
           this.last = { offset, bytes };
           offset += bytes.length;
         }
@@ -158,32 +184,78 @@ export class AuditTrail {
     return results;
   }
 
-  /** Records oldest first, optionally of one tenant and after a seq; `limit` keeps the last n that match. */
+  /** Records oldest first, optionally of one tenant and after a seq; `limit` keeps the last n that match. Reads only
+   *  the lines of the page, found in the index (one tenant's page costs its own records, not the whole trail). */
   list(filter: { tenant?: string; afterSeq?: number; limit?: number } = {}): AuditRecord[] {
     const { tenant, afterSeq = 0, limit } = filter;
     if (tenant !== undefined && typeof tenant !== 'string') throw new Error('The tenant filter must be a string.');
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw new Error('afterSeq must be a whole number, 0 or more.');
     if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) throw new Error('limit must be a whole number, 0 or more.');
     if (limit === 0) return [];
+    const entries = tenant === undefined ? this.index.all : (this.index.byTenant.get(tenant) ?? []);
+    const first = firstAfter(entries, afterSeq);
+    const from = limit === undefined ? first : Math.max(first, entries.length - limit);
+    if (from >= entries.length) return [];
     const out: AuditRecord[] = [];
-    for (const line of readLines(this.trailPath)) {
-      if (!line.terminated) break; // a line still being written, or torn
-      const parsed = parseRecord(line.text);
-      if (typeof parsed === 'string') continue; // verify() reports it
-      if (parsed.seq <= afterSeq || (tenant !== undefined && parsed.tenant !== tenant)) continue;
-      out.push(parsed);
-      if (limit !== undefined && out.length > 2 * limit) out.splice(0, out.length - limit);
+    let fd: number;
+    try {
+      fd = openSync(this.trailPath, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
     }
-    return limit === undefined ? out : out.slice(-limit);
+    try {
+      for (let i = from; i < entries.length; i += 1) {
+        const { seq, offset, length } = entries[i]!;
+        const bytes = Buffer.alloc(length);
+        if (readSync(fd, bytes, 0, length, offset) !== length || bytes[length - 1] !== 10) continue;
+        const parsed = parseRecord(bytes.toString('utf8', 0, length - 1));
+        // A line changed behind this writer's back: verify() reports it; the page leaves it out.
+        if (typeof parsed === 'string' || parsed.seq !== seq || (tenant !== undefined && parsed.tenant !== tenant)) continue;
+        out.push(parsed);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return out;
   }
 
-  /** Reads the whole trail once, line by line, and says everything that is wrong with it. */
-  verify(): AuditVerification {
+  /** The head this writer last wrote or found (seq 0 and the genesis hash before the first record). */
+  head(): AuditHead {
+    return { seq: this.headSeq, hash: this.headHash };
+  }
+
+  /**
+   * Compares this trail with the head its writer last saw written, known outside the data dir (the audit workflow
+   * keeps it): a trail that is shorter, or holds another record at that seq, was deleted or rolled back. A sentence
+   * saying so, or null.
+   */
+  checkKnownHead(known: AuditHead | null): string | null {
+    if (!known || known.seq <= 0) return null;
+    if (this.headSeq < known.seq) return rolledBack(this.headSeq, known, null);
+    const at = this.index.find(known.seq);
+    let stored: AuditRecord | null = null;
+    try {
+      stored = at === undefined ? null : this.readRecordAt(at.offset);
+    } catch {
+      stored = null; // changed on disk since it was opened: not the record that was written either
+    }
+    return stored?.hash === known.hash ? null : rolledBack(this.headSeq, known, stored?.hash ?? null);
+  }
+
+  /** Reads the whole trail once, line by line, and says everything that is wrong with it; given the head its writer
+   *  last saw written (kept outside the data dir), also whether the trail was deleted or rolled back since. */
+  verify(known: AuditHead | null = null): AuditVerification {
     const head = readHead(this.headPath);
-    const scan = scanTrail(this.trailPath, head.kind === 'ok' ? head.seq : null);
+    const probe = known && known.seq > 0 ? known.seq : null;
+    const scan = scanTrail(this.trailPath, head.kind === 'ok' ? head.seq : null, new Map(), null, probe);
     const headProblems = checkHead(head, scan, this.hmacKey);
     const problems = [...scan.problems];
     let count = scan.problemCount;
+    if (known && probe !== null && scan.hashAtProbe !== known.hash) {
+      problems.unshift({ seq: known.seq, line: null, problem: rolledBack(scan.last?.seq ?? 0, known, scan.hashAtProbe) });
+      count += 1;
+    }
     if (scan.tail) {
       problems.push(tailProblem(scan.tail));
       count += 1;
@@ -210,7 +282,7 @@ export class AuditTrail {
       if (/^\.head\.json\.[0-9a-f]+\.tmp$/.test(name)) rmSync(join(this.dir, name), { force: true });
     }
     const head = readHead(this.headPath);
-    const scan = scanTrail(this.trailPath, head.kind === 'ok' ? head.seq : null, this.ids);
+    const scan = scanTrail(this.trailPath, head.kind === 'ok' ? head.seq : null, this.ids, this.index);
     const { problems, beyondHead } = checkHead(head, scan, this.hmacKey);
     const first = scan.problems[0] ?? problems[0];
     if (first) {
@@ -243,6 +315,7 @@ export class AuditTrail {
       // ids make that harmless), and anyone with the data dir could have written them. Kept aside, never signed.
       this.setAside(scan.endOfHeadSeq);
       this.ids.clear();
+      this.index.clear();
       this.open();
     }
   }
@@ -317,7 +390,7 @@ function validateEntry(entry: unknown, index: number): AuditEntry {
   const text = (field: string, value: unknown, nullable: boolean): void => {
     if (value === null && nullable) return;
     if (typeof value !== 'string') throw new Error(`${where}: ${field} must be a string${nullable ? ' or null' : ''}.`);
-    checkString(`${where}: ${field}`, value);
+    checkString(`${where}: ${field}`, value, IDENTIFYING.has(field));
   };
   for (const field of ['id', 'at', 'actor', 'action'] as const) {
     text(field, e[field], false);
@@ -366,20 +439,13 @@ function validateEntry(entry: unknown, index: number): AuditEntry {
   return out;
 }
 
-function checkString(label: string, value: string): void {
-  if (value.length > MAX_STRING) throw new Error(`${label} is longer than ${MAX_STRING} characters.`);
-  if (PEM.test(value)) throw new Error(`${label} holds a PEM block ("-----BEGIN"); the audit trail never stores keys or certificates.`);
-}
+/** Fields that name who or where (workflows/audit-redaction.ts): a plain token there is kept whatever it spells. */
+const IDENTIFYING = new Set(['id', 'actor', 'tenant', 'region', 'environment']);
 
-/** password, pfx, privateKey, dek, secret, token — alone or as the last word of a name (dbPassword, client_secret). */
-function looksLikeSecretName(key: string): boolean {
-  if (SECRET_NAMES.has(key.toLowerCase().replace(/[^a-z0-9]/g, ''))) return true;
-  const words = key
-    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter(Boolean);
-  return SECRET_NAMES.has(words.at(-1) ?? '') || words.slice(-2).join('') === 'privatekey';
+function checkString(label: string, value: string, identifying = false): void {
+  const problem = auditStringProblem(value, identifying);
+  if (problem === 'too long') throw new Error(`${label} is longer than ${MAX_STRING} characters.`);
+  if (problem) throw new Error(`${label} holds a PEM block ("-----BEGIN"); the audit trail never stores keys or certificates.`);
 }
 
 /** A key short and plain enough to name in an error message without echoing what a caller should not have sent. */
@@ -496,12 +562,14 @@ interface Scan {
   hashAtHeadSeq: string | null;
   /** The byte offset just past that record (0 for a head at seq 0). */
   endOfHeadSeq: number;
+  /** The hash of the record with the seq asked for (the head known outside the data dir), when there is one. */
+  hashAtProbe: string | null;
   size: number;
 }
 
 /** One pass over trail.jsonl: the chain from genesis, seq by seq. `ids` collects each id's offset when given. */
-function scanTrail(path: string, headSeq: number | null, ids = new Map<string, number>()): Scan {
-  const scan: Scan = { problems: [], problemCount: 0, tail: null, records: 0, last: null, hashAtHeadSeq: null, endOfHeadSeq: 0, size: 0 };
+function scanTrail(path: string, headSeq: number | null, ids = new Map<string, number>(), index: RecordIndex | null = null, probeSeq: number | null = null): Scan {
+  const scan: Scan = { problems: [], problemCount: 0, tail: null, records: 0, last: null, hashAtHeadSeq: null, endOfHeadSeq: 0, hashAtProbe: null, size: 0 };
   const report = (p: Problem): void => {
     scan.problemCount += 1;
     if (scan.problems.length < MAX_PROBLEMS) scan.problems.push(p);
@@ -537,6 +605,8 @@ function scanTrail(path: string, headSeq: number | null, ids = new Map<string, n
     } else {
       ids.set(parsed.id, line.offset);
     }
+    if (parsed.seq === probeSeq && scan.hashAtProbe === null) scan.hashAtProbe = parsed.hash;
+    index?.add(typeof parsed.tenant === 'string' ? parsed.tenant : null, { seq: parsed.seq, offset: line.offset, length: line.bytes.length });
     if (parsed.seq === headSeq && scan.hashAtHeadSeq === null) {
       scan.hashAtHeadSeq = parsed.hash;
       scan.endOfHeadSeq = line.offset + line.bytes.length;
@@ -548,6 +618,57 @@ function scanTrail(path: string, headSeq: number | null, ids = new Map<string, n
   }
   scan.tail = pending;
   return scan;
+}
+
+/** The sentence for a trail that lost records its writer saw written (`end`: its last seq now). */
+function rolledBack(end: number, known: AuditHead, hashThere: string | null): string {
+  if (end < known.seq) {
+    const now = end === 0 ? 'it holds no records' : `it ends at seq ${end}`;
+    return `The audit trail was deleted or rolled back: ${now}, but records up to seq ${known.seq} were written (records ${end + 1}..${known.seq} missing).`;
+  }
+  return `The audit trail was deleted or rolled back: record seq ${known.seq} ${hashThere === null ? 'is missing' : 'is not the one that was written'} (head mismatch: records up to seq ${known.seq} were replaced).`;
+}
+
+interface IndexEntry {
+  seq: number;
+  offset: number;
+  length: number;
+}
+
+/** Each record's line (seq order), for the whole trail and per tenant; built on open, extended on append. */
+class RecordIndex {
+  all: IndexEntry[] = [];
+  byTenant = new Map<string, IndexEntry[]>();
+
+  add(tenant: string | null, entry: IndexEntry): void {
+    this.all.push(entry);
+    if (tenant === null) return;
+    let mine = this.byTenant.get(tenant);
+    if (!mine) this.byTenant.set(tenant, (mine = []));
+    mine.push(entry);
+  }
+
+  find(seq: number): IndexEntry | undefined {
+    const i = firstAfter(this.all, seq - 1);
+    return this.all[i]?.seq === seq ? this.all[i] : undefined;
+  }
+
+  clear(): void {
+    this.all = [];
+    this.byTenant.clear();
+  }
+}
+
+/** The position of the first entry with a seq above `seq` (entries in seq order). */
+function firstAfter(entries: IndexEntry[], seq: number): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entries[mid]!.seq <= seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function tailProblem(tail: Tail): Problem {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
+import { loadRequestSigner } from '../common/request-signing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   const stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', ...(routed ? { CMK_REGIONS: 'default' } : {}) });
   const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
   const client = new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) });
-  const plane = new ControlPlane(client, 'cmk');
+  const plane = new ControlPlane(client, 'cmk', loadRequestSigner(stack.secretsDir, {}));
   const config = loadConfig(stack.env);
   const parts = buildParts(config);
   const alice = { kind: 'user', email: 'alice@bench.example' } as const;

@@ -353,10 +353,12 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
   command(audit, 'verify', 'verify the whole trail: every record, its order, and the signed head (exit 1 if anything was changed)')
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
-      const r = await api().call<Json & { ok: boolean; records: number; headSeq: number | null; problems: Array<{ seq: number | null; problem: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/audit/verify`);
+      const r = await api().call<Json & { ok: boolean; records: number; headSeq: number | null; placeholders?: number; problems: Array<{ seq: number | null; problem: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/audit/verify`);
+      // Placeholders (records the trail could not keep as made) are an alarm for the operator, not a broken chain.
+      const placeholders = r.placeholders ? `\n${r.placeholders} record(s) could not be kept as made; placeholders (audit.unrecordable) stand in for them.` : '';
       print(r, () =>
         r.ok
-          ? `The audit trail verifies: ${r.records} record(s), hash chain intact, head signed.`
+          ? `The audit trail verifies: ${r.records} record(s), hash chain intact, head signed.${placeholders}`
           : ['The audit trail does NOT verify:', ...r.problems.map((p) => `  ${p.seq === null ? '' : `record ${p.seq}: `}${p.problem}`)].join('\n'),
       );
       if (!r.ok) throw new AuditBrokenError();

@@ -12,7 +12,9 @@ import {
   type Client,
   type WorkflowHandle,
 } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
+import type { RequestSigner } from '../common/request-signing';
+import { TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
@@ -50,11 +52,44 @@ import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantC
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../workflows/carried';
 
+/**
+ * Every start, update and signal is signed with the request-signing key (workflows/signed.ts): the workflows accept
+ * nothing else, so the Temporal frontend is no way around the API service's checks (DESIGN.md §6).
+ */
 export class ControlPlane {
   constructor(
     private readonly temporal: Client,
     private readonly taskQueue: string,
+    private readonly signer: RequestSigner,
   ) {}
+
+  /**
+   * A signed update of the tenant's workflow. A run started before signed requests refuses it until it has loaded
+   * its worker's trust: then it is told to (`refreshTrust`), and the request is signed and sent once more.
+   */
+  private async tenantUpdate<Ret, Req extends object>(tenant: string, update: UpdateDefinition<Ret, [Req]>, request: Req, updateId?: string): Promise<Ret> {
+    const send = async () => {
+      const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
+      return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.refreshTrust(tenant);
+      return send();
+    }
+  }
+
+  /**
+   * Has a tenant's run from before signed requests load its worker's trust. Whatever it answers (already loaded, an
+   * outage), the request sent next says what holds, so nothing is thrown here.
+   */
+  async refreshTrust(tenant: string): Promise<void> {
+    await this.tenantHandle(tenant)
+      .executeUpdate(updates.refreshTrust)
+      .catch(() => undefined);
+  }
 
   private tenantHandle(tenant: string): WorkflowHandle<typeof tenantWorkflow> {
     return this.temporal.workflow.getHandle<typeof tenantWorkflow>(tenantWorkflowId(tenant));
@@ -66,11 +101,13 @@ export class ControlPlane {
     if (refusal) throw new CmkError(refusal.code, refusal.message);
     const admins = request.admins.map((a) => ({ email: normaliseEmail(a.email), role: a.role }));
     try {
+      const input = { tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) };
       await this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
         workflowId: tenantWorkflowId(request.tenant),
         taskQueue: this.taskQueue,
-        args: [{ tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) }],
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        args: [await this.signer.signed(tenantWorkflowId(request.tenant), 'tenantWorkflow', input)],
+        // A run that failed (e.g. one started through the frontend with a forged input) does not take the ID for good.
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
         workflowIdConflictPolicy: 'FAIL',
         // The operator's row in the Temporal UI (encrypted by the codec like every payload; no secret in it).
         staticSummary: `Tenant ${request.displayName} (${request.tenant}): keys and environments`,
@@ -116,12 +153,12 @@ export class ControlPlane {
   }
 
   changeAdmin(tenant: string, request: AdminChangeRequest): Promise<AdminChangeResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.changeAdmin, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.changeAdmin, request));
   }
 
   createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
     // No update ID: Temporal would answer a later repeat with the first result; the validator answers ALREADY_EXISTS.
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.createEnvironment, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.createEnvironment, request));
   }
 
   /**
@@ -134,14 +171,14 @@ export class ControlPlane {
       const env = current ?? (await this.snapshot(tenant, { env: request.env, caller: null }))?.environments.find((e) => e.id === request.env);
       // An unknown environment gets a fresh ID; the workflow's validator answers NOT_FOUND.
       const updateId = environmentOperationUpdateId(env ?? { id: request.env }, request.operation);
-      return this.tenantHandle(tenant).executeUpdate(updates.environmentOperation, { args: [request], updateId });
+      return this.tenantUpdate(tenant, updates.environmentOperation, request, updateId);
     });
   }
 
   changeKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
     return this.update(tenant, () =>
       // One staged key version is one request: a retried call attaches to it instead of changing the key twice.
-      this.tenantHandle(tenant).executeUpdate(updates.changeKey, { args: [request], updateId: `key-change/${request.staged.vaultKey.version}` }),
+      this.tenantUpdate(tenant, updates.changeKey, request, `key-change/${request.staged.vaultKey.version}`),
     );
   }
 
@@ -150,7 +187,7 @@ export class ControlPlane {
    * whereas a repeated update ID would quietly hand back the first lock's result to a replayed signature.
    */
   lockTenant(tenant: string, request: LockRequest): Promise<LockResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.lockTenant, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.lockTenant, request));
   }
 
   /**
@@ -159,54 +196,70 @@ export class ControlPlane {
    */
   rollbackKey(tenant: string, request: RollbackRequest, activeThumbprint: string): Promise<RollbackResult> {
     return this.update(tenant, () =>
-      this.tenantHandle(tenant).executeUpdate(updates.rollbackKey, { args: [request], updateId: `key-rollback/${request.region}/${activeThumbprint}` }),
+      this.tenantUpdate(tenant, updates.rollbackKey, request, `key-rollback/${request.region}/${activeThumbprint}`),
     );
   }
 
   /** Hands records to the audit trail's single writer, starting it if it does not run yet. */
   async recordAudit(entries: AuditEntry[]): Promise<void> {
-    await this.temporal.workflow.signalWithStart<typeof auditTrailWorkflow, [AuditEntry[]]>('auditTrailWorkflow', {
+    await this.temporal.workflow.signalWithStart<typeof auditTrailWorkflow, [AuditEntry[], RequestAuth?]>('auditTrailWorkflow', {
       workflowId: AUDIT_WORKFLOW_ID,
       taskQueue: this.taskQueue,
       args: [{}],
       signal: auditMessages.record,
-      signalArgs: [entries],
+      signalArgs: [entries, await this.signer.sign(AUDIT_WORKFLOW_ID, auditMessages.record.name, entries)],
     });
   }
 
-  /** Reads (or verifies) the audit trail once every record handed in before is written. */
-  readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
-    const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
-      workflowId: AUDIT_WORKFLOW_ID,
-      taskQueue: this.taskQueue,
-      args: [{}],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
-    return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [request], startWorkflowOperation: start });
+  /**
+   * Reads (or verifies) the audit trail once every record handed in before is written. Signed; a run from before
+   * signed records is told to load its worker's trust first, as in `tenantUpdate`.
+   */
+  async readAudit(request: AuditReadRequest): Promise<AuditReadResult> {
+    const send = async () => {
+      const start = new WithStartWorkflowOperation<typeof auditTrailWorkflow>('auditTrailWorkflow', {
+        workflowId: AUDIT_WORKFLOW_ID,
+        taskQueue: this.taskQueue,
+        args: [{}],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      const signed = await this.signer.signed(AUDIT_WORKFLOW_ID, auditMessages.read.name, request);
+      return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [signed], startWorkflowOperation: start });
+    };
+    try {
+      return await send();
+    } catch (err) {
+      if (!isTrustNotLoaded(err)) throw err;
+      await this.temporal.workflow
+        .getHandle(AUDIT_WORKFLOW_ID)
+        .executeUpdate(auditMessages.refreshTrust)
+        .catch(() => undefined);
+      return send();
+    }
   }
 
   /** R10: the withdrawn key uploaded again, staged by the caller. */
   reactivateKey(tenant: string, request: ReactivateRequest): Promise<KeyChangeResult> {
     return this.update(tenant, () =>
-      this.tenantHandle(tenant).executeUpdate(updates.reactivateKey, { args: [request], updateId: `key-reactivate/${request.staged.vaultKey.version}` }),
+      this.tenantUpdate(tenant, updates.reactivateKey, request, `key-reactivate/${request.staged.vaultKey.version}`),
     );
   }
 
   /** R10 `env unlock`: one lock is unlocked once; a repeat while it runs attaches to it. */
   unlockEnvironment(tenant: string, request: UnlockRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     const updateId = current?.lock ? `unlock/${request.env}/${current.lock.lockedAt}` : undefined;
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.unlockEnvironment, { args: [request], updateId }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.unlockEnvironment, request, updateId));
   }
 
   /** `env backup` / `env restore`, serialised with the environment's other operations by its workflow. */
   environmentBackup(tenant: string, request: BackupRequest): Promise<BackupResult> {
-    return this.update(tenant, () => this.tenantHandle(tenant).executeUpdate(updates.environmentBackup, { args: [request] }));
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.environmentBackup, request));
   }
 
   /** R9's daily safety net for one tenant; undefined when its workflow no longer runs. */
   async purgeOverdue(tenant: string, request: PurgeRequest): Promise<PurgeResult | undefined> {
     try {
-      return await this.tenantHandle(tenant).executeUpdate(updates.purgeOverdue, { args: [request] });
+      return await this.tenantUpdate(tenant, updates.purgeOverdue, request);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw asRefusal(err) ?? err;
@@ -257,6 +310,12 @@ function isResourceExhausted(err: unknown): boolean {
     if ((cause as { code?: unknown }).code === GRPC_RESOURCE_EXHAUSTED) return true;
   }
   return false;
+}
+
+/** The refusal of a run that has not loaded its worker's trust yet (workflows/signed.ts). */
+function isTrustNotLoaded(err: unknown): boolean {
+  const refusal = asRefusal(err);
+  return refusal?.code === 'OPERATION_IN_PROGRESS' && refusal.message === TRUST_NOT_LOADED_MESSAGE;
 }
 
 /** The CmkError a workflow refusal carries, if it is one. */

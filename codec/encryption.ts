@@ -1,7 +1,10 @@
 /**
  * The payload codec: every payload the client and the worker write to Temporal is AES-256-GCM encrypted as
- * `binary/encrypted`, with the key id in the metadata so keys rotate. Payloads written before the codec (no such
- * encoding) pass through on decode, so histories recorded earlier still replay.
+ * `binary/encrypted`, with the key id in the metadata so keys rotate. A payload that is not encrypted (sent to the
+ * frontend by someone without the codec key) decodes to a refusal marker, which every workflow refuses as unsigned
+ * (workflows/signed.ts): throwing instead would fail the workflow task over and over, so one such request would
+ * stall a tenant. Histories written before the codec replay with `acceptPlaintext` (replay tests; the operator's
+ * CMK_CODEC_ACCEPT_PLAINTEXT for workflows still running from then).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
@@ -20,8 +23,20 @@ export class UnknownCodecKeyError extends Error {
   override name = 'UnknownCodecKeyError';
 }
 
+/** What a plaintext payload decodes to: a JSON object no request, input or signal of ours can be mistaken for. */
+export const PLAINTEXT_REFUSED = { cmkRefused: 'This payload was not encrypted with the control plane\'s codec key.' } as const;
+const REFUSED_PAYLOAD: Payload = { metadata: { encoding: encoder.encode('json/plain') }, data: encoder.encode(JSON.stringify(PLAINTEXT_REFUSED)) };
+
+export interface CodecOptions {
+  /** Pass plaintext payloads through on decode: only to replay (or finish) workflows written before the codec. */
+  acceptPlaintext?: boolean;
+}
+
 export class EncryptionCodec implements PayloadCodec {
-  constructor(private readonly ring: CodecKeyRing) {}
+  constructor(
+    private readonly ring: CodecKeyRing,
+    private readonly options: CodecOptions = {},
+  ) {}
 
   async encode(payloads: Payload[]): Promise<Payload[]> {
     return payloads.map((payload) => this.encrypt(payload));
@@ -44,7 +59,7 @@ export class EncryptionCodec implements PayloadCodec {
 
   decrypt(payload: Payload): Payload {
     const encoding = payload.metadata?.encoding;
-    if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) return payload;
+    if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) return this.options.acceptPlaintext ? payload : REFUSED_PAYLOAD;
     const idBytes = payload.metadata?.[KEY_ID_METADATA];
     const id = idBytes ? decoder.decode(idBytes) : '';
     const key = this.ring.byId.get(id);

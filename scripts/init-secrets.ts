@@ -9,9 +9,10 @@ import { loadConfig } from '../config';
 import { loadOrCreateSecret } from '../common/secrets';
 import { TOKEN_SIGNING_KEY } from '../common/tokens';
 import { loadCodecKeyRing } from '../codec';
+import { REQUEST_SIGNING_SECRET } from '../common/request-signing';
 
 /** The 32-byte secrets of common/secrets.ts the services load by name (the codec keys are a ring of their own). */
-export const SERVICE_SECRETS = ['vault-master-key', 'challenge-key', 'audit-key', TOKEN_SIGNING_KEY] as const;
+export const SERVICE_SECRETS = ['vault-master-key', 'challenge-key', 'audit-key', TOKEN_SIGNING_KEY, REQUEST_SIGNING_SECRET] as const;
 
 export function initSecrets(secretsDir: string, env: Record<string, string | undefined> = process.env): void {
   for (const name of SERVICE_SECRETS) loadOrCreateSecret(secretsDir, name, 32, env);

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as atomic from '../common/atomic';
 import { AuditTrail, type AuditEntry, type AuditRecord, type AuditVerification } from '../audit';
+import { AuditEntryRefusedError } from '../audit/trail';
+import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
 
 const GENESIS = '0'.repeat(64);
 const key = randomBytes(32);
@@ -566,4 +568,106 @@ test('a 20,000-record trail verifies in one pass, and an edit deep inside it is 
   const v = new AuditTrail(dir, key).verify();
   expect(v.ok).toBe(false);
   expect(v.problems).toEqual([expect.objectContaining({ seq: 15000, line: 15000 })]);
+});
+
+describe('redaction where the record is made (workflows/audit-redaction.ts)', () => {
+  test.each([
+    ['a PEM block in the message', { message: 'Here: -----BEGIN PRIVATE KEY----- hunter2-value' }, 'message'],
+    ['a PEM marker in a key name', { details: { name: 'k-----BEGIN hunter2-value' } }, 'details.name'],
+    ['a PEM marker in an e-mail in details', { details: { email: '-----begin@hunter2.test' } }, 'details.email'],
+    ['a PEM block in the actor', { actor: '-----begin rsa private key----- hunter2-value' }, 'actor'],
+    ['a message over 1,000 characters', { message: 'hunter2'.repeat(200) }, 'message'],
+    ['a secret-looking details key', { details: { password: 'hunter2-value', note: 'kept' } }, 'details'],
+    ['a nested details value', { details: { nested: { hunter2: 1 } } as unknown as Record<string, string> }, 'details.nested'],
+    ['an uppercase thumbprint', { thumbprints: ['AB'.repeat(32), 'cd'.repeat(32)] }, 'thumbprints'],
+    ['a PEM block as the region', { region: '-----BEGIN X----- hunter2' }, 'region'],
+  ])('%s: redacted, marked, and then kept by the trail', (_name, over, field) => {
+    const dir = freshDir();
+    const trail = new AuditTrail(dir, key);
+    const raw = entry(1, over as Partial<AuditEntry>);
+    expect(() => new AuditTrail(freshDir(), key).append([raw])).toThrow(AuditEntryRefusedError);
+    const [record] = trail.append([redactAuditEntry(raw)]);
+    expect(record?.details?.redacted).toEqual(expect.stringContaining(field));
+    expect(readFileSync(trailFile(dir), 'utf8')).not.toMatch(/hunter2|-----BEGIN/i);
+    expect(trail.verify().ok).toBe(true);
+  });
+
+  test('a valid entry passes unchanged; IDs and addresses with no space are kept whatever they spell', () => {
+    expect(redactAuditEntry(entry(1))).toEqual(entry(1));
+    const odd = entry(2, { actor: '-----begin@x.test', tenant: 'a-----begin', environment: 'e-----begin' });
+    expect(redactAuditEntry(odd)).toEqual(odd);
+    expect(new AuditTrail(freshDir(), key).append([odd])[0]).toMatchObject({ actor: '-----begin@x.test', tenant: 'a-----begin' });
+  });
+
+  test('the trail says which entry of a batch it refused, so the writer keeps the others', () => {
+    const trail = new AuditTrail(freshDir(), key);
+    let refused: unknown;
+    try {
+      trail.append([entry(1), entry(2), entry(3, { message: '-----BEGIN CERTIFICATE-----' })]);
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(AuditEntryRefusedError);
+    expect((refused as AuditEntryRefusedError).index).toBe(2);
+    expect(trail.list()).toEqual([]);
+  });
+
+  test('refusals quote a caller\'s text only short and plain', () => {
+    expect(quotable('eu-west')).toBe('eu-west');
+    expect(quotable('-----BEGIN x')).toBeNull();
+    expect(quotable('a-----b')).toBeNull();
+    expect(quotable('x'.repeat(100), 20)).toBe(`${'x'.repeat(20)}…`);
+    expect(quotable('tab\there\n')).toBe('tab?here?');
+  });
+});
+
+describe('the head known outside the trail', () => {
+  test('a trail shorter, older or different than the head its writer saw written is reported as deleted or rolled back', () => {
+    const dir = trailOf(5);
+    const known = new AuditTrail(dir, key).head();
+    expect(known.seq).toBe(5);
+    expect(new AuditTrail(dir, key).checkKnownHead(known)).toBeNull();
+    expect(new AuditTrail(dir, key).verify(known).ok).toBe(true);
+
+    // Rolled back: the first three records, with a head signed for them (an older copy of both files).
+    const older = trailOf(3);
+    const rolled = new AuditTrail(older, key);
+    expect(rolled.checkKnownHead(known)).toMatch(/deleted or rolled back: it ends at seq 3, .*\(records 4\.\.5 missing\)\.$/);
+    const v = rolled.verify(known);
+    expect(v.ok).toBe(false);
+    expect(v.problems[0]).toMatchObject({ seq: 5, problem: expect.stringMatching(/records 4\.\.5 missing/) });
+
+    // Deleted: nothing left.
+    const empty = new AuditTrail(freshDir(), key);
+    expect(empty.checkKnownHead(known)).toMatch(/it holds no records, .*records 1\.\.5 missing/);
+    expect(empty.verify(known).ok).toBe(false);
+
+    // Replaced: as long, but other records.
+    const other = freshDir();
+    new AuditTrail(other, key).append(Array.from({ length: 5 }, (_, i) => entry(i + 1, { actor: 'mallory@example.com' })));
+    expect(new AuditTrail(other, key).checkKnownHead(known)).toMatch(/head mismatch/);
+    expect(new AuditTrail(other, key).verify(known).problems[0]?.problem).toMatch(/head mismatch/);
+  });
+});
+
+describe('the per-tenant index', () => {
+  test('a tenant\'s page holds exactly its records, across appends and reopening', () => {
+    const dir = freshDir();
+    const trail = new AuditTrail(dir, key);
+    const tenants = ['contoso', 'fabrikam', 'northwind'];
+    trail.append(Array.from({ length: 60 }, (_, i) => entry(i + 1, { tenant: tenants[i % 3]! })));
+    trail.append([entry(61, { tenant: null }), entry(62, { tenant: 'fabrikam' })]);
+    for (const reader of [trail, new AuditTrail(dir, key)]) {
+      const all = reader.list();
+      expect(all.map((r) => r.seq)).toEqual(Array.from({ length: 62 }, (_, i) => i + 1));
+      for (const tenant of tenants) {
+        const mine = all.filter((r) => r.tenant === tenant);
+        expect(reader.list({ tenant })).toEqual(mine);
+        expect(reader.list({ tenant, limit: 4 })).toEqual(mine.slice(-4));
+        expect(reader.list({ tenant, afterSeq: 30, limit: 3 })).toEqual(mine.filter((r) => r.seq > 30).slice(-3));
+      }
+      expect(reader.list({ tenant: 'nobody' })).toEqual([]);
+      expect(reader.list({ afterSeq: 60 }).map((r) => r.seq)).toEqual([61, 62]);
+    }
+  });
 });

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
-import { addCodecKey, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, loadCodecKeyRing, UnknownCodecKeyError } from '../codec';
+import { addCodecKey, EncryptionCodec, ENCRYPTED_ENCODING, KEY_ID_METADATA, loadCodecKeyRing, PLAINTEXT_REFUSED, UnknownCodecKeyError } from '../codec';
 
 const text = (bytes: Uint8Array | null | undefined) => Buffer.from(bytes ?? new Uint8Array()).toString('utf8');
 const payload = (value: unknown): Payload => defaultPayloadConverter.toPayload(value);
@@ -53,10 +53,12 @@ test('a changed byte, a moved key id or a truncated payload fails authentication
   await expect(codec.decode([{ ...encrypted!, data: Buffer.from(encrypted!.data!).subarray(0, 10) }])).rejects.toThrow(/truncated/);
 });
 
-test('payloads written before the codec pass through decode unchanged (old histories replay)', async () => {
-  const codec = new EncryptionCodec(loadCodecKeyRing(mkdtempSync(join(tmpdir(), 'cmk-codec-')), {}));
-  const plain = payload({ recorded: 'before the codec' });
-  expect(await codec.decode([plain])).toEqual([plain]);
+test('a plaintext payload decodes to the refusal marker, never to what it says; only acceptPlaintext (replay) passes it through', async () => {
+  const ring = loadCodecKeyRing(mkdtempSync(join(tmpdir(), 'cmk-codec-')), {});
+  const plain = payload({ actor: { kind: 'user', email: 'alice@example.com' }, change: 'add', email: 'mallory@evil.test' });
+  const [decoded] = await new EncryptionCodec(ring).decode([plain]);
+  expect(defaultPayloadConverter.fromPayload(decoded!)).toEqual(PLAINTEXT_REFUSED);
+  expect(await new EncryptionCodec(ring, { acceptPlaintext: true }).decode([plain])).toEqual([plain]);
 });
 
 test('CMK_CODEC_KEYS must be numbered 32-byte keys', () => {

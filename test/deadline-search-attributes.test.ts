@@ -16,7 +16,7 @@ const harness = timeSkippingHarness();
 const DAY = 24 * HOUR;
 
 test('deadline search attributes through key change, embargo, lock, warnings and deletion; rows and timers say what they wait for', async () => {
-  await harness.withTenant(async ({ plane, tenant, stage }) => {
+  await harness.withTenant(async ({ plane, tenant, stage, possession }) => {
     const handle = harness.env.client.workflow.getHandle(tenantWorkflowId(tenant));
     const attributes = async () => {
       await harness.whenIdle(tenantWorkflowId(tenant));
@@ -60,13 +60,8 @@ test('deadline search attributes through key change, embargo, lock, warnings and
     await harness.env.sleep(73 * HOUR);
     expect(await attributes()).toEqual(none);
     const lockedAt = Date.now();
-    const lock = await plane.lockTenant(tenant, {
-      actor: ALICE,
-      policy: DEFAULT_POLICY,
-      region: 'emea',
-      confirm: 'Contoso Ltd',
-      proof: { challengeId: randomUUID(), tenant, region: 'emea', user: 'alice@example.com', operation: 'lock', expiresAt: new Date(lockedAt + 400 * DAY).toISOString(), verifiedThumbprint: second.key.thumbprint },
-    });
+    const proof = { challengeId: randomUUID(), tenant, region: 'emea', user: 'alice@example.com', operation: 'lock' as const, expiresAt: new Date(lockedAt + 400 * DAY).toISOString(), verifiedThumbprint: second.key.thumbprint };
+    const lock = await plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof, possession: possession(proof) });
     expect(await attributes()).toEqual({ ...none, nextDeletionAt: lock.deleteAt });
     expect(await currentDetails(handle)).toContain(`waiting: deletion of 1 locked environment(s) on ${lock.deleteAt.slice(0, 10)} (R9)`);
 

@@ -19,7 +19,8 @@ function proof(tenant: string, verifiedThumbprint: string | null, overrides: Par
   return { challengeId: randomUUID(), tenant, region: 'emea', user: 'alice@example.com', operation: 'lock', expiresAt: new Date(Date.now() + 400 * DAY).toISOString(), verifiedThumbprint, ...overrides };
 }
 
-const lockRequest = (ctx: TenantContext, p: PossessionProof, actor: Actor = ALICE, confirm = 'Contoso Ltd') => ({ actor, policy: DEFAULT_POLICY, region: 'emea', confirm, proof: p });
+/** A lock request as the API service sends it: the proof, and the challenge and signature it was made of. */
+const lockRequest = (ctx: TenantContext, p: PossessionProof, actor: Actor = ALICE, confirm = 'Contoso Ltd') => ({ actor, policy: DEFAULT_POLICY, region: 'emea', confirm, proof: p, possession: ctx.possession(p) });
 
 /** prod (system administrator sam) on the tenant key with rows, dev on the provider key; the embargo over. */
 async function lockableTenant(ctx: TenantContext) {
@@ -62,6 +63,15 @@ test('R8: refusals come in the order of DESIGN.md §4 and change nothing; the lo
     await harness.env.sleep(72 * HOUR - 60_000);
     await expect(plane.lockTenant(tenant, lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCK_EMBARGO' });
     await harness.env.sleep(61_000);
+    // The proof says it verified, but the signature is another key's, or missing: the activity that checks it again
+    // against the vault refuses before anything is locked (even if a forged request had passed the validator).
+    const claimed = good();
+    const anotherKeys = { ...lockRequest(ctx, claimed), possession: ctx.possession({ ...claimed, verifiedThumbprint: null }) };
+    await expect(plane.lockTenant(tenant, anotherKeys)).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
+    await expect(plane.lockTenant(tenant, { ...lockRequest(ctx, good()), possession: undefined })).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
+    expect((await plane.snapshot(tenant))!.environments.map((e) => e.state)).toEqual(['Online', 'Online']);
+    expect((await plane.snapshot(tenant))!.regions.emea!.keys[0]).toMatchObject({ state: 'Active', inVault: true });
+    expect(await parts.databases.readRows(tenant, 'prod')).toEqual(rowsBefore);
     const spent = good();
     const result = await plane.lockTenant(tenant, lockRequest(ctx, spent));
     expect(result).toMatchObject({ sealed: ['prod'], lockedByDecisionOnly: ['dev'], withdrawnKeys: [staged.thumbprint] });

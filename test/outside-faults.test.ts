@@ -51,7 +51,8 @@ async function lockedTenant(ctx: TenantContext) {
   await plane.changeKey(tenant, keyChange(ALICE, staged));
   await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
   await harness.env.sleep(73 * HOUR);
-  return plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof: proof(tenant, staged.thumbprint) });
+  const claims = proof(tenant, staged.thumbprint);
+  return plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof: claims, possession: ctx.possession(claims) });
 }
 
 async function workflowStatus(tenant: string): Promise<string | undefined> {

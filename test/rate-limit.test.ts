@@ -52,6 +52,7 @@ function temporalDouble() {
 
 const service = {
   showKey: async (actor: Actor, tenant: string) => ({ tenant, caller: describeActor(actor) }),
+  mailSummary: async () => ({ pending: 0, rejected: 0, oldestPendingSince: null }),
 } as unknown as ApiService;
 const codec: CodecEndpoint = { maxBodyBytes: 1024, handleCors: () => false, encode: async () => ({}), decode: async () => ({}) };
 

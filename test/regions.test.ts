@@ -12,7 +12,7 @@ import { regionTaskQueue, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../workflows/rules';
 import { ALICE, HOUR, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { localParts } from './support/parts';
-import { testAuditSink, testDataConverter } from './support/codec';
+import { signChallenge, testAuditSink, testDataConverter, testRequestTrust, TEST_CHALLENGES } from './support/codec';
 
 const harness = timeSkippingHarness();
 const POLICY: Policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
@@ -30,19 +30,19 @@ async function regionWorker(name: 'eu' | 'us', taskQueue: string, main: ReturnTy
     taskQueue: regionTaskQueue(taskQueue, name),
     dataConverter: testDataConverter(),
     // The region's own vault and databases; mail and audit stay with the workflows' worker.
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), vault: parts.vault, databases: parts.databases }),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(POLICY), challenges: TEST_CHALLENGES, vault: parts.vault, databases: parts.databases }),
   });
   return { name, parts, worker, running: worker.run() };
 }
 
-/** The worker of the tenant workflow, mail and the audit trail, on the deployment's main queue. */
-function workflowsWorker(taskQueue: string, main: ReturnType<typeof localParts>): Promise<Worker> {
+/** The worker of the tenant workflow, mail and the audit trail, on the deployment's main queue; `policy` is its configuration. */
+function workflowsWorker(taskQueue: string, main: ReturnType<typeof localParts>, policy: Policy = POLICY): Promise<Worker> {
   return Worker.create({
     connection: harness.env.nativeConnection,
     taskQueue,
     workflowBundle: harness.bundle,
     dataConverter: testDataConverter(),
-    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir) }),
+    activities: createActivities({ ...main, ...testAuditSink(main.config.dataDir), ...testRequestTrust(policy) }),
   });
 }
 
@@ -65,7 +65,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
   // The workflows' worker serves no region: were a region's activity routed here, it would find no key or database.
   const workflows = await workflowsWorker(taskQueue, main);
   const tenant = `globex-${process.pid % 1000}`;
-  const plane = new ControlPlane(harness.env.client, taskQueue);
+  const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
   const eu = await regionWorker('eu', taskQueue, main);
   let us = await regionWorker('us', taskQueue, main);
   try {
@@ -110,7 +110,10 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
       // R8 in Europe, once R6's embargo is over: only Europe's environments and key are touched.
       await harness.env.sleep(72 * HOUR + 60_000);
       const proof: PossessionProof = { challengeId: randomUUID(), tenant, region: 'eu', user: 'alice@example.com', operation: 'lock', expiresAt: new Date(Date.now() + 30 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
-      const locked = await plane.lockTenant(tenant, { actor: ALICE, policy: POLICY, region: 'eu', confirm: 'Globex', proof });
+      // The challenge and signature the proof was made of: Europe's worker checks them again against Europe's vault.
+      const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant, region: 'eu', user: proof.user, operation: 'lock', expiresAt: proof.expiresAt });
+      const possession = { challenge, signature: signChallenge(challenge, euKey) };
+      const locked = await plane.lockTenant(tenant, { actor: ALICE, policy: POLICY, region: 'eu', confirm: 'Globex', proof, possession });
       expect(locked.sealed.sort()).toEqual(['prod-eu']);
 
       const after = (await plane.snapshot(tenant))!;
@@ -125,7 +128,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
 
       // Every vault and database activity ran on its region's queue; mail and audit on the workflows' queue.
       const queues = await activityQueues(tenant);
-      const regionBound = new Set(['provisionEnvironmentDatabase', 'activateStagedKey', 'applyTenantKey', 'takeEnvironmentsOffline', 'withdrawTenantKeys']);
+      const regionBound = new Set(['provisionEnvironmentDatabase', 'activateStagedKey', 'applyTenantKey', 'verifyLockPossession', 'takeEnvironmentsOffline', 'withdrawTenantKeys']);
       for (const [type, queue] of queues) {
         if (regionBound.has(type)) expect(queue).toMatch(new RegExp(`^${taskQueue}-region-(eu|us)$`));
         else expect([type, queue]).toEqual([type, taskQueue]);
@@ -142,12 +145,12 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
   }
 });
 
-test('R1 routing follows the deployment: regions named from a request on route by region; named no more, back to the workflow queue', async () => {
+test("R1 routing follows the worker's configuration, not the request: a request naming regions does not re-route a deployment that names none", async () => {
   const taskQueue = `regions-follow-${process.pid}`;
   const main = localParts();
-  const workflows = await workflowsWorker(taskQueue, main);
+  const workflows = await workflowsWorker(taskQueue, main, DEFAULT_POLICY);
   const tenant = `initech-${process.pid % 1000}`;
-  const plane = new ControlPlane(harness.env.client, taskQueue);
+  const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
   // The region's worker shares the parts here: what this test shows is the queue each activity was sent to.
   const eu = await regionWorker('eu', taskQueue, main, main);
   try {
@@ -159,7 +162,8 @@ test('R1 routing follows the deployment: regions named from a request on route b
       await create('routed', POLICY);
       await create('after', DEFAULT_POLICY);
       const provisioned = (await activityQueues(tenant)).filter(([type]) => type === 'provisionEnvironmentDatabase').map(([, queue]) => queue);
-      expect(provisioned).toEqual([taskQueue, regionTaskQueue(taskQueue, 'eu'), taskQueue]);
+      // Signed or not, a request's policy is not the deployment's (DESIGN.md §6): the worker's own says no regions.
+      expect(provisioned).toEqual([taskQueue, taskQueue, taskQueue]);
       for (const env of ['before', 'routed', 'after']) expect(await main.databases.describe(tenant, env)).toBeDefined();
       expect((await plane.snapshot(tenant))!.environments.map((e) => [e.id, e.state])).toEqual([['before', 'Online'], ['routed', 'Online'], ['after', 'Online']]);
       await harness.terminateWhenIdle(tenantWorkflowId(tenant));

@@ -20,8 +20,9 @@ test('there are recorded histories to replay', () => {
 });
 
 test.each(histories.map((h) => [h.name, h.history] as const))('%s replays against the current workflow code', async (_name, history) => {
-  // Histories recorded since the payload codec are encrypted with the test-only key; older ones pass through it.
-  await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows'), dataConverter: testDataConverter() }, history);
+  // Histories recorded since the payload codec are encrypted with the test-only key; older ones are plaintext, which
+  // only a replay (or CMK_CODEC_ACCEPT_PLAINTEXT) accepts.
+  await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows'), dataConverter: testDataConverter({ acceptPlaintext: true }) }, history);
 });
 
 test('an incompatible change fails the replay check', async () => {

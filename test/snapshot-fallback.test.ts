@@ -12,7 +12,7 @@ import { ControlPlane } from '../client/library';
 import { temporalCliPath } from '../stack/tools';
 import { tenantWorkflowId } from '../workflows/messages';
 import { checkEnvironmentOperation, isAllowed, type Actor, type EnvironmentRecord, type TenantSnapshot } from '../workflows/rules';
-import { testDataConverter } from './support/codec';
+import { testDataConverter, testRequestSigner } from './support/codec';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -57,7 +57,7 @@ test.each([
     dataConverter: testDataConverter(),
     interceptors: { workflow: [{ query: (input, next) => (queried.push(input.queryType), next(input)) }] },
   });
-  const plane = new ControlPlane(client, taskQueue);
+  const plane = new ControlPlane(client, taskQueue, testRequestSigner());
   await worker.runUntil(async () => {
     await env.client.workflow.start(workflow, { workflowId: tenantWorkflowId(tenant), taskQueue, args: [whole] });
     try {

@@ -13,7 +13,7 @@ import { queries, tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
 import { localParts } from './support/parts';
 import { ALICE, BOB, HOUR, keyChange as change, timeSkippingHarness } from './support/time-skipping';
-import { testAuditSink, testDataConverter } from './support/codec';
+import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';
 
 const harness = timeSkippingHarness();
 const { withTenant, acceptedUpdates } = harness;
@@ -138,9 +138,9 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
     taskQueue,
     workflowBundle: harness.bundle,
     dataConverter: testDataConverter(),
-    activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), mailer: flakyMailer }),
+    activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), mailer: flakyMailer }),
   });
-  const plane = new ControlPlane(env.client, taskQueue);
+  const plane = new ControlPlane(env.client, taskQueue, harness.signer);
   const tenant = 'flaky-mail';
   await worker.runUntil(async () => {
     await plane.createTenant({ actor: { kind: 'operator' }, tenant, displayName: 'Flaky', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
@@ -296,5 +296,31 @@ test('R7: a key change re-protects environments in batches; one that cannot move
     expect(await harness.whenIdle(tenantWorkflowId(tenant))).toBe(true);
     expect(await parts.vault.getKey(first.vaultKey)).toBeDefined();
     for (const id of envs.filter((id) => id !== 'env-7')) expect((await parts.databases.readRows(tenant, id)).map((r) => r.text)).toEqual([`row of ${id}`]);
+  });
+});
+
+test('R6: while a key change can be rolled back, no global or service administrator is removed (ROLLBACK_WINDOW_OPEN); afterwards they can be', async () => {
+  await withTenant(async ({ plane, tenant, stage }) => {
+    const remove = (email: string) => plane.changeAdmin(tenant, { actor: ALICE, policy: DEFAULT_POLICY, change: 'remove', email, role: null });
+    await plane.changeKey(tenant, change(ALICE, await stage()));
+    // The first key has nothing to roll back to: no window, removal allowed.
+    await plane.changeAdmin(tenant, { actor: ALICE, policy: DEFAULT_POLICY, change: 'add', email: 'carol@example.com', role: 'service' });
+    await remove('carol@example.com');
+    await env.sleep(25 * HOUR);
+    await plane.changeKey(tenant, change(ALICE, await stage()));
+    const until = (await plane.snapshot(tenant))!.regions.emea!.rollbackUntil!;
+
+    // Alice cannot remove Bob, who must be able to roll her change back; nothing reaches history.
+    const before = await acceptedUpdates(tenant);
+    await expect(remove('bob@example.com')).rejects.toMatchObject({ code: 'ROLLBACK_WINDOW_OPEN', message: expect.stringContaining(until) });
+    expect(await acceptedUpdates(tenant)).toBe(before);
+    // Adding one is still allowed.
+    await plane.changeAdmin(tenant, { actor: ALICE, policy: DEFAULT_POLICY, change: 'add', email: 'carol@example.com', role: 'global' });
+
+    await env.sleep(72 * HOUR - 60_000);
+    await expect(remove('carol@example.com')).rejects.toMatchObject({ code: 'ROLLBACK_WINDOW_OPEN' });
+    await env.sleep(2 * 60_000);
+    const after = await remove('bob@example.com');
+    expect(after.admins.map((a) => a.email).sort()).toEqual(['alice@example.com', 'carol@example.com']);
   });
 });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
+import { loadRequestSigner } from '../common/request-signing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
@@ -41,7 +42,7 @@ async function inBatches<T>(items: T[], size: number, work: (item: T) => Promise
 
 test(`a worker killed while re-protecting ${N} environments loses nothing`, async () => {
   const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
-  const plane = new ControlPlane(new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) }), 'cmk');
+  const plane = new ControlPlane(new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) }), 'cmk', loadRequestSigner(stack.secretsDir, {}));
   const config = loadConfig(stack.env);
   const parts = buildParts(config);
   const tenant = 'woodgrove';

@@ -14,11 +14,11 @@ import { TRAIL_FILE } from '../audit/trail';
 import { createWorkers, workerActivityDependencies } from '../worker/main';
 import { buildParts } from '../worker/parts';
 import { temporalCliPath } from '../stack/tools';
-import { testDataConverter } from './support/codec';
+import { testDataConverter, testRequestSigner } from './support/codec';
 import { scratchDir } from './support/scratch';
 
 // A lazy client: nothing here talks to Temporal.
-const plane = new ControlPlane(new Client(), 'cmk');
+const plane = new ControlPlane(new Client(), 'cmk', testRequestSigner());
 
 test("only the workflows' worker opens the audit trail: a region's own worker leaves even a torn last line alone", () => {
   const { dir } = scratchDir('cmk-worker-roles-');

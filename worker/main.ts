@@ -13,6 +13,8 @@ import { loadDataConverter } from '../codec';
 import { temporalConnectionOptions } from '../config/temporal';
 import { AuditTrail } from '../audit/trail';
 import { loadOrCreateSecret } from '../common/secrets';
+import { loadRequestSigner, requestTrustFor } from '../common/request-signing';
+import { ChallengeIssuer } from '../api/challenges';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
 import { installWorkerRuntime } from './telemetry';
@@ -28,6 +30,10 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
     tenants: { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) },
     ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
     auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
+    // The workflows trust this worker's own signing key and durations, never a request's (DESIGN.md §6).
+    requestTrust: requestTrustFor(loadRequestSigner(config.secretsDir), config.policy),
+    // A lock's proof is checked again here, against the vault, with the API service's challenge key.
+    challenges: new ChallengeIssuer(loadOrCreateSecret(config.secretsDir, 'challenge-key')),
   };
 }
 
@@ -84,7 +90,8 @@ export async function runWorker(): Promise<void> {
   // The daily purge reaches the tenant workflows through the client library.
   const clientConnection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
-  const plane = new ControlPlane(temporal, config.taskQueue);
+  // The purge and the audit records are signed like the API service's requests (workflows/signed.ts).
+  const plane = new ControlPlane(temporal, config.taskQueue, loadRequestSigner(config.secretsDir));
   // The Schedule starts workflows: the workers that run them keep it in place.
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
   if (config.workerWorkflows) await ensureMailRetrySchedule(temporal, { taskQueue: config.taskQueue });

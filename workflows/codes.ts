@@ -24,6 +24,8 @@ export const ERROR_CODES = [
   'KEY_CHANGE_TOO_SOON',
   'LOCK_EMBARGO',
   'UNLOCK_TOO_SOON',
+  // R6: no global or service administrator removed while a key change can still be rolled back.
+  'ROLLBACK_WINDOW_OPEN',
   'OPERATION_IN_PROGRESS',
 ] as const;
 
@@ -53,6 +55,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'KEY_CHANGE_TOO_SOON':
     case 'LOCK_EMBARGO':
     case 'UNLOCK_TOO_SOON':
+    case 'ROLLBACK_WINDOW_OPEN':
     case 'OPERATION_IN_PROGRESS':
       return 409;
     default:

@@ -9,6 +9,7 @@ import type { AuditEntry } from '../audit/trail';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import type { BackupView } from '../database/types';
 import type { PackedEnvironments } from './carried';
+import type { RequestAuth } from './signed';
 import type {
   Actor,
   Administrator,
@@ -92,6 +93,8 @@ export interface TenantWorkflowInput {
   regions?: string[];
   /** Set by continue-as-new: the whole state carried over as plain JSON. */
   carried?: CarriedTenantState;
+  /** The API service's signature over the rest of the input (workflows/signed.ts); a continued run needs none. */
+  auth?: RequestAuth;
 }
 
 /** Everything the workflow keeps, as plain JSON (crosses continue-as-new). */
@@ -105,14 +108,20 @@ export interface CarriedTenantState {
   regions?: string[];
   /** IDs of lock challenges already spent, with their expiry (single use, R8); pruned once expired. */
   usedChallenges?: Record<string, string>;
+  /** Signatures of accepted requests with their signing time (each works once); pruned past their window. */
+  spentSignatures?: Record<string, string>;
 }
 
 // ----------------------------------------------------------------------------------------------- requests
 
-/** Every request carries who asks and the deployment's durations, read by the API service at start (R14). */
+/**
+ * Every request carries who asks, the deployment's durations as the API service read them at start (R14; workflows
+ * started since signed requests use their worker's own instead), and the API service's signature (workflows/signed.ts).
+ */
 interface Request {
   actor: Actor;
   policy: Policy;
+  auth?: RequestAuth;
 }
 
 export interface AdminChangeRequest extends Request {
@@ -159,6 +168,16 @@ export interface LockRequest extends Request {
   region: string;
   confirm: string;
   proof: PossessionProof;
+  /**
+   * What the proof was made of — the challenge and the signature over it (base64), neither secret — so that the
+   * workflow has it checked again against the vault before the lock's first side effect (DESIGN.md §6).
+   */
+  possession?: LockPossession;
+}
+
+export interface LockPossession {
+  challenge: string;
+  signature: string;
 }
 
 export interface LockResult {
@@ -239,7 +258,15 @@ export const queries = {
   environmentSnapshot: defineQuery<CompactTenantSnapshot, [EnvironmentScope]>('environmentSnapshot'),
   /** The latest re-protection per region: done, refused and remaining (the `key show` progress). */
   reprotection: defineQuery<Record<string, ReprotectionProgress>>('reprotection'),
+  /** Requests refused because the API service did not sign them (Temporal frontend side door), since the worker cached this run. */
+  forgedRequests: defineQuery<ForgedRequests>('forgedRequests'),
 };
+
+/** Refusals of unsigned or forged requests, for operators (they cannot be written to history: refused updates leave none). */
+export interface ForgedRequests {
+  refused: number;
+  last: { at: string; message: string; reason: string } | null;
+}
 
 /**
  * The update ID of an apply/revert/rekey request: the same operation on the same environment while it runs gets
@@ -266,6 +293,11 @@ export const updates = {
   environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),
   purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
   rollbackKey: defineUpdate<RollbackResult, [RollbackRequest]>('rollbackKey'),
+  /**
+   * A run started before signed requests loads its worker's trust (workflows/signed.ts); unsigned, as anyone may
+   * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
+   */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
@@ -282,6 +314,10 @@ export const mailRetryWorkflowId = (tenant: string): string => `cmk-mail-retry/$
 export const AUDIT_WORKFLOW_ID = 'cmk-audit-trail';
 export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';
 export const auditMessages = {
-  record: defineSignal<[AuditEntry[]]>('record'),
+  /** Records and the signature over them (workflows/signed.ts): unsigned ones are dropped. */
+  record: defineSignal<[AuditEntry[], RequestAuth?]>('record'),
+  /** Signed (workflows/signed.ts), as the tenant workflows' updates. */
   read: defineUpdate<AuditReadResult, [AuditReadRequest]>('read'),
+  /** As the tenant workflow's `refreshTrust`: a run from before signed records loads its worker's trust. */
+  refreshTrust: defineUpdate<void>('refreshTrust'),
 };

@@ -399,9 +399,10 @@ export interface AdminChangeCheck {
   role: AdminRole | null;
 }
 
-export function checkAdminChange(tenant: TenantSnapshot, request: AdminChangeCheck): Refusal | null {
+export function checkAdminChange(tenant: TenantSnapshot, request: AdminChangeCheck, now: number = Date.now()): Refusal | null {
   if (!isAllowed(tenant, request.actor, 'tenant.admin')) return forbidden(request.actor, 'change the administrators of this tenant');
-  if (!isValidEmail(request.email)) return refuse('INVALID_ARGUMENT', `"${request.email}" is not a valid e-mail address.`);
+  // Not quoted: the caller's text could be anything, and refusals are audited.
+  if (!isValidEmail(request.email)) return refuse('INVALID_ARGUMENT', 'That is not a valid e-mail address.');
   const email = normaliseEmail(request.email);
   const existing = tenant.admins.find((a) => a.email === email);
   if (request.change === 'remove') {
@@ -411,6 +412,13 @@ export function checkAdminChange(tenant: TenantSnapshot, request: AdminChangeChe
     }
     if (tenant.admins.length === 1) {
       return refuse('INVALID_ARGUMENT', 'A tenant keeps at least one global or service administrator; add another before removing this one.');
+    }
+    // R6's purpose: the other administrators see a key change and can roll it back. Removing them first would
+    // defeat it, so no global or service administrator is removed while any region's rollback window is open.
+    const open = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil && Date.parse(r.rollbackUntil) > now ? [r.rollbackUntil] : []));
+    if (open.length > 0) {
+      const until = open.sort().at(-1)!;
+      return refuse('ROLLBACK_WINDOW_OPEN', `A key change can still be rolled back until ${until}; no global or service administrator can be removed before then (R6).`);
     }
     return null;
   }

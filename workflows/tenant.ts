@@ -12,6 +12,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -20,6 +21,7 @@ import {
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { AuditEntry } from '../audit/trail';
+import { redactAuditEntry } from './audit-redaction';
 import type { Activities } from '../activities';
 import {
   ENVIRONMENT_OPERATION_STATES,
@@ -46,7 +48,9 @@ import {
   type RollbackResult,
   type TenantWorkflowInput,
   type UnlockRequest,
+  type ForgedRequests,
 } from './messages';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from './signed';
 import {
   activeKeyOf,
   checkAdminChange,
@@ -107,7 +111,7 @@ function regionActivities(taskQueue: string | undefined) {
   const on = taskQueue ? { taskQueue } : {};
   return {
     /** Vault and database calls: quick, retried with backoff on faults; refusals (our codes) are not retried. */
-    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey']),
+    ...pick(proxyActivities<Activities>({ ...on, startToCloseTimeout: '1 minute', retry: RETRY }), ['activateStagedKey', 'deleteTenantKey', 'provisionEnvironmentDatabase', 'revertToProviderKey', 'verifyLockPossession']),
     /**
      * Re-protection after a key change, a batch of environments per activity: re-wrapping one DEK takes
      * milliseconds, so one activity per environment would spend most of the time (and most of the history) on
@@ -179,6 +183,19 @@ const DEADLINES_PATCH = 'deadline-search-attributes';
 const day = (at: string | number): string => new Date(at).toISOString().slice(0, 10);
 const latest = (values: Array<number | null>): number | null => values.reduce<number | null>((a, b) => (b === null ? a : a === null ? b : Math.max(a, b)), null);
 
+/**
+ * Runs started since signed requests read what they trust (keys, durations) from their worker first; older runs
+ * replay without it, refuse every request until an update `refreshTrust` loads it, then check as new runs do
+ * (docs/SECURITY.md).
+ */
+const SIGNED_REQUESTS_PATCH = 'signed-requests';
+
+/** Locks accepted since then have their possession proof checked again by an activity; older histories replay without. */
+const LOCK_POSSESSION_PATCH = 'lock-possession-recheck';
+
+/** Local: the worker's own configuration, read once per run. */
+const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
+
 const iso = (ms: number): string => new Date(ms).toISOString();
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
 
@@ -187,6 +204,15 @@ function refuseIf(refusal: Refusal | null): void {
 }
 
 export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> {
+  let trust: RequestTrust | null = patched(SIGNED_REQUESTS_PATCH) ? await requestTrust() : null;
+  // A first run must have been started by the API service; a continued one was started by this workflow itself.
+  if (trust && !workflowInfo().continuedFromExecutionRunId) {
+    const why = checkSignature(trust.publicKeys, workflowInfo().workflowId, workflowInfo().workflowType, input, authOf(input), workflowInfo().startTime.getTime());
+    if (why) {
+      log.warn('Refused a tenant workflow start the cmk API service did not sign (Temporal frontend).', { reason: why });
+      throw ApplicationFailure.create({ type: 'FORBIDDEN', message: `${FORGED_REQUEST_MESSAGE} No tenant was created: its start request ${why}.`, nonRetryable: true });
+    }
+  }
   const carried: CarriedTenantState = input.carried ?? {
     snapshot: {
       tenant: input.tenant,
@@ -208,9 +234,46 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
-  // Decided once per run, before its first command, so that every later use agrees on replay.
+  // Decided once per run, at its start, so that every later use agrees on replay.
   const publishesDeadlines = patched(DEADLINES_PATCH);
+  /** Durations and regions are the worker's, whatever a request says (R14, §6). */
+  function adoptTrust(loaded: RequestTrust): void {
+    carried.policy = loaded.policy;
+    if (loaded.policy.regions) carried.regions = [...loaded.policy.regions];
+    else delete carried.regions;
+  }
+  if (trust) adoptTrust(trust);
+  /** The durations a rule applies: the worker's own, or (runs from before signed requests) the request's. */
+  const policyOf = (request: { policy: Policy }): Policy => trust?.policy ?? request.policy;
+  /** Signatures of accepted requests still inside their window: a captured request does not work twice. */
+  const spentSignatures: Record<string, string> = (carried.spentSignatures ??= {});
+  const forged: ForgedRequests = { refused: 0, last: null };
 
+  /**
+   * Every validator's first check: the API service signed this request, for this workflow and message, recently, and
+   * it was not accepted before. The refusal cannot reach history (a refused update leaves none), so it is logged
+   * and counted for operators (query `forgedRequests`).
+   */
+  function refuseUnsigned(name: string, request: unknown): void {
+    // A run from before signed requests cannot check anything yet: nothing passes until `refreshTrust` (retryable).
+    if (!trust) return refuseIf({ code: 'OPERATION_IN_PROGRESS', message: TRUST_NOT_LOADED_MESSAGE });
+    const auth = authOf(request);
+    let why = checkSignature(trust.publicKeys, workflowInfo().workflowId, name, request, auth, Date.now());
+    if (!why && spentSignatures[(auth as RequestAuth).signature]) why = 'it was already accepted once';
+    if (!why) return;
+    forged.refused += 1;
+    forged.last = { at: iso(Date.now()), message: name, reason: why };
+    log.warn('Refused a request the cmk API service did not sign (Temporal frontend).', { update: name, reason: why });
+    refuseIf({ code: 'FORBIDDEN', message: FORGED_REQUEST_MESSAGE });
+  }
+
+  /** An accepted request's signature is spent; those past the window are forgotten (they are refused as too old). */
+  function spend(request: { auth?: RequestAuth }): void {
+    if (!trust || !request.auth) return;
+    const now = Date.now();
+    for (const [signature, signedAt] of Object.entries(spentSignatures)) if (Date.parse(signedAt) < now - 2 * REQUEST_MAX_AGE_MS) delete spentSignatures[signature];
+    spentSignatures[request.auth.signature] = request.auth.signedAt;
+  }
   /**
    * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
    * region's vault and servers — once the deployment names its regions (every request carries them in its policy).
@@ -227,7 +290,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   /** The deployment's regions as the latest request states them (a deployment may start routing by region later). */
   function followRegions(request: { policy?: Policy }): void {
-    if (request.policy) {
+    if (request.policy && !trust) {
       if (request.policy.regions) carried.regions = [...request.policy.regions];
       else delete carried.regions;
     }
@@ -291,7 +354,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       thumbprints: facts.thumbprints ?? [],
       ...(facts.details ? { details: facts.details } : {}),
     };
-    await recordAudit([entry]);
+    // Redacted here, where the record is made: a key name or address the trail cannot keep never jams it.
+    await recordAudit([redactAuditEntry(entry)]);
   }
 
   /**
@@ -300,6 +364,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    */
   function audited<R extends { actor: Actor }, T>(action: string | ((request: R) => string), facts: (request: R, result?: T) => AuditFacts, handler: (request: R) => Promise<T>) {
     return async (request: R): Promise<T> => {
+      spend(request as { auth?: RequestAuth });
       followRegions(request as { policy?: Policy });
       const name = typeof action === 'string' ? action : action(request);
       let result: T;
@@ -384,6 +449,31 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     return { ...rest, packedEnvironments: packEnvironments(environments.filter((e) => e.id === env || (caller !== null && e.systemAdmin === caller))) };
   });
   setHandler(queries.reprotection, () => reprotections);
+  setHandler(queries.forgedRequests, () => forged);
+
+  // ------------------------------------------------------------------------------------------ trust
+
+  /**
+   * Runs started before signed requests: the worker's trust, loaded as a new run loads it at its start, one handler
+   * at a time with the others. No recorded history holds this update, so its local activity needs no patch.
+   */
+  setHandler(
+    updates.refreshTrust,
+    () =>
+      exclusively(async () => {
+        if (trust) return;
+        const loaded = await requestTrust();
+        adoptTrust(loaded);
+        trust = loaded;
+        log.info('Loaded the worker’s request-signing keys and durations into a run started before signed requests.');
+      }),
+    {
+      // Nothing to do once loaded: refused, so that repeats leave no history.
+      validator: () => {
+        if (trust) throw ApplicationFailure.create({ type: 'ALREADY_EXISTS', message: 'This tenant’s workflow already checks signed requests.', nonRetryable: true });
+      },
+    },
+  );
 
   // ------------------------------------------------------------------------------------------ administrators
 
@@ -408,7 +498,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return { admins: tenant.admins };
       }),
     ),
-    { validator: (request) => refuseIf(checkAdminChange(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.changeAdmin.name, request);
+        refuseIf(checkAdminChange(tenant, request, Date.now()));
+      },
+    },
   );
 
   // ------------------------------------------------------------------------------------------ environments
@@ -439,6 +534,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }),
     {
       validator: (request) => {
+        refuseUnsigned(updates.createEnvironment.name, request);
         const pending = [...provisioning].map((id) => ({ id }) as EnvironmentRecord);
         refuseIf(checkEnvironmentCreate({ ...tenant, environments: [...tenant.environments, ...pending] }, request));
       },
@@ -492,7 +588,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkEnvironmentOperation(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.environmentOperation.name, request);
+        refuseIf(checkEnvironmentOperation(tenant, request));
+      },
+    },
   );
 
   // ------------------------------------------------------------------------------------------ keys (R3, R5, R6)
@@ -534,10 +635,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     // A key a lock withdrew is gone from the vault: nothing to roll back to.
     const rollbackTo = replaced?.inVault ? replaced : null;
     region.rollbackThumbprint = rollbackTo?.thumbprint ?? null;
-    region.rollbackUntil = rollbackTo ? iso(now + request.policy.lockEmbargoMs) : null;
+    region.rollbackUntil = rollbackTo ? iso(now + policyOf(request).lockEmbargoMs) : null;
     region.lastKeyChangeAt = iso(now);
     region.embargoStartedAt = iso(now);
-    carried.policy = request.policy;
+    carried.policy = policyOf(request);
     publishSearchAttributes();
 
     await notify(
@@ -549,8 +650,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         thumbprint: key.thumbprint,
         by,
         at: iso(now),
-        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
-        nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, request.policy) ?? now),
+        lockAllowedAt: iso(lockAllowedAt(region, policyOf(request)) ?? now),
+        nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, policyOf(request)) ?? now),
       }),
     );
     return { region: region.region, key };
@@ -741,8 +842,10 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       },
     ),
     {
-      validator: (request) =>
-        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), request.policy)),
+      validator: (request) => {
+        refuseUnsigned(updates.changeKey.name, request);
+        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), policyOf(request)));
+      },
     },
   );
 
@@ -769,6 +872,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     ),
     {
       validator: (request) => {
+        refuseUnsigned(updates.rollbackKey.name, request);
         if (superseded.has(request.region)) refuseIf({ code: 'OPERATION_IN_PROGRESS', message: `A rollback is already in progress in region ${request.region}.` });
         refuseIf(checkRollback(tenant, request, Date.now()));
       },
@@ -794,7 +898,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     region.rollbackThumbprint = null;
     region.rollbackUntil = null;
     region.embargoStartedAt = at;
-    carried.policy = request.policy;
+    carried.policy = policyOf(request);
     const targets = tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
     if (targets.length === 0) previous.state = 'Active';
     else startReprotection(region, previous, targets);
@@ -810,7 +914,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         rolledBackThumbprint: current.thumbprint,
         by,
         at,
-        lockAllowedAt: iso(lockAllowedAt(region, request.policy) ?? now),
+        lockAllowedAt: iso(lockAllowedAt(region, policyOf(request)) ?? now),
       }),
       targets.map((e) => e.id),
     );
@@ -835,10 +939,29 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete tenant.operations[request.region];
       }
     }),
-    { validator: (request) => refuseIf(checkLock(tenant, request, Date.now(), request.policy, new Set(Object.keys(usedChallenges)))) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.lockTenant.name, request);
+        refuseIf(checkLock(tenant, request, Date.now(), policyOf(request), new Set(Object.keys(usedChallenges))));
+      },
+    },
   );
 
   async function lock(request: LockRequest): Promise<LockResult> {
+    if (patched(LOCK_POSSESSION_PATCH)) {
+      // The proof once more, against the vault, before anything is locked: a request's word is not enough (§6).
+      const key = usableKeyOf(tenant.regions[request.region])!;
+      await inRegion(request.region).verifyLockPossession({
+        tenant: tenant.tenant,
+        region: request.region,
+        user: request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : '',
+        challengeId: request.proof.challengeId,
+        expiresAt: request.proof.expiresAt,
+        acceptedAt: iso(Date.now()),
+        possession: request.possession ?? null,
+        vaultKey: key.vaultKey,
+      });
+    }
     const now = Date.now();
     const at = iso(now);
     const by = describeActor(request.actor);
@@ -846,8 +969,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     for (const [id, expiresAt] of Object.entries(usedChallenges)) if (Date.parse(expiresAt) < now) delete usedChallenges[id];
 
     const envs = tenant.environments.filter((e) => e.region === region.region && e.state !== 'Deleted');
-    const deleteAt = iso(now + request.policy.lockedRetentionMs);
-    const warnAt = deletionWarningTimes(now, request.policy.lockedRetentionMs).map(iso);
+    const deleteAt = iso(now + policyOf(request).lockedRetentionMs);
+    const warnAt = deletionWarningTimes(now, policyOf(request).lockedRetentionMs).map(iso);
     // Locked from here: every request for them answers ENVIRONMENT_LOCKED (the data path reads this state too).
     for (const env of envs) {
       env.state = 'Locked';
@@ -873,7 +996,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       tenant: tenant.tenant,
       region: region.region,
       lockedAt: at,
-      unlockAllowedAt: iso(now + request.policy.unlockDelayMs),
+      unlockAllowedAt: iso(now + policyOf(request).unlockDelayMs),
       deleteAt,
       sealed: envs.filter((e) => e.lock?.sealed).map((e) => e.id),
       lockedByDecisionOnly: envs.filter((e) => !e.lock?.sealed).map((e) => e.id),
@@ -906,7 +1029,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete tenant.operations[request.region];
       }
     }),
-    { validator: (request) => refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint })) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.reactivateKey.name, request);
+        refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }));
+      },
+    },
   );
 
   setHandler(
@@ -932,7 +1060,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkUnlock(tenant, request, Date.now(), request.policy)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.unlockEnvironment.name, request);
+        refuseIf(checkUnlock(tenant, request, Date.now(), policyOf(request)));
+      },
+    },
   );
 
   setHandler(
@@ -957,7 +1090,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         delete env.runningOperation;
       }
     }),
-    { validator: (request) => refuseIf(checkBackup(tenant, request)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.environmentBackup.name, request);
+        refuseIf(checkBackup(tenant, request));
+      },
+    },
   );
 
   setHandler(
@@ -969,7 +1107,12 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return { tenant: tenant.tenant, deleted, stillLocked };
       }),
     ),
-    { validator: (request) => refuseIf(checkPurge(request.actor)) },
+    {
+      validator: (request) => {
+        refuseUnsigned(updates.purgeOverdue.name, request);
+        refuseIf(checkPurge(request.actor));
+      },
+    },
   );
 
   /** R9: one mail per deadline for every warning now due (7 days and 1 day before, scaled). */

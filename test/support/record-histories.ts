@@ -4,7 +4,7 @@
  * never over an older file: the recorded histories are what running workflows look like, and a workflow change that
  * cannot replay them breaks those workflows. Add a scenario for new behaviour and record only it.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -15,9 +15,9 @@ import { createActivities } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { regionTaskQueue, tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY } from '../../workflows/rules';
+import { DEFAULT_POLICY, type PossessionProof } from '../../workflows/rules';
 import { localParts } from './parts';
-import { testDataConverter, TEST_AUDIT_KEY } from './codec';
+import { signChallenge, testDataConverter, testRequestSigner, testRequestTrust, TEST_AUDIT_KEY, TEST_CHALLENGES } from './codec';
 import { AuditTrail } from '../../audit/trail';
 import { AUDIT_WORKFLOW_ID } from '../../workflows/messages';
 
@@ -29,15 +29,21 @@ async function main(): Promise<void> {
   await registerSearchAttributes(env.connection, 'default');
   const parts = localParts();
   const taskQueue = 'record-histories';
-  const plane = new ControlPlane(env.client, taskQueue);
+  const plane = new ControlPlane(env.client, taskQueue, testRequestSigner(() => env.currentTimeMs()));
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('../../workflows'),
     dataConverter: testDataConverter(),
     // The product's path: records go to the audit workflow, whose appends run here.
-    activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }),
+    activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) }, ...testRequestTrust(), challenges: TEST_CHALLENGES }),
   });
+  // Since signed requests the workflow takes regions from its worker (testRequestTrust), not from requests: to record
+  // 'recorded-regions' again, give the workers a policy naming eu and us.
+  const possession = (proof: PossessionProof, key: KeyObject) => {
+    const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
+    return { challenge, signature: signChallenge(challenge, key) };
+  };
   const operator = { kind: 'operator' } as const;
   const alice = { kind: 'user', email: 'alice@example.com' } as const;
   const stage = async (tenant: string, privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
       await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
-      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Locked Ltd', proof });
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Locked Ltd', proof, possession: possession(proof, privateKey) });
       await env.sleep(22 * 24 * HOUR);
       await plane.reactivateKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', staged: await stage(tenant, privateKey) });
       await plane.unlockEnvironment(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod' });
@@ -128,7 +134,7 @@ async function main(): Promise<void> {
       const policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
       const regionWorkers = await Promise.all(
         policy.regions.map((region) =>
-          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) } }) }),
+          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) }, ...testRequestTrust(), challenges: TEST_CHALLENGES }) }),
         ),
       );
       const running = regionWorkers.map((w) => w.run());
@@ -145,7 +151,7 @@ async function main(): Promise<void> {
       for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply' });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-regions-challenge', tenant, region: 'eu', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
-      await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof });
+      await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof, possession: possession(proof, euKey) });
       await env.sleep(29 * 24 * HOUR);
       await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());

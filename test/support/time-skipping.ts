@@ -4,6 +4,7 @@
  * file; it starts the server before the file's tests and stops it after them.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { LockPossession } from '../../workflows/messages';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { temporal } from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -12,9 +13,9 @@ import { createActivities, type ActivityDependencies } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY, type Actor, type KeySource } from '../../workflows/rules';
+import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../workflows/rules';
 import { localParts } from './parts';
-import { testDataConverter, testAuditSink } from './codec';
+import { signChallenge, testDataConverter, testAuditSink, testRequestSigner, testRequestTrust, TEST_CHALLENGES } from './codec';
 
 const { EventType } = temporal.api.enums.v1;
 
@@ -29,7 +30,13 @@ export interface TenantContext {
   tenant: string;
   /** Imports a key (a new one unless given) into the vault, disabled, as the API service stages it. */
   stage: (key?: KeyObject) => Promise<StagedTestKey>;
+  /**
+   * What the API service passes on with a lock: the challenge of exactly this proof's claims, signed (as the CLI
+   * signs it) with the private key of the staged key the proof names (any other key when it names none).
+   */
+  possession: (proof: PossessionProof) => LockPossession;
 }
+
 
 export const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
 export const BOB: Actor = { kind: 'user', email: 'bob@example.com' };
@@ -67,6 +74,10 @@ export function timeSkippingHarness() {
       if (!env) throw new Error('The time-skipping server is not started yet (use the harness inside tests).');
       return env;
     },
+    /** Signs as the API service does, on the test server's clock (which time skipping moves ahead). */
+    get signer() {
+      return testRequestSigner(() => harness.env.currentTimeMs());
+    },
     get bundle(): WorkflowBundleWithSourceMap {
       if (!bundle) throw new Error('The workflow bundle is not built yet.');
       return bundle;
@@ -84,19 +95,26 @@ export function timeSkippingHarness() {
         taskQueue,
         workflowBundle: harness.bundle,
         dataConverter: testDataConverter(),
-        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...dependencies(parts) }),
+        activities: createActivities({ ...parts, ...testAuditSink(parts.config.dataDir), ...testRequestTrust(), challenges: TEST_CHALLENGES, ...dependencies(parts) }),
       });
-      const plane = new ControlPlane(harness.env.client, taskQueue);
+      const plane = new ControlPlane(harness.env.client, taskQueue, harness.signer);
       const tenant = `contoso-${process.pid % 1000}-${counter}`;
+      const privateKeys = new Map<string, KeyObject>();
       const stage = async (privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey) => {
         const key = await parts.vault.importKey(`tenant-${tenant}-emea`, privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+        privateKeys.set(key.thumbprint, privateKey);
         return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+      };
+      const possession = (proof: PossessionProof): LockPossession => {
+        const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
+        const key = (proof.verifiedThumbprint && privateKeys.get(proof.verifiedThumbprint)) || generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+        return { challenge, signature: signChallenge(challenge, key) };
       };
       // Everything, tenant creation included, runs while the worker polls: a query needs a worker to answer it.
       await worker.runUntil(async () => {
         await plane.createTenant({ actor: OPERATOR_ACTOR, tenant, displayName: 'Contoso Ltd', homeRegion: 'emea', admins: [{ email: 'alice@example.com', role: 'global' }, { email: 'bob@example.com', role: 'service' }] });
         try {
-          await test({ plane, parts, tenant, stage });
+          await test({ plane, parts, tenant, stage, possession });
         } finally {
           // A tenant left running would keep timers that fire (with no worker) while a later test skips time.
           await harness.terminateWhenIdle(tenantWorkflowId(tenant));
