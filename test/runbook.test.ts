@@ -66,9 +66,12 @@ test("RUNBOOK: a tenant's workflow task fails; reset to the last good task; the 
 
   // How the operator sees it: the history shows WorkflowTaskFailed; describe shows the task retrying.
   await until('a failed workflow task', async () => (/WORKFLOW_TASK_FAILED|workflowTaskFailed/i.test(await temporalCli(['workflow', 'show', '--workflow-id', id, '--output', 'json'])) ? true : undefined));
-  const described = await temporalCli(['workflow', 'describe', '--workflow-id', id, '--output', 'json']);
-  expect(described).toMatch(/"pendingWorkflowTask"/);
-  expect(described).toMatch(/"attempt":\s*[2-9]|"attempt":\s*\d{2,}/);
+  // The failed task is retried (attempt 2, 3, …), with backoff: poll for it.
+  const described = await until('a retried workflow task', async () => {
+    const text = await temporalCli(['workflow', 'describe', '--workflow-id', id, '--output', 'json']);
+    return /"pendingWorkflowTask"[\s\S]*"attempt":\s*([2-9]|\d{2,})/.test(text) ? text : undefined;
+  });
+  expect(described).toMatch(/WORKFLOW_EXECUTION_STATUS_RUNNING/);
 
   // The repair, as docs/RUNBOOK.md gives it.
   const reset = await temporalCli(['workflow', 'reset', '--workflow-id', id, '--type', 'LastWorkflowTask', '--reapply-exclude', 'Signal', '--reason', 'runbook: undecodable signal']);
