@@ -11,7 +11,7 @@ import { loadRequestSigner } from '../common/request-signing';
 import { loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { EncryptionCodec, loadCodecKeyRing, dataConverterFor } from '../codec';
 import { createAuthenticator } from './auth';
-import { createCodecEndpoint } from './codec';
+import { createCodecEndpoint, uiCodecCapability } from './codec';
 import { createApiServer } from './server';
 import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { stopWhenStackEnds } from '../stack/parent';
@@ -46,7 +46,12 @@ export async function runApi(): Promise<void> {
     loopbackOnly: config.auth.mode === 'local',
     // Display only (the UI, the CLI): old plaintext histories show as they are, an undecodable payload is an error
     // (INVALID_ARGUMENT); no workflow trusts this decoding.
-    codec: createCodecEndpoint({ codec: new EncryptionCodec(ring, { acceptPlaintext: true, throwOnUndecodable: true }), allowedOrigin: config.codecCorsOrigin, audit }),
+    codec: createCodecEndpoint({
+      codec: new EncryptionCodec(ring, { acceptPlaintext: true, throwOnUndecodable: true }),
+      allowedOrigin: config.codecCorsOrigin,
+      audit,
+      uiCapability: uiCodecCapability(config),
+    }),
     audit,
     log,
     rateLimits: new RateLimiter(config.rateLimits),

@@ -306,6 +306,22 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       maxBodyBytes: deps.codec.maxBodyBytes,
       handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
     },
+    {
+      method: 'POST',
+      path: '/codec/{capability}/encode',
+      summary: "The embedded Temporal UI's codec: encrypt payloads (the stack's capability, loopback and the UI's origin only)",
+      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      maxBodyBytes: deps.codec.maxBodyBytes,
+      handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
+    },
+    {
+      method: 'POST',
+      path: '/codec/{capability}/decode',
+      summary: "The embedded Temporal UI's codec: decrypt payloads (the stack's capability, loopback and the UI's origin only; every call audited)",
+      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      maxBodyBytes: deps.codec.maxBodyBytes,
+      handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
+    },
   ];
 }
 
@@ -364,7 +380,8 @@ export function createApiServer(deps: ServerDependencies): Server {
     // Authentication precedes routing: an unauthenticated caller learns nothing about which routes exist.
     let actor: Actor;
     try {
-      actor = await deps.authenticate(req.headers.authorization);
+      // The embedded UI sends no token: its codec path's capability is the operator's credential (api/codec.ts).
+      actor = deps.codec.capabilityActor?.(url.pathname, req) ?? (await deps.authenticate(req.headers.authorization));
     } catch (err) {
       chargeAddress();
       throw err;

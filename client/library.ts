@@ -109,6 +109,9 @@ export class ControlPlane {
         // A run that failed (e.g. one started through the frontend with a forged input) does not take the ID for good.
         workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
         workflowIdConflictPolicy: 'FAIL',
+        // The operator's row in the Temporal UI (encrypted by the codec like every payload; no secret in it).
+        staticSummary: `Tenant ${request.displayName} (${request.tenant}): keys and environments`,
+        staticDetails: tenantDetails(request.tenant, request.homeRegion),
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CmkError('ALREADY_EXISTS', `Tenant ${request.tenant} already exists.`);
@@ -287,6 +290,16 @@ export class ControlPlane {
       throw asRefusal(err) ?? err;
     }
   }
+}
+
+/** The static details of a tenant's workflow: where to look for what it does (markdown, shown by the Temporal UI). */
+function tenantDetails(tenant: string, homeRegion: string): string {
+  return [
+    `Home region **${homeRegion}**. The entity workflow of tenant \`${tenant}\`: administrators, environments and keys (R1–R15).`,
+    `State: query \`snapshot\`, or \`cmk key show --tenant ${tenant}\` and \`cmk env list --tenant ${tenant}\`.`,
+    'Deadlines: search attributes `CmkNextDeletionAt`, `CmkLockEmbargoEndsAt`, `CmkKeyChangeAllowedAt`, `CmkRollbackUntil`.',
+    'When it fails or is stuck: docs/RUNBOOK.md.',
+  ].join('\n\n');
 }
 
 /** gRPC status code 8, as the Temporal client's ServiceError causes carry it. */

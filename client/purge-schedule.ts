@@ -7,6 +7,9 @@ import { PURGE_SCHEDULE_ID, PURGE_WORKFLOW_TYPE } from '../workflows/messages';
 
 export const DEFAULT_PURGE_INTERVAL_MS = 24 * 3_600_000;
 
+/** Each purge run's row in the Temporal UI (decoded by the codec endpoint like every payload). */
+export const PURGE_SUMMARY = 'R9 purge: locked environments past their deletion deadline, every tenant';
+
 /**
  * Creates the Schedule when it does not exist. An existing one is left as it is: an operator may have paused it or
  * changed its interval in the UI, and every worker of a deployment calls this at start.
@@ -16,7 +19,7 @@ export async function ensurePurgeSchedule(temporal: Client, options: { taskQueue
     await temporal.schedule.create({
       scheduleId: PURGE_SCHEDULE_ID,
       spec: { intervals: [{ every: options.intervalMs ?? DEFAULT_PURGE_INTERVAL_MS }] },
-      action: { type: 'startWorkflow', workflowType: PURGE_WORKFLOW_TYPE, taskQueue: options.taskQueue, workflowId: 'cmk-purge', args: [] },
+      action: { type: 'startWorkflow', workflowType: PURGE_WORKFLOW_TYPE, taskQueue: options.taskQueue, workflowId: 'cmk-purge', args: [], staticSummary: PURGE_SUMMARY },
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
       state: { note: 'Deletes locked environments past their deadline (R9) that a tenant timer missed. Created by cmk.' },
     });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { SEARCH_ATTRIBUTE_REGISTRATION } from '../workflows/messages';
+import { uiCodecCapability } from '../api/codec';
 import { temporalCliPath } from './tools';
 import { reapPreviousStack, recordStack } from './pids';
 
@@ -74,6 +75,10 @@ async function main(): Promise<void> {
     start();
   };
 
+  // The UI decodes through the API service from the operator's browser; it sends no token, so its endpoint carries
+  // the stack's capability (api/codec.ts). Made here, before the API service reads it.
+  const capability = uiCodecCapability(config);
+  const codecEndpoint = `${config.apiUrl}/codec${capability ? `/${capability}` : ''}`;
   const temporalLog = join(logDir, 'temporal.log');
   launch(
     'Temporal dev server',
@@ -82,6 +87,7 @@ async function main(): Promise<void> {
       'server', 'start-dev',
       '--ip', host, '--port', portText,
       '--ui-ip', host, '--ui-port', String(uiPort),
+      '--ui-codec-endpoint', codecEndpoint,
       '--db-filename', join(config.dataDir, 'temporal', 'dev-server.sqlite'),
       '--namespace', config.temporalNamespace,
       '--log-level', 'warn',

@@ -51,6 +51,19 @@ export const SEARCH_ATTRIBUTES = {
    * are small). A keyword list, because the dev server's SQLite visibility store allows only three INT attributes.
    */
   reprotectionRefused: defineSearchAttributeKey('CmkReprotectionRefused', 'KEYWORD_LIST'),
+  /** R9: the earliest deletion deadline of a locked environment (past: a deletion overdue); unset when none is locked. */
+  nextDeletionAt: defineSearchAttributeKey('CmkNextDeletionAt', 'DATETIME'),
+  /** R6: the latest end of a running lock embargo, all regions together; unset once every embargo is over. */
+  lockEmbargoEndsAt: defineSearchAttributeKey('CmkLockEmbargoEndsAt', 'DATETIME'),
+  /** R5: the latest moment a key change is next allowed, all regions together; unset once every region may change. */
+  keyChangeAllowedAt: defineSearchAttributeKey('CmkKeyChangeAllowedAt', 'DATETIME'),
+  /**
+   * R6: the end of an open rollback window (the latest, all regions together), as a UTC ISO-8601 keyword
+   * (`2026-12-07T10:00:00.000Z`): the SQL visibility stores (the dev server's SQLite, PostgreSQL) hold at most three
+   * Datetime attributes. A rollback window always ends with its region's embargo, so `CmkLockEmbargoEndsAt` gives the
+   * range; this one says whether a window is open (`IS NOT NULL`) and when (`=`, `STARTS_WITH "2026-12-07"`).
+   */
+  rollbackUntil: defineSearchAttributeKey('CmkRollbackUntil', 'KEYWORD'),
 } as const;
 
 /** `--search-attribute` arguments for `temporal server start-dev` and the operator's `temporal operator` set-up. */
@@ -62,6 +75,10 @@ export const SEARCH_ATTRIBUTE_REGISTRATION: ReadonlyArray<[string, string]> = [
   ['CmkLockedEnvironmentCount', 'Int'],
   ['CmkReprotectionRemaining', 'Int'],
   ['CmkReprotectionRefused', 'KeywordList'],
+  ['CmkNextDeletionAt', 'Datetime'],
+  ['CmkLockEmbargoEndsAt', 'Datetime'],
+  ['CmkKeyChangeAllowedAt', 'Datetime'],
+  ['CmkRollbackUntil', 'Keyword'],
 ];
 
 // ----------------------------------------------------------------------------------------------- start input

@@ -13,6 +13,7 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -174,6 +175,15 @@ interface AuditFacts {
 const AUDIT_PATCH = 'audit-trail';
 
 /**
+ * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
+ * key-change interval to unset them (both add commands).
+ */
+const DEADLINES_PATCH = 'deadline-search-attributes';
+
+const day = (at: string | number): string => new Date(at).toISOString().slice(0, 10);
+const latest = (values: Array<number | null>): number | null => values.reduce<number | null>((a, b) => (b === null ? a : a === null ? b : Math.max(a, b)), null);
+
+/**
  * Runs started since signed requests read what they trust (keys, durations) from their worker first; older runs
  * replay without it, refuse every request until an update `refreshTrust` loads it, then check as new runs do
  * (docs/SECURITY.md).
@@ -224,6 +234,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
+  // Decided once per run, at its start, so that every later use agrees on replay.
+  const publishesDeadlines = patched(DEADLINES_PATCH);
   /** Durations and regions are the worker's, whatever a request says (R14, §6). */
   function adoptTrust(loaded: RequestTrust): void {
     carried.policy = loaded.policy;
@@ -262,7 +274,6 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     for (const [signature, signedAt] of Object.entries(spentSignatures)) if (Date.parse(signedAt) < now - 2 * REQUEST_MAX_AGE_MS) delete spentSignatures[signature];
     spentSignatures[request.auth.signature] = request.auth.signedAt;
   }
-
   /**
    * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
    * region's vault and servers — once the deployment names its regions (every request carries them in its policy).
@@ -314,13 +325,13 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     carried.notificationSeq += 1;
     const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
     try {
-      await notifyAdministrators({
+      await notifyAdministrators.executeWithOptions({ summary: `R4 mail: ${notification.event}` }, [{
         notificationId,
         tenant: tenant.tenant,
         recipients: notificationRecipients(tenant, envIds),
         ...notification,
         occurredAt: iso(Date.now()),
-      });
+      }]);
     } catch (err) {
       log.error('A notification could not be recorded in the outbox; the operation it reports stands.', { notificationId, event: notification.event, error: String(err) });
     }
@@ -379,7 +390,51 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       { key: SEARCH_ATTRIBUTES.lockedEnvironmentCount, value: tenant.environments.filter((e) => e.state === 'Locked').length },
       { key: SEARCH_ATTRIBUTES.reprotectionRemaining, value: sum(Object.values(reprotections).map((p) => p.remaining)) },
       { key: SEARCH_ATTRIBUTES.reprotectionRefused, value: Object.values(reprotections).flatMap((p) => p.refused.map((r) => r.env)).slice(0, 20) },
+      ...(publishesDeadlines ? deadlineAttributes() : []),
     ]);
+    setCurrentDetails(currentDetails());
+  }
+
+  /** R5, R6, R9 deadlines as search attributes: set while they lie ahead (a deletion also once overdue), else unset. */
+  function deadlineAttributes() {
+    const now = Date.now();
+    const regions = Object.values(tenant.regions);
+    const ahead = (at: number | null) => (at !== null && at > now ? at : null);
+    const deletions = tenant.environments.flatMap((e) => (e.state === 'Locked' && e.lock ? [Date.parse(e.lock.deleteAt)] : []));
+    const nextDeletion = deletions.length ? Math.min(...deletions) : null;
+    const embargo = latest(regions.map((r) => ahead(lockAllowedAt(r, carried.policy))));
+    const keyChange = latest(regions.map((r) => ahead(nextKeyChangeAllowedAt(r, carried.policy))));
+    const rollback = latest(regions.map((r) => ahead(r.rollbackUntil ? Date.parse(r.rollbackUntil) : null)));
+    return [
+      { key: SEARCH_ATTRIBUTES.nextDeletionAt, value: nextDeletion === null ? null : new Date(nextDeletion) },
+      { key: SEARCH_ATTRIBUTES.lockEmbargoEndsAt, value: embargo === null ? null : new Date(embargo) },
+      { key: SEARCH_ATTRIBUTES.keyChangeAllowedAt, value: keyChange === null ? null : new Date(keyChange) },
+      { key: SEARCH_ATTRIBUTES.rollbackUntil, value: rollback === null ? null : iso(rollback) },
+    ];
+  }
+
+  /**
+   * What the workflow does now, for the operator's row in the Temporal UI (current details, markdown): running
+   * operations and re-protections, then what it waits for. Ids, counts and dates only.
+   */
+  function currentDetails(): string {
+    const lines: string[] = [];
+    for (const [region, operation] of Object.entries(tenant.operations)) {
+      const progress = reprotections[region];
+      if (progress && progress.finishedAt === null && reprotecting.has(region)) {
+        lines.push(`re-protecting ${region}: ${progress.total - progress.remaining}/${progress.total}, ${progress.refused.length} refused (key "${progress.keyName}")`);
+      } else lines.push(`running in ${region}: ${operation}`);
+    }
+    for (const env of tenant.environments) if (env.runningOperation) lines.push(`running on env ${env.id}: ${env.runningOperation}`);
+    const locked = tenant.environments.filter((e) => e.state === 'Locked' && e.lock);
+    const byDeadline = new Map<string, number>();
+    for (const env of locked) byDeadline.set(day(env.lock!.deleteAt), (byDeadline.get(day(env.lock!.deleteAt)) ?? 0) + 1);
+    for (const [date, count] of [...byDeadline].sort()) lines.push(`waiting: deletion of ${count} locked environment(s) on ${date} (R9)`);
+    for (const region of Object.values(tenant.regions)) {
+      if (region.rollbackUntil) lines.push(`waiting: rollback window of ${region.region} ends ${region.rollbackUntil} (R6)`);
+    }
+    if (lines.length === 0) lines.push(`idle: ${tenant.environments.filter((e) => e.state !== 'Deleted').length} environment(s), keys ${Object.values(tenant.regions).map((r) => `${r.region}:${activeKeyOf(r)?.state ?? 'none'}`).join(' ') || 'none'}`);
+    return [`Tenant ${tenant.displayName} (${tenant.tenant})`, ...lines].join('\n\n');
   }
 
   // ------------------------------------------------------------------------------------------ queries
@@ -505,16 +560,16 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   function runOnEnvironment(env: EnvironmentRecord, operation: EnvironmentOperation) {
     const ids = { tenant: tenant.tenant, env: env.id };
-    if (operation === 'revert') return inRegion(env.region).revertToProviderKey({ ...ids, region: env.region });
+    if (operation === 'revert') return inRegion(env.region).revertToProviderKey.executeWithOptions({ summary: `R7 revert of env ${env.id} to the provider key` }, [{ ...ids, region: env.region }]);
     if (operation === 'rekey') {
       // An environment a refused re-protection left on an older tenant key moves to the active one with its new DEK.
       const active = usableKeyOf(tenant.regions[env.region]);
       const behind = env.protection === 'tenant' && active && active.thumbprint !== env.keyThumbprint && active.state !== 'Locked';
-      if (!behind || !patched('rekey-moves-left-behind')) return inRegion(env.region).rekeyEnvironmentDatabase(ids);
-      return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...active.vaultKey, thumbprint: active.thumbprint } });
+      if (!behind || !patched('rekey-moves-left-behind')) return inRegion(env.region).rekeyEnvironmentDatabase.executeWithOptions({ summary: `rekey of env ${env.id}: new DEK` }, [ids]);
+      return inRegion(env.region).applyTenantKey.executeWithOptions({ summary: `rekey of env ${env.id} onto the active key "${active.name}"` }, [{ ...ids, tenantKey: { ...active.vaultKey, thumbprint: active.thumbprint } }]);
     }
     const key = activeKeyOf(tenant.regions[env.region])!;
-    return inRegion(env.region).applyTenantKey({ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+    return inRegion(env.region).applyTenantKey.executeWithOptions({ summary: `R7 apply of key "${key.name}" to env ${env.id}` }, [{ ...ids, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } }]);
   }
 
   setHandler(
@@ -545,7 +600,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   async function changeKey(request: KeyChangeRequest) {
     const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
-    await inRegion(request.region).activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+    await inRegion(request.region).activateStagedKey.executeWithOptions({ summary: `R3 activate key "${request.name}" in ${request.region}` }, [{ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint }]);
 
     const now = Date.now();
     const by = describeActor(request.actor);
@@ -644,7 +699,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         }
         let outcome: { reprotected: Array<{ env: string; keyThumbprint: string }>; refused: ReprotectionProgress['refused'] };
         try {
-          outcome = await inRegion(region.region).reprotectEnvironments({ tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } });
+          outcome = await inRegion(region.region).reprotectEnvironments.executeWithOptions({ summary: `R7 re-protect ${batch.length} environment(s) of ${region.region} with key "${key.name}"` }, [
+            { tenant: tenant.tenant, envs: batch, tenantKey: { ...key.vaultKey, thumbprint: key.thumbprint } },
+          ]);
         } catch (err) {
           // Only a refusal of the whole batch ends here (faults are retried): its environments keep their old key.
           // An activity's refusal arrives as an ActivityFailure whose cause carries the stable code.
@@ -744,7 +801,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const inUse = tenant.environments.some((e) => e.region === region.region && e.protection === 'tenant' && e.keyThumbprint === key.thumbprint);
     if (inUse || !key.inVault) return;
     try {
-      await inRegion(region.region).deleteTenantKey({ vaultKey: key.vaultKey });
+      await inRegion(region.region).deleteTenantKey.executeWithOptions({ summary: `retire replaced key "${key.name}" of ${region.region} from the vault` }, [{ vaultKey: key.vaultKey }]);
     } catch (err) {
       // The vault refused (its faults are retried by the activity's policy): the key stays there, unused and marked,
       // and the next retirement of unused keys (after any environment operation, e.g. `env rekey`) tries again.
@@ -921,9 +978,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     }
     publishSearchAttributes();
     // Offline first (SQL Server keeps a DEK in memory while a database is online), then the keys leave the vault.
-    await inRegion(request.region).takeEnvironmentsOffline({ tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } });
+    await inRegion(request.region).takeEnvironmentsOffline.executeWithOptions({ summary: `R8 lock of ${region.region}: ${envs.length} environment(s) offline` }, [
+      { tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } },
+    ]);
     const withdrawn = region.keys.filter((k) => k.inVault);
-    await inRegion(request.region).withdrawTenantKeys({ vaultKeys: withdrawn.map((k) => k.vaultKey) });
+    await inRegion(request.region).withdrawTenantKeys.executeWithOptions({ summary: `R8 lock of ${region.region}: withdraw ${withdrawn.length} key version(s)` }, [{ vaultKeys: withdrawn.map((k) => k.vaultKey) }]);
     for (const key of withdrawn) key.inVault = false;
     const active = activeKeyOf(region)!;
     active.state = 'Locked';
@@ -987,7 +1046,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
         return await exclusively(async () => {
           const key = usableKeyOf(tenant.regions[env.region]);
           const tenantKey = env.protection === 'tenant' && key ? { ...key.vaultKey, thumbprint: key.thumbprint } : null;
-          const done = await inRegion(env.region).bringEnvironmentOnline({ tenant: tenant.tenant, env: env.id, tenantKey });
+          const done = await inRegion(env.region).bringEnvironmentOnline.executeWithOptions({ summary: `R10 unlock of env ${env.id}` }, [{ tenant: tenant.tenant, env: env.id, tenantKey }]);
           // It keeps the protection it had (DESIGN.md §3).
           env.protection = done.protection;
           env.keyThumbprint = done.keyThumbprint;
@@ -1090,7 +1149,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
     const destroyed: EnvironmentRecord[] = [];
     for (const [region, envs] of groups) {
       try {
-        await (region === null ? anyRegion : inRegion(region)).destroyEnvironments({ tenant: tenant.tenant, envs: envs.map((e) => e.id) });
+        await (region === null ? anyRegion : inRegion(region)).destroyEnvironments.executeWithOptions({ summary: `R9 deletion of env ${envs.map((e) => e.id).slice(0, 5).join(', ')}${envs.length > 5 ? ` and ${envs.length - 5} more` : ''}` }, [
+          { tenant: tenant.tenant, envs: envs.map((e) => e.id) },
+        ]);
         destroyed.push(...envs);
       } catch (err) {
         // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
@@ -1144,9 +1205,11 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   for (;;) {
     const due = nextDeadline();
+    // Also for a run continued as new, which starts without a static summary of its own (SDK 1.24 carries none).
+    setCurrentDetails(currentDetails());
     const wake = () => workflowInfo().continueAsNewSuggested || nextDeadline() !== due;
     if (due === null) await condition(wake);
-    else await condition(wake, Math.max(1, due - Date.now()));
+    else await condition(wake, Math.max(1, due - Date.now()), { summary: deadlineSummary(due) });
     await exclusively(async () => {
       for (const region of Object.values(tenant.regions)) {
         if (!region.rollbackUntil || Date.parse(region.rollbackUntil) > Date.now()) continue;
@@ -1158,6 +1221,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       }
       await sendDueDeletionWarnings();
       await deleteOverdue();
+      // An embargo or a key-change interval that ended leaves its search attribute; the row says so too.
+      if (publishesDeadlines) publishSearchAttributes();
     });
     if (workflowInfo().continueAsNewSuggested) {
       await condition(() => allHandlersFinished() && !busy && reprotecting.size === 0);
@@ -1172,13 +1237,35 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
    * removes its environment's deadlines, which cancels the timer (the condition wakes and waits for the next one).
    */
   function nextDeadline(): number | null {
-    const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [Date.parse(r.rollbackUntil)] : []));
+    const deadlines = labelledDeadlines().map((d) => d.at);
+    return deadlines.length ? Math.min(...deadlines) : null;
+  }
+
+  /** Every deadline the workflow waits for, named by its rule (the timer's summary in the Temporal UI). */
+  function labelledDeadlines(): Array<{ at: number; what: string }> {
+    const deadlines = Object.values(tenant.regions).flatMap((r) => (r.rollbackUntil ? [{ at: Date.parse(r.rollbackUntil), what: `R6 rollback window ends (${r.region})` }] : []));
     for (const env of tenant.environments) {
       const lock = env.state === 'Locked' ? env.lock : undefined;
       if (!lock) continue;
       const warning = lock.warnAt[lock.warningsSent];
-      deadlines.push(Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt));
+      const what = warning ? `R9 deletion warning for env ${env.id}` : lock.deletionFailure ? `R9 deletion of env ${env.id} (retry)` : `R9 deletion of env ${env.id}`;
+      deadlines.push({ at: Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt), what });
     }
-    return deadlines.length ? Math.min(...deadlines) : null;
+    if (publishesDeadlines) {
+      // Only to unset their search attributes: nothing else happens when an embargo or an interval ends.
+      const now = Date.now();
+      for (const r of Object.values(tenant.regions)) {
+        const embargo = lockAllowedAt(r, carried.policy);
+        if (embargo !== null && embargo > now) deadlines.push({ at: embargo, what: `R6 lock embargo ends (${r.region})` });
+        const change = nextKeyChangeAllowedAt(r, carried.policy);
+        if (change !== null && change > now) deadlines.push({ at: change, what: `R5 key change allowed again (${r.region})` });
+      }
+    }
+    return deadlines;
+  }
+
+  function deadlineSummary(at: number): string {
+    const what = [...new Set(labelledDeadlines().filter((d) => d.at === at).map((d) => d.what))];
+    return (what.length > 3 ? [...what.slice(0, 3), `and ${what.length - 3} more`] : what).join('; ');
   }
 }

@@ -37,5 +37,9 @@ CmkEnvironmentCount Int
 CmkLockedEnvironmentCount Int
 CmkReprotectionRemaining Int
 CmkReprotectionRefused KeywordList
+CmkNextDeletionAt Datetime
+CmkLockEmbargoEndsAt Datetime
+CmkKeyChangeAllowedAt Datetime
+CmkRollbackUntil Keyword
 ATTRIBUTES
 echo "cmk: namespace $namespace ready with cmk's search attributes"
