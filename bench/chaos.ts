@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
 import { ControlPlane } from '../client/library';
+import { loadRequestSigner } from '../common/request-signing';
 import { loadConfig } from '../config';
 import { parseDuration } from '../workflows/rules';
 import { Outbox } from '../mail/outbox';
@@ -220,7 +221,7 @@ export async function runScenario(scenario: ScenarioId, options: ChaosOptions): 
   const stack = options.cluster ? await clusterStack(env) : await embeddedStack(env);
   const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
   const client = new Client({ connection, dataConverter: loadDataConverter(stack.env.CMK_SECRETS_DIR!) });
-  const plane = new ControlPlane(client, 'cmk');
+  const plane = new ControlPlane(client, 'cmk', loadRequestSigner(stack.env.CMK_SECRETS_DIR!, stack.env));
   const config = loadConfig(stack.env);
   // The runner's own parts (not wrapped: its reads are not the vault calls under test).
   const parts = buildParts(config);
