@@ -5,6 +5,7 @@
  */
 import {
   QueryNotRegisteredError,
+  WorkflowFailedError,
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -14,7 +15,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { RequestSigner } from '../common/request-signing';
-import { TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
+import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../workflows/codes';
 import {
@@ -100,26 +101,72 @@ export class ControlPlane {
     const refusal = checkTenantCreate(request);
     if (refusal) throw new CmkError(refusal.code, refusal.message);
     const admins = request.admins.map((a) => ({ email: normaliseEmail(a.email), role: a.role }));
-    try {
-      const input = { tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) };
-      await this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
-        workflowId: tenantWorkflowId(request.tenant),
+    const workflowId = tenantWorkflowId(request.tenant);
+    const input = { tenant: request.tenant, displayName: request.displayName, homeRegion: request.homeRegion, admins, createdBy: request.actor, ...(request.regions ? { regions: request.regions } : {}) };
+    const start = async (workflowIdReusePolicy: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE_FAILED_ONLY') =>
+      this.temporal.workflow.start<typeof tenantWorkflow>('tenantWorkflow', {
+        workflowId,
         taskQueue: this.taskQueue,
-        args: [await this.signer.signed(tenantWorkflowId(request.tenant), 'tenantWorkflow', input)],
-        // A run that failed (e.g. one started through the frontend with a forged input) does not take the ID for good.
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+        args: [await this.signer.signed(workflowId, 'tenantWorkflow', input)],
+        workflowIdReusePolicy,
         workflowIdConflictPolicy: 'FAIL',
         // The operator's row in the Temporal UI (encrypted by the codec like every payload; no secret in it).
         staticSummary: `Tenant ${request.displayName} (${request.tenant}): keys and environments`,
         staticDetails: tenantDetails(request.tenant, request.homeRegion),
       });
+    try {
+      // A closed run is still the tenant (terminated by mistake, or failed): it is repaired by a reset, never
+      // replaced by a fresh run that would forget its keys and environments.
+      await start('REJECT_DUPLICATE');
     } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new CmkError('ALREADY_EXISTS', `Tenant ${request.tenant} already exists.`);
-      throw err;
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      // Except a run started through the frontend with a forged input: it failed at once and created no tenant.
+      if (!(await this.onlyForgedStart(workflowId))) throw await this.alreadyExists(request.tenant);
+      try {
+        await start('ALLOW_DUPLICATE_FAILED_ONLY');
+      } catch (again) {
+        if (again instanceof WorkflowExecutionAlreadyStartedError) throw await this.alreadyExists(request.tenant);
+        throw again;
+      }
     }
     const snapshot = await this.snapshot(request.tenant);
     if (!snapshot) throw new Error(`Tenant ${request.tenant} was started but does not answer.`);
     return snapshot;
+  }
+
+  /** Whether the latest run under this tenant's ID is a start the workflow refused as forged (it created no tenant). */
+  private async onlyForgedStart(workflowId: string): Promise<boolean> {
+    const handle = this.temporal.workflow.getHandle(workflowId);
+    if ((await handle.describe()).status.name !== 'FAILED') return false;
+    try {
+      await handle.result();
+      return false;
+    } catch (err) {
+      const cause = err instanceof WorkflowFailedError ? err.cause : undefined;
+      return cause instanceof ApplicationFailure && cause.type === 'FORBIDDEN' && cause.message.startsWith(FORGED_REQUEST_MESSAGE);
+    }
+  }
+
+  /** ALREADY_EXISTS, saying when the existing tenant's workflow is closed and needs an operator. */
+  private async alreadyExists(tenant: string): Promise<CmkError> {
+    const closed = await this.closedStatus(tenant);
+    return new CmkError(
+      'ALREADY_EXISTS',
+      closed
+        ? `Tenant ${tenant} already exists; its workflow is ${closed}, and the provider's operator must repair it (docs/RUNBOOK.md). Nothing was changed.`
+        : `Tenant ${tenant} already exists.`,
+    );
+  }
+
+  /** 'terminated', 'failed', … when the tenant's workflow exists but is closed; undefined when running or absent. */
+  private async closedStatus(tenant: string): Promise<string | undefined> {
+    try {
+      const status = (await this.tenantHandle(tenant).describe()).status.name;
+      return status === 'RUNNING' ? undefined : status.toLowerCase().replace(/_/g, ' ');
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -284,7 +331,11 @@ export class ControlPlane {
     try {
       return await run();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new CmkError('NOT_FOUND', `Tenant ${tenant} does not exist.`);
+      if (err instanceof WorkflowNotFoundError) {
+        const closed = await this.closedStatus(tenant);
+        if (closed) throw new CmkError('TENANT_UNAVAILABLE', `Tenant ${tenant} cannot take requests: its workflow is ${closed}. The provider's operator must repair it (docs/RUNBOOK.md); nothing was changed.`);
+        throw new CmkError('NOT_FOUND', `Tenant ${tenant} does not exist.`);
+      }
       // Temporal admits a bounded number of in-flight updates per workflow; past it the tenant is simply busy.
       if (isResourceExhausted(err)) throw new CmkError('OPERATION_IN_PROGRESS', `Tenant ${tenant} is busy with other requests; try again in a moment.`);
       throw asRefusal(err) ?? err;

@@ -1,14 +1,13 @@
 /**
- * docs/RUNBOOK.md, "A tenant's workflow failed or is stuck", run for real on `npm start`'s stack: a signal whose
- * payload the worker cannot decode (encrypted under a codec key it does not hold, as after a botched key rotation)
- * fails every workflow task of the tenant's workflow; the operator sees it (`temporal workflow describe`, the
- * history's WorkflowTaskFailed), resets the workflow to its last good task without re-applying that signal, and the
- * tenant answers `cmk` again with every environment, key and audit record it had.
+ * docs/RUNBOOK.md, "A tenant's workflow failed, was terminated, or is stuck", run for real on `npm start`'s stack: an
+ * operator terminates a tenant's workflow by mistake; the operator sees it closed (`temporal workflow list` by
+ * CmkTenant, `cmk env list` answers NOT_FOUND), resets it to its last workflow task, and the tenant answers `cmk` again
+ * with every environment, key and audit record it had. (A garbage payload sent through the frontend no longer sticks a
+ * workflow task: the codec refuses it, test/codec-garbage-e2e.test.ts.)
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { Connection } from '@temporalio/client';
 import { startStack, type Stack } from './support/stack';
 import { scratchDir } from './support/scratch';
 import { temporalCliPath } from '../stack/tools';
@@ -43,7 +42,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-test("RUNBOOK: a tenant's workflow task fails; reset to the last good task; the tenant answers cmk again", async () => {
+test("RUNBOOK: a tenant's workflow terminated by mistake; reset to its last workflow task; the tenant answers cmk again", async () => {
   const id = tenantWorkflowId('acme');
   expect((await stack.cmk(['tenant', 'create', '--tenant', 'acme', '--name', 'Acme', '--admin', `${ALICE}:global`])).code).toBe(0);
   expect((await stack.cmk(['env', 'create', '--tenant', 'acme', '--env', 'prod'])).code).toBe(0);
@@ -51,30 +50,22 @@ test("RUNBOOK: a tenant's workflow task fails; reset to the last good task; the 
   expect(generated.code).toBe(0);
   const thumbprint = generated.json().activeKey.thumbprint as string;
 
-  // The fault: a payload under codec key 99, which no process of the stack holds.
-  const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });
-  try {
-    await connection.workflowService.signalWorkflowExecution({
-      namespace: 'default',
-      workflowExecution: { workflowId: id },
-      signalName: 'poison',
-      input: { payloads: [{ metadata: { encoding: Buffer.from('binary/encrypted'), 'encryption-key-id': Buffer.from('99') }, data: Buffer.alloc(64, 1) }] },
-    });
-  } finally {
-    await connection.close();
-  }
+  // The fault: the operator terminates the tenant's workflow (the wrong ID pasted into `temporal workflow terminate`).
+  await temporalCli(['workflow', 'terminate', '--workflow-id', id, '--reason', 'runbook: terminated by mistake']);
 
-  // How the operator sees it: the history shows WorkflowTaskFailed; describe shows the task retrying.
-  await until('a failed workflow task', async () => (/WORKFLOW_TASK_FAILED|workflowTaskFailed/i.test(await temporalCli(['workflow', 'show', '--workflow-id', id, '--output', 'json'])) ? true : undefined));
-  // The failed task is retried (attempt 2, 3, …), with backoff: poll for it.
-  const described = await until('a retried workflow task', async () => {
-    const text = await temporalCli(['workflow', 'describe', '--workflow-id', id, '--output', 'json']);
-    return /"pendingWorkflowTask"[\s\S]*"attempt":\s*([2-9]|\d{2,})/.test(text) ? text : undefined;
-  });
-  expect(described).toMatch(/WORKFLOW_EXECUTION_STATUS_RUNNING/);
+  // How the operator sees it: the tenant's workflow is closed; cmk refuses changes with TENANT_UNAVAILABLE.
+  const listedClosed = await temporalCli(['workflow', 'list', '--query', 'CmkTenant="acme"', '--output', 'json']);
+  expect(listedClosed).toMatch(/WORKFLOW_EXECUTION_STATUS_TERMINATED|"status":\s*"?Terminated/i);
+  const gone = await stack.cmk(['env', 'create', '--tenant', 'acme', '--env', 'staging']);
+  expect([gone.code, gone.stderr]).toEqual([3, expect.stringMatching(/^TENANT_UNAVAILABLE: Tenant acme cannot take requests: its workflow is terminated\./)]);
+  // Reads still answer from the closed workflow's last state.
+  expect((await stack.cmk(['env', 'list', '--tenant', 'acme', '--json'])).json().environments.map((e: { id: string }) => e.id)).toEqual(['prod']);
+  const again = await stack.cmk(['tenant', 'create', '--tenant', 'acme', '--name', 'Acme', '--admin', `${ALICE}:global`]);
+  // `tenant create` never replaces it with an empty tenant (before: it did, and the keys and environments were forgotten).
+  expect([again.code, again.stderr]).toEqual([3, expect.stringMatching(/^ALREADY_EXISTS: Tenant acme already exists; its workflow is terminated/)]);
 
   // The repair, as docs/RUNBOOK.md gives it.
-  const reset = await temporalCli(['workflow', 'reset', '--workflow-id', id, '--type', 'LastWorkflowTask', '--reapply-exclude', 'Signal', '--reason', 'runbook: undecodable signal']);
+  const reset = await temporalCli(['workflow', 'reset', '--workflow-id', id, '--type', 'LastWorkflowTask', '--reason', 'runbook: terminated by mistake']);
   expect(reset).toMatch(/Resetting workflow cmk-tenant\/acme to event ID \d+/);
 
   // The tenant answers again, with what it had; it takes new requests; its audit trail verifies.

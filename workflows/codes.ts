@@ -9,6 +9,9 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'FORBIDDEN',
   'NOT_FOUND',
+  // Extends §4: the tenant exists but its workflow is closed (terminated or failed); an operator repairs it
+  // (docs/RUNBOOK.md). HTTP 503. Nothing was changed.
+  'TENANT_UNAVAILABLE',
   'INVALID_ARGUMENT',
   'INVALID_KEY_FILE',
   'UNSUPPORTED_KEY',
@@ -46,6 +49,8 @@ export function httpStatusOf(code: ErrorCode): number {
       return 403;
     case 'NOT_FOUND':
       return 404;
+    case 'TENANT_UNAVAILABLE':
+      return 503;
     case 'ALREADY_EXISTS':
     case 'ENVIRONMENT_LOCKED':
     case 'LOCKED_ENVIRONMENTS_EXIST':
