@@ -4,25 +4,20 @@
  * Temporal UI. A Schedule rather than timers in each tenant workflow: the outage is the provider's, not a tenant's,
  * so one pass serves every tenant, and the tenant workflows' histories (and their recorded replays) stay as they are.
  */
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
+import { ScheduleOverlapPolicy, type Client } from '@temporalio/client';
+import { ensureSchedule } from './schedules';
 import { MAIL_RETRY_SCHEDULE_ID, MAIL_RETRY_WORKFLOW_TYPE } from '../workflows/messages';
 
 export const MAIL_RETRY_INTERVAL_MS = 60_000;
 
 /** Creates the Schedule when it does not exist; an existing one (perhaps paused by an operator) is left as it is. */
 export async function ensureMailRetrySchedule(temporal: Client, options: { taskQueue: string; intervalMs?: number }): Promise<'created' | 'exists'> {
-  try {
-    await temporal.schedule.create({
-      scheduleId: MAIL_RETRY_SCHEDULE_ID,
-      spec: { intervals: [{ every: options.intervalMs ?? MAIL_RETRY_INTERVAL_MS }] },
-      action: { type: 'startWorkflow', workflowType: MAIL_RETRY_WORKFLOW_TYPE, taskQueue: options.taskQueue, workflowId: MAIL_RETRY_SCHEDULE_ID, args: [{}] },
-      // A pass missed while the workers were down is simply the next one: no catch-up of many.
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '2 minutes' },
-      state: { note: 'Delivers mail a provider outage left pending, with backoff, for 7 days. Created by cmk.' },
-    });
-    return 'created';
-  } catch (err) {
-    if (err instanceof ScheduleAlreadyRunning) return 'exists';
-    throw err;
-  }
+  return ensureSchedule(temporal, {
+    scheduleId: MAIL_RETRY_SCHEDULE_ID,
+    spec: { intervals: [{ every: options.intervalMs ?? MAIL_RETRY_INTERVAL_MS }] },
+    action: { type: 'startWorkflow', workflowType: MAIL_RETRY_WORKFLOW_TYPE, taskQueue: options.taskQueue, workflowId: MAIL_RETRY_SCHEDULE_ID, args: [{}] },
+    // A pass missed while the workers were down is simply the next one: no catch-up of many.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '2 minutes' },
+    state: { note: 'Delivers mail a provider outage left pending, with backoff, for 7 days. Created by cmk.' },
+  });
 }

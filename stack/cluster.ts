@@ -10,15 +10,16 @@
  * Temporal's PostgreSQL role is made anew at every start and passed in the environment only (the configs read it with
  * the server's `# enable-template`): it is never written to a file.
  */
-import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
 import { ConfigError, loadConfig, type Config } from '../config';
 import { registerSearchAttributes } from './search-attributes';
-import { reapPreviousStack, recordStack } from './pids';
+import { reapPreviousStack } from './pids';
+import { Supervisor, splitAddress, until } from './supervisor';
 
 const root = join(__dirname, '..');
 const say = (line: string) => process.stderr.write(`cmk cluster: ${line}\n`);
@@ -61,12 +62,6 @@ export function clusterPorts(frontend: number, env: Record<string, string | unde
   return { grpc, http: frontend + 10, membership, metrics, postgres };
 }
 type Ports = ReturnType<typeof clusterPorts>;
-
-interface Part {
-  name: string;
-  child: ChildProcess;
-  stopSignal: NodeJS.Signals;
-}
 
 function run(command: string, args: string[], options: SpawnSyncOptions & { what: string; log?: string }): string {
   const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options });
@@ -260,55 +255,11 @@ async function main(): Promise<void> {
   // One worker per region (R1): the deployment's regions, else the one default region.
   const regions = config.policy.regions ?? ['default'];
 
-  const parts: Part[] = [];
-  let stopping = false;
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    const exited = (list: Part[]) => Promise.all(list.map((p) => (p.child.exitCode === null && p.child.signalCode === null ? new Promise((r) => p.child.once('exit', r)) : null)));
-    // cmk and Temporal first; PostgreSQL once they are gone, so none of them sees its database go away.
-    const [database, others] = [parts.filter((p) => p.name === 'PostgreSQL'), parts.filter((p) => p.name !== 'PostgreSQL')];
-    others.reverse().forEach((p) => p.child.kill(p.stopSignal));
-    const deadline = setTimeout(() => others.forEach((p) => p.child.kill('SIGKILL')), 15_000);
-    await exited(others);
-    clearTimeout(deadline);
-    database.forEach((p) => p.child.kill(p.stopSignal));
-    const last = setTimeout(() => database.forEach((p) => p.child.kill('SIGKILL')), 30_000);
-    await exited(database);
-    clearTimeout(last);
-    process.exit(code);
-  };
-  process.once('SIGINT', () => void stop(0));
-  process.once('SIGTERM', () => void stop(0));
-
-  /**
-   * A child in our process group, its output in its log. Every part is started again when it dies (5 a minute), as
-   * compose's `restart: unless-stopped` does: Temporal's services recover from PostgreSQL, PostgreSQL from its WAL.
-   */
-  const launch = (name: string, command: string, args: string[], options: { log: string; cwd?: string; env?: Record<string, string>; restart?: boolean; stopSignal?: NodeJS.Signals }): void => {
-    const deaths: number[] = [];
-    const start = (): void => {
-      const out = openSync(options.log, 'a');
-      const child = spawn(command, args, { cwd: options.cwd ?? root, stdio: ['ignore', out, out], env: { ...process.env, ...options.env, CMK_STACK_PID: String(process.pid) } });
-      const part: Part = { name, child, stopSignal: options.stopSignal ?? 'SIGTERM' };
-      parts.push(part);
-      recordStack(paths.run, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
-      child.once('exit', (code, signal) => {
-        if (stopping) return;
-        parts.splice(parts.indexOf(part), 1);
-        const now = Date.now();
-        deaths.push(now);
-        if (options.restart && deaths.filter((t) => now - t < 60_000).length <= 5) {
-          say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); starting it again.`);
-          setTimeout(() => !stopping && start(), 1000);
-          return;
-        }
-        say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}; log ${options.log}); stopping the cluster.`);
-        void stop(1);
-      });
-    };
-    start();
-  };
+  // Every part is started again when it dies (5 a minute), as compose's `restart: unless-stopped` does: Temporal's
+  // services recover from PostgreSQL, PostgreSQL from its WAL. cmk and Temporal stop first; PostgreSQL (stage 1) once
+  // they are gone, so none of them sees its database go away.
+  const supervisor = new Supervisor({ root, runDir: paths.run, say, what: 'the cluster', graceMs: 15_000 });
+  const launch = supervisor.launch.bind(supervisor);
 
   const begun = Date.now();
   ensureBinaries(paths);
@@ -319,7 +270,7 @@ async function main(): Promise<void> {
   const password = randomBytes(24).toString('base64url');
   const [pgCommand, pgArgs] = asPg(user, join(PG_BIN, 'postgres'), ['-D', paths.postgres, '-p', String(ports.postgres), '-k', paths.postgres, '-c', 'listen_addresses=127.0.0.1']);
   // SIGINT is PostgreSQL's fast shutdown: sessions are ended, nothing is lost.
-  launch('PostgreSQL', pgCommand, pgArgs, { log: join(paths.logs, 'postgres.log'), cwd: '/', stopSignal: 'SIGINT', restart: true });
+  launch('PostgreSQL', pgCommand, pgArgs, { log: join(paths.logs, 'postgres.log'), cwd: '/', stopSignal: 'SIGINT', restart: true, stage: 1 });
   await waitForPostgres(paths, user, ports);
   setUpSchemas(paths, user, ports, password, moduleRoot);
   writeServiceConfigs(paths, ports, moduleRoot, host);
@@ -358,22 +309,6 @@ async function main(): Promise<void> {
     `cmk cluster ready in ${Math.round((Date.now() - begun) / 1000)} s: API ${config.apiUrl} · Temporal ${config.temporalAddress} (namespace ${config.temporalNamespace}; ` +
       `frontend, history, matching, worker: separate processes) · PostgreSQL 127.0.0.1:${ports.postgres} · regions ${regions.join(', ')} · logs ${paths.logs}\n`,
   );
-}
-
-function splitAddress(address: string): [string, string] {
-  const at = address.lastIndexOf(':');
-  if (at <= 0 || !/^\d+$/.test(address.slice(at + 1))) throw new ConfigError(`TEMPORAL_ADDRESS="${address}" must be HOST:PORT.`);
-  return [address.slice(0, at), address.slice(at + 1)];
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${timeoutMs / 1000} s.`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** Whether the binaries are cached (the smoke test runs only then). */

@@ -3,23 +3,19 @@
  * the worker and the API service — with one line when it is ready. Its children stay in its process group; SIGINT
  * or SIGTERM stops them all. Nothing here reads stdin.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
-import { ConfigError, loadConfig, type Config } from '../config';
+import { loadConfig, type Config } from '../config';
 import { SEARCH_ATTRIBUTE_REGISTRATION } from '../workflows/messages';
 import { uiCodecCapability } from '../api/codec';
 import { temporalCliPath } from './tools';
-import { reapPreviousStack, recordStack } from './pids';
+import { reapPreviousStack } from './pids';
+import { Supervisor, splitAddress, until } from './supervisor';
 
 const root = join(__dirname, '..');
 const say = (line: string) => process.stderr.write(`cmk: ${line}\n`);
-
-interface Part {
-  name: string;
-  child: ChildProcess;
-}
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -30,50 +26,10 @@ async function main(): Promise<void> {
   for (const dir of [config.dataDir, join(config.dataDir, 'temporal'), runDir, logDir]) mkdirSync(dir, { recursive: true });
   await reapPreviousStack(runDir, say);
 
-  const parts: Part[] = [];
-  let stopping = false;
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    for (const p of [...parts].reverse()) p.child.kill('SIGTERM');
-    const deadline = setTimeout(() => parts.forEach((p) => p.child.kill('SIGKILL')), 10_000);
-    await Promise.all(parts.map((p) => (p.child.exitCode === null && p.child.signalCode === null ? new Promise((r) => p.child.once('exit', r)) : null)));
-    clearTimeout(deadline);
-    process.exit(code);
-  };
-  process.once('SIGINT', () => void stop(0));
-  process.once('SIGTERM', () => void stop(0));
-
-  /**
-   * Starts a child. A worker, API service or dev server that dies is started again (Temporal hands its work to the
-   * new worker; the dev server reopens its SQLite file and the others reconnect); more than 5 deaths of one part in
-   * a minute stop the stack.
-   */
-  const launch = (name: string, command: string, args: string[], options: { logFile?: string; restart?: boolean; env?: Record<string, string> } = {}): void => {
-    const deaths: number[] = [];
-    const start = (): void => {
-      const out = options.logFile ? openSync(options.logFile, 'a') : 'inherit';
-      const child = spawn(command, args, { cwd: root, stdio: ['ignore', out, out], env: { ...process.env, ...options.env, CMK_STACK_PID: String(process.pid) } });
-      const part: Part = { name, child };
-      parts.push(part);
-      recordStack(runDir, [process.pid, ...parts.map((p) => p.child.pid ?? 0)]);
-      child.once('exit', (code, signal) => {
-        if (stopping) return;
-        parts.splice(parts.indexOf(part), 1);
-        const now = Date.now();
-        deaths.push(now);
-        const recent = deaths.filter((t) => now - t < 60_000).length;
-        if (options.restart && recent <= 5) {
-          say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); starting it again.`);
-          setTimeout(() => !stopping && start(), 1000);
-          return;
-        }
-        say(`${name} stopped unexpectedly (${signal ?? `exit ${code}`}); stopping the stack.`);
-        void stop(1);
-      });
-    };
-    start();
-  };
+  // A worker, API service or dev server that dies is started again (Temporal hands its work to the new worker; the
+  // dev server reopens its SQLite file and the others reconnect); more than 5 deaths of one part in a minute stop the stack.
+  const supervisor = new Supervisor({ root, runDir, say, what: 'the stack', graceMs: 10_000 });
+  const launch = supervisor.launch.bind(supervisor);
 
   // The UI decodes through the API service from the operator's browser; it sends no token, so its endpoint carries
   // the stack's capability (api/codec.ts). Made here, before the API service reads it.
@@ -93,7 +49,7 @@ async function main(): Promise<void> {
       '--log-level', 'warn',
       ...SEARCH_ATTRIBUTE_REGISTRATION.flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
     ],
-    { logFile: temporalLog, restart: true },
+    { log: temporalLog, restart: true },
   );
   await waitForTemporal(config, temporalLog);
 
@@ -110,22 +66,6 @@ async function main(): Promise<void> {
   );
 }
 
-function splitAddress(address: string): [string, string] {
-  const at = address.lastIndexOf(':');
-  if (at <= 0 || !/^\d+$/.test(address.slice(at + 1))) throw new ConfigError(`TEMPORAL_ADDRESS="${address}" must be HOST:PORT.`);
-  return [address.slice(0, at), address.slice(at + 1)];
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${timeoutMs / 1000} s.`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 async function waitForTemporal(config: Config, log: string): Promise<void> {
   await until(`The Temporal dev server (log: ${log})`, 60_000, async () => {
     const connection = await Connection.connect({ address: config.temporalAddress, connectTimeout: 1000 });
@@ -135,7 +75,7 @@ async function waitForTemporal(config: Config, log: string): Promise<void> {
     } finally {
       await connection.close();
     }
-  });
+  }, 250);
 }
 
 async function waitForApi(config: Config): Promise<void> {
@@ -143,7 +83,7 @@ async function waitForApi(config: Config): Promise<void> {
     const response = await fetch(`${config.apiUrl}/v1/status`);
     const status = (await response.json()) as { ready?: boolean };
     return status.ready ? true : undefined;
-  });
+  }, 250);
 }
 
 main().catch((err: unknown) => {

@@ -4,11 +4,11 @@
  * encrypted SQLite databases and the outbox. The API service's signature check is exercised end to end in
  * test/lock-e2e.test.ts; here the workflow gets the proof as the API service hands it over.
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_POLICY, type Actor, type PossessionProof } from '../workflows/rules';
-import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness, type TenantContext } from './support/time-skipping';
+import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, tenantWithProdOnItsKey, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
 const harness = timeSkippingHarness();
 const DAY = 24 * HOUR;
@@ -24,14 +24,8 @@ const lockRequest = (ctx: TenantContext, p: PossessionProof, actor: Actor = ALIC
 
 /** prod (system administrator sam) on the tenant key with rows, dev on the provider key; the embargo over. */
 async function lockableTenant(ctx: TenantContext) {
-  const { plane, parts, tenant, stage } = ctx;
-  const privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-  for (const [env, systemAdmin] of [['prod', 'sam@example.com'], ['dev', null]] as const) {
-    await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env, region: 'emea', systemAdmin });
-  }
-  const staged = await stage(privateKey);
-  await plane.changeKey(tenant, keyChange(ALICE, staged));
-  await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+  const { parts, tenant } = ctx;
+  const { privateKey, staged } = await tenantWithProdOnItsKey(ctx);
   for (const text of ['before the lock', 'second row']) await parts.databases.writeRow(tenant, 'prod', text);
   await parts.databases.writeRow(tenant, 'dev', 'dev row');
   return { privateKey, staged };

@@ -6,14 +6,14 @@
  * databases are the real local ones behind a wrapper that refuses a given call (it stands for the outside part
  * refusing): the workflow runs on, marks what failed, mails the administrators, and the repair moves it on.
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import { buildMailer, PostOffice, SendGridMailer } from '../mail';
 import { tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type PossessionProof } from '../workflows/rules';
 import { FakeSendGrid, SENDGRID_TEST_KEY } from './support/sendgrid-double';
-import { ALICE, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness, type TenantContext } from './support/time-skipping';
+import { ALICE, HOUR, keyChange, OPERATOR_ACTOR, tenantWithProdOnItsKey, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
 const harness = timeSkippingHarness();
 const DAY = 24 * HOUR;
@@ -42,14 +42,8 @@ const proof = (tenant: string, verifiedThumbprint: string): PossessionProof => (
 
 /** prod (system administrator sam) on the tenant key, dev on the provider key, then locked once the embargo is over. */
 async function lockedTenant(ctx: TenantContext) {
-  const { plane, tenant, stage } = ctx;
-  const privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-  for (const [env, systemAdmin] of [['prod', 'sam@example.com'], ['dev', null]] as const) {
-    await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env, region: 'emea', systemAdmin });
-  }
-  const staged = await stage(privateKey);
-  await plane.changeKey(tenant, keyChange(ALICE, staged));
-  await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+  const { plane, tenant } = ctx;
+  const { staged } = await tenantWithProdOnItsKey(ctx);
   await harness.env.sleep(73 * HOUR);
   const claims = proof(tenant, staged.thumbprint);
   return plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof: claims, possession: ctx.possession(claims) });

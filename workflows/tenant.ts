@@ -204,7 +204,11 @@ function refuseIf(refusal: Refusal | null): void {
 }
 
 export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> {
-  let trust: RequestTrust | null = patched(SIGNED_REQUESTS_PATCH) ? await requestTrust() : null;
+  const signsRequests = patched(SIGNED_REQUESTS_PATCH);
+  // Decided once per run, at its start and before anything it awaits, so that every later use agrees on replay.
+  // (Decided after the local activity below, a replaying worker met the marker before the call: nondeterminism.)
+  const publishesDeadlines = patched(DEADLINES_PATCH);
+  let trust: RequestTrust | null = signsRequests ? await requestTrust() : null;
   // A first run must have been started by the API service; a continued one was started by this workflow itself.
   if (trust && !workflowInfo().continuedFromExecutionRunId) {
     const why = checkSignature(trust.publicKeys, workflowInfo().workflowId, workflowInfo().workflowType, input, authOf(input), workflowInfo().startTime.getTime());
@@ -234,8 +238,6 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   }
   const tenant: TenantSnapshot = carried.snapshot;
   if (input.regions && !carried.regions) carried.regions = input.regions;
-  // Decided once per run, at its start, so that every later use agrees on replay.
-  const publishesDeadlines = patched(DEADLINES_PATCH);
   /** Durations and regions are the worker's, whatever a request says (R14, §6). */
   function adoptTrust(loaded: RequestTrust): void {
     carried.policy = loaded.policy;

@@ -53,6 +53,22 @@ export const keyChange = (actor: Actor, staged: StagedTestKey, source: KeySource
   staged,
 });
 
+/**
+ * The tenant the lock tests start from: prod (system administrator sam) on a new tenant key, dev on the provider key,
+ * both in region emea. The key's private half is returned for the possession proof.
+ */
+export async function tenantWithProdOnItsKey(ctx: TenantContext): Promise<{ privateKey: KeyObject; staged: StagedTestKey }> {
+  const { plane, tenant, stage } = ctx;
+  const privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  for (const [env, systemAdmin] of [['prod', 'sam@example.com'], ['dev', null]] as const) {
+    await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env, region: 'emea', systemAdmin });
+  }
+  const staged = await stage(privateKey);
+  await plane.changeKey(tenant, keyChange(ALICE, staged));
+  await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+  return { privateKey, staged };
+}
+
 export function timeSkippingHarness() {
   let env: TestWorkflowEnvironment | undefined;
   let bundle: WorkflowBundleWithSourceMap | undefined;
