@@ -1,4 +1,5 @@
-// Lint: strict TypeScript habits everywhere, and workflows/ kept deterministic (no Node built-ins, no I/O modules).
+// Lint: strict TypeScript habits everywhere, and workflows/ and domain/ kept deterministic (no Node built-ins, no I/O
+// modules). Which folder may import which: .dependency-cruiser.cjs (`npm run lint` runs both).
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
@@ -19,10 +20,10 @@ export default tseslint.config(
     },
   },
   {
-    // Workflow code is replayed: it may not touch the clock, the disk, the network or Node's APIs.
-    files: ['workflows/**/*.ts'],
+    // Workflow code is replayed, and the domain is read by it: neither may touch the clock, the disk, the network or Node's APIs.
+    files: ['workflows/**/*.ts', 'domain/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { paths: nodeBuiltins, patterns: ioModules.map((group) => ({ group: [group], message: 'workflows/ must stay deterministic: import only types from I/O modules.', allowTypeImports: true })) }],
+      'no-restricted-imports': ['error', { paths: nodeBuiltins, patterns: ioModules.map((group) => ({ group: [group], message: 'workflows/ and domain/ must stay deterministic: import only types from I/O modules.', allowTypeImports: true })) }],
       'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'fetch', 'process'],
     },
   },

@@ -4,7 +4,7 @@
  * appends (audit/trail.ts keeps the hash chain and the signed head).
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { AUDIT_RECORD_REFUSED } from '../workflows/audit-redaction';
+import { AUDIT_RECORD_REFUSED } from '../domain/audit-redaction';
 import { AuditEntryRefusedError, type AuditEntry, type AuditHead, type AuditRecord, type AuditTrail, type AuditVerification } from '../audit/trail';
 
 /** Where the tenant workflows send their records: the audit workflow (a signal), or a trail directly in tests. */

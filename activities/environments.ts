@@ -1,3 +1,4 @@
+import { providerKeyName } from '../vault/names';
 import { isCmkError } from '../common/errors';
 import type { EnvironmentDatabases, KeyRecordView, Protector, RekeyHooks, ScanProgress } from '../database/types';
 import type { Vault } from '../vault/types';
@@ -19,8 +20,6 @@ export interface ReprotectionBatchResult {
 /** Environments of one batch re-wrapped at once: the work is vault crypto and small fsynced writes. */
 const BATCH_CONCURRENCY = 4;
 
-/** The provider's own key for a region: one vault key, created the first time the region is used. */
-export const providerKeyName = (region: string): string => `provider-${region}`;
 
 export async function providerProtector(vault: Vault, region: string): Promise<Protector> {
   const name = providerKeyName(region);

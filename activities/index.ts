@@ -15,7 +15,7 @@ import { createLockActivities } from './lock';
 import { createPurgeActivities, type TenantDirectory } from './purge';
 import { createAuditActivities, type AuditSink } from './audit';
 import type { AuditTrail } from '../audit/trail';
-import type { RequestTrust } from '../workflows/signed';
+import type { RequestTrust } from '../domain/signed';
 import type { ChallengeOpener } from './lock';
 import { createTrustActivities } from './trust';
 

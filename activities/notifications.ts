@@ -1,5 +1,5 @@
 import type { Mailer, MailRetryReport } from '../mail/types';
-import type { MailEvent } from '../workflows/notifications';
+import type { MailEvent } from '../domain/notifications';
 
 export interface NotificationInput {
   /** Unique per notification and derived from the workflow ID, so a retried activity mails nobody twice. */

@@ -9,7 +9,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { CmkError } from '../common/errors';
 import { OPERATOR_ROLE, OPERATOR_ROLE_CLAIM } from '../common/tokens';
 import type { AuthConfig } from '../config';
-import { isValidEmail, normaliseEmail, OPERATOR, type Actor } from '../workflows/rules';
+import { isValidEmail, normaliseEmail, OPERATOR, type Actor } from '../domain/rules';
 
 export type Authenticator = (authorization: string | string[] | undefined) => Promise<Actor>;
 
@@ -69,7 +69,7 @@ export function createAuthenticator(auth: AuthConfig, localPublicKey: KeyObject 
 /**
  * The operator carries `cmk_role: operator`; anyone else is the e-mail address in `email` (or an e-mail `sub`). An
  * external issuer must also vouch that the address is its holder's (`email_verified: true`): many let users type any
- * address. Addresses are ASCII (workflows/rules.ts), so that no case or compatibility fold makes two of one.
+ * address. Addresses are ASCII (domain/rules.ts), so that no case or compatibility fold makes two of one.
  */
 export function actorOf(payload: JWTPayload, options: { requireEmailVerified?: boolean } = {}): Actor {
   if (payload[OPERATOR_ROLE_CLAIM] === OPERATOR_ROLE) return OPERATOR;

@@ -15,8 +15,8 @@ import type { Payload } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import type { EncryptionCodec } from '../codec';
 import type { AuditEntry } from '../audit/trail';
-import { redactAuditEntry } from '../workflows/audit-redaction';
-import type { Actor } from '../workflows/rules';
+import { redactAuditEntry } from '../domain/audit-redaction';
+import type { Actor } from '../domain/rules';
 import type { Config } from '../config';
 import { loadOrCreateSecret } from '../common/secrets';
 

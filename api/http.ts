@@ -1,7 +1,7 @@
 /** Small HTTP plumbing for the API service: JSON bodies with a size limit, refusals as `{error:{code,message}}`. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CmkError, isCmkError } from '../common/errors';
-import { httpStatusOf } from '../workflows/codes';
+import { httpStatusOf } from '../domain/codes';
 import { RateLimitedError } from './ratelimit';
 
 /** A body over its route's limit: refused once the rest is drained (see DRAIN_LIMIT), and the connection closed. */

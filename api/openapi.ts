@@ -1,6 +1,6 @@
 /** The OpenAPI 3.1 document of the API service, built from the route table (api/server.ts) so it cannot drift. */
-import { ERROR_CODES, httpStatusOf } from '../workflows/codes';
-import type { Route } from './server';
+import { ERROR_CODES, httpStatusOf } from '../domain/codes';
+import type { Route } from './route';
 
 export function openApiDocument(routes: Route[]) {
   const paths: Record<string, Record<string, unknown>> = {};

@@ -8,13 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
-import { ACTIONS, describeActor, isValidId, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../workflows/rules';
+import { ACTIONS, describeActor, isValidId, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../domain/rules';
 import type { AuditEntry } from '../audit/trail';
-import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
+import { quotable, redactAuditEntry } from '../domain/audit-redaction';
 import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
 import type { Authenticator } from './auth';
 import type { ApiService } from './service';
 import { openApiDocument } from './openapi';
+import type { Route } from './route';
 import type { CodecEndpoint } from './codec';
 import { regionTaskQueue } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
@@ -39,30 +40,7 @@ export interface ServerDependencies {
   rateLimits?: RateLimiter;
 }
 
-interface RequestContext {
-  actor: Actor;
-  params: Record<string, string>;
-  query: URLSearchParams;
-  body: () => Promise<Record<string, unknown>>;
-  req: IncomingMessage;
-}
-
-export interface Route {
-  method: 'GET' | 'POST';
-  /** OpenAPI-style template: `/v1/tenants/{tenant}/environments/{env}`. */
-  path: string;
-  summary: string;
-  /** The audit trail's name for what a refused request wanted; set on every state-changing route. */
-  audited?: string;
-  /** Request body fields for the OpenAPI document: name → description ("?" suffix on the name: optional). */
-  body?: Record<string, string>;
-  /** Largest body accepted; key files (≤ 64 KiB) travel as base64. */
-  maxBodyBytes?: number;
-  /** The code a too-large body answers (INVALID_KEY_FILE where the body carries a key file). */
-  tooLarge?: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT';
-  public?: boolean;
-  handle: (ctx: RequestContext) => Promise<unknown>;
-}
+export type { Route };
 
 const SMALL_BODY = 16 * 1024;
 /** 64 KiB of key file in base64 (87,382 characters) plus its JSON framing. */
@@ -75,7 +53,7 @@ function role(text: string | undefined): AdminRole | null {
   return text;
 }
 
-/** A caller's text quoted in a refusal only when short and plain (workflows/audit-redaction.ts); else `instead`. */
+/** A caller's text quoted in a refusal only when short and plain (domain/audit-redaction.ts); else `instead`. */
 const quotedOr = (text: unknown, instead: string): string => {
   const q = quotable(text, 20);
   return q === null ? instead : `"${q}"`;

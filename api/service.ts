@@ -4,6 +4,7 @@
  * as a reference, and environment data straight from the database engine. The workflows re-check every rule in
  * their update validators; these pre-checks only make refusals cheap and correctly ordered.
  */
+import { kekVaultKeyName, legacyKekVaultKeyName, tenantVaultKeyName } from '../vault/names';
 import { CmkError } from '../common/errors';
 import type { ControlPlane } from '../client/library';
 import type { EnvironmentDatabases } from '../database/types';
@@ -46,13 +47,13 @@ import {
   type Refusal,
   type TenantKey,
   type TenantSnapshot,
-} from '../workflows/rules';
+} from '../domain/rules';
 import type { StagedKey } from '../workflows/messages';
 import type { ChallengeIssuer } from './challenges';
 import type { AuditEntry } from '../audit/trail';
-import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
+import { quotable, redactAuditEntry } from '../domain/audit-redaction';
 import { MAX_AUDIT_PAGE } from '../activities/audit';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 
 export interface ApiDependencies {
   config: Config;
@@ -82,23 +83,6 @@ const shown = (text: string): string => {
   const q = quotable(text);
   return q === null ? 'That' : `"${q}"`;
 };
-
-/**
- * The vault key under which a (tenant, region)'s keys are versions, as Azure Key Vault keeps them:
- * `tenant--<length of the tenant ID>-<tenant>-<region>`, so that tenant `a-b` in region `c` and tenant `a` in region
- * `b-c` get different names (IDs may hold dashes; vault names allow nothing else). The earlier `tenant-<t>-<r>` names
- * could not start with `tenant--`; keys stored under them keep working, as each key's name is kept in the workflow
- * state. Past the vault's 127 characters, a hash of the pair stands in.
- */
-export const tenantVaultKeyName = (tenant: string, region: string): string => scopedVaultKeyName('tenant', tenant, region);
-export const kekVaultKeyName = (tenant: string, region: string): string => scopedVaultKeyName('kek', tenant, region);
-/** Before names were unambiguous; only read, for key-exchange keys made then (see kekNameInVault). */
-export const legacyKekVaultKeyName = (tenant: string, region: string): string => `kek-${tenant}-${region}`;
-
-function scopedVaultKeyName(kind: 'tenant' | 'kek', tenant: string, region: string): string {
-  const name = `${kind}--${tenant.length}-${tenant}-${region}`;
-  return name.length <= 127 ? name : `${kind}--h-${createHash('sha256').update(`${tenant}/${region}`).digest('hex').slice(0, 40)}`;
-}
 
 /**
  * The key-exchange key a .byok of (tenant, region) must name: the one made under today's name, or else one made

@@ -17,32 +17,10 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { fsyncPath, writeFileAtomicSync } from '../common/atomic';
-import { AUDIT_LIMITS, AUDIT_OUTCOMES, auditStringProblem, looksLikeSecretName } from '../workflows/audit-redaction';
+import { AUDIT_LIMITS, AUDIT_OUTCOMES, auditStringProblem, looksLikeSecretName } from '../domain/audit-redaction';
+import type { AuditEntry, AuditOutcome } from '../domain/audit-entry';
 
-export type AuditOutcome = 'accepted' | 'refused' | 'completed' | 'failed';
-
-/** What a caller hands in. `id` is unique per event and makes append idempotent (an activity may be retried). */
-export interface AuditEntry {
-  /** e.g. "tenant/contoso/key.change/abc" — unique; re-appending the same id is a no-op. */
-  id: string;
-  /** ISO time of the event. */
-  at: string;
-  /** E-mail or "operator". */
-  actor: string;
-  /** e.g. "key.generate", "env.apply", "codec.decode". */
-  action: string;
-  outcome: AuditOutcome;
-  tenant: string | null;
-  region?: string | null;
-  environment?: string | null;
-  /** Stable refusal/failure code, e.g. "FORBIDDEN". */
-  code?: string | null;
-  /** A sentence; never secrets. */
-  message?: string | null;
-  /** Lowercase hex SHA-256. */
-  thumbprints?: string[];
-  details?: Record<string, string | number | boolean | null>;
-}
+export type { AuditEntry, AuditOutcome } from '../domain/audit-entry';
 
 export interface AuditRecord extends AuditEntry {
   seq: number;
@@ -439,7 +417,7 @@ function validateEntry(entry: unknown, index: number): AuditEntry {
   return out;
 }
 
-/** Fields that name who or where (workflows/audit-redaction.ts): a plain token there is kept whatever it spells. */
+/** Fields that name who or where (domain/audit-redaction.ts): a plain token there is kept whatever it spells. */
 const IDENTIFYING = new Set(['id', 'actor', 'tenant', 'region', 'environment']);
 
 function checkString(label: string, value: string, identifying = false): void {

@@ -25,13 +25,13 @@ import { loadDataConverter } from '../codec';
 import { ControlPlane } from '../client/library';
 import { loadRequestSigner } from '../common/request-signing';
 import { loadConfig } from '../config';
-import { parseDuration } from '../workflows/rules';
+import { parseDuration } from '../domain/rules';
 import { Outbox } from '../mail/outbox';
 import { buildParts } from '../worker/parts';
 import { tenantWorkflowId } from '../workflows/messages';
 import { clusterPaths, clusterPorts } from '../stack/cluster';
-import { freePort, runCmk, startStack, type CliResult } from '../test/support/stack';
-import { FakeSendGrid, SENDGRID_TEST_KEY } from '../test/support/sendgrid-double';
+import { freePort, runCmk, startStack, type CliResult } from '../harness/stack';
+import { FakeSendGrid, SENDGRID_TEST_KEY } from '../harness/sendgrid-double';
 
 const root = join(__dirname, '..');
 

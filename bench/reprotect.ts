@@ -14,7 +14,7 @@ import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { tenantWorkflowId } from '../workflows/messages';
-import { startStack } from '../test/support/stack';
+import { startStack } from '../harness/stack';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../common/atomic';
 import { MAX_KEY_FILE_BYTES } from '../common/keys';
 import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
 import { detectKeyFileKind, parsePfx } from '../keyfiles';
-import { isValidEmail, parseDuration, type Action } from '../workflows/rules';
+import { isValidEmail, parseDuration, type Action } from '../domain/rules';
 import { loadConfig } from '../config';
 import { issueToken, loadTokenSigningKey } from '../common/tokens';
 import { MAX_LOCAL_TOKEN_SECONDS } from '../api/auth';

@@ -1,6 +1,6 @@
 /** The API service's HTTP client, as the CLI uses it. Refusals come back as CmkError with their stable code. */
 import { CmkError } from '../common/errors';
-import { isErrorCode } from '../workflows/codes';
+import { isErrorCode } from '../domain/codes';
 
 export class ApiUnreachableError extends Error {
   override name = 'ApiUnreachableError';

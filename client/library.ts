@@ -15,9 +15,9 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { RequestSigner } from '../common/request-signing';
-import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../workflows/signed';
+import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth } from '../domain/signed';
 import { CmkError } from '../common/errors';
-import { isErrorCode } from '../workflows/codes';
+import { isErrorCode } from '../domain/codes';
 import {
   environmentOperationUpdateId,
   queries,
@@ -49,12 +49,12 @@ import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { auditTrailWorkflow, mailRetryWorkflow } from '../workflows';
 import type { MailRetryReport } from '../mail/types';
-import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../workflows/rules';
+import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../domain/rules';
 import type { tenantWorkflow } from '../workflows';
-import { unpackEnvironments } from '../workflows/carried';
+import { unpackEnvironments } from '../domain/carried';
 
 /**
- * Every start, update and signal is signed with the request-signing key (workflows/signed.ts): the workflows accept
+ * Every start, update and signal is signed with the request-signing key (domain/signed.ts): the workflows accept
  * nothing else, so the Temporal frontend is no way around the API service's checks (DESIGN.md §6).
  */
 export class ControlPlane {
@@ -363,7 +363,7 @@ function isResourceExhausted(err: unknown): boolean {
   return false;
 }
 
-/** The refusal of a run that has not loaded its worker's trust yet (workflows/signed.ts). */
+/** The refusal of a run that has not loaded its worker's trust yet (domain/signed.ts). */
 function isTrustNotLoaded(err: unknown): boolean {
   const refusal = asRefusal(err);
   return refusal?.code === 'OPERATION_IN_PROGRESS' && refusal.message === TRUST_NOT_LOADED_MESSAGE;

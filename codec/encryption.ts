@@ -4,7 +4,7 @@
  * SDK's serialization context) so it cannot be moved into another workflow's history. A payload that is not
  * encrypted, or does not open (changed, truncated, an unknown key id, another workflow's, not a payload inside) —
  * sent to the frontend by someone without the codec key — decodes to a refusal marker, which every workflow refuses
- * as unsigned (workflows/signed.ts): throwing instead would fail the workflow task over and over, so one such request
+ * as unsigned (domain/signed.ts): throwing instead would fail the workflow task over and over, so one such request
  * would stall a tenant. Histories written before the codec replay with `acceptPlaintext` (replay tests; the
  * operator's CMK_CODEC_ACCEPT_PLAINTEXT for workflows still running from then).
  */

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../workflows/codes';
+import type { ErrorCode } from '../domain/codes';
 
 /**
  * A refusal a tenant administrator can act on: a stable code (DESIGN.md §4) and one plain sentence.

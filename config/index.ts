@@ -5,10 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_POLICY, isValidEmail, isValidId, parseDuration, type Policy } from '../workflows/rules';
+import { DEFAULT_POLICY, isValidEmail, isValidId, parseDuration, type Policy } from '../domain/rules';
 import { telemetryConfig, type TelemetryConfig } from './telemetry';
 import { regionVariableSuffix, vaultConfig, type VaultConfig } from './vault';
 import { sqlServersConfig, type SqlServerEntry } from './sqlservers';
+import { ConfigError } from './error';
 
 export interface Config {
   dataDir: string;
@@ -108,9 +109,7 @@ export const ALLOWED_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'ES512', 'RS
 
 type Env = Record<string, string | undefined>;
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 function duration(env: Env, name: string, fallback: number): number {
   const text = env[name];
@@ -224,7 +223,7 @@ export function loadConfig(env: Env = process.env): Config {
     mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
     ...(env.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: env.CMK_MSSQL_BACKUP_DIR } : {}),
     mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
-    ...sqlServersConfig(env, (message) => new ConfigError(message)),
+    ...sqlServersConfig(env),
     auth,
     codecCorsOrigin: env.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(env.TEMPORAL_ADDRESS || '127.0.0.1:7233') : env.CMK_CODEC_CORS_ORIGIN || null,
     ...mail,

@@ -9,7 +9,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { isValidId } from '../workflows/rules';
+import { isValidId } from '../domain/rules';
+import { ConfigError } from './error';
 
 type Env = Record<string, string | undefined>;
 
@@ -52,14 +53,14 @@ class ConfigRefusal extends Error {}
 
 /**
  * The fleet from CMK_MSSQL_SERVERS when CMK_DB_ENGINE=sqlserver, spread into the Config; nothing otherwise (MSSQL_URL
- * is then read by config/index.ts). `makeError` is config/index.ts's ConfigError, passed in to avoid an import cycle.
+ * is then read by config/index.ts).
  */
-export function sqlServersConfig(env: Env, makeError: (message: string) => Error): { mssqlServers?: SqlServerEntry[] } {
+export function sqlServersConfig(env: Env): { mssqlServers?: SqlServerEntry[] } {
   if ((env.CMK_DB_ENGINE || 'sqlite') !== 'sqlserver' || !env.CMK_MSSQL_SERVERS) return {};
   try {
     return { mssqlServers: parseSqlServers(env) };
   } catch (err) {
-    if (err instanceof ConfigRefusal) throw makeError(err.message);
+    if (err instanceof ConfigRefusal) throw new ConfigError(err.message);
     throw err;
   }
 }

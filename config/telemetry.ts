@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { LogLevel } from '@temporalio/common';
 // A cycle (index.ts imports this file), harmless: ConfigError is only reached when a function here runs.
-import { ConfigError } from './index';
+import { ConfigError } from './error';
 
 type Env = Record<string, string | undefined>;
 

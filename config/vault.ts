@@ -3,7 +3,7 @@
  * Managed HSM through vault/azure.ts, with one vault URL and optional per-region ones.
  */
 // A cycle with config/index.ts, harmless: ConfigError is only read when a value is refused, long after both loaded.
-import { ConfigError } from './index';
+import { ConfigError } from './error';
 
 type Env = Record<string, string | undefined>;
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CmkError } from '../common/errors';
-import { isValidId } from '../workflows/rules';
+import { isValidId } from '../domain/rules';
 
 /** Both engines name files or databases after the IDs: anything outside the grammar is refused before any I/O. */
 export function assertEnvironmentIds(tenant: string, env: string): void {

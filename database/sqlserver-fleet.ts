@@ -19,7 +19,7 @@ import { CmkError, isCmkError } from '../common/errors';
 import type { Config } from '../config';
 import { ConfigError } from '../config';
 import type { SqlServerEntry } from '../config/sqlservers';
-import { providerKeyName } from '../activities/environments';
+import { providerKeyName } from '../vault/names';
 import { MssqlConnection, SqlServerEnvironmentDatabases, databaseName, type SqlConnection, type SqlParams, type SqlServerOptions } from './sqlserver';
 import * as sql from './sqlserver-sql';
 import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, RekeyHooks, Row } from './types';

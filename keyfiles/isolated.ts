@@ -8,7 +8,7 @@
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
-import { isErrorCode } from '../workflows/codes';
+import { isErrorCode } from '../domain/codes';
 import type { GeneratedKey, GenerateKeyOptions } from './generate';
 import type { OpenedPfx } from './pfx';
 import type { JobMessage } from './parse-worker';

@@ -1,4 +1,4 @@
-import type { MailEvent } from '../workflows/notifications';
+import type { MailEvent } from '../domain/notifications';
 
 /** One message to one administrator. `id` is its idempotency key: the same id is delivered at most once. */
 export interface OutgoingMail {

@@ -1,5 +1,5 @@
 /**
- * `npm run fuzz`: the long run of the property tests' generators (test/support/hostile.ts). The key-file parsers run
+ * `npm run fuzz`: the long run of the property tests' generators (harness/hostile.ts). The key-file parsers run
  * in-process; the API runs against an embedded stack this script starts (Temporal dev server, worker, API).
  *
  *   npm run fuzz                                   # about 5 minutes: 40% parsers, 60% API, split evenly by target
@@ -32,8 +32,8 @@ import {
   type FuzzParams,
   type Observer,
   type SyncTarget,
-} from '../test/support/hostile';
-import { startStack, type Stack } from '../test/support/stack';
+} from '../harness/hostile';
+import { startStack, type Stack } from '../harness/stack';
 
 /** A parser run this slow is a failure even though it ended (the designed worst case, a KDF budget, is ~3 s). */
 const SLOW_RUN_MS = 10_000;

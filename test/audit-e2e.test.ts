@@ -7,7 +7,7 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startStack, type CliResult, type Stack } from './support/stack';
+import { startStack, type CliResult, type Stack } from '../harness/stack';
 
 const ALICE = 'alice@fabrikam.example';
 const BOB = 'bob@fabrikam.example';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as atomic from '../common/atomic';
 import { AuditTrail, type AuditEntry, type AuditRecord, type AuditVerification } from '../audit';
 import { AuditEntryRefusedError } from '../audit/trail';
-import { quotable, redactAuditEntry } from '../workflows/audit-redaction';
+import { quotable, redactAuditEntry } from '../domain/audit-redaction';
 
 const GENESIS = '0'.repeat(64);
 const key = randomBytes(32);
@@ -570,7 +570,7 @@ test('a 20,000-record trail verifies in one pass, and an edit deep inside it is 
   expect(v.problems).toEqual([expect.objectContaining({ seq: 15000, line: 15000 })]);
 });
 
-describe('redaction where the record is made (workflows/audit-redaction.ts)', () => {
+describe('redaction where the record is made (domain/audit-redaction.ts)', () => {
   test.each([
     ['a PEM block in the message', { message: 'Here: -----BEGIN PRIVATE KEY----- hunter2-value' }, 'message'],
     ['a PEM marker in a key name', { details: { name: 'k-----BEGIN hunter2-value' } }, 'details.name'],

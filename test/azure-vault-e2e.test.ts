@@ -7,8 +7,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startStack, type Stack } from './support/stack';
-import { tenantVaultKeyName } from '../api/service';
+import { startStack, type Stack } from '../harness/stack';
+import { tenantVaultKeyName } from '../vault/names';
 import { startKeyVaultDouble, type KeyVaultDouble } from './support/keyvault-double';
 import { azureKeyName } from '../vault/azure';
 

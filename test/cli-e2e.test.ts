@@ -7,9 +7,9 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { expectAligned } from './support/columns';
-import { startStack, type Stack } from './support/stack';
-import { tenantVaultKeyName } from '../api/service';
-import { makePfx, makeByok } from './support/keyfiles';
+import { startStack, type Stack } from '../harness/stack';
+import { tenantVaultKeyName } from '../vault/names';
+import { makePfx, makeByok } from '../harness/keyfiles';
 import { scratchDir } from './support/scratch';
 
 let stack: Stack;

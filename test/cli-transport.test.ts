@@ -11,8 +11,8 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { secretsMayTravelTo } from '../client/http';
 import { loadOrCreateTokenSigningKey } from '../common/tokens';
-import { makePfx } from './support/keyfiles';
-import { runCmk } from './support/stack';
+import { makePfx } from '../harness/keyfiles';
+import { runCmk } from '../harness/stack';
 
 const work = mkdtempSync(join(tmpdir(), 'cmk-cli-transport-'));
 const secretsDir = join(work, 'secrets');

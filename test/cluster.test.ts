@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clusterBinariesCached, clusterPaths, clusterPorts } from '../stack/cluster';
-import { freePort, runCmk } from './support/stack';
+import { freePort, runCmk } from '../harness/stack';
 
 const root = join(__dirname, '..');
 const binDir = process.env.CMK_CLUSTER_BIN_DIR || clusterPaths(join(root, 'var'), {}).bin;

@@ -7,10 +7,10 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 import { ENCRYPTED_ENCODING, KEY_ID_METADATA, loadCodecKeyRing, loadDataConverter, type CodecKeyRing } from '../codec';
 import { tenantWorkflowId, updates } from '../workflows/messages';
-import { DEFAULT_POLICY } from '../workflows/rules';
+import { DEFAULT_POLICY } from '../domain/rules';
 
 let stack: Stack;
 let connection: Connection;

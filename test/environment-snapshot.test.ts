@@ -5,7 +5,7 @@
  */
 import { ALICE, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { queries, tenantWorkflowId } from '../workflows/messages';
-import { checkBackup, checkEnvironmentOperation, checkUnlock, DEFAULT_POLICY, isAllowed, normaliseEmail, type Actor, type TenantSnapshot } from '../workflows/rules';
+import { checkBackup, checkEnvironmentOperation, checkUnlock, DEFAULT_POLICY, isAllowed, normaliseEmail, type Actor, type TenantSnapshot } from '../domain/rules';
 
 const harness = timeSkippingHarness();
 

@@ -8,7 +8,7 @@ import { threadId } from 'node:worker_threads';
 import forge from 'node-forge';
 import { IsolatedPfxParser } from '../keyfiles/isolated';
 import { parsePfx } from '../keyfiles';
-import { makePfx } from './support/keyfiles';
+import { makePfx } from '../harness/keyfiles';
 
 /** A .pfx whose MAC asks for 1,000,000 iterations (the most parsePfx allows): seconds of work before its refusal. */
 function slowPfx(): Buffer {

@@ -20,8 +20,8 @@ import {
   unwrapByokCiphertext,
   wrapForByok,
 } from '../keyfiles';
-import type { ErrorCode } from '../workflows/codes';
-import { assemblePfx, certificateDer, hasOpenssl, makeByok, makeOpensslPfx, makePfx, openssl, opensslSupportsLegacy, pfxAround } from './support/keyfiles';
+import type { ErrorCode } from '../domain/codes';
+import { assemblePfx, certificateDer, hasOpenssl, makeByok, makeOpensslPfx, makePfx, openssl, opensslSupportsLegacy, pfxAround } from '../harness/keyfiles';
 
 const newKeyPair = promisify(generateKeyPair);
 const PASSWORD = 'Canary-Pfx-Password-7g2K';

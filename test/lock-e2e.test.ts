@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
-import { startStack, type Stack } from './support/stack';
-import { tenantVaultKeyName } from '../api/service';
-import { makePfx } from './support/keyfiles';
+import { startStack, type Stack } from '../harness/stack';
+import { tenantVaultKeyName } from '../vault/names';
+import { makePfx } from '../harness/keyfiles';
 import { scratchDir } from './support/scratch';
 
 let stack: Stack;

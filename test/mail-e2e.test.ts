@@ -7,8 +7,8 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
 import { MAIL_RETRY_SCHEDULE_ID } from '../workflows/messages';
-import { freePort, startStack, type Stack } from './support/stack';
-import { FakeSendGrid, SENDGRID_TEST_KEY } from './support/sendgrid-double';
+import { freePort, startStack, type Stack } from '../harness/stack';
+import { FakeSendGrid, SENDGRID_TEST_KEY } from '../harness/sendgrid-double';
 
 let stack: Stack;
 let sendgrid: FakeSendGrid;

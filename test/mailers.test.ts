@@ -1,6 +1,6 @@
 /**
  * The SendGrid and SMTP mailers against real local servers: an HTTP endpoint that checks SendGrid's v3 Mail Send
- * request shape (test/support/sendgrid-double.ts), and an `smtp-server` relay. No library is mocked; the outbox is the
+ * request shape (harness/sendgrid-double.ts), and an `smtp-server` relay. No library is mocked; the outbox is the
  * real one in a temporary directory. Delivery is per recipient: a refused recipient is `rejected`, the others get
  * theirs; a provider outage leaves mail `pending`, retried with backoff and delivered once when it is back.
  */
@@ -14,7 +14,7 @@ import { ConfigError, loadConfig } from '../config';
 import { buildMailer, MAIL_GIVE_UP_MS, NOTIFICATION_ID_HEADER, PostOffice, SendGridMailer, SmtpMailer } from '../mail';
 import { Outbox } from '../mail/outbox';
 import type { OutgoingMail } from '../mail/types';
-import { FakeSendGrid, SENDGRID_TEST_KEY as API_KEY } from './support/sendgrid-double';
+import { FakeSendGrid, SENDGRID_TEST_KEY as API_KEY } from '../harness/sendgrid-double';
 
 const FROM = 'cmk@example.com';
 

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startStack, identityHeaders, type Stack } from './support/stack';
+import { startStack, identityHeaders, type Stack } from '../harness/stack';
 import { scratchDir } from './support/scratch';
 import { UI_CODEC_CAPABILITY } from '../api/codec';
 import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';

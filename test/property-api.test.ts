@@ -1,13 +1,13 @@
 /**
  * Property tests over every POST route of the API service, against the real embedded stack (Temporal dev server,
- * worker, API): hostile bodies and path segments (test/support/hostile.ts) always answer below 500, with JSON and a
+ * worker, API): hostile bodies and path segments (harness/hostile.ts) always answer below 500, with JSON and a
  * stable code; the API stays up; and refused requests change nothing the tenant can see (`key show`, `env list`).
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 import {
   apiTargets,
   BODY_LIMITS,
@@ -21,7 +21,7 @@ import {
   type AcceptedLog,
   type ApiRoute,
   type ApiWorld,
-} from './support/hostile';
+} from '../harness/hostile';
 
 /** Runs per route: with ~20 routes and ~50 ms a request, the whole file stays well under three minutes. */
 const RUNS_PER_ROUTE = 20;

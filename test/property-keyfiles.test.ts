@@ -2,7 +2,7 @@
  * Property tests over the key-file parsers (DESIGN.md §6, Hostile input): whatever the bytes — random, mutated valid
  * files, deeply nested DER, huge length fields, random JSON — parsePfx, parseByok, the BYOK unwrap and
  * detectKeyFileKind return a valid result or throw a CmkError with an input code, and never hang.
- * The generators are shared with `npm run fuzz` (test/support/hostile.ts), which runs them far longer.
+ * The generators are shared with `npm run fuzz` (harness/hostile.ts), which runs them far longer.
  */
 import fc from 'fast-check';
 import forge from 'node-forge';
@@ -21,7 +21,7 @@ import {
   SAMPLE_PASSWORD,
   type KeyFileCorpus,
   type Nesting,
-} from './support/hostile';
+} from '../harness/hostile';
 
 /** Runs per target: enough to meet every generator arm many times, small enough for a 2-core CI machine. */
 const RUNS: Record<string, number> = { parsePfx: 400, parseByok: 300, unwrapByokCiphertext: 150, detectKeyFileKind: 300 };

@@ -10,7 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
 import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';
 import type { PurgeReport } from '../activities/purge';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 
 let stack: Stack;
 let connection: Connection;

@@ -16,8 +16,8 @@ import type { ApiService } from '../api/service';
 import type { CodecEndpoint } from '../api/codec';
 import { issueToken, loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { loadConfig, type RateLimitConfig } from '../config';
-import { describeActor, type Actor } from '../workflows/rules';
-import { runCmk } from './support/stack';
+import { describeActor, type Actor } from '../domain/rules';
+import { runCmk } from '../harness/stack';
 
 const secretsDir = mkdtempSync(join(tmpdir(), 'cmk-rate-'));
 const signingKey = loadOrCreateTokenSigningKey(secretsDir);

@@ -10,7 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { loadDataConverter } from '../codec';
 import { tenantWorkflowId } from '../workflows/messages';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 
 let stack: Stack;
 const ALICE = 'alice@globex.example';

@@ -9,7 +9,7 @@ import { temporal } from '@temporalio/proto';
 import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import { regionTaskQueue, tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../workflows/rules';
+import { DEFAULT_POLICY, type Policy, type PossessionProof } from '../domain/rules';
 import { ALICE, HOUR, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { localParts } from './support/parts';
 import { signChallenge, testAuditSink, testDataConverter, testRequestTrust, TEST_CHALLENGES } from './support/codec';

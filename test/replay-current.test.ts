@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
 import { tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type PossessionProof } from '../workflows/rules';
+import { DEFAULT_POLICY, type PossessionProof } from '../domain/rules';
 import { testDataConverter } from './support/codec';
 import { ALICE, HOUR, tenantWithProdOnItsKey, timeSkippingHarness } from './support/time-skipping';
 

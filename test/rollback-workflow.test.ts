@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { AuditTrail } from '../audit/trail';
-import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
+import { DEFAULT_POLICY, type Actor } from '../domain/rules';
 import { TEST_AUDIT_KEY } from './support/codec';
 import { tenantWorkflowId } from '../workflows/messages';
 import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness, type TenantContext } from './support/time-skipping';

@@ -1,5 +1,5 @@
 /**
- * The rules R1–R15 as pure functions (workflows/rules.ts), table by table: each row is one request against one
+ * The rules R1–R15 as pure functions (domain/rules.ts), table by table: each row is one request against one
  * tenant state, and the code the first failing check answers (DESIGN.md §4's order), or null when it is accepted.
  * No server: milliseconds each. The workflows' validators and the API's pre-checks call exactly these functions.
  */
@@ -31,7 +31,7 @@ import {
   type PossessionProof,
   type TenantKey,
   type TenantSnapshot,
-} from '../workflows/rules';
+} from '../domain/rules';
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2026-06-01T00:00:00.000Z');

@@ -8,8 +8,8 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { startStack, type Stack } from './support/stack';
-import { makeByok, makePfx } from './support/keyfiles';
+import { startStack, type Stack } from '../harness/stack';
+import { makeByok, makePfx } from '../harness/keyfiles';
 import { parsePfx } from '../keyfiles';
 
 const CANARY_PASSWORD = 'canary-password-3c1e9f57a2';
@@ -171,7 +171,7 @@ test('raw history read without the codec holds only binary/encrypted payloads an
       return;
     }
     // So are local activity markers' `data` (sequence, attempt, activity id and type, times); their `result` is the
-    // codec's. The one local activity is `requestTrust` (public keys and durations, workflows/signed.ts).
+    // codec's. The one local activity is `requestTrust` (public keys and durations, domain/signed.ts).
     if (record.markerName === 'core_local_activity') {
       const details = record.details as Record<string, { payloads: Array<{ data: Uint8Array }> }>;
       const meta = JSON.parse(Buffer.from(details.data?.payloads[0]?.data ?? []).toString() || '{}') as Record<string, unknown>;

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 import { loadDataConverter } from '../codec';
 import { AUDIT_WORKFLOW_ID, auditMessages, queries, tenantWorkflowId, updates, TASK_QUEUE } from '../workflows/messages';
-import { DEFAULT_POLICY } from '../workflows/rules';
+import { DEFAULT_POLICY } from '../domain/rules';
 import type { AuditEntry } from '../audit/trail';
 
 let stack: Stack;

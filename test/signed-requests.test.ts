@@ -1,10 +1,10 @@
 /**
- * Signed requests (workflows/signed.ts, common/request-signing.ts): the canonical JSON both sides sign, and what the
+ * Signed requests (domain/signed.ts, common/request-signing.ts): the canonical JSON both sides sign, and what the
  * workflows' check accepts and refuses — table-driven, no server.
  */
 import { RequestSigner, requestTrustFor } from '../common/request-signing';
-import { canonicalJson, checkSignature, REQUEST_MAX_AGE_MS } from '../workflows/signed';
-import { DEFAULT_POLICY } from '../workflows/rules';
+import { canonicalJson, checkSignature, REQUEST_MAX_AGE_MS } from '../domain/signed';
+import { DEFAULT_POLICY } from '../domain/rules';
 
 test.each([
   ['keys sorted at every depth', { b: 1, a: { d: [3, { f: 1, e: 2 }], c: null } }, '{"a":{"c":null,"d":[3,{"e":2,"f":1}]},"b":1}'],

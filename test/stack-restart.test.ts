@@ -5,7 +5,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startStack } from './support/stack';
+import { startStack } from '../harness/stack';
 
 test('a SIGKILLed stack restarts on the same data dir with everything it reported done', async () => {
   const base = mkdtempSync(join(tmpdir(), 'cmk-restart-'));

@@ -11,7 +11,7 @@ import { ConfigError, loadConfig } from '../config';
 import { metricsBindAddress, telemetryConfig, type TelemetryConfig } from '../config/telemetry';
 import { createLineLogger, formatJsonLine } from '../common/logging';
 import { createLogger, workerRuntimeOptions } from '../worker/telemetry';
-import { freePort, startStack, type Stack } from './support/stack';
+import { freePort, startStack, type Stack } from '../harness/stack';
 
 type Line = Record<string, unknown>;
 

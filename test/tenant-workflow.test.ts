@@ -10,7 +10,7 @@ import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import type { Mailer } from '../mail/types';
 import { queries, tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
+import { DEFAULT_POLICY, type Actor } from '../domain/rules';
 import { localParts } from './support/parts';
 import { ALICE, BOB, HOUR, keyChange as change, timeSkippingHarness } from './support/time-skipping';
 import { testAuditSink, testDataConverter, testRequestTrust } from './support/codec';

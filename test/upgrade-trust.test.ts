@@ -12,8 +12,8 @@ import { ControlPlane, asRefusal } from '../client/library';
 import { createActivities } from '../activities';
 import { temporalCliPath } from '../stack/tools';
 import { AUDIT_WORKFLOW_ID, auditMessages, queries, tenantWorkflowId, updates, type AdminChangeRequest, type TenantWorkflowInput } from '../workflows/messages';
-import { DEFAULT_POLICY, type Actor } from '../workflows/rules';
-import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE } from '../workflows/signed';
+import { DEFAULT_POLICY, type Actor } from '../domain/rules';
+import { FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE } from '../domain/signed';
 import { localParts } from './support/parts';
 import { TEST_CHALLENGES, testAuditSink, testDataConverter, testRequestSigner, testRequestTrust } from './support/codec';
 

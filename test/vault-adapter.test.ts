@@ -24,7 +24,7 @@ import { AzureKeyVault, AzureKeyVaultError, azureKeyName } from '../vault/azure'
 import { buildVault } from '../vault';
 import { LocalVault, VaultError } from '../vault/local';
 import type { Vault } from '../vault/types';
-import { makeByok } from './support/keyfiles';
+import { makeByok } from '../harness/keyfiles';
 import { startKeyVaultDouble, VAULT_RESOURCE, type KeyVaultDouble } from './support/keyvault-double';
 
 const rsa = (bits = 2048): KeyObject => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey;

@@ -4,9 +4,10 @@
  */
 import fc from 'fast-check';
 import { generateKeyPairSync } from 'node:crypto';
-import { kekNameInVault, kekVaultKeyName, legacyKekVaultKeyName, tenantVaultKeyName } from '../api/service';
+import { kekNameInVault } from '../api/service';
+import { kekVaultKeyName, legacyKekVaultKeyName, tenantVaultKeyName } from '../vault/names';
 import { wrapForByok } from '../keyfiles';
-import { ID_PATTERN } from '../workflows/rules';
+import { ID_PATTERN } from '../domain/rules';
 import { localParts } from './support/parts';
 
 const VAULT_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;

@@ -12,7 +12,7 @@ import { loadRequestSigner } from '../common/request-signing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
-import { startStack, type Stack } from './support/stack';
+import { startStack, type Stack } from '../harness/stack';
 
 const N = 200;
 const ALICE = { kind: 'user', email: 'alice@woodgrove.example' } as const;

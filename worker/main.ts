@@ -4,7 +4,7 @@ import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { ensureMailRetrySchedule } from '../client/mail-schedule';
-import { OPERATOR } from '../workflows/rules';
+import { OPERATOR } from '../domain/rules';
 import { regionTaskQueue } from '../workflows/messages';
 import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';
@@ -91,7 +91,7 @@ export async function runWorker(): Promise<void> {
   // The daily purge reaches the tenant workflows through the client library.
   const clientConnection = await Connection.connect(temporalConnectionOptions());
   const temporal = new Client({ connection: clientConnection, namespace: config.temporalNamespace, dataConverter });
-  // The purge and the audit records are signed like the API service's requests (workflows/signed.ts).
+  // The purge and the audit records are signed like the API service's requests (domain/signed.ts).
   const plane = new ControlPlane(temporal, config.taskQueue, loadRequestSigner(config.secretsDir));
   // The Schedule starts workflows: the workers that run them keep it in place.
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });

@@ -12,11 +12,11 @@ import { ActivityFailure, allHandlersFinished, ApplicationFailure, condition, co
 import type { Activities } from '../activities';
 import type { AuditAppendResult, AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { AuditEntry, AuditHead } from '../audit/trail';
-import { AUDIT_RECORD_REFUSED, AUDIT_UNRECORDABLE, placeholderEntry } from './audit-redaction';
+import { AUDIT_RECORD_REFUSED, AUDIT_UNRECORDABLE, placeholderEntry } from '../domain/audit-redaction';
 import { auditMessages } from './messages';
-import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from './signed';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from '../domain/signed';
 
-/** The worker's request-signing public keys (workflows/signed.ts), read once per run. */
+/** The worker's request-signing public keys (domain/signed.ts), read once per run. */
 const { requestTrust } = proxyLocalActivities<Activities>({ startToCloseTimeout: '10 seconds' });
 
 const { appendAuditRecords, readAuditTrail } = proxyActivities<Activities>({

@@ -8,8 +8,8 @@ import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { AuditEntry } from '../audit/trail';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import type { BackupView } from '../database/types';
-import type { PackedEnvironments } from './carried';
-import type { RequestAuth } from './signed';
+import type { PackedEnvironments } from '../domain/carried';
+import type { RequestAuth } from '../domain/signed';
 import type {
   Actor,
   Administrator,
@@ -23,7 +23,7 @@ import type {
   ReprotectionProgress,
   TenantKey,
   TenantSnapshot,
-} from './rules';
+} from '../domain/rules';
 
 /** Default task queue; a deployment may set CMK_TASK_QUEUE (tests use one per run). */
 export const TASK_QUEUE = 'cmk';
@@ -93,7 +93,7 @@ export interface TenantWorkflowInput {
   regions?: string[];
   /** Set by continue-as-new: the whole state carried over as plain JSON. */
   carried?: CarriedTenantState;
-  /** The API service's signature over the rest of the input (workflows/signed.ts); a continued run needs none. */
+  /** The API service's signature over the rest of the input (domain/signed.ts); a continued run needs none. */
   auth?: RequestAuth;
 }
 
@@ -102,7 +102,7 @@ export interface CarriedTenantState {
   snapshot: TenantSnapshot;
   notificationSeq: number;
   policy: Policy;
-  /** Set instead of `snapshot.environments` (then empty) by runs that pack them (workflows/carried.ts). */
+  /** Set instead of `snapshot.environments` (then empty) by runs that pack them (domain/carried.ts). */
   packedEnvironments?: PackedEnvironments;
   /** The deployment's regions as the latest request stated them: region work runs on their task queues (R1). */
   regions?: string[];
@@ -116,7 +116,7 @@ export interface CarriedTenantState {
 
 /**
  * Every request carries who asks, the deployment's durations as the API service read them at start (R14; workflows
- * started since signed requests use their worker's own instead), and the API service's signature (workflows/signed.ts).
+ * started since signed requests use their worker's own instead), and the API service's signature (domain/signed.ts).
  */
 interface Request {
   actor: Actor;
@@ -236,7 +236,7 @@ export interface PurgeResult {
   stillLocked: Array<{ env: string; deleteAt: string }>;
 }
 
-/** The tenant's state with its environments packed (workflows/carried.ts): what the client library reads. */
+/** The tenant's state with its environments packed (domain/carried.ts): what the client library reads. */
 export type CompactTenantSnapshot = Omit<TenantSnapshot, 'environments'> & { packedEnvironments: PackedEnvironments };
 
 /** Which environments `environmentSnapshot` keeps: the one asked about, and the caller's as system administrator. */
@@ -294,7 +294,7 @@ export const updates = {
   purgeOverdue: defineUpdate<PurgeResult, [PurgeRequest]>('purgeOverdue'),
   rollbackKey: defineUpdate<RollbackResult, [RollbackRequest]>('rollbackKey'),
   /**
-   * A run started before signed requests loads its worker's trust (workflows/signed.ts); unsigned, as anyone may
+   * A run started before signed requests loads its worker's trust (domain/signed.ts); unsigned, as anyone may
    * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
    */
   refreshTrust: defineUpdate<void>('refreshTrust'),
@@ -314,9 +314,9 @@ export const mailRetryWorkflowId = (tenant: string): string => `cmk-mail-retry/$
 export const AUDIT_WORKFLOW_ID = 'cmk-audit-trail';
 export const AUDIT_WORKFLOW_TYPE = 'auditTrailWorkflow';
 export const auditMessages = {
-  /** Records and the signature over them (workflows/signed.ts): unsigned ones are dropped. */
+  /** Records and the signature over them (domain/signed.ts): unsigned ones are dropped. */
   record: defineSignal<[AuditEntry[], RequestAuth?]>('record'),
-  /** Signed (workflows/signed.ts), as the tenant workflows' updates. */
+  /** Signed (domain/signed.ts), as the tenant workflows' updates. */
   read: defineUpdate<AuditReadResult, [AuditReadRequest]>('read'),
   /** As the tenant workflow's `refreshTrust`: a run from before signed records loads its worker's trust. */
   refreshTrust: defineUpdate<void>('refreshTrust'),

@@ -21,7 +21,7 @@ import {
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { AuditEntry } from '../audit/trail';
-import { redactAuditEntry } from './audit-redaction';
+import { redactAuditEntry } from '../domain/audit-redaction';
 import type { Activities } from '../activities';
 import {
   ENVIRONMENT_OPERATION_STATES,
@@ -50,7 +50,7 @@ import {
   type UnlockRequest,
   type ForgedRequests,
 } from './messages';
-import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from './signed';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from '../domain/signed';
 import {
   activeKeyOf,
   checkAdminChange,
@@ -82,7 +82,7 @@ import {
   type ReprotectionProgress,
   type TenantKey,
   type TenantSnapshot,
-} from './rules';
+} from '../domain/rules';
 import {
   adminChangedMail,
   backgroundFailureMail,
@@ -96,9 +96,9 @@ import {
   tenantCreatedMail,
   tenantLockedMail,
   type Notification,
-} from './notifications';
-import { ERROR_CODES } from './codes';
-import { packEnvironments, unpackEnvironments } from './carried';
+} from '../domain/notifications';
+import { ERROR_CODES } from '../domain/codes';
+import { packEnvironments, unpackEnvironments } from '../domain/carried';
 
 const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] };
 

@@ -12,11 +12,11 @@ import { sign, type KeyObject } from 'node:crypto';
 import type { ActivityDependencies } from '../../activities';
 import { ChallengeIssuer } from '../../api/challenges';
 import { RequestSigner, requestTrustFor } from '../../common/request-signing';
-import { DEFAULT_POLICY, type Policy } from '../../workflows/rules';
-import type { RequestTrust } from '../../workflows/signed';
+import { DEFAULT_POLICY, type Policy } from '../../domain/rules';
+import type { RequestTrust } from '../../domain/signed';
 
 export const TEST_AUDIT_KEY = Buffer.alloc(32, 7);
-/** The tests' request-signing key (workflows/signed.ts): the API service's role is played by each test's ControlPlane. */
+/** The tests' request-signing key (domain/signed.ts): the API service's role is played by each test's ControlPlane. */
 export const TEST_REQUEST_SIGNING_SEED = Buffer.alloc(32, 9);
 
 /** The tests' challenge key: the tests play the API service, the workers check a lock's proof with the same key. */

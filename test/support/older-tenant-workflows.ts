@@ -4,9 +4,9 @@
  * `snapshot`). Each holds the snapshot it is started with until it is terminated.
  */
 import { condition, setHandler } from '@temporalio/workflow';
-import { packEnvironments } from '../../workflows/carried';
+import { packEnvironments } from '../../domain/carried';
 import { queries } from '../../workflows/messages';
-import type { TenantSnapshot } from '../../workflows/rules';
+import type { TenantSnapshot } from '../../domain/rules';
 
 export async function tenantWorkflowBeforeEnvironmentSnapshot(snapshot: TenantSnapshot): Promise<void> {
   setHandler(queries.snapshot, () => snapshot);

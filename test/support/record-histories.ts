@@ -15,7 +15,7 @@ import { createActivities } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { regionTaskQueue, tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY, type PossessionProof } from '../../workflows/rules';
+import { DEFAULT_POLICY, type PossessionProof } from '../../domain/rules';
 import { localParts } from './parts';
 import { signChallenge, testDataConverter, testRequestSigner, testRequestTrust, TEST_AUDIT_KEY, TEST_CHALLENGES } from './codec';
 import { AuditTrail } from '../../audit/trail';

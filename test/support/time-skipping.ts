@@ -13,7 +13,7 @@ import { createActivities, type ActivityDependencies } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../workflows/rules';
+import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../domain/rules';
 import { localParts } from './parts';
 import { signChallenge, testDataConverter, testAuditSink, testRequestSigner, testRequestTrust, TEST_CHALLENGES } from './codec';
 

@@ -6,7 +6,7 @@
  *
  * Pure: imported by workflows (deterministic), the API service and the trail alike.
  */
-import type { AuditEntry, AuditOutcome } from '../audit/trail';
+import type { AuditEntry, AuditOutcome } from './audit-entry';
 
 /** The failure type of an entry the trail refuses for its content: never retried (it would be refused again). */
 export const AUDIT_RECORD_REFUSED = 'AUDIT_RECORD_REFUSED';

@@ -14,12 +14,12 @@ import { extname } from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import forge from 'node-forge';
-import { CmkError } from '../../common/errors';
-import { assertSupportedKey, privateKeyFromPkcs8 } from '../../common/keys';
-import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, unwrapByokCiphertext, wrapForByok } from '../../keyfiles';
-import { OID } from '../../keyfiles/pfx';
-import { ERROR_CODES, httpStatusOf, type ErrorCode } from '../../workflows/codes';
-import { ACTIONS } from '../../workflows/rules';
+import { CmkError } from '../common/errors';
+import { assertSupportedKey, privateKeyFromPkcs8 } from '../common/keys';
+import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, unwrapByokCiphertext, wrapForByok } from '../keyfiles';
+import { OID } from '../keyfiles/pfx';
+import { ERROR_CODES, httpStatusOf, type ErrorCode } from '../domain/codes';
+import { ACTIONS } from '../domain/rules';
 import { assemblePfx, certificateDer, hasOpenssl, makeOpensslPfx, makePfx, opensslSupportsLegacy } from './keyfiles';
 import type { ApiResult } from './stack';
 

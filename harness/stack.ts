@@ -7,10 +7,10 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../config';
-import { issueToken, loadTokenSigningKey } from '../../common/tokens';
+import { loadConfig } from '../config';
+import { issueToken, loadTokenSigningKey } from '../common/tokens';
 
-const root = join(__dirname, '..', '..');
+const root = join(__dirname, '..');
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { wrapForByok } from '../../keyfiles';
+import { wrapForByok } from '../keyfiles';
 
 type Asn1 = forge.asn1.Asn1;
 
