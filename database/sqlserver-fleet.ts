@@ -335,13 +335,18 @@ export interface FleetDependencies {
   log?: (line: string) => void;
 }
 
+/** What the SQL Server engine reads of the configuration: its servers, and whether tenant keys live in Azure Key Vault. */
+export type SqlServerSettings = Pick<Config, 'mssqlUrl' | 'mssqlServers' | 'mssqlEkmProvider' | 'mssqlControlDatabase' | 'mssqlBackupDir' | 'mssqlTenantKeys'> & {
+  vault: Pick<Config['vault'], 'kind'>;
+};
+
 /**
  * The environment databases on SQL Server from the configuration. MSSQL_URL (one server for every region): the
  * engine itself, as before. CMK_MSSQL_SERVERS: a fleet — of `region`'s servers for a region's own worker, of every
  * server otherwise, placing a new environment in the region whose provider key `create` is given (the activities
  * create under `providerKeyName(region)`). ConfigError when no server serves `region`.
  */
-export function buildSqlServerDatabases(config: Config, region?: string, deps: FleetDependencies = {}): EnvironmentDatabases {
+export function buildSqlServerDatabases(config: SqlServerSettings, region?: string, deps: FleetDependencies = {}): EnvironmentDatabases {
   const engineOptions = (entry: Pick<SqlServerEntry, 'ekmProvider' | 'controlDatabase' | 'backupDir' | 'ekmCredential'>, connection: SqlConnection): SqlServerOptions => ({
     connection,
     ekmProvider: entry.ekmProvider,

@@ -12,15 +12,18 @@ import type { Vault } from './types';
 import type * as AzureModule from './azure';
 import type * as IdentityModule from '@azure/identity';
 
+/** What the vault reads of the configuration: where the local vault lives and its master key, or Azure's settings. */
+export type VaultSettings = Pick<Config, 'dataDir' | 'secretsDir' | 'vault'>;
+
 /** The vault for `region` (its own Azure vault when CMK_AZURE_VAULT_URL_<REGION> is set; the default one otherwise). */
-export function buildVault(config: Config, region?: string): Vault {
+export function buildVault(config: VaultSettings, region?: string): Vault {
   // Test-only (the fault suite): CMK_CHAOS=1 counts vault calls, CMK_CHAOS_VAULT_FAULTS answers some with faults.
   const chaos = chaosSettings();
   const vault = buildRealVault(config, region);
   return chaos ? chaosVault(vault, config.dataDir, chaos) : vault;
 }
 
-function buildRealVault(config: Config, region?: string): Vault {
+function buildRealVault(config: VaultSettings, region?: string): Vault {
   const azure = config.vault.azure;
   if (config.vault.kind === 'azure' && azure) {
     // Loaded only for Azure: the SDK's modules are about 22 MB of every process that loads them (docs/PERFORMANCE.md).
