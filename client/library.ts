@@ -129,9 +129,26 @@ export class ControlPlane {
         throw again;
       }
     }
-    const snapshot = await this.snapshot(request.tenant);
-    if (!snapshot) throw new Error(`Tenant ${request.tenant} was started but does not answer.`);
-    return snapshot;
+    return this.firstAnswer(request.tenant);
+  }
+
+  /**
+   * The new tenant, once its workflow answers. The workflow sets its queries only after its first task has checked
+   * the start (a forged start is never read as a tenant), so a query delivered with that task, as when the worker
+   * picks it up late, finds none yet: asked again while the run is running, for up to a minute.
+   */
+  private async firstAnswer(tenant: string): Promise<TenantSnapshot> {
+    const deadline = Date.now() + 60_000;
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1_000)) {
+      try {
+        const snapshot = await this.snapshot(tenant);
+        if (snapshot) return snapshot;
+        throw new Error(`Tenant ${tenant} was started but its workflow is not found.`);
+      } catch (err) {
+        if (Date.now() + wait > deadline || (await this.tenantHandle(tenant).describe()).status.name !== 'RUNNING') throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   /** Whether the latest run under this tenant's ID is a start the workflow refused as forged (it created no tenant). */
