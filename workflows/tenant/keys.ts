@@ -1,0 +1,179 @@
+/**
+ * The tenant's keys (R3, R5, R6): a staged key activated by a key change, the rollback to the key it replaced. Both
+ * start the background re-protection (R7) of the region's environments on the tenant key.
+ */
+import { condition, setHandler } from '@temporalio/workflow';
+import { updates, type KeyChangeRequest, type KeyChangeResult, type RollbackRequest, type RollbackResult } from '../messages';
+import { activeKeyOf, checkKeyChange, checkRollback, describeActor, emptyRegion, lockAllowedAt, nextKeyChangeAllowedAt, type EnvironmentRecord, type RegionKeys, type TenantKey, type TenantSnapshot } from '../../domain/rules';
+import { keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
+import { iso, refuseIf, type TenantContext } from './context';
+import { startReprotection } from './reprotection';
+import { retire, retireUnused } from './retirement';
+
+/** Registers the updates `changeKey` and `rollbackKey`. */
+export function registerKeys(ctx: TenantContext): void {
+  const { tenant } = ctx;
+
+  setHandler(
+    updates.changeKey,
+    ctx.audited<KeyChangeRequest, KeyChangeResult>(
+      (r) => (r.source === 'generated' ? 'key.generate' : 'key.upload'),
+      (r) => ({ region: r.region, thumbprints: [r.staged.thumbprint], details: { name: r.name, source: r.source } }),
+      async (request) => {
+        // Marked before the first await, so that a second change validated meanwhile answers OPERATION_IN_PROGRESS.
+        tenant.operations[request.region] = `a key change to "${request.name}"`;
+        try {
+          return await ctx.exclusively(() => changeKey(ctx, request));
+        } finally {
+          if (!ctx.reprotecting.has(request.region)) delete tenant.operations[request.region];
+        }
+      },
+    ),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.changeKey.name, request);
+        refuseIf(checkKeyChange(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, Date.now(), ctx.policyOf(request)));
+      },
+    },
+  );
+
+  setHandler(
+    updates.rollbackKey,
+    ctx.audited<RollbackRequest, RollbackResult>(
+      'key.rollback',
+      (r, res) => ({ region: r.region, thumbprints: res ? [res.key.thumbprint, res.rolledBack.thumbprint] : [] }),
+      async (request) => {
+        // The change's re-protection, if it still runs, stops after its batches in flight; then the rollback runs.
+        ctx.superseded.add(request.region);
+        try {
+          await condition(() => !ctx.reprotecting.has(request.region));
+        } finally {
+          ctx.superseded.delete(request.region);
+        }
+        tenant.operations[request.region] = 'a rollback';
+        try {
+          return await ctx.exclusively(() => rollback(ctx, request));
+        } finally {
+          if (!ctx.reprotecting.has(request.region)) delete tenant.operations[request.region];
+        }
+      },
+    ),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.rollbackKey.name, request);
+        if (ctx.superseded.has(request.region)) refuseIf({ code: 'OPERATION_IN_PROGRESS', message: `A rollback is already in progress in region ${request.region}.` });
+        refuseIf(checkRollback(tenant, request, Date.now()));
+      },
+    },
+  );
+}
+
+async function changeKey(ctx: TenantContext, request: KeyChangeRequest) {
+  const { tenant } = ctx;
+  const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
+  await ctx.inRegion(request.region).activateStagedKey.executeWithOptions({ summary: `R3 activate key "${request.name}" in ${request.region}` }, [{ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint }]);
+
+  const now = Date.now();
+  const by = describeActor(request.actor);
+  const replaced = activeKeyOf(region);
+  // A key kept for an earlier change's rollback can no longer be rolled back to (rollback goes one step back).
+  const olderRollback = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint && k !== replaced);
+  if (olderRollback) await retire(ctx, region, olderRollback);
+  if (replaced) {
+    replaced.state = 'Retired';
+    replaced.retiredAt = iso(now);
+  }
+  const key: TenantKey = {
+    name: request.name,
+    thumbprint: request.staged.thumbprint,
+    vaultKey: request.staged.vaultKey,
+    state: 'Installing',
+    source: request.source,
+    createdAt: iso(now),
+    createdBy: by,
+    activatedAt: iso(now),
+    activatedBy: by,
+    retiredAt: null,
+    inVault: true,
+  };
+  region.keys.push(key);
+  region.activeThumbprint = key.thumbprint;
+  // R7: every environment on the tenant key moves to the new key, in the background; the key is Installing
+  // until they all have, and Active at once when there are none.
+  const targets = onTenantKey(tenant, region);
+  if (targets.length === 0) key.state = 'Active';
+  else startReprotection(ctx, region, key, targets);
+  // A key a lock withdrew is gone from the vault: nothing to roll back to.
+  const rollbackTo = replaced?.inVault ? replaced : null;
+  region.rollbackThumbprint = rollbackTo?.thumbprint ?? null;
+  region.rollbackUntil = rollbackTo ? iso(now + ctx.policyOf(request).lockEmbargoMs) : null;
+  region.lastKeyChangeAt = iso(now);
+  region.embargoStartedAt = iso(now);
+  ctx.carried.policy = ctx.policyOf(request);
+  ctx.publishSearchAttributes();
+
+  await ctx.notify(
+    keyChangedMail({
+      tenantName: tenant.displayName,
+      tenant: tenant.tenant,
+      region: region.region,
+      keyName: key.name,
+      thumbprint: key.thumbprint,
+      by,
+      at: iso(now),
+      lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
+      nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, ctx.policyOf(request)) ?? now),
+    }),
+  );
+  return { region: region.region, key };
+}
+
+/** The region's environments that a new active key re-protects (R7): those on the tenant key, neither Locked nor Deleted. */
+function onTenantKey(tenant: TenantSnapshot, region: RegionKeys): EnvironmentRecord[] {
+  return tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
+}
+
+/** R6's purpose: the key the last change replaced is active again; R6 restarts, R5 does not (DESIGN.md §3). */
+async function rollback(ctx: TenantContext, request: RollbackRequest): Promise<RollbackResult> {
+  const { tenant } = ctx;
+  const region = tenant.regions[request.region]!;
+  const now = Date.now();
+  const at = iso(now);
+  const by = describeActor(request.actor);
+  const current = activeKeyOf(region)!;
+  const previous = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint)!;
+  current.state = 'Retired';
+  current.retiredAt = at;
+  previous.state = 'Installing';
+  previous.retiredAt = null;
+  previous.activatedAt = at;
+  previous.activatedBy = by;
+  region.activeThumbprint = previous.thumbprint;
+  // One step back only: nothing to roll back to from here.
+  region.rollbackThumbprint = null;
+  region.rollbackUntil = null;
+  region.embargoStartedAt = at;
+  ctx.carried.policy = ctx.policyOf(request);
+  const targets = onTenantKey(tenant, region);
+  if (targets.length === 0) previous.state = 'Active';
+  else startReprotection(ctx, region, previous, targets);
+  ctx.publishSearchAttributes();
+  await ctx.notify(
+    keyRolledBackMail({
+      tenantName: tenant.displayName,
+      tenant: tenant.tenant,
+      region: region.region,
+      keyName: previous.name,
+      thumbprint: previous.thumbprint,
+      rolledBackName: current.name,
+      rolledBackThumbprint: current.thumbprint,
+      by,
+      at,
+      lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
+    }),
+    targets.map((e) => e.id),
+  );
+  // With nothing to re-protect, the rolled-back key leaves the vault now; otherwise when the re-protection ends.
+  if (targets.length === 0) await retireUnused(ctx, region);
+  return { region: region.region, key: previous, rolledBack: { name: current.name, thumbprint: current.thumbprint } };
+}

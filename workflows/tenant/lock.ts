@@ -1,0 +1,269 @@
+/**
+ * The lock (R8–R11, R15, docs/LOCK.md): a region's environments Locked and offline, its keys withdrawn from the
+ * vault; the key re-activated and each environment unlocked; and R9's deletion of locked environments past their
+ * deadline, warned of beforehand, by the main loop's timer or by the scheduled purge.
+ */
+import { log, patched, setHandler } from '@temporalio/workflow';
+import { updates, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
+import { activeKeyOf, checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes, describeActor, normaliseEmail, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/rules';
+import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
+import { iso, refuseIf, type TenantContext } from './context';
+import { failureOf } from './proxies';
+
+/** Locks accepted since then have their possession proof checked again by an activity; older histories replay without. */
+const LOCK_POSSESSION_PATCH = 'lock-possession-recheck';
+
+/** A refused R9 deletion is tried again this much later (and at every purge). */
+const DELETION_RETRY_MS = 3_600_000;
+
+/** Registers the updates `lockTenant`, `reactivateKey` and `unlockEnvironment`. */
+export function registerLock(ctx: TenantContext): void {
+  const { tenant } = ctx;
+  const usedChallenges: Record<string, string> = (ctx.carried.usedChallenges ??= {});
+
+  setHandler(
+    updates.lockTenant,
+    ctx.audited<LockRequest, LockResult>('tenant.lock', (r, res) => ({ region: r.region, thumbprints: res?.withdrawnKeys ?? [], details: res ? { sealed: res.sealed.length, lockedByDecisionOnly: res.lockedByDecisionOnly.length } : undefined }), async (request) => {
+      // Spent and marked before the first await: the same challenge cannot lock twice, nor another change slip in.
+      usedChallenges[request.proof.challengeId] = request.proof.expiresAt;
+      tenant.operations[request.region] = 'a lock';
+      try {
+        return await ctx.exclusively(() => lock(ctx, usedChallenges, request));
+      } finally {
+        delete tenant.operations[request.region];
+      }
+    }),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.lockTenant.name, request);
+        refuseIf(checkLock(tenant, request, Date.now(), ctx.policyOf(request), new Set(Object.keys(usedChallenges))));
+      },
+    },
+  );
+
+  setHandler(
+    updates.reactivateKey,
+    ctx.audited<ReactivateRequest, KeyChangeResult>('key.reactivate', (r: ReactivateRequest) => ({ region: r.region, thumbprints: [r.staged.thumbprint] }), async (request: ReactivateRequest) => {
+      tenant.operations[request.region] = 'a key re-activation';
+      try {
+        return await ctx.exclusively(async () => {
+          const region = tenant.regions[request.region]!;
+          const key = activeKeyOf(region)!;
+          await ctx.inRegion(request.region).activateStagedKey({ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint });
+          // The same key under a new vault version: R5 and R6 do not restart (DESIGN.md §3).
+          key.vaultKey = request.staged.vaultKey;
+          key.inVault = true;
+          key.state = 'Active';
+          key.reactivatedAt = iso(Date.now());
+          ctx.publishSearchAttributes();
+          const by = describeActor(request.actor);
+          await ctx.notify(keyReactivatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, region: region.region, keyName: key.name, thumbprint: key.thumbprint, by, at: key.reactivatedAt }));
+          return { region: region.region, key };
+        });
+      } finally {
+        delete tenant.operations[request.region];
+      }
+    }),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.reactivateKey.name, request);
+        refuseIf(checkReactivate(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }));
+      },
+    },
+  );
+
+  setHandler(
+    updates.unlockEnvironment,
+    ctx.audited<UnlockRequest, EnvironmentRecord>('env.unlock', (r: UnlockRequest, env?: EnvironmentRecord) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}) }), async (request: UnlockRequest) => {
+      const env = tenant.environments.find((e) => e.id === request.env)!;
+      env.runningOperation = 'unlock';
+      try {
+        return await ctx.exclusively(async () => {
+          const key = usableKeyOf(tenant.regions[env.region]);
+          const tenantKey = env.protection === 'tenant' && key ? { ...key.vaultKey, thumbprint: key.thumbprint } : null;
+          const done = await ctx.inRegion(env.region).bringEnvironmentOnline.executeWithOptions({ summary: `R10 unlock of env ${env.id}` }, [{ tenant: tenant.tenant, env: env.id, tenantKey }]);
+          // It keeps the protection it had (DESIGN.md §3).
+          env.protection = done.protection;
+          env.keyThumbprint = done.keyThumbprint;
+          env.state = 'Online';
+          delete env.lock;
+          ctx.publishSearchAttributes();
+          await ctx.notify(environmentUnlockedMail({ tenantName: tenant.displayName, env: env.id, by: describeActor(request.actor), at: iso(Date.now()) }), env.id);
+          return env;
+        });
+      } finally {
+        delete env.runningOperation;
+      }
+    }),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.unlockEnvironment.name, request);
+        refuseIf(checkUnlock(tenant, request, Date.now(), ctx.policyOf(request)));
+      },
+    },
+  );
+}
+
+async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, request: LockRequest): Promise<LockResult> {
+  const { tenant } = ctx;
+  if (patched(LOCK_POSSESSION_PATCH)) {
+    // The proof once more, against the vault, before anything is locked: a request's word is not enough (§6).
+    const key = usableKeyOf(tenant.regions[request.region])!;
+    await ctx.inRegion(request.region).verifyLockPossession({
+      tenant: tenant.tenant,
+      region: request.region,
+      user: request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : '',
+      challengeId: request.proof.challengeId,
+      expiresAt: request.proof.expiresAt,
+      acceptedAt: iso(Date.now()),
+      possession: request.possession ?? null,
+      vaultKey: key.vaultKey,
+    });
+  }
+  const now = Date.now();
+  const at = iso(now);
+  const by = describeActor(request.actor);
+  const region = tenant.regions[request.region]!;
+  for (const [id, expiresAt] of Object.entries(usedChallenges)) if (Date.parse(expiresAt) < now) delete usedChallenges[id];
+
+  const envs = tenant.environments.filter((e) => e.region === region.region && e.state !== 'Deleted');
+  const deleteAt = iso(now + ctx.policyOf(request).lockedRetentionMs);
+  const warnAt = deletionWarningTimes(now, ctx.policyOf(request).lockedRetentionMs).map(iso);
+  // Locked from here: every request for them answers ENVIRONMENT_LOCKED (the data path reads this state too).
+  for (const env of envs) {
+    env.state = 'Locked';
+    env.lock = { lockedAt: at, lockedBy: by, sealed: env.protection === 'tenant', deleteAt, warnAt, warningsSent: 0 };
+  }
+  ctx.publishSearchAttributes();
+  // Offline first (SQL Server keeps a DEK in memory while a database is online), then the keys leave the vault.
+  await ctx.inRegion(request.region).takeEnvironmentsOffline.executeWithOptions({ summary: `R8 lock of ${region.region}: ${envs.length} environment(s) offline` }, [
+    { tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } },
+  ]);
+  const withdrawn = region.keys.filter((k) => k.inVault);
+  await ctx.inRegion(request.region).withdrawTenantKeys.executeWithOptions({ summary: `R8 lock of ${region.region}: withdraw ${withdrawn.length} key version(s)` }, [{ vaultKeys: withdrawn.map((k) => k.vaultKey) }]);
+  for (const key of withdrawn) key.inVault = false;
+  const active = activeKeyOf(region)!;
+  active.state = 'Locked';
+  active.lockedAt = at;
+  // Nothing is left to roll back to: the previous key left the vault with the active one.
+  region.rollbackThumbprint = null;
+  region.rollbackUntil = null;
+  ctx.publishSearchAttributes();
+
+  const result: LockResult = {
+    tenant: tenant.tenant,
+    region: region.region,
+    lockedAt: at,
+    unlockAllowedAt: iso(now + ctx.policyOf(request).unlockDelayMs),
+    deleteAt,
+    sealed: envs.filter((e) => e.lock?.sealed).map((e) => e.id),
+    lockedByDecisionOnly: envs.filter((e) => !e.lock?.sealed).map((e) => e.id),
+    withdrawnKeys: withdrawn.map((k) => k.thumbprint),
+  };
+  await ctx.notify(tenantLockedMail({ tenantName: tenant.displayName, ...result, by, at }), envs.map((e) => e.id));
+  return result;
+}
+
+/**
+ * Registers the update `purgeOverdue` (the daily Schedule's, for what a timer missed). Separate from `registerLock`:
+ * registered last, as the recorded histories have it (see `registerBackups`).
+ */
+export function registerPurge(ctx: TenantContext): void {
+  const { tenant } = ctx;
+  setHandler(
+    updates.purgeOverdue,
+    ctx.audited<PurgeRequest, PurgeResult>('env.purge', (_r, res?: PurgeResult) => ({ details: res ? { deleted: res.deleted.join(',').slice(0, 900) } : undefined }), (): Promise<PurgeResult> =>
+      ctx.exclusively(async () => {
+        const deleted = await deleteOverdue(ctx);
+        const stillLocked = tenant.environments.flatMap((e) => (e.state === 'Locked' && e.lock ? [{ env: e.id, deleteAt: e.lock.deleteAt }] : []));
+        return { tenant: tenant.tenant, deleted, stillLocked };
+      }),
+    ),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.purgeOverdue.name, request);
+        refuseIf(checkPurge(request.actor));
+      },
+    },
+  );
+}
+
+/** R9: one mail per deadline for every warning now due (7 days and 1 day before, scaled). */
+export async function sendDueDeletionWarnings(ctx: TenantContext): Promise<void> {
+  const { tenant } = ctx;
+  const now = Date.now();
+  const due = new Map<string, EnvironmentRecord[]>();
+  for (const env of tenant.environments) {
+    const lock = env.state === 'Locked' ? env.lock : undefined;
+    if (!lock || lock.warningsSent >= lock.warnAt.length || Date.parse(lock.warnAt[lock.warningsSent]!) > now) continue;
+    // Past the deadline itself, the deletion mail says it all.
+    if (Date.parse(lock.deleteAt) <= now) {
+      lock.warningsSent = lock.warnAt.length;
+      continue;
+    }
+    // Warnings that all fell due at once (e.g. after an outage) make one mail, not several.
+    while (lock.warningsSent < lock.warnAt.length && Date.parse(lock.warnAt[lock.warningsSent]!) <= now) lock.warningsSent += 1;
+    due.set(lock.deleteAt, [...(due.get(lock.deleteAt) ?? []), env]);
+  }
+  for (const [deleteAt, envs] of due) {
+    const ids = envs.map((e) => e.id);
+    await ctx.notify(deletionWarningMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, deleteAt }), ids);
+  }
+}
+
+/** R9: locked environments past their deadline are destroyed with their backups, shown as Deleted, and mailed. */
+export async function deleteOverdue(ctx: TenantContext): Promise<string[]> {
+  const { tenant } = ctx;
+  const now = Date.now();
+  const overdue = tenant.environments.filter((e) => e.state === 'Locked' && e.lock && Date.parse(e.lock.deleteAt) <= now);
+  if (overdue.length === 0) return [];
+  // Routed by region: each region's databases are destroyed by that region's workers.
+  const groups: Array<[string | null, EnvironmentRecord[]]> = ctx.carried.regions
+    ? [...new Set(overdue.map((e) => e.region))].map((region) => [region, overdue.filter((e) => e.region === region)])
+    : [[null, overdue]];
+  const destroyed: EnvironmentRecord[] = [];
+  for (const [region, envs] of groups) {
+    try {
+      await (region === null ? ctx.anyRegion : ctx.inRegion(region)).destroyEnvironments.executeWithOptions({ summary: `R9 deletion of env ${envs.map((e) => e.id).slice(0, 5).join(', ')}${envs.length > 5 ? ` and ${envs.length - 5} more` : ''}` }, [
+        { tenant: tenant.tenant, envs: envs.map((e) => e.id) },
+      ]);
+      destroyed.push(...envs);
+    } catch (err) {
+      // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
+      // again in an hour and at every purge; the administrators learn it once.
+      await deletionRefused(ctx, envs, failureOf(err, iso(Date.now())));
+    }
+  }
+  if (destroyed.length === 0) return [];
+  const ids = destroyed.map((e) => e.id);
+  const at = iso(Date.now());
+  for (const env of destroyed) {
+    env.state = 'Deleted';
+    env.deletedAt = at;
+    delete env.lock;
+  }
+  ctx.publishSearchAttributes();
+  await ctx.notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at }), ids);
+  // R9 acts on its own: the deletion is the control plane's, recorded once per environment.
+  for (const env of destroyed) await ctx.audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
+  return ids;
+}
+
+async function deletionRefused(ctx: TenantContext, envs: EnvironmentRecord[], failure: BackgroundFailure): Promise<void> {
+  const ids = envs.map((e) => e.id);
+  const first = envs.filter((e) => !e.lock?.deletionFailure).map((e) => e.id);
+  for (const env of envs) if (env.lock) env.lock.deletionFailure = { ...failure, retryAt: iso(Date.parse(failure.at) + DELETION_RETRY_MS) };
+  log.warn('Locked environments past their deadline could not be deleted; tried again later.', { envs: ids, ...failure });
+  if (first.length === 0) return;
+  await ctx.notify(
+    backgroundFailureMail({
+      tenantName: ctx.tenant.displayName,
+      tenant: ctx.tenant.tenant,
+      what: `the locked environments past their deletion deadline could not be deleted: ${first.join(', ')}`,
+      reason: `${failure.code}: ${failure.message}`,
+      repair: 'They stay locked and offline. cmk tries again every hour; the provider operator can run the purge once the cause is repaired.',
+      at: failure.at,
+    }),
+    first,
+  );
+}
