@@ -223,7 +223,8 @@ describe('the stack with CMK_LOG_FORMAT=json, CMK_LOG_LEVEL=DEBUG and CMK_METRIC
     expect(count('method="POST",route="/v1/tenants",status="201"') + count('method="POST",route="/v1/tenants",status="200"')).toBeGreaterThanOrEqual(1);
     expect(count('method="POST",route="/v1/tenants/\\{tenant\\}/environments/\\{env\\}/data",status="200"')).toBeGreaterThanOrEqual(1);
     expect(count('method="GET",route="/v1/tenants/\\{tenant\\}/environments",status="404"')).toBe(1);
-    expect(text).toMatch(/^cmk_api_request_duration_seconds_bucket\{method="GET",route="\/v1\/status",status="200",le="\+Inf"\} \d+$/m);
+    // prom-client writes `le` first; label order is not part of the exposition format.
+    expect(text).toMatch(/^cmk_api_request_duration_seconds_bucket\{le="\+Inf",method="GET",route="\/v1\/status",status="200"\} \d+$/m);
     expect(text).toMatch(/^cmk_api_requests_in_flight \d+$/m);
     for (const id of ['fabrikam', 'no-such-tenant', 'prod', ADMIN]) expect(text).not.toContain(id);
     expect((await fetch(`http://127.0.0.1:${apiMetricsPort}/v1/status`)).status).toBe(404);
