@@ -9,7 +9,7 @@ import type { Info as ActivityInfo } from '@temporalio/activity';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { ConfigError, loadConfig } from '../config';
 import { metricsBindAddress, telemetryConfig, type TelemetryConfig } from '../config/telemetry';
-import { createLineLogger, formatJsonLine } from '../common/logging';
+import { createJsonLogger, createLineLogger, formatJsonLine } from '../common/logging';
 import { createLogger, workerRuntimeOptions } from '../worker/telemetry';
 import { freePort, startStack, type Stack } from '../harness/stack';
 
@@ -119,6 +119,20 @@ describe('json lines', () => {
     logger.log('WARN', 'No workflows registered, not polling for workflow tasks', { sdkComponent: 'worker', taskQueue: 'cmk-region-us' });
     logger.warn('Activity failed', { activityType: 'applyTenantKey' });
     expect(parsed().map((l) => l.message)).toEqual(['Activity failed']);
+  });
+
+  test("the API's pino logger: the json format's fields, tokens, passwords and .pfx bytes redacted, the level filter holds", () => {
+    const lines: string[] = [];
+    const logger = createJsonLogger({ ...JSON_DEBUG, logLevel: 'INFO' }, 'api', { write: (line: string) => lines.push(line) });
+    logger.warn(
+      { route: '/v1/tenants/{tenant}/keys', password: 'PW-CANARY', pfx: 'PFX-CANARY', token: 'TOKEN-CANARY', headers: { authorization: 'Bearer AUTH-CANARY' }, body: { password: 'NESTED-CANARY', file: 'FILE-CANARY' } },
+      'request refused',
+    );
+    logger.debug('dropped below the level');
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0]!) as Line;
+    expect(line).toMatchObject({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/), level: 'WARN', component: 'api', message: 'request refused', route: '/v1/tenants/{tenant}/keys', password: '[redacted]' });
+    expect(lines[0]).not.toMatch(/CANARY/);
   });
 
   test("the API's line logger: `cmk api: …` in text, a JSON line in json", () => {
