@@ -7,7 +7,7 @@ const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}
 const ioModules = ['better-sqlite3-multiple-ciphers', 'node-forge', 'mssql', '@azure/*', '@sendgrid/*', '@temporalio/client', '@temporalio/worker', '@temporalio/activity'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.venv/**', 'var/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
+  { ignores: ['node_modules/**', '.venv/**', 'var/**', 'coverage/**', 'dist/**', '**/*.js', '**/*.mjs'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -12,7 +12,7 @@ import { heartbeat, resumeFrom } from './progress';
 
 /** Opens a challenge the API service issued (api/challenges.ts: the same HMAC key, `challenge-key`). */
 export interface ChallengeOpener {
-  open(challenge: string): ChallengeClaims | undefined;
+  open(challenge: string): Promise<ChallengeClaims | undefined>;
 }
 
 /** What the workflow asks to be checked: the possession the request carried, bound to what the workflow accepted. */
@@ -43,7 +43,7 @@ export function createLockActivities({ vault, databases, challenges }: { vault: 
       if (!challenges) return refuse('this worker cannot check challenges');
       const { possession } = check;
       if (!possession || typeof possession.challenge !== 'string' || typeof possession.signature !== 'string') return refuse('the request carries no challenge and signature');
-      const claims = challenges.open(possession.challenge);
+      const claims = await challenges.open(possession.challenge);
       if (!claims) return refuse('the challenge was not issued by the cmk API service');
       if (claims.id !== check.challengeId || claims.expiresAt !== check.expiresAt) return refuse('the challenge is not the one the request names');
       if (claims.tenant !== check.tenant || claims.region !== check.region || claims.user !== check.user || claims.operation !== 'lock') {

@@ -418,7 +418,7 @@ export class ApiService {
     const region = this.regionOf(tenant, p.region);
     if (p.operation !== 'lock') refuse('INVALID_ARGUMENT', `"${p.operation}" is not an operation that needs proof of possession (lock).`);
     if (actor.kind !== 'user') return refuse('FORBIDDEN', 'operator may not lock this tenant.');
-    const { challenge, claims } = this.deps.challenges.issue({ tenant: tenantId, region, user: normaliseEmail(actor.email), operation: 'lock' });
+    const { challenge, claims } = await this.deps.challenges.issue({ tenant: tenantId, region, user: normaliseEmail(actor.email), operation: 'lock' });
     return { tenant: tenantId, region, operation: 'lock', challenge, expiresAt: claims.expiresAt };
   }
 
@@ -440,7 +440,7 @@ export class ApiService {
   }
 
   private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {
-    const claims = this.deps.challenges.open(challenge);
+    const claims = await this.deps.challenges.open(challenge);
     if (!claims) return null;
     const active = usableKeyOf(tenant.regions[region]);
     const verified = active ? await this.region(region).vault.verify(active.vaultKey, Buffer.from(challenge, 'utf8'), signature).catch(() => false) : false;

@@ -16,7 +16,7 @@
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, chmodSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
-import { fsyncPath, writeFileAtomicSync } from '../common/atomic';
+import { fsyncPathSync, writeFileAtomicSync } from '../common/atomic';
 import { AUDIT_LIMITS, AUDIT_OUTCOMES, auditStringProblem, looksLikeSecretName } from '../domain/audit-redaction';
 import type { AuditEntry, AuditOutcome } from '../domain/audit-entry';
 
@@ -152,7 +152,7 @@ export class AuditTrail {
       } finally {
         closeSync(fd);
       }
-      if (created) fsyncPath(this.dir);
+      if (created) fsyncPathSync(this.dir);
       this.size = offset;
       this.writeHead(seq, prevHash);
     } catch (err) {

@@ -1,10 +1,11 @@
 /**
  * CMK_LOG_FORMAT=json: one flat JSON object per line, for log shippers (docs/OPERATIONS.md). The worker's Runtime
- * logger (worker/telemetry.ts) and the API service's line logger both write through `formatJsonLine`. This module
- * loads nothing native, so the API service can use it without the worker SDK.
+ * logger (worker/telemetry.ts) writes through `formatJsonLine`; the API service logs through pino, configured to
+ * write the same fields. This module loads nothing native, so the API service can use it without the worker SDK.
  */
 import { types } from 'node:util';
 import type { LogLevel, LogMetadata } from '@temporalio/common';
+import pino, { type DestinationStream, type Logger } from 'pino';
 import type { TelemetryConfig } from '../config/telemetry';
 
 export interface LogRecord {
@@ -77,11 +78,58 @@ export function formatJsonLine(record: LogRecord, component: string): string {
 }
 
 /**
+ * What pino blanks out in any field of an API log line (`[redacted]`), whatever a future caller passes: bearer tokens
+ * and authorization headers, passwords, .pfx bytes, private keys and DEKs (DESIGN.md §6). Messages are the callers'
+ * own text and never carry these.
+ */
+export const REDACTED_LOG_FIELDS = [
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'password',
+  'pfx',
+  'file',
+  'token',
+  'accessToken',
+  'privateKey',
+  'dek',
+  '*.authorization',
+  '*.password',
+  '*.pfx',
+  '*.file',
+  '*.token',
+  '*.privateKey',
+  '*.dek',
+];
+
+/**
+ * A pino logger writing the json format's lines: `time` (ISO), `level` (upper case, as the worker's), `component`,
+ * `message`, then the fields given (keep them flat: scalars only). Below CMK_LOG_LEVEL nothing is written.
+ */
+export function createJsonLogger(telemetry: TelemetryConfig, component: string, destination: DestinationStream = process.stderr): Logger {
+  return pino(
+    {
+      level: telemetry.logLevel.toLowerCase(),
+      base: { component },
+      messageKey: 'message',
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label.toUpperCase() }) },
+      redact: { paths: REDACTED_LOG_FIELDS, censor: '[redacted]' },
+    },
+    destination,
+  );
+}
+
+type PinoMethod = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+/**
  * A `(line) => void` logger for a process that is not an SDK worker (the API service): in text, `cmk <component>:
- * line` as before; in json, a line at `level`, dropped when below CMK_LOG_LEVEL.
+ * line` as before; in json, a pino line at `level`, dropped when below CMK_LOG_LEVEL.
  */
 export function createLineLogger(telemetry: TelemetryConfig, component: string, level: LogLevel = 'ERROR'): (line: string) => void {
   if (telemetry.logFormat === 'text') return (line) => console.error(`cmk ${component}: ${line}`);
-  if (!isAtLeast(level, telemetry.logLevel)) return () => undefined;
-  return (line) => process.stderr.write(formatJsonLine({ level, message: line }, component));
+  const logger = createJsonLogger(telemetry, component);
+  const method = level.toLowerCase() as PinoMethod;
+  return (line) => logger[method](clean(line));
 }

@@ -337,7 +337,7 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     rmSync(this.recordPath(tenant, env), { force: true });
     for (const name of readdirSync(dir)) if (name !== 'offline.json') rmSync(join(dir, name), { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
-    fsyncPath(join(this.root, tenant));
+    await fsyncPath(join(this.root, tenant));
   }
 
   // ------------------------------------------------------------------------------------------ backups
@@ -366,9 +366,9 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     } finally {
       db.close();
     }
-    fsyncPath(`${target}.tmp`);
+    await fsyncPath(`${target}.tmp`);
     renameSync(`${target}.tmp`, target);
-    fsyncPath(dir);
+    await fsyncPath(dir);
     const meta: BackupMeta = { id, tenant, env, createdAt: now.toISOString(), sizeBytes: statSync(target).size, generation };
     await writeFileAtomic(join(dir, `${id}.json`), JSON.stringify(meta));
     return publicBackup(meta);
@@ -430,14 +430,14 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
           const earlierDeks = byGeneration(all.filter((d) => d !== chosen).map((d) => sealEarlier(chosen.dek, tenant, env, d)));
           return { protector: record.protector, wrappedDek: await this.wrap(record.protector, chosen.dek), generation: meta.generation, earlierDeks };
         });
-        fsyncPath(staging);
+        await fsyncPath(staging);
       } catch (err) {
         rmSync(staging, { force: true });
         throw err;
       }
       await this.writeRecord({ ...record, pending });
       renameSync(staging, databasePath);
-      fsyncPath(this.dir(tenant, env));
+      await fsyncPath(this.dir(tenant, env));
       await this.writeRecord({ ...record, ...pending, pending: undefined, updatedAt: new Date().toISOString() });
     } finally {
       db.close();

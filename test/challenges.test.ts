@@ -5,17 +5,17 @@ import { localParts } from './support/parts';
 
 const claims = { tenant: 'contoso', region: 'emea', user: 'alice@example.com', operation: 'lock' as const };
 
-test('a challenge opens to the claims it was issued with, expiring after the TTL', () => {
+test('a challenge opens to the claims it was issued with, expiring after the TTL', async () => {
   const issuer = new ChallengeIssuer(randomBytes(32), 60_000);
-  const { challenge, claims: issued } = issuer.issue(claims, Date.parse('2026-11-29T00:00:00Z'));
+  const { challenge, claims: issued } = await issuer.issue(claims, Date.parse('2026-11-29T00:00:00Z'));
   expect(challenge.startsWith(`${CHALLENGE_PREFIX}.`)).toBe(true);
-  expect(issuer.open(challenge)).toEqual({ ...claims, id: issued.id, expiresAt: '2026-11-29T00:01:00.000Z' });
-  expect(issuer.issue(claims).claims.id).not.toBe(issued.id);
+  expect(await issuer.open(challenge)).toEqual({ ...claims, id: issued.id, expiresAt: '2026-11-29T00:01:00.000Z' });
+  expect((await issuer.issue(claims)).claims.id).not.toBe(issued.id);
 });
 
-test('forged, altered, truncated or foreign challenges do not open', () => {
+test('forged, altered, truncated or foreign challenges do not open', async () => {
   const issuer = new ChallengeIssuer(randomBytes(32));
-  const { challenge } = issuer.issue(claims);
+  const { challenge } = await issuer.issue(claims);
   const [prefixA, prefixB, payload, mac] = challenge.split('.');
   const altered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), user: 'mallory@example.com' })).toString('base64url');
   for (const bad of [
@@ -23,11 +23,11 @@ test('forged, altered, truncated or foreign challenges do not open', () => {
     `${prefixA}.${prefixB}.${payload}`,
     `${prefixA}.${prefixB}.${payload}.${mac}.extra`,
     challenge.slice(0, -2),
-    new ChallengeIssuer(randomBytes(32)).issue(claims).challenge,
+    (await new ChallengeIssuer(randomBytes(32)).issue(claims)).challenge,
     'x'.repeat(5000),
     '',
   ]) {
-    expect(issuer.open(bad)).toBeUndefined();
+    expect(await issuer.open(bad)).toBeUndefined();
   }
 });
 
@@ -36,7 +36,7 @@ test('the signature the CLI makes over a challenge verifies with the vault key o
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   const stored = await vault.importKey('tenant-contoso-emea', privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: true });
-  const { challenge } = new ChallengeIssuer(randomBytes(32)).issue(claims);
+  const { challenge } = await new ChallengeIssuer(randomBytes(32)).issue(claims);
   const data = Buffer.from(challenge, 'utf8');
   expect(await vault.verify(stored, data, sign('sha256', data, privateKey))).toBe(true);
   expect(await vault.verify(stored, data, sign('sha256', data, other))).toBe(false);

@@ -61,7 +61,7 @@ test('deadline search attributes through key change, embargo, lock, warnings and
     expect(await attributes()).toEqual(none);
     const lockedAt = Date.now();
     const proof = { challengeId: randomUUID(), tenant, region: 'emea', user: 'alice@example.com', operation: 'lock' as const, expiresAt: new Date(lockedAt + 400 * DAY).toISOString(), verifiedThumbprint: second.key.thumbprint };
-    const lock = await plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof, possession: possession(proof) });
+    const lock = await plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof, possession: await possession(proof) });
     expect(await attributes()).toEqual({ ...none, nextDeletionAt: lock.deleteAt });
     expect(await currentDetails(handle)).toContain(`waiting: deletion of 1 locked environment(s) on ${lock.deleteAt.slice(0, 10)} (R9)`);
 

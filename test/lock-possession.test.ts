@@ -24,7 +24,8 @@ beforeAll(async () => {
   vaultKey = { name: key.name, version: key.version };
 });
 
-function check(overrides: Partial<LockPossessionCheck> = {}, challenge = issuer.seal(claims), key = privateKey): LockPossessionCheck {
+async function check(overrides: Partial<LockPossessionCheck> = {}, sealed?: Promise<string>, key = privateKey): Promise<LockPossessionCheck> {
+  const challenge = await (sealed ?? issuer.seal(claims));
   return {
     tenant: claims.tenant,
     region: claims.region,
@@ -39,14 +40,14 @@ function check(overrides: Partial<LockPossessionCheck> = {}, challenge = issuer.
 }
 
 test('the challenge the API service issued, signed with the active key: the lock may go on', async () => {
-  await expect(activities.verifyLockPossession(check())).resolves.toBeUndefined();
+  await expect(activities.verifyLockPossession(await check())).resolves.toBeUndefined();
 });
 
-test.each<[string, () => LockPossessionCheck, RegExp]>([
+test.each<[string, () => Promise<LockPossessionCheck>, RegExp]>([
   ['no challenge and signature (a request that only says it verified)', () => check({ possession: null }), /carries no challenge/],
   ['a challenge made with another HMAC key (forged)', () => check({}, new ChallengeIssuer(Buffer.alloc(32, 6)).seal(claims)), /not issued by the cmk API service/],
   ['a signature by another key', () => check({}, undefined, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey), /does not verify/],
-  ['a signature over another challenge', () => ({ ...check(), possession: { challenge: issuer.seal(claims), signature: signChallenge(issuer.seal({ ...claims, id: randomUUID() }), privateKey) } }), /does not verify/],
+  ['a signature over another challenge', async () => ({ ...(await check()), possession: { challenge: await issuer.seal(claims), signature: signChallenge(await issuer.seal({ ...claims, id: randomUUID() }), privateKey) } }), /does not verify/],
   ['another challenge ID than the one the workflow spent', () => check({ challengeId: randomUUID() }), /not the one the request names/],
   ['another expiry than the request says', () => check({ expiresAt: '2027-01-01T00:00:00.000Z' }), /not the one the request names/],
   ['another tenant', () => check({ tenant: 'fabrikam' }), /another tenant, region, user or operation/],
@@ -54,10 +55,10 @@ test.each<[string, () => LockPossessionCheck, RegExp]>([
   ['another user', () => check({ user: 'mallory@evil.test' }), /another tenant, region, user or operation/],
   ['expired when the workflow accepted the lock', () => check({ acceptedAt: claims.expiresAt }), /expired/],
 ])('refused with KEY_MISMATCH: %s', async (_what, make, why) => {
-  await expect(activities.verifyLockPossession(make())).rejects.toMatchObject({ type: 'KEY_MISMATCH', message: expect.stringMatching(why) });
+  await expect(activities.verifyLockPossession(await make())).rejects.toMatchObject({ type: 'KEY_MISMATCH', message: expect.stringMatching(why) });
 });
 
 test('a worker without the challenge key locks nothing', async () => {
   const without = createActivities({ ...parts, ...testRequestTrust() });
-  await expect(without.verifyLockPossession(check())).rejects.toMatchObject({ type: 'KEY_MISMATCH', message: expect.stringMatching(/cannot check challenges/) });
+  await expect(without.verifyLockPossession(await check())).rejects.toMatchObject({ type: 'KEY_MISMATCH', message: expect.stringMatching(/cannot check challenges/) });
 });

@@ -20,7 +20,7 @@ function proof(tenant: string, verifiedThumbprint: string | null, overrides: Par
 }
 
 /** A lock request as the API service sends it: the proof, and the challenge and signature it was made of. */
-const lockRequest = (ctx: TenantContext, p: PossessionProof, actor: Actor = ALICE, confirm = 'Contoso Ltd') => ({ actor, policy: DEFAULT_POLICY, region: 'emea', confirm, proof: p, possession: ctx.possession(p) });
+const lockRequest = async (ctx: TenantContext, p: PossessionProof, actor: Actor = ALICE, confirm = 'Contoso Ltd') => ({ actor, policy: DEFAULT_POLICY, region: 'emea', confirm, proof: p, possession: await ctx.possession(p) });
 
 /** prod (system administrator sam) on the tenant key with rows, dev on the provider key; the embargo over. */
 async function lockableTenant(ctx: TenantContext) {
@@ -50,24 +50,24 @@ test('R8: refusals come in the order of DESIGN.md §4 and change nothing; the lo
       ['LOCK_EMBARGO', lockRequest(ctx, good())],
     ];
     const before = await harness.acceptedUpdates(tenant);
-    for (const [code, request] of refusals) await expect(plane.lockTenant(tenant, request)).rejects.toMatchObject({ code });
+    for (const [code, request] of refusals) await expect(plane.lockTenant(tenant, await request)).rejects.toMatchObject({ code });
     expect(await harness.acceptedUpdates(tenant)).toBe(before);
     expect((await plane.snapshot(tenant))!.environments.map((e) => e.state)).toEqual(['Online', 'Online']);
 
     await harness.env.sleep(72 * HOUR - 60_000);
-    await expect(plane.lockTenant(tenant, lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCK_EMBARGO' });
+    await expect(plane.lockTenant(tenant, await lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCK_EMBARGO' });
     await harness.env.sleep(61_000);
     // The proof says it verified, but the signature is another key's, or missing: the activity that checks it again
     // against the vault refuses before anything is locked (even if a forged request had passed the validator).
     const claimed = good();
-    const anotherKeys = { ...lockRequest(ctx, claimed), possession: ctx.possession({ ...claimed, verifiedThumbprint: null }) };
+    const anotherKeys = { ...(await lockRequest(ctx, claimed)), possession: await ctx.possession({ ...claimed, verifiedThumbprint: null }) };
     await expect(plane.lockTenant(tenant, anotherKeys)).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
-    await expect(plane.lockTenant(tenant, { ...lockRequest(ctx, good()), possession: undefined })).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
+    await expect(plane.lockTenant(tenant, { ...(await lockRequest(ctx, good())), possession: undefined })).rejects.toMatchObject({ code: 'KEY_MISMATCH' });
     expect((await plane.snapshot(tenant))!.environments.map((e) => e.state)).toEqual(['Online', 'Online']);
     expect((await plane.snapshot(tenant))!.regions.emea!.keys[0]).toMatchObject({ state: 'Active', inVault: true });
     expect(await parts.databases.readRows(tenant, 'prod')).toEqual(rowsBefore);
     const spent = good();
-    const result = await plane.lockTenant(tenant, lockRequest(ctx, spent));
+    const result = await plane.lockTenant(tenant, await lockRequest(ctx, spent));
     expect(result).toMatchObject({ sealed: ['prod'], lockedByDecisionOnly: ['dev'], withdrawnKeys: [staged.thumbprint] });
     expect(Date.parse(result.unlockAllowedAt) - Date.parse(result.lockedAt)).toBe(HOUR);
     expect(Date.parse(result.deleteAt) - Date.parse(result.lockedAt)).toBe(28 * DAY);
@@ -92,7 +92,7 @@ test('R8: refusals come in the order of DESIGN.md §4 and change nothing; the lo
     for (const key of held) for (const dek of wrapped) await expect(parts.vault.unwrapKey(key, dek)).rejects.toThrow();
 
     // While locked: a second lock (R11's sibling), a key change (R11), apply and data all refuse.
-    await expect(plane.lockTenant(tenant, lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCKED_ENVIRONMENTS_EXIST' });
+    await expect(plane.lockTenant(tenant, await lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCKED_ENVIRONMENTS_EXIST' });
     await expect(plane.changeKey(tenant, keyChange(ALICE, await ctx.stage()))).rejects.toMatchObject({ code: 'LOCKED_ENVIRONMENTS_EXIST' });
     await expect(plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'dev', operation: 'apply' })).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
     await expect(plane.environmentBackup(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null })).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
@@ -107,7 +107,7 @@ test('R10, R15, R11: unlock needs the same key re-activated and an hour; each en
     const rows = await parts.databases.readRows(tenant, 'prod');
     await harness.env.sleep(73 * HOUR);
     const spent = proof(tenant, staged.thumbprint);
-    await plane.lockTenant(tenant, lockRequest(ctx, spent));
+    await plane.lockTenant(tenant, await lockRequest(ctx, spent));
     const nextChangeBefore = (await plane.snapshot(tenant))!.regions.emea!.lastKeyChangeAt;
 
     const unlock = (env: string, actor: Actor = ALICE) => plane.unlockEnvironment(tenant, { actor, policy: DEFAULT_POLICY, env });
@@ -144,7 +144,7 @@ test('R10, R15, R11: unlock needs the same key re-activated and an hour; each en
     // Re-activation restarted neither R5 nor R6; the spent challenge cannot lock again.
     const region = (await plane.snapshot(tenant))!.regions.emea!;
     expect(region.lastKeyChangeAt).toBe(nextChangeBefore);
-    await expect(plane.lockTenant(tenant, lockRequest(ctx, spent))).rejects.toMatchObject({ code: 'KEY_MISMATCH', message: expect.stringMatching(/already used/) });
+    await expect(plane.lockTenant(tenant, await lockRequest(ctx, spent))).rejects.toMatchObject({ code: 'KEY_MISMATCH', message: expect.stringMatching(/already used/) });
     const events = (await parts.outbox.list(tenant)).map((m) => `${m.event}:${m.to}`);
     expect(events).toEqual(expect.arrayContaining(['key-reactivated:alice@example.com', 'key-reactivated:bob@example.com', 'environment-unlocked:sam@example.com', 'environment-unlocked:alice@example.com']));
     // sam administers prod only: dev's unlock is not mailed to them.
@@ -159,7 +159,7 @@ test('R9: warnings 7 days and 1 day before, deletion with backups after 28 days;
     const backup = await plane.environmentBackup(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
     expect(backup.backup.id).toMatch(/^b-/);
     await harness.env.sleep(73 * HOUR);
-    await plane.lockTenant(tenant, lockRequest(ctx, proof(tenant, staged.thumbprint)));
+    await plane.lockTenant(tenant, await lockRequest(ctx, proof(tenant, staged.thumbprint)));
     const mails = async (event: string) => (await parts.outbox.list(tenant)).filter((m) => m.event === event);
 
     await harness.env.sleep(21 * DAY - 60_000);

@@ -46,7 +46,7 @@ async function lockedTenant(ctx: TenantContext) {
   const { staged } = await tenantWithProdOnItsKey(ctx);
   await harness.env.sleep(73 * HOUR);
   const claims = proof(tenant, staged.thumbprint);
-  return plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof: claims, possession: ctx.possession(claims) });
+  return plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof: claims, possession: await ctx.possession(claims) });
 }
 
 async function workflowStatus(tenant: string): Promise<string | undefined> {

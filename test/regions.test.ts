@@ -111,7 +111,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
       await harness.env.sleep(72 * HOUR + 60_000);
       const proof: PossessionProof = { challengeId: randomUUID(), tenant, region: 'eu', user: 'alice@example.com', operation: 'lock', expiresAt: new Date(Date.now() + 30 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
       // The challenge and signature the proof was made of: Europe's worker checks them again against Europe's vault.
-      const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant, region: 'eu', user: proof.user, operation: 'lock', expiresAt: proof.expiresAt });
+      const challenge = await TEST_CHALLENGES.seal({ id: proof.challengeId, tenant, region: 'eu', user: proof.user, operation: 'lock', expiresAt: proof.expiresAt });
       const possession = { challenge, signature: signChallenge(challenge, euKey) };
       const locked = await plane.lockTenant(tenant, { actor: ALICE, policy: POLICY, region: 'eu', confirm: 'Globex', proof, possession });
       expect(locked.sealed.sort()).toEqual(['prod-eu']);

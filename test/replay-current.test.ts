@@ -27,7 +27,7 @@ test('a history made by today\'s code replays against it', async () => {
       expiresAt: new Date((await harness.env.currentTimeMs()) + HOUR).toISOString(),
       verifiedThumbprint: staged.thumbprint,
     };
-    await plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof, possession: ctx.possession(proof) });
+    await plane.lockTenant(tenant, { actor: ALICE, policy: DEFAULT_POLICY, region: 'emea', confirm: 'Contoso Ltd', proof, possession: await ctx.possession(proof) });
     const history = await harness.env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory();
     expect(history.events?.length).toBeGreaterThan(10);
     // Under its own workflow ID: the codec binds each payload to its workflow (a replay's default ID would refuse them).

@@ -9,7 +9,7 @@ import type { Info as ActivityInfo } from '@temporalio/activity';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { ConfigError, loadConfig } from '../config';
 import { metricsBindAddress, telemetryConfig, type TelemetryConfig } from '../config/telemetry';
-import { createLineLogger, formatJsonLine } from '../common/logging';
+import { createJsonLogger, createLineLogger, formatJsonLine } from '../common/logging';
 import { createLogger, workerRuntimeOptions } from '../worker/telemetry';
 import { freePort, startStack, type Stack } from '../harness/stack';
 
@@ -121,6 +121,20 @@ describe('json lines', () => {
     expect(parsed().map((l) => l.message)).toEqual(['Activity failed']);
   });
 
+  test("the API's pino logger: the json format's fields, tokens, passwords and .pfx bytes redacted, the level filter holds", () => {
+    const lines: string[] = [];
+    const logger = createJsonLogger({ ...JSON_DEBUG, logLevel: 'INFO' }, 'api', { write: (line: string) => lines.push(line) });
+    logger.warn(
+      { route: '/v1/tenants/{tenant}/keys', password: 'PW-CANARY', pfx: 'PFX-CANARY', token: 'TOKEN-CANARY', headers: { authorization: 'Bearer AUTH-CANARY' }, body: { password: 'NESTED-CANARY', file: 'FILE-CANARY' } },
+      'request refused',
+    );
+    logger.debug('dropped below the level');
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0]!) as Line;
+    expect(line).toMatchObject({ time: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/), level: 'WARN', component: 'api', message: 'request refused', route: '/v1/tenants/{tenant}/keys', password: '[redacted]' });
+    expect(lines[0]).not.toMatch(/CANARY/);
+  });
+
   test("the API's line logger: `cmk api: …` in text, a JSON line in json", () => {
     const text = jest.spyOn(console, 'error').mockImplementation(() => undefined);
     const raw = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
@@ -223,7 +237,8 @@ describe('the stack with CMK_LOG_FORMAT=json, CMK_LOG_LEVEL=DEBUG and CMK_METRIC
     expect(count('method="POST",route="/v1/tenants",status="201"') + count('method="POST",route="/v1/tenants",status="200"')).toBeGreaterThanOrEqual(1);
     expect(count('method="POST",route="/v1/tenants/\\{tenant\\}/environments/\\{env\\}/data",status="200"')).toBeGreaterThanOrEqual(1);
     expect(count('method="GET",route="/v1/tenants/\\{tenant\\}/environments",status="404"')).toBe(1);
-    expect(text).toMatch(/^cmk_api_request_duration_seconds_bucket\{method="GET",route="\/v1\/status",status="200",le="\+Inf"\} \d+$/m);
+    // prom-client writes `le` first; label order is not part of the exposition format.
+    expect(text).toMatch(/^cmk_api_request_duration_seconds_bucket\{le="\+Inf",method="GET",route="\/v1\/status",status="200"\} \d+$/m);
     expect(text).toMatch(/^cmk_api_requests_in_flight \d+$/m);
     for (const id of ['fabrikam', 'no-such-tenant', 'prod', ADMIN]) expect(text).not.toContain(id);
     expect((await fetch(`http://127.0.0.1:${apiMetricsPort}/v1/status`)).status).toBe(404);

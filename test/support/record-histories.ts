@@ -40,8 +40,8 @@ async function main(): Promise<void> {
   });
   // Since signed requests the workflow takes regions from its worker (testRequestTrust), not from requests: to record
   // 'recorded-regions' again, give the workers a policy naming eu and us.
-  const possession = (proof: PossessionProof, key: KeyObject) => {
-    const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
+  const possession = async (proof: PossessionProof, key: KeyObject) => {
+    const challenge = await TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
     return { challenge, signature: signChallenge(challenge, key) };
   };
   const operator = { kind: 'operator' } as const;
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
       await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
-      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Locked Ltd', proof, possession: possession(proof, privateKey) });
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Locked Ltd', proof, possession: await possession(proof, privateKey) });
       await env.sleep(22 * 24 * HOUR);
       await plane.reactivateKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', staged: await stage(tenant, privateKey) });
       await plane.unlockEnvironment(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod' });
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
       for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply' });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-regions-challenge', tenant, region: 'eu', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
-      await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof, possession: possession(proof, euKey) });
+      await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof, possession: await possession(proof, euKey) });
       await env.sleep(29 * 24 * HOUR);
       await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());

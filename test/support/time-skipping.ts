@@ -34,7 +34,7 @@ export interface TenantContext {
    * What the API service passes on with a lock: the challenge of exactly this proof's claims, signed (as the CLI
    * signs it) with the private key of the staged key the proof names (any other key when it names none).
    */
-  possession: (proof: PossessionProof) => LockPossession;
+  possession: (proof: PossessionProof) => Promise<LockPossession>;
 }
 
 
@@ -121,8 +121,8 @@ export function timeSkippingHarness() {
         privateKeys.set(key.thumbprint, privateKey);
         return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
       };
-      const possession = (proof: PossessionProof): LockPossession => {
-        const challenge = TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
+      const possession = async (proof: PossessionProof): Promise<LockPossession> => {
+        const challenge = await TEST_CHALLENGES.seal({ id: proof.challengeId, tenant: proof.tenant, region: proof.region, user: proof.user, operation: proof.operation, expiresAt: proof.expiresAt });
         const key = (proof.verifiedThumbprint && privateKeys.get(proof.verifiedThumbprint)) || generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
         return { challenge, signature: signChallenge(challenge, key) };
       };

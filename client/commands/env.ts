@@ -1,0 +1,112 @@
+/** `cmk env`: environments and their databases (DESIGN.md §4). */
+import { columns, enc, faultText, query, type CliContext, type Json } from './context';
+
+export function registerEnv({ program, command, api, print }: CliContext): void {
+  const env = command(program, 'env', 'environments and their databases');
+  command(env, 'create', 'create an environment: a new database under the provider key')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--admin <email>', "the environment's system administrator")
+    .action(async (o: { tenant: string; env: string; region?: string; admin?: string }) => {
+      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments`, { env: o.env, region: o.region, admin: o.admin });
+      print(r, () => `Environment ${r.environment.id} created in region ${r.environment.region}: ${describeEnv(r.environment)}.`);
+    });
+  command(env, 'list', "list the tenant's environments in a region")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; region?: string }) => {
+      const r = await api().call<Json & { region: string; environments: EnvView[] }>('GET', `/v1/tenants/${enc(o.tenant)}/environments${query({ region: o.region })}`);
+      print({ environments: r.environments }, () =>
+        r.environments.length === 0
+          ? `No environments in region ${r.region}.`
+          : [
+              `Environments of ${o.tenant} in region ${r.region}:`,
+              columns([
+                ['ENVIRONMENT', 'STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN', ''],
+                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.fault ? faultText(e.fault) : e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
+              ]),
+              `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`,
+            ].join('\n'),
+      );
+    });
+  const operations = [
+    ['apply', 'protect the environment with the active tenant key: a new database encryption key, every page re-encrypted'],
+    ['revert', 'return the environment to the provider key'],
+    ['rekey', 'a new database encryption key, every page re-encrypted, under the same protector'],
+  ] as const;
+  for (const [operation, description] of operations) {
+    command(env, operation, description)
+      .requiredOption('--tenant <id>', 'tenant ID')
+      .requiredOption('--env <id>', 'environment ID')
+      .action(async (o: { tenant: string; env: string }) => {
+        const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
+        print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
+      });
+  }
+  command(env, 'data', "read (and with --write, first add) rows of the environment's database")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--write <text>', 'add a row with this text first')
+    .action(async (o: { tenant: string; env: string; write?: string }) => {
+      const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/data`;
+      const r = await (o.write === undefined ? api().call<Json & { rows: Row[] }>('GET', path) : api().call<Json & { rows: Row[] }>('POST', path, { text: o.write }));
+      print({ rows: r.rows }, () => (r.rows.length ? r.rows.map((row) => `${row.id}\t${row.createdAt}\t${row.text}`).join('\n') : 'No rows.'));
+    });
+
+  command(env, 'unlock', 'unlock one locked environment (after `cmk key reactivate`, and not within the unlock delay of the lock)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .action(async (o: { tenant: string; env: string }) => {
+      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/unlock`);
+      print(r, () => `Environment ${r.environment.id} unlocked: ${describeEnv(r.environment)}.`);
+    });
+  command(env, 'backup', "back up the environment's encrypted database (it carries no key of its own)")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .action(async (o: { tenant: string; env: string }) => {
+      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/backup`);
+      print(r, () => [`Backup ${r.backup.id} of ${o.env} taken at ${r.backup.createdAt} (${r.backup.sizeBytes} bytes).`, describeBackups(r.backups)].join('\n'));
+    });
+  command(env, 'restore', 'put a backup (default: the latest) in place of the database; rows written since are gone')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .option('--backup <id>', 'the backup to restore (default: the latest)')
+    .action(async (o: { tenant: string; env: string; backup?: string }) => {
+      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/restore`, { backupId: o.backup });
+      print(r, () => `Environment ${o.env} restored from backup ${r.backup.id} (taken at ${r.backup.createdAt}).`);
+    });
+}
+
+interface EnvView {
+  id: string;
+  region: string;
+  state: string;
+  protection: string;
+  keyThumbprint: string;
+  systemAdmin: string | null;
+  coverage: { covered: string[]; notCovered: string[] };
+  lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
+  /** What background work could not do to it (docs/RELIABILITY.md). */
+  fault?: { operation: 'delete' | 'reprotect'; code: string; reason: string; repair: string };
+}
+interface Row {
+  id: number;
+  text: string;
+  createdAt: string;
+}
+interface BackupView {
+  id: string;
+  createdAt: string;
+  sizeBytes: number;
+}
+type BackupReport = Json & { backup: BackupView; backups: BackupView[] };
+
+function describeBackups(backups: BackupView[]): string {
+  return [`Backups of this environment (oldest first):`, ...backups.map((b) => `  ${b.id}  ${b.createdAt}  ${b.sizeBytes} bytes`)].join('\n');
+}
+
+function describeEnv(e: EnvView): string {
+  const lock = e.lock ? ` (${e.lock.sealed ? 'sealed' : 'locked by decision only'} since ${e.lock.lockedAt}; deleted at ${e.lock.deleteAt} unless unlocked)` : '';
+  return `${e.state}${lock}, protected by the ${e.protection} key ${e.keyThumbprint}`;
+}
