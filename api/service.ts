@@ -559,7 +559,7 @@ export function faultView(tenant: TenantSnapshot, env: EnvironmentRecord): { fau
 }
 
 /** `key show`: the region's environments with a fault, and replaced keys the vault refused to delete. */
-function regionFaults(tenant: TenantSnapshot, region: string) {
+export function regionFaults(tenant: TenantSnapshot, region: string) {
   const environments = tenant.environments.filter((e) => e.region === region).flatMap((e) => {
     const { fault } = faultView(tenant, e);
     return fault ? [{ env: e.id, ...fault }] : [];

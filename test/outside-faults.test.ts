@@ -13,6 +13,7 @@ import { buildMailer, PostOffice, SendGridMailer } from '../mail';
 import { tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY, type PossessionProof } from '../domain/rules';
 import { FakeSendGrid, SENDGRID_TEST_KEY } from '../harness/sendgrid-double';
+import { refusing, vaultRefusal } from './support/parts';
 import { ALICE, HOUR, keyChange, OPERATOR_ACTOR, tenantWithProdOnItsKey, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
 const harness = timeSkippingHarness();
@@ -115,27 +116,6 @@ test('a SendGrid outage (key revoked, then down) during the deletion warnings an
     for (const m of after) expect(ids.filter((id) => id === m.id)).toHaveLength(1);
   }, sendgridMailer);
 });
-
-/** The real part, with one method refusing (non-retryable, as a vault or server refusal is) while `refusing` is set. */
-function refusing<T extends object>(part: T, method: keyof T, refusal: () => Error) {
-  const control = { refusing: true, calls: 0 };
-  const wrapped = new Proxy(part, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        if (property === method && control.refusing) {
-          control.calls += 1;
-          throw refusal();
-        }
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  return { wrapped, control };
-}
-
-const vaultRefusal = () => ApplicationFailure.nonRetryable('The vault refused: the caller lacks the delete permission on this key.', 'VAULT_REFUSED');
 
 test('the vault refuses to delete the replaced key at the end of the rollback window: the workflow runs on, the key is marked and mailed, and the next `env rekey` removes it', async () => {
   let control = { refusing: true, calls: 0 };
