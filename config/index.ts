@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_POLICY, isValidEmail, isValidId, parseDuration, type Policy } from '../domain/rules';
+import { isValidEmail, isValidId } from '../domain/ids';
+import { DEFAULT_POLICY, parseDuration, type Policy } from '../domain/policy';
 import { telemetryConfig, type TelemetryConfig } from './telemetry';
 import { regionVariableSuffix, vaultConfig, type VaultConfig } from './vault';
 import { sqlServersConfig, type SqlServerEntry } from './sqlservers';

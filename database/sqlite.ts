@@ -18,7 +18,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
 import { createFileExclusive, fsyncPath, readJsonIfExists, writeFileAtomic } from '../common/atomic';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import { assertBackupId, assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import type { Vault } from '../vault/types';
 import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';

@@ -29,7 +29,7 @@
  */
 import { ConnectionPool, type config as MssqlConfig } from 'mssql';
 import { CmkError } from '../common/errors';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import { assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';

@@ -11,7 +11,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { CmkError } from '../common/errors';
 import { buildMailer, PostOffice, SendGridMailer } from '../mail';
 import { tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type PossessionProof } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
+import type { PossessionProof } from '../domain/rules';
 import { FakeSendGrid, SENDGRID_TEST_KEY } from '../harness/sendgrid-double';
 import { ALICE, HOUR, keyChange, OPERATOR_ACTOR, tenantWithProdOnItsKey, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
