@@ -24,7 +24,8 @@ export function section<V extends Record<string, Variable<unknown>>>(variables: 
 
 /** Reads one section from the environment, or throws the first refusal as a ConfigError. */
 export function readSection<T>(schema: z.ZodType<T, Env>, env: Env): T {
-  const result = schema.safeParse(env);
+  // A plain copy: process.env is an exotic object that zod's record schema would not take for one.
+  const result = schema.safeParse({ ...env });
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   // Our own refusals (custom issues) are whole sentences; zod's own would not name the variable, so it is added.
