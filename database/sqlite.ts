@@ -1,3 +1,4 @@
+// Over 400 lines: one engine class over one on-disk layout (key record, database, offline mark, backups), each operation crash-safe against the others.
 /**
  * The embedded database engine: one SQLite file per environment, encrypted page by page (SQLCipher scheme of
  * better-sqlite3-multiple-ciphers) with a random 256-bit DEK. The DEK is wrapped (RSA-OAEP-256, by the vault) by

@@ -1,3 +1,4 @@
+// Over 400 lines: one engine class; each TDE operation (create, rekey, offline, backup, restore) is a checked sequence of statements over shared state.
 /**
  * The production database engine: one SQL Server database per environment, encrypted with TDE. SQL Server keeps the
  * DEK in the database boot record, wrapped by exactly one encryptor in master — a server certificate (the provider's
