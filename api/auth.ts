@@ -9,7 +9,8 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { CmkError } from '../common/errors';
 import { OPERATOR_ROLE, OPERATOR_ROLE_CLAIM } from '../common/tokens';
 import type { AuthConfig } from '../config';
-import { isValidEmail, normaliseEmail, OPERATOR, type Actor } from '../domain/rules';
+import { OPERATOR, type Actor } from '../domain/access';
+import { isValidEmail, normaliseEmail } from '../domain/ids';
 
 export type Authenticator = (authorization: string | string[] | undefined) => Promise<Actor>;
 

@@ -16,7 +16,7 @@ import { CmkError } from '../common/errors';
 import type { EncryptionCodec } from '../codec';
 import type { AuditEntry } from '../audit/trail';
 import { redactAuditEntry } from '../domain/audit-redaction';
-import type { Actor } from '../domain/rules';
+import type { Actor } from '../domain/access';
 import type { Config } from '../config';
 import { loadOrCreateSecret } from '../common/secrets';
 

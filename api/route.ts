@@ -1,6 +1,6 @@
 /** One route of the API service: what the router (api/server.ts) serves and the OpenAPI document (api/openapi.ts) describes. */
 import type { IncomingMessage } from 'node:http';
-import type { Actor } from '../domain/rules';
+import type { Actor } from '../domain/access';
 
 export interface RequestContext {
   actor: Actor;

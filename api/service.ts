@@ -13,8 +13,21 @@ import type { Delivery } from '../mail/types';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type GeneratedKey, type GenerateKeyOptions, type OpenedPfx } from '../keyfiles';
+import { describeActor, isAllowed, tenantAdminRole, type Action, type Actor } from '../domain/access';
+import { isValidId, KEY_NAME_PATTERN, normaliseEmail } from '../domain/ids';
 import {
   activeKeyOf,
+  usableKeyOf,
+  type AdminRole,
+  type EnvironmentOperation,
+  type EnvironmentRecord,
+  type EnvironmentState,
+  type BackupOperation,
+  type KeySource,
+  type TenantKey,
+  type TenantSnapshot,
+} from '../domain/model';
+import {
   checkAdminChange,
   checkBackup,
   checkRegionServed,
@@ -24,29 +37,12 @@ import {
   checkReactivate,
   checkRollback,
   checkUnlock,
-  describeActor,
   COVERAGE,
   forbidden,
-  isAllowed,
-  isValidId,
-  KEY_NAME_PATTERN,
   lockAllowedAt,
   nextKeyChangeAllowedAt,
-  normaliseEmail,
-  tenantAdminRole,
-  usableKeyOf,
-  type Action,
-  type Actor,
-  type AdminRole,
-  type EnvironmentOperation,
-  type EnvironmentRecord,
-  type EnvironmentState,
-  type BackupOperation,
-  type KeySource,
   type PossessionProof,
   type Refusal,
-  type TenantKey,
-  type TenantSnapshot,
 } from '../domain/rules';
 import type { StagedKey } from '../workflows/messages';
 import type { ChallengeIssuer } from './challenges';

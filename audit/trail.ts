@@ -1,3 +1,4 @@
+// Over 400 lines: the writer, its crash recovery and the verifier read one on-disk format, kept together so they cannot drift apart.
 /**
  * The audit trail: an append-only, tamper-evident record of who asked for what and how it ended, on local disk.
  *

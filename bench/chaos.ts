@@ -25,7 +25,7 @@ import { loadDataConverter } from '../codec';
 import { ControlPlane } from '../client/library';
 import { loadRequestSigner } from '../common/request-signing';
 import { loadConfig } from '../config';
-import { parseDuration } from '../domain/rules';
+import { parseDuration } from '../domain/policy';
 import { Outbox } from '../mail/outbox';
 import { buildParts } from '../worker/parts';
 import { tenantWorkflowId } from '../workflows/messages';

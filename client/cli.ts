@@ -7,7 +7,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isCmkError } from '../common/errors';
 import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
-import type { Action } from '../domain/rules';
+import type { Action } from '../domain/access';
 import { AuditBrokenError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
 import { registerStatus } from './commands/status';
 import { registerTenant } from './commands/tenant';

@@ -9,23 +9,10 @@ export { RequestSigner, loadRequestSigner } from '../common/request-signing';
 export { dataConverterFor, loadCodecKeyRing, loadDataConverter, type CodecKeyRing } from '../codec';
 export { CmkError, isCmkError } from '../common/errors';
 export { ERROR_CODES, isErrorCode, type ErrorCode } from '../domain/codes';
-export {
-  DEFAULT_POLICY,
-  OPERATOR,
-  type Action,
-  type Actor,
-  type AdminRole,
-  type Administrator,
-  type EnvironmentRecord,
-  type EnvironmentState,
-  type KeyState,
-  type Policy,
-  type PossessionProof,
-  type Protection,
-  type TenantCreateCheck,
-  type TenantKey,
-  type TenantSnapshot,
-} from '../domain/rules';
+export { OPERATOR, type Action, type Actor } from '../domain/access';
+export type { AdminRole, Administrator, EnvironmentRecord, EnvironmentState, KeyState, Protection, TenantKey, TenantSnapshot } from '../domain/model';
+export { DEFAULT_POLICY, type Policy } from '../domain/policy';
+export type { PossessionProof, TenantCreateCheck } from '../domain/rules';
 export {
   TASK_QUEUE,
   tenantWorkflowId,

@@ -49,7 +49,9 @@ import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { auditTrailWorkflow, mailRetryWorkflow } from '../workflows';
 import type { MailRetryReport } from '../mail/types';
-import { checkTenantCreate, normaliseEmail, type EnvironmentRecord, type TenantCreateCheck, type TenantSnapshot } from '../domain/rules';
+import { normaliseEmail } from '../domain/ids';
+import type { EnvironmentRecord, TenantSnapshot } from '../domain/model';
+import { checkTenantCreate, type TenantCreateCheck } from '../domain/rules';
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../domain/carried';
 

@@ -8,7 +8,7 @@
 import { ed25519 } from '@noble/curves/ed25519';
 import { loadOrCreateSecret } from './secrets';
 import { signedBytes, toHex, type RequestAuth, type RequestTrust } from '../domain/signed';
-import type { Policy } from '../domain/rules';
+import type { Policy } from '../domain/policy';
 
 export const REQUEST_SIGNING_SECRET = 'request-signing-key';
 

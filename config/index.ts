@@ -5,11 +5,14 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_POLICY, isValidEmail, isValidId, parseDuration, type Policy } from '../domain/rules';
+import { z } from 'zod';
+import { isValidEmail, isValidId } from '../domain/ids';
+import { DEFAULT_POLICY, type Policy } from '../domain/policy';
 import { telemetryConfig, type TelemetryConfig } from './telemetry';
 import { regionVariableSuffix, vaultConfig, type VaultConfig } from './vault';
 import { sqlServersConfig, type SqlServerEntry } from './sqlservers';
 import { ConfigError } from './error';
+import { duration, oneOf, parsed, port, readSection, Refused, refuse, section, text, trueOrFalse, wholeNumber, type Env } from './schema';
 
 export interface Config {
   dataDir: string;
@@ -107,41 +110,203 @@ export const DEFAULT_TOKEN_AUDIENCE = 'cmk-api';
 /** Asymmetric algorithms only: `none` and shared-secret HMAC would let whoever verifies also mint tokens. */
 export const ALLOWED_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const;
 
-type Env = Record<string, string | undefined>;
-
 export { ConfigError };
 
-function duration(env: Env, name: string, fallback: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new ConfigError(`${name}="${text}" is not a duration such as 24h, 72h, 28d, 1h or 30s.`);
-  return ms;
+const HOUR = 3_600_000;
+
+/** Where the deployment keeps its files and listens, and which Temporal it talks to. */
+const PLACES = section({
+  CMK_DATA_DIR: text('./var'),
+  CMK_SECRETS_DIR: text(undefined),
+  CMK_API_HOST: text('127.0.0.1'),
+  CMK_API_PORT: port(8787),
+  CMK_API_URL: text(undefined),
+  TEMPORAL_ADDRESS: text('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: text('default'),
+  CMK_TASK_QUEUE: text('cmk'),
+  // Unset: the embedded Temporal UI's origin; set but empty: no cross-origin caller at all.
+  CMK_CODEC_CORS_ORIGIN: () => z.string().optional(),
+});
+
+/** A comma-separated list of region IDs. */
+function regionIds(value: string, name: string): string[] | Refused {
+  const list = value.split(',').map((r) => r.trim());
+  const bad = list.find((region) => !isValidId(region));
+  if (bad !== undefined) return new Refused(`${name} names "${bad}", which is not a region ID (lowercase letters, digits and dashes).`);
+  if (new Set(list).size !== list.length) return new Refused(`${name}="${value}" names a region twice.`);
+  return list;
 }
 
-function port(env: Env, name: string, fallback: number): number {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(`${name}="${text}" is not a TCP port.`);
-  return value;
+/** R5, R6, R9, R15 durations (R14), and the regions the deployment serves (R1). */
+const POLICY = section({
+  CMK_KEY_CHANGE_INTERVAL: duration(DEFAULT_POLICY.keyChangeIntervalMs),
+  CMK_LOCK_EMBARGO: duration(DEFAULT_POLICY.lockEmbargoMs),
+  CMK_LOCKED_RETENTION: duration(DEFAULT_POLICY.lockedRetentionMs),
+  CMK_UNLOCK_DELAY: duration(DEFAULT_POLICY.unlockDelayMs),
+  CMK_REGIONS: parsed(undefined, regionIds, { trim: true }),
+}).transform(
+  (v): Policy => ({
+    keyChangeIntervalMs: v.CMK_KEY_CHANGE_INTERVAL,
+    lockEmbargoMs: v.CMK_LOCK_EMBARGO,
+    lockedRetentionMs: v.CMK_LOCKED_RETENTION,
+    unlockDelayMs: v.CMK_UNLOCK_DELAY,
+    ...(v.CMK_REGIONS ? { regions: v.CMK_REGIONS } : {}),
+  }),
+);
+
+/**
+ * What this worker process runs. Its regions: every region of CMK_REGIONS by default (one worker for all, as
+ * `npm start` runs it), a subset for a region's own workers, `none` for a workflows-only worker.
+ */
+const worker = (regions: string[] | undefined) =>
+  section({
+    CMK_WORKER_REGIONS: parsed(
+      regions ?? [],
+      (value, name) => {
+        if (value === 'all') return regions ?? [];
+        if (!regions) return new Refused(`${name} needs CMK_REGIONS: name the regions the deployment serves first.`);
+        if (value === 'none') return [];
+        const list = regionIds(value, name);
+        if (list instanceof Refused) return list;
+        const unknown = list.filter((r) => !regions.includes(r));
+        if (unknown.length > 0) return new Refused(`${name} names ${unknown.join(', ')}, not in CMK_REGIONS (${regions.join(', ')}).`);
+        return list;
+      },
+      { trim: true },
+    ),
+    CMK_WORKER_WORKFLOWS: trueOrFalse(true),
+    // Below 2 the SDK would silently use 2, or (at 0) replay each tenant's whole history on every task.
+    CMK_WORKER_MAX_CACHED_WORKFLOWS: wholeNumber(2),
+    CMK_PURGE_INTERVAL: duration(24 * HOUR),
+  });
+
+type DatabaseConfig = Pick<Config, 'dbEngine' | 'mssqlUrl' | 'mssqlEkmProvider' | 'mssqlTenantKeys' | 'mssqlBackupDir' | 'mssqlControlDatabase'>;
+
+/** Environment databases (CMK_MSSQL_SERVERS' fleet is read by config/sqlservers.ts). MSSQL_URL holds a password: never quoted. */
+const DATABASE = section({
+  CMK_DB_ENGINE: oneOf(['sqlite', 'sqlserver'] as const, 'sqlite', 'a database engine'),
+  MSSQL_URL: text(undefined),
+  CMK_MSSQL_SERVERS: text(undefined),
+  CMK_MSSQL_EKM_PROVIDER: text('AzureKeyVault_EKM'),
+  CMK_MSSQL_TENANT_KEYS: oneOf(['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
+  CMK_MSSQL_BACKUP_DIR: text(undefined),
+  CMK_MSSQL_CONTROL_DB: text('cmk_control'),
+}).transform((v, ctx): DatabaseConfig => {
+  if (v.CMK_DB_ENGINE === 'sqlserver' && !v.MSSQL_URL && !v.CMK_MSSQL_SERVERS) {
+    return refuse(ctx, 'MSSQL_URL (or CMK_MSSQL_SERVERS) is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
+  }
+  return {
+    dbEngine: v.CMK_DB_ENGINE,
+    ...(v.CMK_DB_ENGINE === 'sqlserver' ? { mssqlUrl: v.MSSQL_URL } : {}),
+    mssqlEkmProvider: v.CMK_MSSQL_EKM_PROVIDER,
+    mssqlTenantKeys: v.CMK_MSSQL_TENANT_KEYS,
+    ...(v.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: v.CMK_MSSQL_BACKUP_DIR } : {}),
+    mssqlControlDatabase: v.CMK_MSSQL_CONTROL_DB,
+  };
+});
+
+/** Who may call the API service (AuthConfig); the public key, when a path, is read once the section is valid. */
+const AUTH = section({
+  CMK_AUTH_JWKS_URL: text(undefined),
+  CMK_AUTH_PUBLIC_KEY: text(undefined),
+  CMK_AUTH_ALGORITHMS: parsed(undefined, (value, name) => {
+    const algorithms = value.split(',').map((a) => a.trim()).filter(Boolean);
+    const bad = algorithms.find((alg) => !(ALLOWED_TOKEN_ALGORITHMS as readonly string[]).includes(alg));
+    return bad === undefined ? algorithms : new Refused(`${name} names "${bad}"; allowed are the asymmetric ${ALLOWED_TOKEN_ALGORITHMS.join(', ')}.`);
+  }),
+  CMK_AUTH_ISSUER: text(undefined),
+  CMK_AUTH_AUDIENCE: text(DEFAULT_TOKEN_AUDIENCE),
+  CMK_AUTH_REQUIRE_EMAIL_VERIFIED: trueOrFalse(true),
+  CMK_AUTH_MAX_TOKEN_LIFETIME: duration(24 * HOUR),
+}).transform((v, ctx): AuthConfig => {
+  const external = Boolean(v.CMK_AUTH_JWKS_URL || v.CMK_AUTH_PUBLIC_KEY);
+  const common = {
+    audience: v.CMK_AUTH_AUDIENCE,
+    algorithms: v.CMK_AUTH_ALGORITHMS ?? (external ? ['ES256', 'RS256', 'PS256', 'EdDSA'] : ['EdDSA']),
+    requireEmailVerified: v.CMK_AUTH_REQUIRE_EMAIL_VERIFIED,
+    maxTokenLifetimeMs: v.CMK_AUTH_MAX_TOKEN_LIFETIME,
+  };
+  if (!external) return { mode: 'local', issuer: v.CMK_AUTH_ISSUER ?? LOCAL_TOKEN_ISSUER, ...common };
+  if (v.CMK_AUTH_JWKS_URL && v.CMK_AUTH_PUBLIC_KEY) return refuse(ctx, 'Set CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY, not both.');
+  if (!v.CMK_AUTH_ISSUER) return refuse(ctx, "CMK_AUTH_ISSUER is required with an external issuer: the tokens' `iss`.");
+  const jwksUrl = v.CMK_AUTH_JWKS_URL;
+  if (jwksUrl && !/^https:\/\//.test(jwksUrl) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(jwksUrl)) {
+    return refuse(ctx, `CMK_AUTH_JWKS_URL="${jwksUrl}" must be https (plain http only on loopback).`);
+  }
+  return {
+    mode: 'external',
+    issuer: v.CMK_AUTH_ISSUER,
+    ...common,
+    ...(v.CMK_AUTH_JWKS_URL ? { jwksUrl: v.CMK_AUTH_JWKS_URL } : {}),
+    ...(v.CMK_AUTH_PUBLIC_KEY ? { publicKeyPem: v.CMK_AUTH_PUBLIC_KEY } : {}),
+  };
+});
+
+function authConfig(env: Env): AuthConfig {
+  const auth = readSection(AUTH, env);
+  // CMK_AUTH_PUBLIC_KEY holds the PEM itself or a path to it.
+  if (auth.publicKeyPem && !auth.publicKeyPem.includes('-----BEGIN')) return { ...auth, publicKeyPem: readFileSync(absolute(auth.publicKeyPem), 'utf8') };
+  return auth;
 }
 
-function cachedWorkflows(env: Env): Pick<Config, 'workerMaxCachedWorkflows'> {
-  const text = env.CMK_WORKER_MAX_CACHED_WORKFLOWS;
-  if (text === undefined || text === '') return {};
-  const value = Number(text);
-  // Below 2 the SDK would silently use 2, or (at 0) replay each tenant's whole history on every task.
-  if (!Number.isInteger(value) || value < 2) throw new ConfigError(`CMK_WORKER_MAX_CACHED_WORKFLOWS="${text}" is not a whole number of at least 2.`);
-  return { workerMaxCachedWorkflows: value };
+type MailConfig = Pick<Config, 'mailer' | 'sendgridApiKey' | 'sendgridBaseUrl' | 'mailFrom' | 'smtpUrl'>;
+
+/** Where administrators' mail goes. The SendGrid key and the SMTP URL are secrets: refusals name them, never quote them. */
+const MAIL = section({
+  CMK_MAILER: oneOf(['outbox', 'sendgrid', 'smtp'] as const, 'outbox', 'a mailer'),
+  CMK_MAIL_FROM: parsed('cmk@localhost', (value, name) => (isValidEmail(value) ? value : new Refused(`${name}="${value}" is not an e-mail address such as cmk@example.com.`))),
+  CMK_SENDGRID_BASE_URL: parsed('https://api.sendgrid.com', (value, name) => {
+    const url = value.replace(/\/+$/, '');
+    return /^https?:\/\/[^/]/.test(url) ? url : new Refused(`${name}="${url}" is not an http(s) URL.`);
+  }),
+  CMK_SENDGRID_API_KEY: text(undefined),
+  CMK_SMTP_URL: text(undefined),
+}).transform((v, ctx): MailConfig => {
+  const mailer = v.CMK_MAILER;
+  if (mailer === 'sendgrid' && !v.CMK_SENDGRID_API_KEY) return refuse(ctx, 'CMK_SENDGRID_API_KEY is required when CMK_MAILER=sendgrid.');
+  if (mailer === 'smtp') {
+    if (!v.CMK_SMTP_URL) return refuse(ctx, 'CMK_SMTP_URL is required when CMK_MAILER=smtp: a URL such as smtp://user:pass@relay:587 or smtps://user:pass@relay:465.');
+    if (!/^smtps?:\/\/[^/]/.test(v.CMK_SMTP_URL)) return refuse(ctx, 'CMK_SMTP_URL must start with smtp:// or smtps://.');
+  }
+  return {
+    mailer,
+    sendgridBaseUrl: v.CMK_SENDGRID_BASE_URL,
+    mailFrom: v.CMK_MAIL_FROM,
+    ...(mailer === 'sendgrid' ? { sendgridApiKey: v.CMK_SENDGRID_API_KEY } : {}),
+    ...(mailer === 'smtp' ? { smtpUrl: v.CMK_SMTP_URL } : {}),
+  };
+});
+
+/** `10/s`, `600/m`, `3600/h` (or a bare number: per second), as tokens a second; `0` turns the limit off. */
+const rate = parsed(
+  undefined,
+  (value, name) => {
+    const match = /^(\d+(?:\.\d+)?)(?:\/(s|m|h))?$/.exec(value);
+    if (!match) return new Refused(`${name}="${value}" is not a rate such as 10/s, 600/m or 0 (no limit).`);
+    return Number(match[1]) / { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
+  },
+  { trim: true },
+);
+
+/** A bucket from its rate and `_BURST` (the bucket's size), each falling back to the default's. */
+function bucket(perSecond: number | undefined, burst: number | undefined, fallback: RateLimit): RateLimit {
+  if (perSecond === undefined) return { perSecond: fallback.perSecond, burst: burst ?? fallback.burst };
+  // Without its own burst, a changed rate keeps the default's ratio (five seconds' worth).
+  return { perSecond, burst: burst ?? Math.max(1, Math.ceil(perSecond * (fallback.burst / fallback.perSecond))) };
 }
 
-function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T, what: string): T {
-  const text = env[name];
-  if (text === undefined || text === '') return fallback;
-  if (!(allowed as readonly string[]).includes(text)) throw new ConfigError(`${name}="${text}" is not ${what}; use ${allowed.join(' or ')}.`);
-  return text as T;
-}
+/** The API service's token buckets. */
+const RATE_LIMITS = section({
+  CMK_RATE_LIMIT: rate,
+  CMK_RATE_LIMIT_BURST: wholeNumber(1),
+  CMK_RATE_LIMIT_TENANT: rate,
+  CMK_RATE_LIMIT_TENANT_BURST: wholeNumber(1),
+}).transform(
+  (v): RateLimitConfig => ({
+    identity: bucket(v.CMK_RATE_LIMIT, v.CMK_RATE_LIMIT_BURST, DEFAULT_RATE_LIMITS.identity),
+    tenant: bucket(v.CMK_RATE_LIMIT_TENANT, v.CMK_RATE_LIMIT_TENANT_BURST, DEFAULT_RATE_LIMITS.tenant),
+  }),
+);
 
 /** The embedded dev server's UI listens on the frontend port + 1000 (stack/start.ts). */
 function defaultUiOrigin(temporalAddress: string): string | null {
@@ -151,158 +316,43 @@ function defaultUiOrigin(temporalAddress: string): string | null {
 
 const absolute = (path: string): string => (isAbsolute(path) ? path : resolve(process.cwd(), path));
 
-function authConfig(env: Env): AuthConfig {
-  const jwksUrl = env.CMK_AUTH_JWKS_URL || undefined;
-  const publicKey = env.CMK_AUTH_PUBLIC_KEY || undefined;
-  const algorithms = (env.CMK_AUTH_ALGORITHMS || (jwksUrl || publicKey ? 'ES256,RS256,PS256,EdDSA' : 'EdDSA')).split(',').map((a) => a.trim()).filter(Boolean);
-  for (const alg of algorithms) {
-    if (!(ALLOWED_TOKEN_ALGORITHMS as readonly string[]).includes(alg)) {
-      throw new ConfigError(`CMK_AUTH_ALGORITHMS names "${alg}"; allowed are the asymmetric ${ALLOWED_TOKEN_ALGORITHMS.join(', ')}.`);
-    }
-  }
-  const audience = env.CMK_AUTH_AUDIENCE || DEFAULT_TOKEN_AUDIENCE;
-  const identity = {
-    requireEmailVerified: oneOf(env, 'CMK_AUTH_REQUIRE_EMAIL_VERIFIED', ['true', 'false'] as const, 'true', 'true or false') === 'true',
-    maxTokenLifetimeMs: duration(env, 'CMK_AUTH_MAX_TOKEN_LIFETIME', 24 * 3_600_000),
-  };
-  if (!jwksUrl && !publicKey) return { mode: 'local', issuer: env.CMK_AUTH_ISSUER || LOCAL_TOKEN_ISSUER, audience, algorithms, ...identity };
-  if (jwksUrl && publicKey) throw new ConfigError('Set CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY, not both.');
-  if (!env.CMK_AUTH_ISSUER) throw new ConfigError("CMK_AUTH_ISSUER is required with an external issuer: the tokens' `iss`.");
-  if (jwksUrl && !/^https:\/\//.test(jwksUrl) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(jwksUrl)) {
-    throw new ConfigError(`CMK_AUTH_JWKS_URL="${jwksUrl}" must be https (plain http only on loopback).`);
-  }
-  let publicKeyPem: string | undefined;
-  if (publicKey) {
-    publicKeyPem = publicKey.includes('-----BEGIN') ? publicKey : readFileSync(absolute(publicKey), 'utf8');
-  }
-  return { mode: 'external', issuer: env.CMK_AUTH_ISSUER, audience, algorithms, ...identity, ...(jwksUrl ? { jwksUrl } : {}), ...(publicKeyPem ? { publicKeyPem } : {}) };
-}
-
 export function loadConfig(env: Env = process.env): Config {
-  const apiPort = port(env, 'CMK_API_PORT', 8787);
+  const places = readSection(PLACES, env);
   const auth = authConfig(env);
   // Loopback unless an external issuer vouches for callers: the local signing key is for this machine only.
-  const apiHost = auth.mode === 'external' ? env.CMK_API_HOST || '127.0.0.1' : '127.0.0.1';
-  const dbEngine = oneOf(env, 'CMK_DB_ENGINE', ['sqlite', 'sqlserver'] as const, 'sqlite', 'a database engine');
-  const mssqlUrl = env.MSSQL_URL || undefined;
-  if (dbEngine === 'sqlserver' && !mssqlUrl && !env.CMK_MSSQL_SERVERS) {
-    throw new ConfigError('MSSQL_URL (or CMK_MSSQL_SERVERS) is required when CMK_DB_ENGINE=sqlserver: a connection string or a URL such as mssql://user:password@host:1433.');
-  }
-  const mail = mailConfig(env);
-  const regions = regionList(env, 'CMK_REGIONS');
+  const apiHost = auth.mode === 'external' ? places.CMK_API_HOST : '127.0.0.1';
+  const database = readSection(DATABASE, env);
+  const mail = readSection(MAIL, env);
+  const policy = readSection(POLICY, env);
   const vault = vaultConfig(env);
   // A region's own vault is used by that region's workers only, and those exist only when the deployment names its regions.
   for (const suffix of Object.keys(vault.azure?.regionVaultUrls ?? {})) {
-    if (!regions?.some((r) => regionVariableSuffix(r) === suffix)) {
-      throw new ConfigError(`CMK_AZURE_VAULT_URL_${suffix} names a region that CMK_REGIONS (${regions?.join(', ') ?? 'unset'}) does not list.`);
+    if (!policy.regions?.some((r) => regionVariableSuffix(r) === suffix)) {
+      throw new ConfigError(`CMK_AZURE_VAULT_URL_${suffix} names a region that CMK_REGIONS (${policy.regions?.join(', ') ?? 'unset'}) does not list.`);
     }
   }
+  const workerSettings = readSection(worker(policy.regions), env);
   return {
-    dataDir: absolute(env.CMK_DATA_DIR || './var'),
-    secretsDir: absolute(env.CMK_SECRETS_DIR || resolve(homedir(), '.config', 'cmk')),
+    dataDir: absolute(places.CMK_DATA_DIR),
+    secretsDir: absolute(places.CMK_SECRETS_DIR ?? resolve(homedir(), '.config', 'cmk')),
     apiHost,
-    apiPort,
-    apiUrl: env.CMK_API_URL || `http://${apiHost}:${apiPort}`,
-    temporalAddress: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
-    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
-    taskQueue: env.CMK_TASK_QUEUE || 'cmk',
-    policy: {
-      keyChangeIntervalMs: duration(env, 'CMK_KEY_CHANGE_INTERVAL', DEFAULT_POLICY.keyChangeIntervalMs),
-      lockEmbargoMs: duration(env, 'CMK_LOCK_EMBARGO', DEFAULT_POLICY.lockEmbargoMs),
-      lockedRetentionMs: duration(env, 'CMK_LOCKED_RETENTION', DEFAULT_POLICY.lockedRetentionMs),
-      unlockDelayMs: duration(env, 'CMK_UNLOCK_DELAY', DEFAULT_POLICY.unlockDelayMs),
-      ...(regions ? { regions } : {}),
-    },
-    workerRegions: workerRegions(env, regions),
-    workerWorkflows: oneOf(env, 'CMK_WORKER_WORKFLOWS', ['true', 'false'] as const, 'true', 'true or false') === 'true',
-    ...cachedWorkflows(env),
-    purgeIntervalMs: duration(env, 'CMK_PURGE_INTERVAL', 24 * 3_600_000),
-    dbEngine,
-    ...(dbEngine === 'sqlserver' ? { mssqlUrl } : {}),
-    mssqlEkmProvider: env.CMK_MSSQL_EKM_PROVIDER || 'AzureKeyVault_EKM',
-    mssqlTenantKeys: oneOf(env, 'CMK_MSSQL_TENANT_KEYS', ['ekm', 'certificate'] as const, 'ekm', 'a tenant key source'),
-    ...(env.CMK_MSSQL_BACKUP_DIR ? { mssqlBackupDir: env.CMK_MSSQL_BACKUP_DIR } : {}),
-    mssqlControlDatabase: env.CMK_MSSQL_CONTROL_DB || 'cmk_control',
+    apiPort: places.CMK_API_PORT,
+    apiUrl: places.CMK_API_URL ?? `http://${apiHost}:${places.CMK_API_PORT}`,
+    temporalAddress: places.TEMPORAL_ADDRESS,
+    temporalNamespace: places.TEMPORAL_NAMESPACE,
+    taskQueue: places.CMK_TASK_QUEUE,
+    policy,
+    workerRegions: workerSettings.CMK_WORKER_REGIONS,
+    workerWorkflows: workerSettings.CMK_WORKER_WORKFLOWS,
+    ...(workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { workerMaxCachedWorkflows: workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS } : {}),
+    purgeIntervalMs: workerSettings.CMK_PURGE_INTERVAL,
+    ...database,
     ...sqlServersConfig(env),
     auth,
-    codecCorsOrigin: env.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(env.TEMPORAL_ADDRESS || '127.0.0.1:7233') : env.CMK_CODEC_CORS_ORIGIN || null,
+    codecCorsOrigin: places.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(places.TEMPORAL_ADDRESS) : places.CMK_CODEC_CORS_ORIGIN || null,
     ...mail,
     ...telemetryConfig(env),
     vault,
-    rateLimits: {
-      identity: rateLimit(env, 'CMK_RATE_LIMIT', DEFAULT_RATE_LIMITS.identity),
-      tenant: rateLimit(env, 'CMK_RATE_LIMIT_TENANT', DEFAULT_RATE_LIMITS.tenant),
-    },
-  };
-}
-
-/** `10/s`, `600/m`, `3600/h` (or a bare number: per second); `0` turns the limit off. `${name}_BURST`: the bucket's size. */
-function rateLimit(env: Env, name: string, fallback: RateLimit): RateLimit {
-  const text = env[name]?.trim();
-  let perSecond = fallback.perSecond;
-  if (text) {
-    const match = /^(\d+(?:\.\d+)?)(?:\/(s|m|h))?$/.exec(text);
-    if (!match) throw new ConfigError(`${name}="${text}" is not a rate such as 10/s, 600/m or 0 (no limit).`);
-    perSecond = Number(match[1]) / { s: 1, m: 60, h: 3600 }[(match[2] ?? 's') as 's' | 'm' | 'h'];
-  }
-  const burstText = env[`${name}_BURST`]?.trim();
-  // Without its own burst, a changed rate keeps the default's ratio (five seconds' worth).
-  let burst = text ? Math.max(1, Math.ceil(perSecond * (fallback.burst / fallback.perSecond))) : fallback.burst;
-  if (burstText) {
-    burst = Number(burstText);
-    if (!Number.isInteger(burst) || burst < 1) throw new ConfigError(`${name}_BURST="${burstText}" is not a whole number of at least 1.`);
-  }
-  return { perSecond, burst };
-}
-
-/** A comma-separated list of region IDs; undefined when unset. */
-function regionList(env: Env, name: string): string[] | undefined {
-  const text = env[name]?.trim();
-  if (!text) return undefined;
-  const list = text.split(',').map((r) => r.trim());
-  for (const region of list) {
-    if (!isValidId(region)) throw new ConfigError(`${name} names "${region}", which is not a region ID (lowercase letters, digits and dashes).`);
-  }
-  if (new Set(list).size !== list.length) throw new ConfigError(`${name}="${text}" names a region twice.`);
-  return list;
-}
-
-/**
- * The regions whose task queues this worker serves: every region of CMK_REGIONS by default (one worker for all, as
- * `npm start` runs it), a subset for a region's own workers, `none` for a workflows-only worker.
- */
-function workerRegions(env: Env, regions: string[] | undefined): string[] {
-  const text = env.CMK_WORKER_REGIONS?.trim();
-  if (!text || text === 'all') return regions ?? [];
-  if (!regions) throw new ConfigError('CMK_WORKER_REGIONS needs CMK_REGIONS: name the regions the deployment serves first.');
-  if (text === 'none') return [];
-  const list = regionList(env, 'CMK_WORKER_REGIONS') ?? [];
-  const unknown = list.filter((r) => !regions.includes(r));
-  if (unknown.length > 0) throw new ConfigError(`CMK_WORKER_REGIONS names ${unknown.join(', ')}, not in CMK_REGIONS (${regions.join(', ')}).`);
-  return list;
-}
-
-type MailConfig = Pick<Config, 'mailer' | 'sendgridApiKey' | 'sendgridBaseUrl' | 'mailFrom' | 'smtpUrl'>;
-
-function mailConfig(env: Env): MailConfig {
-  const mailer = oneOf(env, 'CMK_MAILER', ['outbox', 'sendgrid', 'smtp'] as const, 'outbox', 'a mailer');
-  const mailFrom = env.CMK_MAIL_FROM || 'cmk@localhost';
-  if (!isValidEmail(mailFrom)) throw new ConfigError(`CMK_MAIL_FROM="${mailFrom}" is not an e-mail address such as cmk@example.com.`);
-  const sendgridBaseUrl = (env.CMK_SENDGRID_BASE_URL || 'https://api.sendgrid.com').replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]/.test(sendgridBaseUrl)) throw new ConfigError(`CMK_SENDGRID_BASE_URL="${sendgridBaseUrl}" is not an http(s) URL.`);
-  const sendgridApiKey = env.CMK_SENDGRID_API_KEY || undefined;
-  // The key and the SMTP URL are secrets: the messages below name the variable, never echo its value.
-  if (mailer === 'sendgrid' && !sendgridApiKey) throw new ConfigError('CMK_SENDGRID_API_KEY is required when CMK_MAILER=sendgrid.');
-  const smtpUrl = env.CMK_SMTP_URL || undefined;
-  if (mailer === 'smtp') {
-    if (!smtpUrl) throw new ConfigError('CMK_SMTP_URL is required when CMK_MAILER=smtp: a URL such as smtp://user:pass@relay:587 or smtps://user:pass@relay:465.');
-    if (!/^smtps?:\/\/[^/]/.test(smtpUrl)) throw new ConfigError('CMK_SMTP_URL must start with smtp:// or smtps://.');
-  }
-  return {
-    mailer,
-    sendgridBaseUrl,
-    mailFrom,
-    ...(mailer === 'sendgrid' ? { sendgridApiKey } : {}),
-    ...(mailer === 'smtp' ? { smtpUrl } : {}),
+    rateLimits: readSection(RATE_LIMITS, env),
   };
 }

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import { ConfigError } from './error';
 
 type Env = Record<string, string | undefined>;

@@ -4,10 +4,7 @@
  */
 import { isIP } from 'node:net';
 import type { LogLevel } from '@temporalio/common';
-// A cycle (index.ts imports this file), harmless: ConfigError is only reached when a function here runs.
-import { ConfigError } from './error';
-
-type Env = Record<string, string | undefined>;
+import { oneOf, parsed, readSection, Refused, refuse, section, type Env } from './schema';
 
 export type LogFormat = 'text' | 'json';
 export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
@@ -24,33 +21,33 @@ export interface TelemetryConfig {
   apiMetrics: { host: string; port: number } | null;
 }
 
-export function telemetryConfig(env: Env): { telemetry: TelemetryConfig } {
-  const formatText = env.CMK_LOG_FORMAT || 'text';
-  if (!(LOG_FORMATS as readonly string[]).includes(formatText)) {
-    throw new ConfigError(`CMK_LOG_FORMAT="${formatText}" is not a log format; use ${LOG_FORMATS.join(' or ')}.`);
-  }
+/** A port the worker or the API service serves metrics on; unset: nowhere. Port 0 would bind a random port that no scraper could be told about. */
+const metricsPort = parsed(undefined, (value, name) => {
+  const port = Number(value);
+  return /^\d+$/.test(value) && port >= 1 && port <= 65535 ? port : new Refused(`${name}="${value}" is not a TCP port from 1 to 65535.`);
+});
+
+const TELEMETRY = section({
+  CMK_LOG_FORMAT: oneOf(LOG_FORMATS, 'text', 'a log format'),
   // Case-insensitive: `debug` is what people type, and the SDK's logger would silently treat it as "everything".
-  const levelText = (env.CMK_LOG_LEVEL || 'WARN').toUpperCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(levelText)) {
-    throw new ConfigError(`CMK_LOG_LEVEL="${env.CMK_LOG_LEVEL}" is not a log level; use ${LOG_LEVELS.join(', ')}.`);
-  }
+  CMK_LOG_LEVEL: parsed<LogLevel>('WARN', (value, name) => {
+    const level = LOG_LEVELS.find((l) => l === value.toUpperCase());
+    return level ?? new Refused(`${name}="${value}" is not a log level; use ${LOG_LEVELS.join(', ')}.`);
+  }),
   // The Runtime's exporter binds a socket address, not a name: an IP literal is what it can parse.
-  const host = env.CMK_METRICS_HOST || '127.0.0.1';
-  if (isIP(host) === 0) throw new ConfigError(`CMK_METRICS_HOST="${host}" is not an IP address such as 127.0.0.1 or 0.0.0.0.`);
-  const endpoint = (name: string): TelemetryConfig['metrics'] => {
-    const portText = env[name];
-    if (portText === undefined || portText === '') return null;
-    const port = Number(portText);
-    // Port 0 would bind a random port that no scraper could be told about.
-    if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new ConfigError(`${name}="${portText}" is not a TCP port from 1 to 65535.`);
-    return { host, port };
-  };
-  const metrics = endpoint('CMK_METRICS_PORT');
-  const apiMetrics = endpoint('CMK_API_METRICS_PORT');
-  if (metrics && apiMetrics && metrics.port === apiMetrics.port) {
-    throw new ConfigError(`CMK_METRICS_PORT and CMK_API_METRICS_PORT are both ${metrics.port}: the worker and the API service each need a port of their own.`);
+  CMK_METRICS_HOST: parsed('127.0.0.1', (value, name) => (isIP(value) === 0 ? new Refused(`${name}="${value}" is not an IP address such as 127.0.0.1 or 0.0.0.0.`) : value)),
+  CMK_METRICS_PORT: metricsPort,
+  CMK_API_METRICS_PORT: metricsPort,
+}).transform((v, ctx): TelemetryConfig => {
+  const endpoint = (port: number | undefined) => (port === undefined ? null : { host: v.CMK_METRICS_HOST, port });
+  if (v.CMK_METRICS_PORT !== undefined && v.CMK_METRICS_PORT === v.CMK_API_METRICS_PORT) {
+    return refuse(ctx, `CMK_METRICS_PORT and CMK_API_METRICS_PORT are both ${v.CMK_METRICS_PORT}: the worker and the API service each need a port of their own.`);
   }
-  return { telemetry: { logFormat: formatText as LogFormat, logLevel: levelText as LogLevel, metrics, apiMetrics } };
+  return { logFormat: v.CMK_LOG_FORMAT, logLevel: v.CMK_LOG_LEVEL, metrics: endpoint(v.CMK_METRICS_PORT), apiMetrics: endpoint(v.CMK_API_METRICS_PORT) };
+});
+
+export function telemetryConfig(env: Env): { telemetry: TelemetryConfig } {
+  return { telemetry: readSection(TELEMETRY, env) };
 }
 
 /** `host:port` as the Prometheus exporter parses it: IPv6 addresses in brackets. */

@@ -2,10 +2,8 @@
  * Which key vault the deployment uses (docs/AZURE.md): the embedded local vault (default) or Azure Key Vault /
  * Managed HSM through vault/azure.ts, with one vault URL and optional per-region ones.
  */
-// A cycle with config/index.ts, harmless: ConfigError is only read when a value is refused, long after both loaded.
-import { ConfigError } from './error';
-
-type Env = Record<string, string | undefined>;
+import { z } from 'zod';
+import { oneOf, parsed, readSection, Refused, refuse, section, type Env } from './schema';
 
 export interface AzureVaultConfig {
   /** https://<name>.vault.azure.net (or a Managed HSM / emulator URL), no trailing slash. */
@@ -24,50 +22,55 @@ export interface VaultConfig {
 
 const REGION_URL_PREFIX = 'CMK_AZURE_VAULT_URL_';
 
-function httpsUrl(name: string, text: string): string {
+/** The vault's bare https URL, as its origin (no trailing slash). */
+function httpsUrl(text: string, name: string): string | Refused {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(`${name}="${text}" is not a URL; use the vault's https URL such as https://contoso-cmk.vault.azure.net.`);
+    return new Refused(`${name}="${text}" is not a URL; use the vault's https URL such as https://contoso-cmk.vault.azure.net.`);
   }
   if (url.protocol !== 'https:' || url.search || url.hash || url.username || url.password || !/^\/?$/.test(url.pathname)) {
-    throw new ConfigError(`${name}="${text}" must be the vault's bare https URL, such as https://contoso-cmk.vault.azure.net (no path, query or credentials).`);
+    return new Refused(`${name}="${text}" must be the vault's bare https URL, such as https://contoso-cmk.vault.azure.net (no path, query or credentials).`);
   }
   return url.origin;
-}
-
-function flag(env: Env, name: string): boolean {
-  const text = env[name];
-  if (text === undefined || text === '' || text === 'false') return false;
-  if (text === 'true') return true;
-  throw new ConfigError(`${name}="${text}" is not true or false.`);
 }
 
 /** The environment variable suffix that names a region's vault: `eu-west` → `EU_WEST`. */
 export const regionVariableSuffix = (region: string): string => region.toUpperCase().replace(/-/g, '_');
 
-export function vaultConfig(env: Env): VaultConfig {
-  const kind = env.CMK_VAULT || 'local';
-  if (kind !== 'local' && kind !== 'azure') throw new ConfigError(`CMK_VAULT="${kind}" is not a key vault; use local or azure.`);
-  if (kind === 'local') return { kind };
-  const base = env.CMK_AZURE_VAULT_URL;
-  if (!base) throw new ConfigError('CMK_AZURE_VAULT_URL is required when CMK_VAULT=azure: the https URL of the key vault, such as https://contoso-cmk.vault.azure.net.');
-  const regionVaultUrls: Record<string, string> = {};
+const VAULT = section({ CMK_VAULT: oneOf(['local', 'azure'] as const, 'local', 'a key vault') });
+
+/** Read only with CMK_VAULT=azure: the local vault ignores these. */
+const AZURE = section({
+  CMK_AZURE_VAULT_URL: parsed(undefined, httpsUrl),
+  CMK_AZURE_DISABLE_CHALLENGE_RESOURCE_VERIFICATION: parsed(false, (value, name) =>
+    value === 'true' ? true : value === 'false' ? false : new Refused(`${name}="${value}" is not true or false.`),
+  ),
+}).transform((v, ctx) =>
+  v.CMK_AZURE_VAULT_URL === undefined
+    ? refuse(ctx, 'CMK_AZURE_VAULT_URL is required when CMK_VAULT=azure: the https URL of the key vault, such as https://contoso-cmk.vault.azure.net.')
+    : { vaultUrl: v.CMK_AZURE_VAULT_URL, disableChallengeResourceVerification: v.CMK_AZURE_DISABLE_CHALLENGE_RESOURCE_VERIFICATION },
+);
+
+/** CMK_AZURE_VAULT_URL_<REGION>: as many variables as regions, so found by their prefix; keyed by the suffix. */
+const REGION_VAULT_URLS = z.record(z.string(), z.string().optional()).transform((env, ctx) => {
+  const urls: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(REGION_URL_PREFIX) || value === undefined || value === '') continue;
     const suffix = name.slice(REGION_URL_PREFIX.length);
-    if (!/^[A-Z0-9][A-Z0-9_]*$/.test(suffix)) throw new ConfigError(`${name} does not name a region: use CMK_AZURE_VAULT_URL_<REGION>, the region upper-cased with - as _.`);
-    regionVaultUrls[suffix] = httpsUrl(name, value);
+    if (!/^[A-Z0-9][A-Z0-9_]*$/.test(suffix)) return refuse(ctx, `${name} does not name a region: use CMK_AZURE_VAULT_URL_<REGION>, the region upper-cased with - as _.`);
+    const url = httpsUrl(value, name);
+    if (url instanceof Refused) return refuse(ctx, url.message);
+    urls[suffix] = url;
   }
-  return {
-    kind,
-    azure: {
-      vaultUrl: httpsUrl('CMK_AZURE_VAULT_URL', base),
-      regionVaultUrls,
-      disableChallengeResourceVerification: flag(env, 'CMK_AZURE_DISABLE_CHALLENGE_RESOURCE_VERIFICATION'),
-    },
-  };
+  return urls;
+});
+
+export function vaultConfig(env: Env): VaultConfig {
+  if (readSection(VAULT, env).CMK_VAULT === 'local') return { kind: 'local' };
+  const azure = readSection(AZURE, env);
+  return { kind: 'azure', azure: { vaultUrl: azure.vaultUrl, regionVaultUrls: readSection(REGION_VAULT_URLS, env), disableChallengeResourceVerification: azure.disableChallengeResourceVerification } };
 }
 
 /** The vault URL for a region: its own when CMK_AZURE_VAULT_URL_<REGION> is set, else CMK_AZURE_VAULT_URL. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { CmkError } from '../common/errors';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 
 /** Both engines name files or databases after the IDs: anything outside the grammar is refused before any I/O. */
 export function assertEnvironmentIds(tenant: string, env: string): void {

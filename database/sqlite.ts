@@ -1,3 +1,4 @@
+// Over 400 lines: one engine class over one on-disk layout (key record, database, offline mark, backups), each operation crash-safe against the others.
 /**
  * The embedded database engine: one SQLite file per environment, encrypted page by page (SQLCipher scheme of
  * better-sqlite3-multiple-ciphers) with a random 256-bit DEK. The DEK is wrapped (RSA-OAEP-256, by the vault) by
@@ -18,7 +19,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import { CmkError } from '../common/errors';
 import { createFileExclusive, fsyncPath, readJsonIfExists, writeFileAtomic } from '../common/atomic';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import { assertBackupId, assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import type { Vault } from '../vault/types';
 import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, Row } from './types';

@@ -1,3 +1,4 @@
+// Over 400 lines: every T-SQL text of the engine in one module, so that its quoting is reviewed in one place.
 /**
  * The T-SQL text of the SQL Server engine (database/sqlserver.ts): the one identifier quoter, the one string-literal
  * quoter, and a builder per statement. Names reach these builders only after the engine has validated them; quoting

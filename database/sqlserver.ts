@@ -1,3 +1,4 @@
+// Over 400 lines: one engine class; each TDE operation (create, rekey, offline, backup, restore) is a checked sequence of statements over shared state.
 /**
  * The production database engine: one SQL Server database per environment, encrypted with TDE. SQL Server keeps the
  * DEK in the database boot record, wrapped by exactly one encryptor in master — a server certificate (the provider's
@@ -29,7 +30,7 @@
  */
 import { ConnectionPool, type config as MssqlConfig } from 'mssql';
 import { CmkError } from '../common/errors';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import { assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';

@@ -5,7 +5,7 @@
  * then take about 0.6 MB instead of 2.4 MB — under the 2 MB a Temporal payload (a query result too) may have. Pure
  * and deterministic.
  */
-import type { EnvironmentRecord } from './rules';
+import type { EnvironmentRecord } from './model';
 
 /**
  * [id, createdAt, region, state, protection, keyThumbprint, systemAdmin, operationSeq, lock, deletedAt,

@@ -1,290 +1,16 @@
+// Over 400 lines: the one module of the rules R1–R15 (STYLE.md §4), each check beside its refusal messages.
 /**
  * The rules R1–R15 of DESIGN.md §3, as pure functions over plain data. Workflows (update validators), the API
- * service (pre-checks before it stages key material) and the tests all read this one module.
+ * service (pre-checks before it stages key material) and the tests all read this one module; what the checks read
+ * lives beside it: durations in policy.ts, ID and e-mail grammar in ids.ts, the carried state in model.ts, who may
+ * do what in access.ts.
  * Deterministic: no Node APIs, no I/O; "now" is always passed in (the workflow clock in workflows).
  */
+import { describeActor, isAllowed, type Actor } from './access';
 import type { ErrorCode } from './codes';
-
-// ---------------------------------------------------------------------------------------------- durations (R14)
-
-/** R5, R6, R9, R15 durations in milliseconds; a deployment sets its own (CMK_KEY_CHANGE_INTERVAL …). */
-export interface Policy {
-  keyChangeIntervalMs: number;
-  lockEmbargoMs: number;
-  lockedRetentionMs: number;
-  unlockDelayMs: number;
-  /**
-   * R1: the regions this deployment serves (CMK_REGIONS), each with its own task queue, vault and database servers.
-   * Absent: any valid region ID, and one task queue for all (the embedded default).
-   */
-  regions?: string[];
-}
-
-const HOUR = 3_600_000;
-export const DEFAULT_POLICY: Policy = {
-  keyChangeIntervalMs: 24 * HOUR, // R5
-  lockEmbargoMs: 72 * HOUR, // R6
-  lockedRetentionMs: 28 * 24 * HOUR, // R9
-  unlockDelayMs: 1 * HOUR, // R15
-};
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: HOUR, d: 24 * HOUR };
-
-/** Parses `24h`, `72h`, `28d`, `1h`, `30s`, `500ms`, `1h30m`; undefined for anything else. */
-export function parseDuration(text: string): number | undefined {
-  const trimmed = text.trim();
-  if (!/^(\d+(ms|s|m|h|d))+$/.test(trimmed)) return undefined;
-  let total = 0;
-  for (const part of trimmed.matchAll(/(\d+)(ms|s|m|h|d)/g)) {
-    total += Number(part[1]) * (UNIT_MS[part[2] ?? ''] ?? Number.NaN);
-  }
-  return Number.isFinite(total) ? total : undefined;
-}
-
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 24 * HOUR], ['h', HOUR], ['m', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
-// ---------------------------------------------------------------------------------------------- identities
-
-/** `^[a-z0-9][a-z0-9-]{0,62}$` for tenant, environment and region IDs (DESIGN.md §4). */
-export const ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
-export const isValidId = (id: unknown): id is string => typeof id === 'string' && ID_PATTERN.test(id);
-
-/**
- * Printable ASCII only (no space, "@", ":" or ","): outside ASCII, lowercasing and compatibility folds make two
- * strings one (the Kelvin sign U+212A lowercases to "k"), so `\u212Aalice@x` could act as, or be registered beside,
- * `kalice@x`.
- */
-const EMAIL_PATTERN = /^[!-+\--9;-?A-~]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
-export const isValidEmail = (email: unknown): email is string =>
-  typeof email === 'string' && email.length <= 254 && EMAIL_PATTERN.test(email);
-export const normaliseEmail = (email: string): string => email.toLowerCase();
-
-export const DISPLAY_NAME_MAX = 200;
-export const KEY_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$/;
-
-/** Who acts: the provider operator, or a person by e-mail. */
-export type Actor = { kind: 'operator' } | { kind: 'user'; email: string };
-export const OPERATOR: Actor = { kind: 'operator' };
-export const describeActor = (actor: Actor): string => (actor.kind === 'operator' ? 'operator' : actor.email);
-
-// ---------------------------------------------------------------------------------------------- tenant model
-
-export type AdminRole = 'global' | 'service';
-export interface Administrator {
-  email: string;
-  role: AdminRole;
-}
-
-/** Key states (DESIGN.md §3). */
-export type KeyState = 'Available' | 'Installing' | 'Active' | 'Retired' | 'Locked';
-export type EnvironmentState = 'Online' | 'Applying' | 'Reverting' | 'Reprotecting' | 'Locked' | 'Deleted';
-export type Protection = 'provider' | 'tenant';
-export type KeySource = 'generated' | 'pfx' | 'byok';
-
-export interface TenantKey {
-  /** The administrator's name for the key (`--name`). */
-  name: string;
-  thumbprint: string;
-  /** Where the key lives in the vault: a version of the (tenant, region) key. A reference, not a secret. */
-  vaultKey: { name: string; version: string };
-  state: KeyState;
-  source: KeySource;
-  createdAt: string;
-  createdBy: string;
-  activatedAt: string | null;
-  activatedBy: string | null;
-  retiredAt: string | null;
-  /** When a lock withdrew it (state Locked), and when it was re-activated (R10). */
-  lockedAt?: string;
-  reactivatedAt?: string;
-  /** False once the key was deleted from the vault (after the rollback window, or withdrawn by a lock). */
-  inVault: boolean;
-  /** The vault refused to delete it when it was retired: it stays there until a later operation retires it again. */
-  retireFailure?: BackgroundFailure;
-}
-
-/** Background work the outside world refused (vault, database): recorded where it applies, mailed, retried. */
-export interface BackgroundFailure {
-  at: string;
-  code: string;
-  message: string;
-}
-
-export interface EnvironmentRecord {
-  id: string;
-  region: string;
-  state: EnvironmentState;
-  protection: Protection;
-  keyThumbprint: string;
-  systemAdmin: string | null;
-  createdAt: string;
-  /**
-   * How many apply/revert/rekey operations were started on it: the request for the one running carries this number
-   * in its update ID, so a repeat of the same request attaches to it. Absent before the first.
-   */
-  operationSeq?: number;
-  /** The apply/revert/rekey running on it now (its state alone cannot say: a rekey and a re-protection are both Reprotecting). */
-  runningOperation?: EnvironmentOperation | BackupOperation | 'unlock';
-  /** Set while it is Locked (R8): when, by whom, whether sealed, and when R9 deletes it. */
-  lock?: EnvironmentLock;
-  /** When R9 deleted it (state Deleted). */
-  deletedAt?: string;
-}
-
-/** An environment's lock (R8, R9, R15). */
-export interface EnvironmentLock {
-  lockedAt: string;
-  lockedBy: string;
-  /** On the tenant key when locked: sealed cryptographically. On the provider key: Locked by decision only. */
-  sealed: boolean;
-  /** R9: deleted at this moment unless unlocked. */
-  deleteAt: string;
-  /** R9's deletion was refused (database server, vault): it is tried again at `retryAt`, or by the operator's purge. */
-  deletionFailure?: BackgroundFailure & { retryAt: string };
-  /** The deletion warnings' moments (7 days and 1 day before, scaled with the retention), and how many were sent. */
-  warnAt: string[];
-  warningsSent: number;
-}
-
-/** An environment a re-protection could not move to the new key: it stays on its previous key, which stays in the vault. */
-export interface ReprotectionRefusal {
-  env: string;
-  code: string;
-  message: string;
-}
-
-/** R7 after a key change: every environment on the tenant key moved to the new key, batch by batch. */
-export interface ReprotectionProgress {
-  region: string;
-  keyName: string;
-  keyThumbprint: string;
-  startedAt: string;
-  finishedAt: string | null;
-  total: number;
-  done: number;
-  refused: ReprotectionRefusal[];
-  remaining: number;
-}
-
-export interface RegionKeys {
-  region: string;
-  /** Every key this region has had, oldest first. */
-  keys: TenantKey[];
-  activeThumbprint: string | null;
-  /** The key the last change replaced, kept in the vault until `rollbackUntil` (R6). */
-  rollbackThumbprint: string | null;
-  rollbackUntil: string | null;
-  /** R5 counts from here: the last generate or upload (a rollback does not restart it). */
-  lastKeyChangeAt: string | null;
-  /** R6 counts from here: the last generate, upload or rollback. */
-  embargoStartedAt: string | null;
-}
-
-export const activeKeyOf = (region: RegionKeys | undefined): TenantKey | null =>
-  region?.keys.find((k) => k.thumbprint === region.activeThumbprint) ?? null;
-
-/** The active key when it may protect environments: not withdrawn by a lock (R8) and not yet re-activated (R10). */
-export const usableKeyOf = (region: RegionKeys | undefined): TenantKey | null => {
-  const key = activeKeyOf(region);
-  return key && key.state !== 'Locked' ? key : null;
-};
-
-export interface TenantSnapshot {
-  tenant: string;
-  displayName: string;
-  homeRegion: string;
-  createdAt: string;
-  admins: Administrator[];
-  environments: EnvironmentRecord[];
-  regions: Record<string, RegionKeys>;
-  /** A key change being carried out, per region (OPERATION_IN_PROGRESS for another). */
-  operations: Record<string, string>;
-  /** The latest re-protection per region, running or finished (absent in tenants older than batched re-protection). */
-  reprotections?: Record<string, ReprotectionProgress>;
-}
-
-// ---------------------------------------------------------------------------------------------- R12 privileges
-
-/** Every request the control plane answers, named as the CLI names it. */
-export type Action =
-  | 'tenant.create'
-  | 'tenant.show'
-  | 'tenant.admin'
-  | 'tenant.lock'
-  | 'env.create'
-  | 'env.list'
-  | 'env.data'
-  | 'env.apply'
-  | 'env.revert'
-  | 'env.rekey'
-  | 'env.unlock'
-  | 'env.backup'
-  | 'env.restore'
-  | 'key.change'
-  | 'key.kek'
-  | 'key.show'
-  | 'key.rollback'
-  | 'key.reactivate'
-  | 'mail.list'
-  | 'audit';
-
-export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
-  'env.unlock', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
-]);
-
-// The operator also reads and verifies the audit trail, and sees a tenant's administrators and environment counts
-// (`tenant show`): extensions of §4's table, neither a key operation.
-const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'tenant.show', 'env.create', 'env.list', 'env.data', 'mail.list', 'audit']);
-/** R12: what the system administrator of one environment may do, on that environment only. */
-const SYSTEM_ADMIN_ENV_ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'env.apply',
-  'env.revert',
-  'env.rekey',
-  'env.unlock',
-  'env.data',
-  'env.backup',
-  'env.restore',
-]);
-const SYSTEM_ADMIN_TENANT_ACTIONS: ReadonlySet<Action> = new Set<Action>(['key.show', 'env.list']);
-
-export function tenantAdminRole(tenant: Pick<TenantSnapshot, 'admins'> | undefined, actor: Actor): AdminRole | null {
-  if (!tenant || actor.kind !== 'user') return null;
-  return tenant.admins.find((a) => a.email === normaliseEmail(actor.email))?.role ?? null;
-}
-
-export function administeredEnvironments(tenant: Pick<TenantSnapshot, 'environments'> | undefined, actor: Actor): string[] {
-  if (!tenant || actor.kind !== 'user') return [];
-  const email = normaliseEmail(actor.email);
-  return tenant.environments.filter((e) => e.systemAdmin === email).map((e) => e.id);
-}
-
-/**
- * R12. `tenant` is undefined when the tenant does not exist (then only the operator may go on, to NOT_FOUND).
- * `envId` names the environment of an environment-scoped request.
- */
-export function isAllowed(tenant: TenantSnapshot | undefined, actor: Actor, action: Action, envId?: string): boolean {
-  if (actor.kind === 'operator') return OPERATOR_ACTIONS.has(action);
-  if (action === 'tenant.create') return false;
-  if (tenantAdminRole(tenant, actor)) return true;
-  const mine = administeredEnvironments(tenant, actor);
-  if (mine.length === 0) return false;
-  if (SYSTEM_ADMIN_TENANT_ACTIONS.has(action)) return true;
-  return SYSTEM_ADMIN_ENV_ACTIONS.has(action) && envId !== undefined && mine.includes(envId);
-}
-
-/** Mail recipients of R4: every global and service administrator, plus the environment's system administrator. */
-export function notificationRecipients(tenant: Pick<TenantSnapshot, 'admins' | 'environments'>, envIds?: string | readonly string[]): string[] {
-  const recipients = new Set(tenant.admins.map((a) => a.email));
-  const concerned = new Set(typeof envIds === 'string' ? [envIds] : (envIds ?? []));
-  for (const env of tenant.environments) if (concerned.has(env.id) && env.systemAdmin) recipients.add(env.systemAdmin);
-  return [...recipients].sort();
-}
+import { DISPLAY_NAME_MAX, ID_PATTERN, isValidEmail, isValidId, normaliseEmail } from './ids';
+import { activeKeyOf, lockedEnvironments, usableKeyOf, type AdminRole, type Administrator, type BackupOperation, type EnvironmentOperation, type RegionKeys, type TenantKey, type TenantSnapshot } from './model';
+import { formatDuration, type Policy } from './policy';
 
 // ---------------------------------------------------------------------------------------------- refusals
 
@@ -317,10 +43,6 @@ export function nextKeyChangeAllowedAt(region: RegionKeys | undefined, policy: P
 export function lockAllowedAt(region: RegionKeys | undefined, policy: Policy): number | null {
   if (!region?.embargoStartedAt) return null;
   return Date.parse(region.embargoStartedAt) + policy.lockEmbargoMs;
-}
-
-export function emptyRegion(region: string): RegionKeys {
-  return { region, keys: [], activeThumbprint: null, rollbackThumbprint: null, rollbackUntil: null, lastKeyChangeAt: null, embargoStartedAt: null };
 }
 
 export interface KeyChangeCheck {
@@ -498,7 +220,6 @@ export function checkTenantCreate(request: TenantCreateCheck): Refusal | null {
   return null;
 }
 
-export type EnvironmentOperation = 'apply' | 'revert' | 'rekey';
 
 export interface EnvironmentOperationCheck {
   actor: Actor;
@@ -606,8 +327,6 @@ function checkPossession(tenant: TenantSnapshot, request: LockCheck, active: Ten
   return null;
 }
 
-export const lockedEnvironments = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
-  tenant.environments.filter((e) => e.region === region && e.state === 'Locked');
 
 /**
  * R9 deletion warnings: 7 days and 1 day before the deletion with the default 28 days, the same fractions of any
@@ -675,7 +394,6 @@ export function checkUnlock(tenant: TenantSnapshot, request: UnlockCheck, now: n
   return null;
 }
 
-export type BackupOperation = 'backup' | 'restore';
 export const BACKUP_ID_PATTERN = ID_PATTERN;
 
 export interface BackupCheck {

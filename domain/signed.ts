@@ -5,7 +5,7 @@
  * state is in its history, so it can hold only what may be public. Pure: the client and the workflows share it.
  */
 import { ed25519 } from '@noble/curves/ed25519';
-import type { Policy } from './rules';
+import type { Policy } from './policy';
 
 /** Proof that the API service (or a worker) issued a request: when, and its signature, hex. */
 export interface RequestAuth {

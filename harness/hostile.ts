@@ -19,7 +19,7 @@ import { assertSupportedKey, privateKeyFromPkcs8 } from '../common/keys';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, unwrapByokCiphertext, wrapForByok } from '../keyfiles';
 import { OID } from '../keyfiles/pfx';
 import { ERROR_CODES, httpStatusOf, type ErrorCode } from '../domain/codes';
-import { ACTIONS } from '../domain/rules';
+import { ACTIONS } from '../domain/access';
 import { assemblePfx, certificateDer, hasOpenssl, makeOpensslPfx, makePfx, opensslSupportsLegacy } from './keyfiles';
 import type { ApiResult } from './stack';
 

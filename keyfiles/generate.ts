@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { CmkError } from '../common/errors';
 import { REQUIRED_RSA_BITS, thumbprintOf } from '../common/keys';
-import { bmpPassword, OID, pkcs12Mac } from './pfx';
+import { OID } from './pfx';
+import { bmpPassword, pkcs12Mac } from './pkcs12-kdf';
 
 const generateRsa = promisify(generateKeyPair);
 const pbkdf2Async = promisify(pbkdf2);

@@ -1,3 +1,4 @@
+// Over 400 lines: one walk of the PKCS#12 structure, refusing in DESIGN.md §4's order; its steps share the parsed layout and the work budget.
 /**
  * Opening a tenant's `.pfx` (PKCS#12) in memory.
  *
@@ -12,10 +13,11 @@
  * - a hostile file must be refused quickly: DER depth, iteration counts and the total key-derivation work are capped.
  * Nothing here logs, and no message contains key material or the password.
  */
-import { createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey, hash, pbkdf2Sync, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
+import { createDecipheriv, createPrivateKey, createPublicKey, pbkdf2Sync, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { CmkError } from '../common/errors';
 import { assertSupportedKey, MAX_KEY_FILE_BYTES, thumbprintOf } from '../common/keys';
+import { bmpPassword, DIGEST_SIZES, pkcs12Kdf, pkcs12Mac, type Digest, type KdfWork } from './pkcs12-kdf';
 
 export { MAX_KEY_FILE_BYTES } from '../common/keys';
 /** One key derivation may not ask for more iterations than this (real files: 2,000 to 600,000). */
@@ -160,8 +162,6 @@ function smallIntegerOf(node: Asn1 | undefined, what: string, max: number): numb
 // ---------------------------------------------------------------------------------------------------------------
 // Password-based encryption schemes we accept, read from their AlgorithmIdentifier before any password is used.
 
-type Digest = 'sha1' | 'sha224' | 'sha256' | 'sha384' | 'sha512';
-
 const DIGEST_BY_MAC_OID: Record<string, Digest> = {
   [OID.sha1]: 'sha1',
   [OID.sha224]: 'sha224',
@@ -176,15 +176,6 @@ const DIGEST_BY_PRF_OID: Record<string, Digest> = {
   [OID.hmacWithSha384]: 'sha384',
   [OID.hmacWithSha512]: 'sha512',
 };
-/** Output and block sizes in bytes: PKCS#12's KDF works in blocks, and work is counted in hash outputs. */
-const DIGEST_SIZES: Record<Digest, { out: number; block: number }> = {
-  sha1: { out: 20, block: 64 },
-  sha224: { out: 28, block: 64 },
-  sha256: { out: 32, block: 64 },
-  sha384: { out: 48, block: 128 },
-  sha512: { out: 64, block: 128 },
-};
-
 type CbcCipher = 'aes-128-cbc' | 'aes-192-cbc' | 'aes-256-cbc' | 'des-ede3-cbc';
 const PBES2_CIPHERS: Record<string, { name: CbcCipher; keyBytes: number; ivBytes: number }> = {
   [OID.aes128Cbc]: { name: 'aes-128-cbc', keyBytes: 16, ivBytes: 16 },
@@ -375,7 +366,7 @@ function hasLocalKeyId(attributes: Asn1 | undefined): boolean {
 // Key derivation and decryption.
 
 /** Caps the key-derivation work of one parse, counted in hash-function outputs times iterations. */
-class KdfBudget {
+class KdfBudget implements KdfWork {
   private spent = 0;
   constructor(private readonly limit: number) {}
   canAfford(work: number): boolean {
@@ -393,11 +384,6 @@ interface PasswordForms {
   bmp: Buffer;
 }
 
-/** UTF-16BE code units plus a two-byte terminator (RFC 7292 B.1); non-BMP characters become surrogate pairs, as in OpenSSL. */
-export function bmpPassword(password: string): Buffer {
-  return Buffer.concat([Buffer.from(password, 'utf16le').swap16(), Buffer.alloc(2)]);
-}
-
 function passwordForms(password: string): PasswordForms {
   return { utf8: Buffer.from(password, 'utf8'), bmp: bmpPassword(password) };
 }
@@ -407,53 +393,6 @@ const EMPTY_PASSWORDS: readonly PasswordForms[] = [
   { utf8: Buffer.alloc(0), bmp: Buffer.alloc(2) },
   { utf8: Buffer.alloc(0), bmp: Buffer.alloc(0) },
 ];
-
-const UNLIMITED = new KdfBudget(Number.POSITIVE_INFINITY);
-
-/** PKCS#12's KDF hashes once per iteration: crypto.hash (node >= 20.12) skips a Hash object each time (~35% faster). */
-function digestOnce(digest: Digest, data: Buffer): Buffer {
-  return typeof hash === 'function' ? hash(digest, data, 'buffer') : createHash(digest).update(data).digest();
-}
-
-/** PKCS#12's key derivation (RFC 7292 appendix B.2); `id` 1 = cipher key, 2 = IV, 3 = MAC key. */
-export function pkcs12Kdf(password: Buffer, salt: Buffer, id: 1 | 2 | 3, iterations: number, length: number, digest: Digest, budget = UNLIMITED): Buffer {
-  const { out: u, block: v } = DIGEST_SIZES[digest];
-  const rounds = Math.ceil(length / u);
-  budget.spend(rounds * iterations);
-  const fill = (source: Buffer): Buffer => {
-    const filled = Buffer.alloc(v * Math.ceil(source.length / v));
-    for (let i = 0; i < filled.length; i++) filled[i] = source[i % source.length]!;
-    return filled;
-  };
-  const diversifier = Buffer.alloc(v, id);
-  const input = Buffer.concat([fill(salt), fill(password)]);
-  const output: Buffer[] = [];
-  for (let round = 0; round < rounds; round++) {
-    let a = digestOnce(digest, Buffer.concat([diversifier, input]));
-    for (let i = 1; i < iterations; i++) a = digestOnce(digest, a);
-    output.push(a);
-    if (round + 1 < rounds) addToEachBlock(input, fill(a).subarray(0, v), v);
-  }
-  return Buffer.concat(output).subarray(0, length);
-}
-
-/** Step B.2 6C: I_j = (I_j + B + 1) mod 2^(8v) for each v-byte block of I, in place. */
-function addToEachBlock(input: Buffer, b: Buffer, v: number): void {
-  for (let start = 0; start < input.length; start += v) {
-    let carry = 1;
-    for (let i = v - 1; i >= 0; i--) {
-      const sum = input[start + i]! + b[i]! + carry;
-      input[start + i] = sum & 0xff;
-      carry = sum >> 8;
-    }
-  }
-}
-
-/** HMAC of the AuthenticatedSafe under the PKCS#12 MAC key (shared with generate.ts, which writes the MAC). */
-export function pkcs12Mac(authSafe: Buffer, password: Buffer, salt: Buffer, iterations: number, digest: Digest, budget = UNLIMITED): Buffer {
-  const key = pkcs12Kdf(password, salt, 3, iterations, DIGEST_SIZES[digest].out, digest, budget);
-  return createHmac(digest, key).update(authSafe).digest();
-}
 
 function macMatches(layout: Layout, mac: MacData, password: PasswordForms, budget: KdfBudget): boolean {
   const expected = pkcs12Mac(layout.authSafe, password.bmp, mac.salt, mac.iterations, mac.digest, budget);

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createFileExclusive, readJsonIfExists, writeFileAtomic } from '../common/atomic';
-import { isValidId } from '../domain/rules';
+import { isValidId } from '../domain/ids';
 import type { Delivery, OutgoingMail } from './types';
 
 export interface OutboxEntry {

@@ -2,7 +2,9 @@
  * `checkAdminChange` (domain/rules.ts) on its own: R6's purpose — other administrators see a key change and can
  * roll it back — holds only if no one can remove them first, so removal waits for every open rollback window.
  */
-import { checkAdminChange, emptyRegion, type Actor, type TenantSnapshot } from '../domain/rules';
+import type { Actor } from '../domain/access';
+import { emptyRegion, type TenantSnapshot } from '../domain/model';
+import { checkAdminChange } from '../domain/rules';
 
 const ALICE: Actor = { kind: 'user', email: 'alice@example.com' };
 const NOW = Date.parse('2026-03-01T12:00:00Z');

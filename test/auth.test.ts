@@ -11,7 +11,9 @@ import { createAuthenticator, actorOf } from '../api/auth';
 import { issueToken, loadOrCreateTokenSigningKey, loadTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { loadConfig, LOCAL_TOKEN_ISSUER, DEFAULT_TOKEN_AUDIENCE } from '../config';
 import { isCmkError } from '../common/errors';
-import { checkAdminChange, isValidEmail, type TenantSnapshot } from '../domain/rules';
+import { isValidEmail } from '../domain/ids';
+import type { TenantSnapshot } from '../domain/model';
+import { checkAdminChange } from '../domain/rules';
 
 const secretsDir = mkdtempSync(join(tmpdir(), 'cmk-auth-'));
 const signingKey = loadOrCreateTokenSigningKey(secretsDir);

@@ -1,6 +1,6 @@
 /** The tenant state carried across continue-as-new: packed environments come back exactly, and 10,000 fit a payload. */
 import { packEnvironments, unpackEnvironments } from '../domain/carried';
-import type { EnvironmentRecord } from '../domain/rules';
+import type { EnvironmentRecord } from '../domain/model';
 
 const thumbprints = ['a', 'b', 'c'].map((c) => c.repeat(64));
 const lock = { lockedAt: '2026-11-29T00:00:00.000Z', lockedBy: 'alice@example.com', sealed: true, deleteAt: '2026-12-27T00:00:00.000Z', warnAt: ['2026-12-20T00:00:00.000Z', '2026-12-26T00:00:00.000Z'], warningsSent: 1 };

@@ -10,7 +10,7 @@ import type { Payload, PayloadCodec } from '@temporalio/common';
 import { startStack, type Stack } from '../harness/stack';
 import { ENCRYPTED_ENCODING, KEY_ID_METADATA, loadCodecKeyRing, loadDataConverter, type CodecKeyRing } from '../codec';
 import { tenantWorkflowId, updates } from '../workflows/messages';
-import { DEFAULT_POLICY } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
 
 let stack: Stack;
 let connection: Connection;

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { SEARCH_ATTRIBUTES, tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
 import { testDataConverter } from './support/codec';
 import { ALICE, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 

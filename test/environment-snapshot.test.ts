@@ -5,7 +5,11 @@
  */
 import { ALICE, OPERATOR_ACTOR, timeSkippingHarness } from './support/time-skipping';
 import { queries, tenantWorkflowId } from '../workflows/messages';
-import { checkBackup, checkEnvironmentOperation, checkUnlock, DEFAULT_POLICY, isAllowed, normaliseEmail, type Actor, type TenantSnapshot } from '../domain/rules';
+import { isAllowed, type Actor } from '../domain/access';
+import { normaliseEmail } from '../domain/ids';
+import type { TenantSnapshot } from '../domain/model';
+import { DEFAULT_POLICY } from '../domain/policy';
+import { checkBackup, checkEnvironmentOperation, checkUnlock } from '../domain/rules';
 
 const harness = timeSkippingHarness();
 

@@ -7,7 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_POLICY, type Actor, type PossessionProof } from '../domain/rules';
+import type { Actor } from '../domain/access';
+import { DEFAULT_POLICY } from '../domain/policy';
+import type { PossessionProof } from '../domain/rules';
 import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, tenantWithProdOnItsKey, timeSkippingHarness, type TenantContext } from './support/time-skipping';
 
 const harness = timeSkippingHarness();

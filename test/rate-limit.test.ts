@@ -16,7 +16,7 @@ import type { ApiService } from '../api/service';
 import type { CodecEndpoint } from '../api/codec';
 import { issueToken, loadOrCreateTokenSigningKey, publicKeyOf } from '../common/tokens';
 import { loadConfig, type RateLimitConfig } from '../config';
-import { describeActor, type Actor } from '../domain/rules';
+import { describeActor, type Actor } from '../domain/access';
 import { runCmk } from '../harness/stack';
 
 const secretsDir = mkdtempSync(join(tmpdir(), 'cmk-rate-'));

@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
 import { tenantWorkflowId } from '../workflows/messages';
-import { DEFAULT_POLICY, type PossessionProof } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
+import type { PossessionProof } from '../domain/rules';
 import { testDataConverter } from './support/codec';
 import { ALICE, HOUR, tenantWithProdOnItsKey, timeSkippingHarness } from './support/time-skipping';
 

@@ -6,7 +6,8 @@
  */
 import { join } from 'node:path';
 import { AuditTrail } from '../audit/trail';
-import { DEFAULT_POLICY, type Actor } from '../domain/rules';
+import type { Actor } from '../domain/access';
+import { DEFAULT_POLICY } from '../domain/policy';
 import { TEST_AUDIT_KEY } from './support/codec';
 import { tenantWorkflowId } from '../workflows/messages';
 import { ALICE, BOB, HOUR, keyChange, OPERATOR_ACTOR, timeSkippingHarness, type TenantContext } from './support/time-skipping';

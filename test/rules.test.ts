@@ -3,6 +3,10 @@
  * tenant state, and the code the first failing check answers (DESIGN.md §4's order), or null when it is accepted.
  * No server: milliseconds each. The workflows' validators and the API's pre-checks call exactly these functions.
  */
+import { isAllowed, notificationRecipients, type Action, type Actor } from '../domain/access';
+import { isValidEmail, isValidId } from '../domain/ids';
+import { emptyRegion, type EnvironmentRecord, type TenantKey, type TenantSnapshot } from '../domain/model';
+import { DEFAULT_POLICY, formatDuration, parseDuration } from '../domain/policy';
 import {
   checkAdminChange,
   checkBackup,
@@ -16,21 +20,8 @@ import {
   checkRollback,
   checkTenantCreate,
   checkUnlock,
-  DEFAULT_POLICY,
   deletionWarningTimes,
-  emptyRegion,
-  formatDuration,
-  isAllowed,
-  isValidEmail,
-  isValidId,
-  notificationRecipients,
-  parseDuration,
-  type Action,
-  type Actor,
-  type EnvironmentRecord,
   type PossessionProof,
-  type TenantKey,
-  type TenantSnapshot,
 } from '../domain/rules';
 
 const HOUR = 3_600_000;

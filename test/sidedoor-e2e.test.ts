@@ -12,7 +12,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startStack, type Stack } from '../harness/stack';
 import { loadDataConverter } from '../codec';
 import { AUDIT_WORKFLOW_ID, auditMessages, queries, tenantWorkflowId, updates, TASK_QUEUE } from '../workflows/messages';
-import { DEFAULT_POLICY } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
 import type { AuditEntry } from '../audit/trail';
 
 let stack: Stack;

@@ -4,7 +4,7 @@
  */
 import { RequestSigner, requestTrustFor } from '../common/request-signing';
 import { canonicalJson, checkSignature, REQUEST_MAX_AGE_MS } from '../domain/signed';
-import { DEFAULT_POLICY } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
 
 test.each([
   ['keys sorted at every depth', { b: 1, a: { d: [3, { f: 1, e: 2 }], c: null } }, '{"a":{"c":null,"d":[3,{"e":2,"f":1}]},"b":1}'],

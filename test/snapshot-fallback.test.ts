@@ -11,7 +11,9 @@ import { Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { ControlPlane } from '../client/library';
 import { temporalCliPath } from '../stack/tools';
 import { tenantWorkflowId } from '../workflows/messages';
-import { checkEnvironmentOperation, isAllowed, type Actor, type EnvironmentRecord, type TenantSnapshot } from '../domain/rules';
+import { isAllowed, type Actor } from '../domain/access';
+import type { EnvironmentRecord, TenantSnapshot } from '../domain/model';
+import { checkEnvironmentOperation } from '../domain/rules';
 import { testDataConverter, testRequestSigner } from './support/codec';
 
 let env: TestWorkflowEnvironment;

@@ -4,7 +4,8 @@
  * search attributes.
  */
 import { deadlineAttributes, deadlineSummary, labelledDeadlines, nextDeadline } from '../workflows/tenant/deadlines';
-import { DEFAULT_POLICY, emptyRegion, type EnvironmentRecord, type TenantSnapshot } from '../domain/rules';
+import { emptyRegion, type EnvironmentRecord, type TenantSnapshot } from '../domain/model';
+import { DEFAULT_POLICY } from '../domain/policy';
 
 const HOUR = 3_600_000;
 const now = Date.parse('2026-12-01T00:00:00.000Z');

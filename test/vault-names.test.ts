@@ -7,7 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { kekNameInVault } from '../api/service';
 import { kekVaultKeyName, legacyKekVaultKeyName, tenantVaultKeyName } from '../vault/names';
 import { wrapForByok } from '../keyfiles';
-import { ID_PATTERN } from '../domain/rules';
+import { ID_PATTERN } from '../domain/ids';
 import { localParts } from './support/parts';
 
 const VAULT_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;

@@ -4,7 +4,7 @@ import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { ensureMailRetrySchedule } from '../client/mail-schedule';
-import { OPERATOR } from '../domain/rules';
+import { OPERATOR } from '../domain/access';
 import { regionTaskQueue } from '../workflows/messages';
 import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';

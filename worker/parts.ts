@@ -7,7 +7,7 @@ import type { Config } from '../config';
 import { assertOutside } from '../common/secrets';
 import { buildVault } from '../vault';
 import { SqliteEnvironmentDatabases } from '../database/sqlite';
-import { buildSqlServerDatabases } from '../database/sqlserver-fleet';
+import { buildSqlServerDatabases } from '../database/sqlserver-build';
 import type { EnvironmentDatabases } from '../database/types';
 import type { Vault } from '../vault/types';
 import { Outbox } from '../mail/outbox';

@@ -10,20 +10,20 @@ import { defineSearchAttributeKey } from '@temporalio/common';
 import type { BackupView } from '../database/types';
 import type { PackedEnvironments } from '../domain/carried';
 import type { RequestAuth } from '../domain/signed';
+import type { Actor } from '../domain/access';
 import type {
-  Actor,
   Administrator,
   AdminRole,
   EnvironmentRecord,
   EnvironmentOperation,
   BackupOperation,
   KeySource,
-  Policy,
-  PossessionProof,
   ReprotectionProgress,
   TenantKey,
   TenantSnapshot,
-} from '../domain/rules';
+} from '../domain/model';
+import type { Policy } from '../domain/policy';
+import type { PossessionProof } from '../domain/rules';
 
 /** Default task queue; a deployment may set CMK_TASK_QUEUE (tests use one per run). */
 export const TASK_QUEUE = 'cmk';

@@ -9,7 +9,8 @@
 import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, log, patched, setCurrentDetails, setHandler, workflowInfo } from '@temporalio/workflow';
 import { queries, updates, type CarriedTenantState, type TenantWorkflowInput } from './messages';
 import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, type RequestTrust } from '../domain/signed';
-import { describeActor, DEFAULT_POLICY } from '../domain/rules';
+import { describeActor } from '../domain/access';
+import { DEFAULT_POLICY } from '../domain/policy';
 import { tenantCreatedMail } from '../domain/notifications';
 import { packEnvironments, unpackEnvironments } from '../domain/carried';
 import { createTenantContext, iso } from './tenant/context';

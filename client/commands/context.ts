@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CmkError } from '../../common/errors';
 import { MAX_KEY_FILE_BYTES } from '../../common/keys';
-import type { Action } from '../../domain/rules';
+import type { Action } from '../../domain/access';
 import type { ApiClient } from '../http';
 
 export interface Io {

@@ -2,7 +2,8 @@
 import { CmkError } from '../../common/errors';
 import { issueToken, loadTokenSigningKey } from '../../common/tokens';
 import { loadConfig } from '../../config';
-import { isValidEmail, parseDuration } from '../../domain/rules';
+import { isValidEmail } from '../../domain/ids';
+import { parseDuration } from '../../domain/policy';
 import { MAX_LOCAL_TOKEN_SECONDS } from '../../api/auth';
 import { UsageError, type CliContext } from './context';
 

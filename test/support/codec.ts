@@ -12,7 +12,7 @@ import { sign, type KeyObject } from 'node:crypto';
 import type { ActivityDependencies } from '../../activities';
 import { ChallengeIssuer } from '../../api/challenges';
 import { RequestSigner, requestTrustFor } from '../../common/request-signing';
-import { DEFAULT_POLICY, type Policy } from '../../domain/rules';
+import { DEFAULT_POLICY, type Policy } from '../../domain/policy';
 import type { RequestTrust } from '../../domain/signed';
 
 export const TEST_AUDIT_KEY = Buffer.alloc(32, 7);

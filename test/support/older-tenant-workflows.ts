@@ -6,7 +6,7 @@
 import { condition, setHandler } from '@temporalio/workflow';
 import { packEnvironments } from '../../domain/carried';
 import { queries } from '../../workflows/messages';
-import type { TenantSnapshot } from '../../domain/rules';
+import type { TenantSnapshot } from '../../domain/model';
 
 export async function tenantWorkflowBeforeEnvironmentSnapshot(snapshot: TenantSnapshot): Promise<void> {
   setHandler(queries.snapshot, () => snapshot);

@@ -13,7 +13,10 @@ import { createActivities, type ActivityDependencies } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { tenantWorkflowId } from '../../workflows/messages';
-import { DEFAULT_POLICY, type Actor, type KeySource, type PossessionProof } from '../../domain/rules';
+import type { Actor } from '../../domain/access';
+import type { KeySource } from '../../domain/model';
+import { DEFAULT_POLICY } from '../../domain/policy';
+import type { PossessionProof } from '../../domain/rules';
 import { localParts } from './parts';
 import { signChallenge, testDataConverter, testAuditSink, testRequestSigner, testRequestTrust, TEST_CHALLENGES } from './codec';
 

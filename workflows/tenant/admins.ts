@@ -1,7 +1,9 @@
 /** The tenant's administrators (R12): added or removed, every administrator told (R4), the removed one too. */
 import { setHandler } from '@temporalio/workflow';
 import { updates, type AdminChangeRequest, type AdminChangeResult } from '../messages';
-import { checkAdminChange, describeActor, normaliseEmail } from '../../domain/rules';
+import { describeActor } from '../../domain/access';
+import { normaliseEmail } from '../../domain/ids';
+import { checkAdminChange } from '../../domain/rules';
 import { adminChangedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 

@@ -3,7 +3,9 @@
  * timer's summary says, and the deadline search attributes. Pure: the caller passes the workflow clock.
  */
 import { SEARCH_ATTRIBUTES } from '../messages';
-import { lockAllowedAt, nextKeyChangeAllowedAt, type Policy, type TenantSnapshot } from '../../domain/rules';
+import type { TenantSnapshot } from '../../domain/model';
+import type { Policy } from '../../domain/policy';
+import { lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const latest = (values: Array<number | null>): number | null => values.reduce<number | null>((a, b) => (b === null ? a : a === null ? b : Math.max(a, b)), null);

@@ -4,7 +4,10 @@
  */
 import { patched, setHandler } from '@temporalio/workflow';
 import { ENVIRONMENT_OPERATION_STATES, updates, type BackupRequest, type BackupResult, type EnvironmentCreateRequest, type EnvironmentOperationRequest } from '../messages';
-import { activeKeyOf, checkBackup, checkEnvironmentCreate, checkEnvironmentOperation, describeActor, normaliseEmail, usableKeyOf, type EnvironmentOperation, type EnvironmentRecord } from '../../domain/rules';
+import { describeActor } from '../../domain/access';
+import { normaliseEmail } from '../../domain/ids';
+import { activeKeyOf, usableKeyOf, type EnvironmentOperation, type EnvironmentRecord } from '../../domain/model';
+import { checkBackup, checkEnvironmentCreate, checkEnvironmentOperation } from '../../domain/rules';
 import { environmentOperationMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { retireUnused } from './retirement';

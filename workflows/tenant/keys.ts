@@ -4,7 +4,9 @@
  */
 import { condition, setHandler } from '@temporalio/workflow';
 import { updates, type KeyChangeRequest, type KeyChangeResult, type RollbackRequest, type RollbackResult } from '../messages';
-import { activeKeyOf, checkKeyChange, checkRollback, describeActor, emptyRegion, lockAllowedAt, nextKeyChangeAllowedAt, type EnvironmentRecord, type RegionKeys, type TenantKey, type TenantSnapshot } from '../../domain/rules';
+import { describeActor } from '../../domain/access';
+import { activeKeyOf, emptyRegion, type EnvironmentRecord, type RegionKeys, type TenantKey, type TenantSnapshot } from '../../domain/model';
+import { checkKeyChange, checkRollback, lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
 import { keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { startReprotection } from './reprotection';

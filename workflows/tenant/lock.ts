@@ -5,7 +5,10 @@
  */
 import { log, patched, setHandler } from '@temporalio/workflow';
 import { updates, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
-import { activeKeyOf, checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes, describeActor, normaliseEmail, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/rules';
+import { describeActor } from '../../domain/access';
+import { normaliseEmail } from '../../domain/ids';
+import { activeKeyOf, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
+import { checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
 import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { failureOf } from './proxies';

@@ -5,7 +5,7 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { Activities } from '../../activities';
-import type { BackgroundFailure } from '../../domain/rules';
+import type { BackgroundFailure } from '../../domain/model';
 import { ERROR_CODES } from '../../domain/codes';
 
 const RETRY: RetryPolicy = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: [...ERROR_CODES] };

@@ -5,7 +5,7 @@
  */
 import { ActivityFailure, ApplicationFailure, log, patched } from '@temporalio/workflow';
 import { backgroundFailureMail } from '../../domain/notifications';
-import type { EnvironmentRecord, RegionKeys, ReprotectionProgress, TenantKey } from '../../domain/rules';
+import type { EnvironmentRecord, RegionKeys, ReprotectionProgress, TenantKey } from '../../domain/model';
 import { iso, type TenantContext } from './context';
 import { retireUnused } from './retirement';
 

@@ -4,7 +4,7 @@
  */
 import { log } from '@temporalio/workflow';
 import { backgroundFailureMail } from '../../domain/notifications';
-import type { RegionKeys, TenantKey } from '../../domain/rules';
+import type { RegionKeys, TenantKey } from '../../domain/model';
 import { iso, type TenantContext } from './context';
 import { failureOf } from './proxies';
 

@@ -1,0 +1,149 @@
+/**
+ * The model's carried state: a tenant's administrators, environments and keys per region, as plain JSON (it crosses
+ * continue-as-new and the query answers). Pure: no Node APIs, no I/O.
+ */
+
+export type AdminRole = 'global' | 'service';
+export interface Administrator {
+  email: string;
+  role: AdminRole;
+}
+
+/** Key states (DESIGN.md §3). */
+export type KeyState = 'Available' | 'Installing' | 'Active' | 'Retired' | 'Locked';
+export type EnvironmentState = 'Online' | 'Applying' | 'Reverting' | 'Reprotecting' | 'Locked' | 'Deleted';
+export type Protection = 'provider' | 'tenant';
+export type KeySource = 'generated' | 'pfx' | 'byok';
+
+/** The operations an environment runs one at a time (EnvironmentRecord.runningOperation). */
+export type EnvironmentOperation = 'apply' | 'revert' | 'rekey';
+export type BackupOperation = 'backup' | 'restore';
+
+export interface TenantKey {
+  /** The administrator's name for the key (`--name`). */
+  name: string;
+  thumbprint: string;
+  /** Where the key lives in the vault: a version of the (tenant, region) key. A reference, not a secret. */
+  vaultKey: { name: string; version: string };
+  state: KeyState;
+  source: KeySource;
+  createdAt: string;
+  createdBy: string;
+  activatedAt: string | null;
+  activatedBy: string | null;
+  retiredAt: string | null;
+  /** When a lock withdrew it (state Locked), and when it was re-activated (R10). */
+  lockedAt?: string;
+  reactivatedAt?: string;
+  /** False once the key was deleted from the vault (after the rollback window, or withdrawn by a lock). */
+  inVault: boolean;
+  /** The vault refused to delete it when it was retired: it stays there until a later operation retires it again. */
+  retireFailure?: BackgroundFailure;
+}
+
+/** Background work the outside world refused (vault, database): recorded where it applies, mailed, retried. */
+export interface BackgroundFailure {
+  at: string;
+  code: string;
+  message: string;
+}
+
+export interface EnvironmentRecord {
+  id: string;
+  region: string;
+  state: EnvironmentState;
+  protection: Protection;
+  keyThumbprint: string;
+  systemAdmin: string | null;
+  createdAt: string;
+  /**
+   * How many apply/revert/rekey operations were started on it: the request for the one running carries this number
+   * in its update ID, so a repeat of the same request attaches to it. Absent before the first.
+   */
+  operationSeq?: number;
+  /** The apply/revert/rekey running on it now (its state alone cannot say: a rekey and a re-protection are both Reprotecting). */
+  runningOperation?: EnvironmentOperation | BackupOperation | 'unlock';
+  /** Set while it is Locked (R8): when, by whom, whether sealed, and when R9 deletes it. */
+  lock?: EnvironmentLock;
+  /** When R9 deleted it (state Deleted). */
+  deletedAt?: string;
+}
+
+/** An environment's lock (R8, R9, R15). */
+export interface EnvironmentLock {
+  lockedAt: string;
+  lockedBy: string;
+  /** On the tenant key when locked: sealed cryptographically. On the provider key: Locked by decision only. */
+  sealed: boolean;
+  /** R9: deleted at this moment unless unlocked. */
+  deleteAt: string;
+  /** R9's deletion was refused (database server, vault): it is tried again at `retryAt`, or by the operator's purge. */
+  deletionFailure?: BackgroundFailure & { retryAt: string };
+  /** The deletion warnings' moments (7 days and 1 day before, scaled with the retention), and how many were sent. */
+  warnAt: string[];
+  warningsSent: number;
+}
+
+/** An environment a re-protection could not move to the new key: it stays on its previous key, which stays in the vault. */
+export interface ReprotectionRefusal {
+  env: string;
+  code: string;
+  message: string;
+}
+
+/** R7 after a key change: every environment on the tenant key moved to the new key, batch by batch. */
+export interface ReprotectionProgress {
+  region: string;
+  keyName: string;
+  keyThumbprint: string;
+  startedAt: string;
+  finishedAt: string | null;
+  total: number;
+  done: number;
+  refused: ReprotectionRefusal[];
+  remaining: number;
+}
+
+export interface RegionKeys {
+  region: string;
+  /** Every key this region has had, oldest first. */
+  keys: TenantKey[];
+  activeThumbprint: string | null;
+  /** The key the last change replaced, kept in the vault until `rollbackUntil` (R6). */
+  rollbackThumbprint: string | null;
+  rollbackUntil: string | null;
+  /** R5 counts from here: the last generate or upload (a rollback does not restart it). */
+  lastKeyChangeAt: string | null;
+  /** R6 counts from here: the last generate, upload or rollback. */
+  embargoStartedAt: string | null;
+}
+
+export const activeKeyOf = (region: RegionKeys | undefined): TenantKey | null =>
+  region?.keys.find((k) => k.thumbprint === region.activeThumbprint) ?? null;
+
+/** The active key when it may protect environments: not withdrawn by a lock (R8) and not yet re-activated (R10). */
+export const usableKeyOf = (region: RegionKeys | undefined): TenantKey | null => {
+  const key = activeKeyOf(region);
+  return key && key.state !== 'Locked' ? key : null;
+};
+
+export interface TenantSnapshot {
+  tenant: string;
+  displayName: string;
+  homeRegion: string;
+  createdAt: string;
+  admins: Administrator[];
+  environments: EnvironmentRecord[];
+  regions: Record<string, RegionKeys>;
+  /** A key change being carried out, per region (OPERATION_IN_PROGRESS for another). */
+  operations: Record<string, string>;
+  /** The latest re-protection per region, running or finished (absent in tenants older than batched re-protection). */
+  reprotections?: Record<string, ReprotectionProgress>;
+}
+
+export function emptyRegion(region: string): RegionKeys {
+  return { region, keys: [], activeThumbprint: null, rollbackThumbprint: null, rollbackUntil: null, lastKeyChangeAt: null, embargoStartedAt: null };
+}
+
+export const lockedEnvironments = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
+  tenant.environments.filter((e) => e.region === region && e.state === 'Locked');
