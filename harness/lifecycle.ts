@@ -239,7 +239,7 @@ export class LifecycleSystem {
   private async proof(r: Extract<Request, { kind: 'tenant.lock' }>) {
     const user = r.who === 'operator' ? '' : emailOf(r.who);
     const claims = { id: randomUUID(), tenant: this.tenant, region: REGION, user, operation: 'lock' as const, expiresAt: new Date((await this.now()) + 5 * MINUTE).toISOString() };
-    const challenge = this.server.challenges.seal(claims);
+    const challenge = await this.server.challenges.seal(claims);
     const key = (r.proves && byThumbprint(r.proves)?.privateKey) || generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
     const proof = { challengeId: claims.id, tenant: claims.tenant, region: claims.region, user, operation: claims.operation, expiresAt: claims.expiresAt, verifiedThumbprint: r.proves };
     return { proof, possession: { challenge, signature: sign('sha256', Buffer.from(challenge, 'utf8'), key).toString('base64') } };
