@@ -140,9 +140,7 @@ export class LifecycleSystem {
     const tenant = `model-${process.pid}-${++LifecycleSystem.count}`;
     const { plane, parts } = server;
     const operator: Actor = { kind: 'operator' };
-    await plane
-      .createTenant({ actor: operator, tenant, displayName: DISPLAY_NAME, homeRegion: REGION, admins: [{ email: emailOf('alice'), role: 'global' }, { email: emailOf('bob'), role: 'service' }] })
-      .catch((err: unknown) => LifecycleSystem.startedAnyway(server, tenant, err));
+    await plane.createTenant({ actor: operator, tenant, displayName: DISPLAY_NAME, homeRegion: REGION, admins: [{ email: emailOf('alice'), role: 'global' }, { email: emailOf('bob'), role: 'service' }] });
     const environments = [
       { id: 'prod', systemAdmin: emailOf('sam'), rows: ['first row of prod'] },
       { id: 'dev', systemAdmin: null, rows: ['first row of dev'] },
@@ -153,22 +151,6 @@ export class LifecycleSystem {
     }
     const system = new LifecycleSystem(server, tenant);
     return { system, model: initialModel(await server.env.currentTimeMs(), DISPLAY_NAME, environments) };
-  }
-
-  /**
-   * The time-skipping server sometimes hands the query `createTenant` makes right after the start to the workflow
-   * before its first task has registered the query handlers (while the start awaits its `requestTrust` local
-   * activity); the workflow refuses it and the client sees "Failed to query Workflow" (about one start in 30 here;
-   * not seen on the dev server). The tenant was started: wait until it answers.
-   */
-  private static async startedAnyway(server: LifecycleServer, tenant: string, err: unknown): Promise<void> {
-    if (err instanceof CmkError) throw err;
-    const deadline = Date.now() + SETTLE_MS;
-    for (;;) {
-      if (await server.plane.snapshot(tenant).catch(() => undefined)) return;
-      if (Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
   }
 
   /** A key this run has not used yet. */
