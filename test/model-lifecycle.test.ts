@@ -7,8 +7,12 @@
 import fc from 'fast-check';
 import { lifecycleProperty, startLifecycleServer, type LifecycleServer } from '../harness/lifecycle';
 
-/** The same sequences on every CI run (CMK_PROPERTY_SEED to explore others); `npm run fuzz -- --model` draws fresh ones. */
-const SEED = Number(process.env.CMK_PROPERTY_SEED ?? 20261205);
+/**
+ * The same sequences on every CI run (CMK_PROPERTY_SEED to explore others); `npm run fuzz -- --model` draws fresh ones.
+ * Seed 7's 28 sequences (612 commands) include a rollback, ROLLBACK_WINDOW_OPEN, five locks and the way back from one
+ * (re-activation, unlock), which most seeds of this budget do not reach.
+ */
+const SEED = Number(process.env.CMK_PROPERTY_SEED ?? 7);
 const RUNS = 28;
 const MAX_COMMANDS = 40;
 
