@@ -6,10 +6,11 @@
  *   npm run fuzz -- --seconds 120 --runs 5000      # time budget, and a cap on runs per target
  *   npm run fuzz -- --target parsePfx --seed 42 --path "17:3:0"   # replay a failure the summary printed
  *   npm run fuzz -- --no-api                       # parsers only (no stack)
+ *   npm run fuzz -- --model --seconds 900          # only the model-based test of the tenant lifecycle (harness/lifecycle.ts)
  *
  * Fails (exit 1) on any property violation, an unhandled rejection or uncaught exception, a parser run slower than
  * SLOW_RUN_MS, a request answered >= 500 or not at all, an API that is down at the end, or a refused request that
- * changed what the tenant sees. A run that never returns (a hang) is reported by a watchdog thread, which stops the
+ * changed what the tenant sees; with --model, a workflow answer or state the lifecycle model did not predict. A run that never returns (a hang) is reported by a watchdog thread, which stops the
  * stack and kills this process (exit 137): the target and seed it prints reproduce it.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -34,11 +35,14 @@ import {
   type SyncTarget,
 } from '../harness/hostile';
 import { startStack, type Stack } from '../harness/stack';
+import { lifecycleProperty, startLifecycleServer } from '../harness/lifecycle';
 
 /** A parser run this slow is a failure even though it ended (the designed worst case, a KDF budget, is ~3 s). */
 const SLOW_RUN_MS = 10_000;
 /** A run this long is a hang: the watchdog stops everything. Parsers are synchronous; requests time out on their own. */
-const HANG_MS = { parser: 60_000, api: REQUEST_TIMEOUT_MS + 30_000 };
+const HANG_MS = { parser: 60_000, api: REQUEST_TIMEOUT_MS + 30_000, model: 5 * 60_000 };
+/** Commands per model run at most: longer than the jest budget's 40, so that more runs get past a lock and back. */
+const MODEL_MAX_COMMANDS = 60;
 
 interface Options {
   seconds: number;
@@ -48,10 +52,11 @@ interface Options {
   path: string | undefined;
   api: boolean;
   parsers: boolean;
+  model: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { seconds: 300, runs: undefined, target: undefined, seed: undefined, path: undefined, api: true, parsers: true };
+  const options: Options = { seconds: 300, runs: undefined, target: undefined, seed: undefined, path: undefined, api: true, parsers: true, model: false };
   const number = (flag: string, text: string | undefined, min = 0): number => {
     const value = Number(text);
     if (text === undefined || text.trim() === '' || !Number.isFinite(value) || value < min) usage(`${flag} takes a number`);
@@ -67,13 +72,14 @@ function parseArgs(argv: string[]): Options {
     else if (flag === '--path') options.path = value();
     else if (flag === '--no-api') options.api = false;
     else if (flag === '--no-parsers') options.parsers = false;
+    else if (flag === '--model') options.model = true;
     else usage(`unknown option ${flag}`);
   }
   return options;
 }
 
 function usage(problem: string): never {
-  process.stderr.write(`fuzz: ${problem}\nusage: npm run fuzz -- [--seconds S] [--runs N] [--target NAME] [--seed N] [--path P] [--no-api] [--no-parsers]\n`);
+  process.stderr.write(`fuzz: ${problem}\nusage: npm run fuzz -- [--seconds S] [--runs N] [--target NAME] [--seed N] [--path P] [--no-api] [--no-parsers] [--model]\n`);
   process.exit(2);
 }
 
@@ -81,7 +87,7 @@ function usage(problem: string): never {
 
 interface TargetReport {
   name: string;
-  kind: 'parser' | 'api';
+  kind: 'parser' | 'api' | 'model';
   runs: number;
   seed: number;
   ms: number;
@@ -265,6 +271,46 @@ async function runApi(stack: Stack, world: ApiWorld, targets: AsyncTarget[], acc
   for (const problem of unexplainedEnvChanges(before.envs, after.envs, changes)) failures.push({ target: 'API', message: problem });
 }
 
+/**
+ * The model-based test of the tenant lifecycle on its own time-skipping server: whole runs (a fresh tenant, up to
+ * MODEL_MAX_COMMANDS requests and sleeps) until the budget or --runs is spent; a failure is shrunk and printed.
+ */
+async function runModel(options: Options, watchdog: Watchdog, budgetMs: number): Promise<void> {
+  const report: TargetReport = { name: 'model-lifecycle', kind: 'model', runs: 0, seed: options.seed ?? randomSeed(), ms: 0, slowestRunMs: 0, outcomes: new Map() };
+  reports.push(report);
+  const server = await startLifecycleServer();
+  let steps = 0;
+  try {
+    const started = Date.now();
+    let runStarted = 0;
+    const property = lifecycleProperty(server, MODEL_MAX_COMMANDS, {
+      beforeRun: () => {
+        runStarted = Date.now();
+        watchdog.running(report.name, report.seed, HANG_MS.model);
+      },
+      steps: (count) => {
+        steps += count;
+        report.slowestRunMs = Math.max(report.slowestRunMs, Date.now() - runStarted);
+      },
+      outcome: (what) => report.outcomes.set(what, (report.outcomes.get(what) ?? 0) + 1),
+    });
+    const details = await fc.check(property, {
+      includeErrorInReport: true,
+      seed: report.seed,
+      numRuns: options.runs ?? 2 ** 31 - 1,
+      ...(options.path !== undefined ? { path: options.path } : {}),
+      plugins: [fc.interruptAfterTimeLimit(budgetMs)],
+    });
+    watchdog.idle();
+    report.ms = Date.now() - started;
+    record(report, details);
+    report.outcomes.set('steps', steps);
+    printProgress(report);
+  } finally {
+    await server.close();
+  }
+}
+
 // ------------------------------------------------------------------------------------------------ output
 
 function printProgress(report: TargetReport): void {
@@ -292,7 +338,9 @@ function printSummary(started: number, accepted: AcceptedLog): void {
   for (const f of failures) {
     process.stdout.write(`\n--- ${f.target}${f.seed !== undefined ? ` (seed ${f.seed}${f.path ? `, path ${f.path}` : ''})` : ''}\n${f.message}\n`);
     if (f.seed !== undefined && f.target !== 'API' && f.target !== 'process') {
-      process.stdout.write(`reproduce: npm run fuzz -- --target "${f.target}" --seed ${f.seed}${f.path ? ` --path "${f.path}"` : ''}${reports.find((r) => r.name === f.target)?.kind === 'parser' ? ' --no-api' : ''}\n`);
+      const kind = reports.find((r) => r.name === f.target)?.kind;
+      const where = kind === 'model' ? ' --model' : kind === 'parser' ? ' --no-api' : '';
+      process.stdout.write(`reproduce: npm run fuzz -- ${kind === 'model' ? '' : `--target "${f.target}" `}--seed ${f.seed}${f.path ? ` --path "${f.path}"` : ''}${where}\n`);
     }
   }
 }
@@ -312,6 +360,19 @@ async function main(): Promise<number> {
     return exact.length > 0 ? exact : targets.filter((t) => t.name.includes(wanted));
   };
 
+  if (options.model || options.target === 'model-lifecycle') {
+    // The lifecycle model alone: its own time-skipping server, no stack, no parsers.
+    const watchdog = new Watchdog(['model-lifecycle']);
+    try {
+      await runModel(options, watchdog, options.seconds * 1000);
+    } catch (err) {
+      failures.push({ target: 'fuzz', message: `the run itself failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}` });
+    } finally {
+      await watchdog.stop();
+    }
+    printSummary(started, []);
+    return failures.length === 0 ? 0 : 1;
+  }
   const corpus = await buildKeyFileCorpus();
   const parserTargets = options.parsers ? selected(keyFileTargets(corpus)) : [];
   const accepted: AcceptedLog = [];
