@@ -9,7 +9,7 @@
 import { decodeOptionalFailureToOptionalError, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import { regionFaults } from '../api/service';
-import { DEFAULT_POLICY } from '../domain/rules';
+import { DEFAULT_POLICY } from '../domain/policy';
 import { tenantWorkflowId } from '../workflows/messages';
 import { testDataConverter } from './support/codec';
 import { until, within } from './support/deadline';
