@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Type } from '@sinclair/typebox';
 import type { Client } from '@temporalio/client';
@@ -391,8 +391,6 @@ function answer(reply: FastifyReply, status: number, payload: unknown): FastifyR
 const fastifyPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
 export function createApiServer(deps: ServerDependencies): Server {
-  let app: FastifyInstance | undefined;
-  const routes: CompiledRoute[] = apiRoutes(deps, () => app!.swagger()).map((route) => ({ route, ...compile(route) }));
   const admitted = new WeakMap<IncomingMessage, Admitted>();
 
   let ready: Promise<unknown> = Promise.resolve();
@@ -416,7 +414,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     // Path parameters of any length reach the route, whose checks refuse junk in their own words.
     routerOptions: { maxParamLength: 1 << 20 },
   });
-  app = instance;
+  const routes: CompiledRoute[] = apiRoutes(deps, () => instance.swagger()).map((route) => ({ route, ...compile(route) }));
 
   // Schemas describe (the document, the client's types); the handlers' own field checks refuse, in today's words.
   instance.setValidatorCompiler(() => () => true);
