@@ -1,6 +1,6 @@
 /** One route of the API service: what fastify serves (api/server.ts) and /openapi.json describes (api/openapi.ts). */
 import type { IncomingMessage } from 'node:http';
-import type { TObject, TSchema } from '@sinclair/typebox';
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import type { Actor } from '../domain/rules';
 
 export interface RequestContext {
@@ -11,7 +11,7 @@ export interface RequestContext {
   req: IncomingMessage;
 }
 
-export interface Route {
+export interface Route<R extends TSchema = TSchema> {
   method: 'GET' | 'POST';
   /** OpenAPI-style template: `/v1/tenants/{tenant}/environments/{env}`. */
   path: string;
@@ -26,11 +26,14 @@ export interface Route {
   /** Query parameters, for the document. */
   query?: TObject;
   /** The answer on success (HTTP 200); a refusal is always the ErrorDocument. */
-  response: TSchema;
+  response: R;
   /** Largest body accepted; key files (≤ 64 KiB) travel as base64. */
   maxBodyBytes?: number;
   /** The code a too-large body answers (INVALID_KEY_FILE where the body carries a key file). */
   tooLarge?: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT';
   public?: boolean;
-  handle: (ctx: RequestContext) => Promise<unknown>;
+  handle: (ctx: RequestContext) => Promise<Static<R>>;
 }
+
+/** A route whose handler must answer what its response schema says (checked by tsc). */
+export const route = <R extends TSchema>(r: Route<R>): Route => r;

@@ -1,14 +1,15 @@
 /**
  * The API service: the HTTP face of the control plane that the `cmk` CLI (and the provider's gateway) call.
  * Authentication precedes routing: every route but the health check (`GET /v1/status`) and the OpenAPI document
- * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in ROUTES:
- * the router, the OpenAPI document and the audit trail's names for refusals all read that table.
+ * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in apiRoutes:
+ * fastify's router, the OpenAPI document (@fastify/swagger, from each route's TypeBox schemas in api/schemas.ts) and
+ * the audit trail's names for refusals all read that table, and tsc checks that each handler answers its schema.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
 import { ACTIONS, describeActor, isValidId, type Action, type Actor, type AdminRole, type EnvironmentOperation } from '../domain/rules';
@@ -21,7 +22,7 @@ import { bodyOf, ErrorDocument } from './schemas';
 import type { Authenticator } from './auth';
 import type { ApiService } from './service';
 import { openApiOptions } from './openapi';
-import type { Route } from './route';
+import { route, type Route } from './route';
 import type { CodecEndpoint } from './codec';
 import { regionTaskQueue } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
@@ -81,7 +82,7 @@ function base64Field(body: Record<string, unknown>, field: string): Buffer {
 }
 
 /** The route table; `document` gives the OpenAPI document fastify builds from it. */
-export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>, document: () => unknown): Route[] {
+export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>, document: () => Static<typeof S.OpenApi>): Route[] {
   const { service } = deps;
   const region = (q: URLSearchParams) => q.get('region') ?? undefined;
   const REGION = 'region ID (default: the home region)';
@@ -90,20 +91,21 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
   const pageQuery = Type.Object({ limit: Type.Optional(Type.String({ description: 'at most this many records' })), after: Type.Optional(Type.String({ description: 'records after this sequence number' })) });
   const payloadsBody = bodyOf({ payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' });
   const environmentRoutes = (['apply', 'revert', 'rekey'] as const).map(
-    (operation): Route => ({
-      method: 'POST',
-      path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
-      summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
-      audited: `env.${operation}`,
-      response: S.EnvironmentShown,
-      handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
-    }),
+    (operation) =>
+      route({
+        method: 'POST',
+        path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
+        summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
+        audited: `env.${operation}`,
+        response: S.EnvironmentShown,
+        handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
+      }),
   );
   const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
   return [
-    { method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus },
-    { method: 'GET', path: '/openapi.json', summary: 'This document', public: true, response: S.OpenApi, handle: async () => document() },
-    {
+    route({ method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus }),
+    route({ method: 'GET', path: '/openapi.json', summary: 'This document', public: true, response: S.OpenApi, handle: async () => document() }),
+    route({
       method: 'POST',
       path: '/v1/tenants',
       summary: 'Create a tenant (never alters an existing one)',
@@ -114,9 +116,9 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.createTenant(actor, { tenant: requiredString(b, 'tenant'), name: requiredString(b, 'name'), region: optionalString(b, 'region'), admins: adminList(b.admins) });
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", response: S.TenantShown, handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", response: S.TenantShown, handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/admins',
       summary: "Add or remove one of the tenant's global and service administrators",
@@ -129,8 +131,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         if (change !== 'add' && change !== 'remove') throw new CmkError('INVALID_ARGUMENT', '"change" must be add or remove.');
         return service.changeAdmin(actor, params.tenant!, { change, email: requiredString(b, 'email'), role: role(optionalString(b, 'role')) });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments',
       summary: 'Create an environment (a new database on the provider key)',
@@ -141,11 +143,11 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.createEnvironment(actor, params.tenant!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', query: regionQuery, response: S.EnvironmentList, handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) },
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', query: regionQuery, response: S.EnvironmentList, handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) }),
     ...environmentRoutes,
-    { method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", response: S.EnvironmentRows, handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) },
-    {
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", response: S.EnvironmentRows, handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments/{env}/data',
       summary: 'Write a row into an environment',
@@ -153,17 +155,17 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       body: bodyOf({ text: 'the row (1 to 10,000 characters)' }),
       response: S.EnvironmentRows,
       handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) }),
+    route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/key/installed',
       summary: 'Wait (up to 25 s) for the re-protection after a key change',
       query: regionQuery,
       response: S.KeyReport,
       handle: ({ actor, params, query }) => service.waitForKey(actor, params.tenant!, { region: region(query), timeoutMs: 25_000 }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/generate',
       summary: 'Generate a key; the .pfx comes back once (R3)',
@@ -174,8 +176,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.generateKey(actor, params.tenant!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/upload',
       summary: 'Upload your own key, .pfx or .byok (R2, R3)',
@@ -194,8 +196,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
           region: optionalString(b, 'region'),
         });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/kek',
       summary: 'A key-exchange key for a .byok',
@@ -203,8 +205,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       body: regionBody,
       response: S.Kek,
       handle: async ({ actor, params, body }) => service.createKek(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/rollback',
       summary: 'Roll back to the key the last change replaced, within the embargo (R6)',
@@ -212,8 +214,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       body: regionBody,
       response: S.RolledBackKeyReport,
       handle: async ({ actor, params, body }) => service.rollbackKey(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/access',
       summary: 'May the caller do this? (FORBIDDEN / NOT_FOUND before the CLI reads local files)',
@@ -225,34 +227,34 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `${quotedOr(action, 'That')} is not an action.`);
         return service.checkAccess(actor, params.tenant!, action as Action, optionalString(b, 'env'));
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", response: S.MailList, handle: ({ actor, params }) => service.listMail(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", response: S.MailList, handle: ({ actor, params }) => service.listMail(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/mail/retry',
       summary: "Retry the tenant's pending and rejected mail now (operator)",
       audited: 'mail.retry',
       response: S.MailRetried,
       handle: ({ actor, params }) => service.retryMail(actor, params.tenant!),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/audit',
       summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",
       query: pageQuery,
       response: S.AuditList,
       handle: ({ actor, params, query }) => service.listAudit(actor, params.tenant!, { limit: query.get('limit'), after: query.get('after') }),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       path: '/v1/audit',
       summary: 'The whole audit trail, every tenant and the codec decodes (operators only)',
       query: pageQuery,
       response: S.AuditList,
       handle: ({ actor, query }) => service.listAudit(actor, null, { limit: query.get('limit'), after: query.get('after') }),
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', response: S.AuditVerification, handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', response: S.AuditVerification, handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/challenges',
       summary: 'A single-use challenge to sign with the active key (proof of possession, R8)',
@@ -262,8 +264,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.issueChallenge(actor, params.tenant!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/lock',
       summary: 'Lock the tenant in a region (R8)',
@@ -274,8 +276,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.lockTenant(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/reactivate',
       summary: 'Re-activate the same key after a lock (R10)',
@@ -288,10 +290,10 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
         const b = await body();
         return service.reactivateKey(actor, params.tenant!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
       },
-    },
-    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) },
-    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) },
-    {
+    }),
+    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) }),
+    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments/{env}/restore',
       summary: 'Restore an environment from a backup (the newest by default)',
@@ -299,7 +301,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       body: bodyOf({ backupId: 'backup ID' }, ['backupId']),
       response: S.BackupReport,
       handle: async ({ actor, params, body }) => service.environmentBackup(actor, params.tenant!, params.env!, 'restore', optionalString(await body(), 'backupId') ?? null),
-    },
+    }),
+    // The codec endpoint's answers are its own (api/codec.ts `CodecEndpoint`, which test doubles implement loosely).
     {
       method: 'POST',
       path: '/codec/encode',
@@ -340,9 +343,9 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
 }
 
 /** A template's path parameters, in order, and the regular expression that matches it. */
-function compile(route: Route): { pattern: RegExp; names: string[] } {
+function compile(entry: Route): { pattern: RegExp; names: string[] } {
   const names: string[] = [];
-  const source = route.path.replace(/[.]/g, '\\.').replace(/\{(\w+)\}/g, (_m, name: string) => {
+  const source = entry.path.replace(/[.]/g, '\\.').replace(/\{(\w+)\}/g, (_m, name: string) => {
     names.push(name);
     return '([^/]+)';
   });
@@ -414,7 +417,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     // Path parameters of any length reach the route, whose checks refuse junk in their own words.
     routerOptions: { maxParamLength: 1 << 20 },
   });
-  const routes: CompiledRoute[] = apiRoutes(deps, () => instance.swagger()).map((route) => ({ route, ...compile(route) }));
+  const routes: CompiledRoute[] = apiRoutes(deps, () => instance.swagger() as Static<typeof S.OpenApi>).map((route) => ({ route, ...compile(route) }));
 
   // Schemas describe (the document, the client's types); the handlers' own field checks refuse, in today's words.
   instance.setValidatorCompiler(() => () => true);
