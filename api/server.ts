@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Type, type Static } from '@sinclair/typebox';
@@ -390,6 +391,18 @@ function answer(reply: FastifyReply, status: number, payload: unknown): FastifyR
   return reply.code(status).header('content-type', JSON_TYPE).header('cache-control', 'no-store').send(JSON.stringify(payload));
 }
 
+/** Malformed HTTP is answered as Node answers it (a bare status line, then close), not with fastify's own JSON. */
+function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const statusLine: Record<string, string> = {
+    HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+    HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+    ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  };
+  if (socket.writable && socket.bytesWritten === 0) socket.write(`HTTP/1.1 ${statusLine[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+  socket.destroy(err);
+}
+
 /** fastify's template (`:tenant`) from the table's OpenAPI one (`{tenant}`). */
 const fastifyPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
@@ -414,6 +427,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     // A GET route answers HEAD with 405, as it always has.
     exposeHeadRoutes: false,
     rewriteUrl: routableUrl,
+    clientErrorHandler: clientError,
     // Path parameters of any length reach the route, whose checks refuse junk in their own words.
     routerOptions: { maxParamLength: 1 << 20 },
   });
