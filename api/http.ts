@@ -1,8 +1,6 @@
-/** Small HTTP plumbing for the API service: JSON bodies with a size limit, refusals as `{error:{code,message}}`. */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CmkError, isCmkError } from '../common/errors';
-import { httpStatusOf } from '../domain/codes';
-import { RateLimitedError } from './ratelimit';
+/** Small HTTP plumbing for the API service: JSON bodies with a size limit, and typed field readers. */
+import type { IncomingMessage } from 'node:http';
+import { CmkError } from '../common/errors';
 
 /** A body over its route's limit: refused once the rest is drained (see DRAIN_LIMIT), and the connection closed. */
 export class BodyTooLargeError extends CmkError {}
@@ -42,23 +40,6 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number, tooLa
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new CmkError('INVALID_ARGUMENT', 'The request body must be a JSON object.');
   return body as Record<string, unknown>;
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
-}
-
-export function sendError(res: ServerResponse, err: unknown, log: (line: string) => void): void {
-  if (isCmkError(err)) {
-    if (err instanceof RateLimitedError) res.setHeader('retry-after', String(err.retryAfterSeconds));
-    sendJson(res, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
-    return;
-  }
-  // Unexpected faults are logged by kind and message only: request bodies may hold key material.
-  log(`internal error: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-  sendJson(res, 500, { error: { code: 'INTERNAL', message: 'The control plane could not complete the request; see the API service log.' } });
 }
 
 // ------------------------------------------------------------------------------------- typed field readers

@@ -1,5 +1,6 @@
-/** One route of the API service: what the router (api/server.ts) serves and the OpenAPI document (api/openapi.ts) describes. */
+/** One route of the API service: what fastify serves (api/server.ts) and /openapi.json describes (api/openapi.ts). */
 import type { IncomingMessage } from 'node:http';
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import type { Actor } from '../domain/access';
 
 export interface RequestContext {
@@ -10,19 +11,29 @@ export interface RequestContext {
   req: IncomingMessage;
 }
 
-export interface Route {
+export interface Route<R extends TSchema = TSchema> {
   method: 'GET' | 'POST';
   /** OpenAPI-style template: `/v1/tenants/{tenant}/environments/{env}`. */
   path: string;
   summary: string;
   /** The audit trail's name for what a refused request wanted; set on every state-changing route. */
   audited?: string;
-  /** Request body fields for the OpenAPI document: name → description ("?" suffix on the name: optional). */
-  body?: Record<string, string>;
+  /**
+   * The request body's fields (api/schemas.ts `body`), for the document only: the handler's own field checks are the
+   * validation, so that every refusal keeps its sentence.
+   */
+  body?: TObject;
+  /** Query parameters, for the document. */
+  query?: TObject;
+  /** The answer on success (HTTP 200); a refusal is always the ErrorDocument. */
+  response: R;
   /** Largest body accepted; key files (≤ 64 KiB) travel as base64. */
   maxBodyBytes?: number;
   /** The code a too-large body answers (INVALID_KEY_FILE where the body carries a key file). */
   tooLarge?: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT';
   public?: boolean;
-  handle: (ctx: RequestContext) => Promise<unknown>;
+  handle: (ctx: RequestContext) => Promise<Static<R>>;
 }
+
+/** A route whose handler must answer what its response schema says (checked by tsc). */
+export const route = <R extends TSchema>(r: Route<R>): Route => r;

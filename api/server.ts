@@ -1,11 +1,16 @@
 /**
  * The API service: the HTTP face of the control plane that the `cmk` CLI (and the provider's gateway) call.
  * Authentication precedes routing: every route but the health check (`GET /v1/status`) and the OpenAPI document
- * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in ROUTES:
- * the router, the OpenAPI document and the audit trail's names for refusals all read that table.
+ * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in apiRoutes:
+ * fastify's router, the OpenAPI document (@fastify/swagger, from each route's TypeBox schemas in api/schemas.ts) and
+ * the audit trail's names for refusals all read that table, and tsc checks that each handler answers its schema.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
 import { ACTIONS, describeActor, type Action, type Actor } from '../domain/access';
@@ -13,15 +18,18 @@ import { isValidId } from '../domain/ids';
 import type { AdminRole, EnvironmentOperation } from '../domain/model';
 import type { AuditEntry } from '../audit/trail';
 import { quotable, redactAuditEntry } from '../domain/audit-redaction';
-import { BodyTooLargeError, optionalString, readJsonBody, requiredString, sendError, sendJson } from './http';
+import { BodyTooLargeError, optionalString, readJsonBody, requiredString } from './http';
+import { httpStatusOf } from '../domain/codes';
+import * as S from './schemas';
+import { bodyOf, ErrorDocument } from './schemas';
 import type { Authenticator } from './auth';
 import type { ApiService } from './service';
-import { openApiDocument } from './openapi';
-import type { Route } from './route';
+import { openApiOptions } from './openapi';
+import { route, type Route } from './route';
 import type { CodecEndpoint } from './codec';
 import { regionTaskQueue } from '../workflows/messages';
 import type { ApiMetrics } from './metrics';
-import type { RateLimiter } from './ratelimit';
+import { RateLimitedError, type RateLimiter } from './ratelimit';
 
 export interface ServerDependencies {
   service: ApiService;
@@ -76,94 +84,109 @@ function base64Field(body: Record<string, unknown>, field: string): Buffer {
   return Buffer.from(text, 'base64');
 }
 
-export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>): Route[] {
+/** The route table; `document` gives the OpenAPI document fastify builds from it. */
+export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>, document: () => Static<typeof S.OpenApi>): Route[] {
   const { service } = deps;
   const region = (q: URLSearchParams) => q.get('region') ?? undefined;
-  const regionBody = { 'region?': 'region ID (default: the home region)' };
+  const REGION = 'region ID (default: the home region)';
+  const regionBody = bodyOf({ region: REGION }, ['region']);
+  const regionQuery = Type.Object({ region: Type.Optional(Type.String({ description: REGION })) });
+  const pageQuery = Type.Object({ limit: Type.Optional(Type.String({ description: 'at most this many records' })), after: Type.Optional(Type.String({ description: 'records after this sequence number' })) });
+  const payloadsBody = bodyOf({ payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' });
   const environmentRoutes = (['apply', 'revert', 'rekey'] as const).map(
-    (operation): Route => ({
-      method: 'POST',
-      path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
-      summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
-      audited: `env.${operation}`,
-      handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
-    }),
+    (operation) =>
+      route({
+        method: 'POST',
+        path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
+        summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
+        audited: `env.${operation}`,
+        response: S.EnvironmentShown,
+        handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
+      }),
   );
   const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
   return [
-    { method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, handle: currentStatus },
-    { method: 'GET', path: '/openapi.json', summary: 'This document', public: true, handle: async () => openApiDocument(apiRoutes(deps)) },
-    {
+    route({ method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus }),
+    route({ method: 'GET', path: '/openapi.json', summary: 'This document', public: true, response: S.OpenApi, handle: async () => document() }),
+    route({
       method: 'POST',
       path: '/v1/tenants',
       summary: 'Create a tenant (never alters an existing one)',
       audited: 'tenant.create',
-      body: { tenant: 'tenant ID', name: 'display name', ...regionBody, admins: 'list of {email, role: global|service}' },
+      body: bodyOf({ tenant: 'tenant ID', name: 'display name', region: REGION, admins: 'list of {email, role: global|service}' }, ['region']),
+      response: S.TenantCreated,
       handle: async ({ actor, body }) => {
         const b = await body();
         return service.createTenant(actor, { tenant: requiredString(b, 'tenant'), name: requiredString(b, 'name'), region: optionalString(b, 'region'), admins: adminList(b.admins) });
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", response: S.TenantShown, handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/admins',
       summary: "Add or remove one of the tenant's global and service administrators",
       audited: 'tenant.admin',
-      body: { change: 'add | remove', email: 'e-mail address', 'role?': 'global | service' },
+      body: bodyOf({ change: 'add | remove', email: 'e-mail address', role: 'global | service' }, ['role']),
+      response: S.AdminsChanged,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         const change = requiredString(b, 'change');
         if (change !== 'add' && change !== 'remove') throw new CmkError('INVALID_ARGUMENT', '"change" must be add or remove.');
         return service.changeAdmin(actor, params.tenant!, { change, email: requiredString(b, 'email'), role: role(optionalString(b, 'role')) });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments',
       summary: 'Create an environment (a new database on the provider key)',
       audited: 'env.create',
-      body: { env: 'environment ID', ...regionBody, 'admin?': "the environment's system administrator" },
+      body: bodyOf({ env: 'environment ID', region: REGION, admin: "the environment's system administrator" }, ['region', 'admin']),
+      response: S.EnvironmentShown,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         return service.createEnvironment(actor, params.tenant!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) },
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', query: regionQuery, response: S.EnvironmentList, handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) }),
     ...environmentRoutes,
-    { method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) },
-    {
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", response: S.EnvironmentRows, handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments/{env}/data',
       summary: 'Write a row into an environment',
       audited: 'env.data',
-      body: { text: 'the row (1 to 10,000 characters)' },
+      body: bodyOf({ text: 'the row (1 to 10,000 characters)' }),
+      response: S.EnvironmentRows,
       handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) }),
+    route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/key/installed',
       summary: 'Wait (up to 25 s) for the re-protection after a key change',
+      query: regionQuery,
+      response: S.KeyReport,
       handle: ({ actor, params, query }) => service.waitForKey(actor, params.tenant!, { region: region(query), timeoutMs: 25_000 }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/generate',
       summary: 'Generate a key; the .pfx comes back once (R3)',
       audited: 'key.generate',
-      body: { name: 'key name', password: 'the .pfx password (at least 12 characters)', ...regionBody },
+      body: bodyOf({ name: 'key name', password: 'the .pfx password (at least 12 characters)', region: REGION }, ['region']),
+      response: S.GeneratedKeyReport,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         return service.generateKey(actor, params.tenant!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/upload',
       summary: 'Upload your own key, .pfx or .byok (R2, R3)',
       audited: 'key.upload',
-      body: { name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', 'password?': 'the .pfx password', ...regionBody },
+      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
+      response: S.KeyReport,
       maxBodyBytes: KEY_FILE_BODY,
       tooLarge: 'INVALID_KEY_FILE',
       handle: async ({ actor, params, body }) => {
@@ -176,105 +199,119 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
           region: optionalString(b, 'region'),
         });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/kek',
       summary: 'A key-exchange key for a .byok',
       audited: 'key.kek',
       body: regionBody,
+      response: S.Kek,
       handle: async ({ actor, params, body }) => service.createKek(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/rollback',
       summary: 'Roll back to the key the last change replaced, within the embargo (R6)',
       audited: 'key.rollback',
       body: regionBody,
+      response: S.RolledBackKeyReport,
       handle: async ({ actor, params, body }) => service.rollbackKey(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/access',
       summary: 'May the caller do this? (FORBIDDEN / NOT_FOUND before the CLI reads local files)',
-      body: { action: 'an action name', 'env?': 'environment ID' },
+      body: bodyOf({ action: 'an action name', env: 'environment ID' }, ['env']),
+      response: S.AccessAllowed,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         const action = requiredString(b, 'action');
         if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `${quotedOr(action, 'That')} is not an action.`);
         return service.checkAccess(actor, params.tenant!, action as Action, optionalString(b, 'env'));
       },
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", handle: ({ actor, params }) => service.listMail(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", response: S.MailList, handle: ({ actor, params }) => service.listMail(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/mail/retry',
       summary: "Retry the tenant's pending and rejected mail now (operator)",
       audited: 'mail.retry',
+      response: S.MailRetried,
       handle: ({ actor, params }) => service.retryMail(actor, params.tenant!),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/audit',
       summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",
+      query: pageQuery,
+      response: S.AuditList,
       handle: ({ actor, params, query }) => service.listAudit(actor, params.tenant!, { limit: query.get('limit'), after: query.get('after') }),
-    },
-    {
+    }),
+    route({
       method: 'GET',
       path: '/v1/audit',
       summary: 'The whole audit trail, every tenant and the codec decodes (operators only)',
+      query: pageQuery,
+      response: S.AuditList,
       handle: ({ actor, query }) => service.listAudit(actor, null, { limit: query.get('limit'), after: query.get('after') }),
-    },
-    { method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) },
-    {
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', response: S.AuditVerification, handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/challenges',
       summary: 'A single-use challenge to sign with the active key (proof of possession, R8)',
-      body: { operation: 'lock', ...regionBody },
+      body: bodyOf({ operation: 'lock', region: REGION }, ['region']),
+      response: S.Challenge,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         return service.issueChallenge(actor, params.tenant!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/lock',
       summary: 'Lock the tenant in a region (R8)',
       audited: 'tenant.lock',
-      body: { confirm: "the tenant's display name", challenge: 'from /challenges', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64', ...regionBody },
+      body: bodyOf({ confirm: "the tenant's display name", challenge: 'from /challenges', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64', region: REGION }, ['region']),
+      response: S.LockReport,
       handle: async ({ actor, params, body }) => {
         const b = await body();
         return service.lockTenant(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
       },
-    },
-    {
+    }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/keys/reactivate',
       summary: 'Re-activate the same key after a lock (R10)',
       audited: 'key.reactivate',
-      body: { fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', 'password?': 'the .pfx password', ...regionBody },
+      body: bodyOf({ fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
+      response: S.ReactivationReport,
       maxBodyBytes: KEY_FILE_BODY,
       tooLarge: 'INVALID_KEY_FILE',
       handle: async ({ actor, params, body }) => {
         const b = await body();
         return service.reactivateKey(actor, params.tenant!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
       },
-    },
-    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) },
-    { method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) },
-    {
+    }),
+    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) }),
+    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) }),
+    route({
       method: 'POST',
       path: '/v1/tenants/{tenant}/environments/{env}/restore',
       summary: 'Restore an environment from a backup (the newest by default)',
       audited: 'env.restore',
-      body: { 'backupId?': 'backup ID' },
+      body: bodyOf({ backupId: 'backup ID' }, ['backupId']),
+      response: S.BackupReport,
       handle: async ({ actor, params, body }) => service.environmentBackup(actor, params.tenant!, params.env!, 'restore', optionalString(await body(), 'backupId') ?? null),
-    },
+    }),
+    // The codec endpoint's answers are its own (api/codec.ts `CodecEndpoint`, which test doubles implement loosely).
     {
       method: 'POST',
       path: '/codec/encode',
       summary: 'Temporal remote codec: encrypt payloads (operators only)',
-      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      body: payloadsBody,
+      response: S.Payloads,
       maxBodyBytes: deps.codec.maxBodyBytes,
       handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
     },
@@ -282,7 +319,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       method: 'POST',
       path: '/codec/decode',
       summary: 'Temporal remote codec: decrypt payloads (operators only; every call audited)',
-      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      body: payloadsBody,
+      response: S.Payloads,
       maxBodyBytes: deps.codec.maxBodyBytes,
       handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
     },
@@ -290,7 +328,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       method: 'POST',
       path: '/codec/{capability}/encode',
       summary: "The embedded Temporal UI's codec: encrypt payloads (the stack's capability, loopback and the UI's origin only)",
-      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      body: payloadsBody,
+      response: S.Payloads,
       maxBodyBytes: deps.codec.maxBodyBytes,
       handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
     },
@@ -298,7 +337,8 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
       method: 'POST',
       path: '/codec/{capability}/decode',
       summary: "The embedded Temporal UI's codec: decrypt payloads (the stack's capability, loopback and the UI's origin only; every call audited)",
-      body: { payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' },
+      body: payloadsBody,
+      response: S.Payloads,
       maxBodyBytes: deps.codec.maxBodyBytes,
       handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
     },
@@ -306,9 +346,9 @@ export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' 
 }
 
 /** A template's path parameters, in order, and the regular expression that matches it. */
-function compile(route: Route): { pattern: RegExp; names: string[] } {
+function compile(entry: Route): { pattern: RegExp; names: string[] } {
   const names: string[] = [];
-  const source = route.path.replace(/[.]/g, '\\.').replace(/\{(\w+)\}/g, (_m, name: string) => {
+  const source = entry.path.replace(/[.]/g, '\\.').replace(/\{(\w+)\}/g, (_m, name: string) => {
     names.push(name);
     return '([^/]+)';
   });
@@ -319,42 +359,126 @@ function isLoopback(address: string | undefined): boolean {
   return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1' || (address?.startsWith('127.') ?? false);
 }
 
-export function createApiServer(deps: ServerDependencies): Server {
-  const routes = apiRoutes(deps).map((route) => ({ route, ...compile(route) }));
+type CompiledRoute = { route: Route } & ReturnType<typeof compile>;
 
-  return createServer((req, res) => {
-    // The route template the router matched (serve sets it), so that the metrics need not match the path again.
-    const matched = { route: 'unmatched' };
+/** What the onRequest hook learnt of a request (its caller, its route), for the handler. */
+interface Admitted {
+  pathname: string;
+  query: URLSearchParams;
+  actor: Actor;
+  found: CompiledRoute;
+}
+
+/**
+ * The request URL as the caller sent it. fastify's router refuses malformed percent-encoding (400, before any hook),
+ * which would answer before authentication with its own words: the router gets a copy with every stray `%` escaped,
+ * and the path parameters are read from this original (INVALID_ARGUMENT after authentication, as the route says).
+ */
+const originalUrls = new WeakMap<IncomingMessage, string>();
+function routableUrl(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  originalUrls.set(req, url);
+  try {
+    decodeURI(url);
+    return url;
+  } catch {
+    return url.replace(/%(?![0-9A-Fa-f]{2})/g, '%25').replace(/%([89A-Fa-f][0-9A-Fa-f])/g, '%25$1');
+  }
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** Every answer: JSON, never cached. The text is made here (JSON.stringify), so no schema drops a property. */
+function answer(reply: FastifyReply, status: number, payload: unknown): FastifyReply {
+  return reply.code(status).header('content-type', JSON_TYPE).header('cache-control', 'no-store').send(JSON.stringify(payload));
+}
+
+/** Malformed HTTP is answered as Node answers it (a bare status line, then close), not with fastify's own JSON. */
+function clientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const statusLine: Record<string, string> = {
+    HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+    HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+    ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  };
+  if (socket.writable && socket.bytesWritten === 0) socket.write(`HTTP/1.1 ${statusLine[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+  socket.destroy(err);
+}
+
+/** fastify's template (`:tenant`) from the table's OpenAPI one (`{tenant}`). */
+const fastifyPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
+
+export function createApiServer(deps: ServerDependencies): Server {
+  const admitted = new WeakMap<IncomingMessage, Admitted>();
+
+  let ready: Promise<unknown> = Promise.resolve();
+  const instance = fastify({
+    // The server stays ours (the callers listen and close it); requests wait until every route is registered.
+    serverFactory: (handler) =>
+      createServer((req, res) => {
+        ready.then(
+          () => handler(req, res),
+          (err: unknown) => {
+            deps.log(`internal error: the API routes could not be registered: ${err instanceof Error ? err.message : String(err)}`);
+            res.destroy();
+          },
+        );
+      }),
+    logger: false,
+    requestIdHeader: false,
+    // A GET route answers HEAD with 405, as it always has.
+    exposeHeadRoutes: false,
+    rewriteUrl: routableUrl,
+    clientErrorHandler: clientError,
+    // Path parameters of any length reach the route, whose checks refuse junk in their own words.
+    routerOptions: { maxParamLength: 1 << 20 },
+  });
+  const routes: CompiledRoute[] = apiRoutes(deps, () => instance.swagger() as Static<typeof S.OpenApi>).map((route) => ({ route, ...compile(route) }));
+
+  // Schemas describe (the document, the client's types); the handlers' own field checks refuse, in today's words.
+  instance.setValidatorCompiler(() => () => true);
+  instance.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data));
+  // Bodies are read by the route that wants one, within its limit (api/http.ts), after authentication.
+  instance.removeAllContentTypeParsers();
+  instance.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  instance.setErrorHandler((err: unknown, request, reply) => {
+    if (isCmkError(err)) {
+      if (err instanceof RateLimitedError) void reply.header('retry-after', String(err.retryAfterSeconds));
+      if (err instanceof BodyTooLargeError) void reply.header('connection', 'close');
+      return answer(reply, httpStatusOf(err.code), { error: { code: err.code, message: err.message } });
+    }
+    // Unexpected faults are logged by kind and message only: request bodies may hold key material.
+    deps.log(`internal error: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+    return answer(reply, 500, { error: { code: 'INTERNAL', message: 'The control plane could not complete the request; see the API service log.' } });
+  });
+
+  instance.addHook('onRequest', async (request, reply) => {
+    const req = request.raw;
+    // The body is JSON whatever its label (api/http.ts): fastify would refuse a label it cannot parse (415) before the
+    // route's own checks, so it never sees one.
+    delete req.headers['content-type'];
+    const url = new URL(originalUrls.get(req) ?? req.url ?? '/', 'http://localhost');
+    const matches = routes.filter((r) => r.pattern.test(url.pathname));
     if (deps.metrics) {
       // Labelled by route template, never by path: IDs stay out of the series.
       const answered = deps.metrics.begin(req.method ?? 'GET');
-      res.once('close', () => answered(matched.route, res.statusCode));
+      const template = matches[0]?.route.path ?? 'unmatched';
+      reply.raw.once('close', () => answered(template, reply.raw.statusCode));
     }
-    void serve(req, res, matched).catch((err: unknown) => {
-      try {
-        if (err instanceof BodyTooLargeError && !res.headersSent) res.setHeader('connection', 'close');
-        sendError(res, err, deps.log);
-      } catch {
-        // The connection is already gone (e.g. a body past the drain limit was cut off): nobody to answer.
-      }
-    });
-  });
-
-  async function serve(req: IncomingMessage, res: ServerResponse, matched: { route: string }): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const matches = routes.filter((r) => r.pattern.test(url.pathname));
-    matched.route = matches[0]?.route.path ?? 'unmatched';
     if (deps.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
-      sendJson(res, 403, { error: { code: 'FORBIDDEN', message: 'The embedded API service answers loopback callers only.' } });
-      return;
+      return answer(reply, 403, { error: { code: 'FORBIDDEN', message: 'The embedded API service answers loopback callers only.' } });
     }
-    if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, res)) return;
+    if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, reply.raw)) {
+      // The codec endpoint answered a preflight or a foreign origin itself.
+      return reply.hijack();
+    }
     const found = matches.find((r) => r.route.method === req.method);
     // Callers without a verified identity share their address's bucket (RATE_LIMITED comes right after authentication).
     const chargeAddress = () => deps.rateLimits?.charge(`address:${req.socket.remoteAddress ?? 'unknown'}`);
     if (found?.route.public) {
       chargeAddress();
-      sendJson(res, 200, await found.route.handle({ actor: { kind: 'operator' }, params: {}, query: url.searchParams, body: async () => ({}), req }));
+      admitted.set(req, { pathname: url.pathname, query: url.searchParams, actor: { kind: 'operator' }, found });
       return;
     }
     // Authentication precedes routing: an unauthenticated caller learns nothing about which routes exist.
@@ -367,12 +491,19 @@ export function createApiServer(deps: ServerDependencies): Server {
       throw err;
     }
     deps.rateLimits?.charge(describeActor(actor));
-    if (!found) {
-      sendJson(res, matches.length ? 405 : 404, { error: { code: 'NOT_FOUND', message: `No such API route: ${req.method} ${url.pathname}.` } });
-      return;
-    }
+    if (!found) return answer(reply, matches.length ? 405 : 404, { error: { code: 'NOT_FOUND', message: `No such API route: ${req.method} ${url.pathname}.` } });
+    admitted.set(req, { pathname: url.pathname, query: url.searchParams, actor, found });
+  });
+
+  const serve = async (request: FastifyRequest, reply: FastifyReply) => {
+    const req = request.raw;
+    const seen = admitted.get(req);
+    // The hook admits every request that reaches a handler; without it, the router and the table disagree.
+    if (!seen) throw new Error(`no admitted request for ${req.method} ${req.url}`);
+    const { actor, found, pathname, query } = seen;
     const { route, pattern, names } = found;
-    const values = (pattern.exec(url.pathname) ?? []).slice(1);
+    if (route.public) return answer(reply, 200, await route.handle({ actor, params: {}, query, body: async () => ({}), req }));
+    const values = (pattern.exec(pathname) ?? []).slice(1);
     const params: Record<string, string> = {};
     names.forEach((name, i) => {
       try {
@@ -388,7 +519,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     let parsedBody: Record<string, unknown> | undefined;
     const body = async () => (parsedBody ??= await readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT'));
     try {
-      sendJson(res, 200, await route.handle({ actor, params, query: url.searchParams, body, req }));
+      return answer(reply, 200, await route.handle({ actor, params, query, body, req }));
     } catch (err) {
       // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
       if (route.audited && isCmkError(err)) {
@@ -397,7 +528,33 @@ export function createApiServer(deps: ServerDependencies): Server {
       }
       throw err;
     }
-  }
+  };
+  // The table and fastify's router agree; should they not, the table decides, as the hook did.
+  instance.setNotFoundHandler(serve);
+
+  ready = (async () => {
+    await instance.register(swagger, openApiOptions);
+    for (const { route } of routes) {
+      const parameters = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+      instance.route({
+        method: route.method,
+        url: fastifyPath(route.path),
+        schema: {
+          summary: route.summary,
+          ...(route.public ? { security: [] } : {}),
+          ...(parameters.length ? { params: Type.Object(Object.fromEntries(parameters.map((name) => [name, Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })]))) } : {}),
+          ...(route.query ? { querystring: route.query } : {}),
+          ...(route.body ? { body: route.body } : {}),
+          response: { 200: { ...route.response, description: route.response.description ?? 'Done' }, default: ErrorDocument },
+        },
+        handler: serve,
+      });
+    }
+    await instance.ready();
+  })();
+  ready.catch(() => undefined); // reported per request by the server above
+
+  return instance.server;
 
   async function reportRefusal(action: string, actor: Actor, params: Record<string, string>, err: CmkError): Promise<void> {
     const entry: AuditEntry = {

@@ -1,6 +1,14 @@
 /** The API service's HTTP client, as the CLI uses it. Refusals come back as CmkError with their stable code. */
 import { CmkError } from '../common/errors';
 import { isErrorCode } from '../domain/codes';
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { ErrorDocument } from '../api/schemas';
+
+/**
+ * An answer as the API's schema describes it (api/schemas.ts, the same schema fastify serves in /openapi.json); the
+ * API may add properties the schema does not list, and `--json` prints them.
+ */
+export type Answer<S extends TSchema> = Static<S> & Record<string, unknown>;
 
 export class ApiUnreachableError extends Error {
   override name = 'ApiUnreachableError';
@@ -30,7 +38,8 @@ export class ApiClient {
       throw new Error(`The API service answered ${response.status} with something that is not JSON.`);
     }
     if (response.ok) return parsed as T;
-    const error = (parsed as { error?: { code?: unknown; message?: unknown } }).error;
+    // A refusal is the ErrorDocument; anything else (a proxy's page) fails the checks below.
+    const error = (parsed as { error?: Partial<Static<typeof ErrorDocument>['error']> }).error;
     if (error && isErrorCode(error.code)) throw new CmkError(error.code, String(error.message ?? ''));
     throw new Error(`The API service failed (${response.status}): ${String(error?.message ?? text)}`);
   }

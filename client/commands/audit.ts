@@ -1,5 +1,8 @@
 /** `cmk audit`: the tamper-evident audit trail (DESIGN.md §4). */
-import { AuditBrokenError, columns, enc, query, UsageError, type CliContext, type Json } from './context';
+import { AuditBrokenError, columns, enc, query, UsageError, type CliContext } from './context';
+import type { Static } from '@sinclair/typebox';
+import type * as S from '../../api/schemas';
+import type { Answer } from '../http';
 
 export function registerAudit({ program, command, api, print }: CliContext): void {
   const audit = command(program, 'audit', 'the tamper-evident audit trail');
@@ -11,13 +14,13 @@ export function registerAudit({ program, command, api, print }: CliContext): voi
     .action(async (o: { tenant?: string; all?: boolean; limit: string; after?: string }) => {
       if (Boolean(o.tenant) === Boolean(o.all)) throw new UsageError('audit list needs --tenant ID, or --all (operator).');
       const path = o.all ? '/v1/audit' : `/v1/tenants/${enc(o.tenant!)}/audit`;
-      const r = await api().call<Json & { records: AuditRecordView[] }>('GET', `${path}${query({ limit: o.limit, after: o.after })}`);
+      const r = await api().call<Answer<typeof S.AuditList>>('GET', `${path}${query({ limit: o.limit, after: o.after })}`);
       print({ records: r.records }, () => (r.records.length ? columns([AUDIT_HEADING, ...r.records.map(auditRow)]) : 'No audit records.'));
     });
   command(audit, 'verify', 'verify the whole trail: every record, its order, and the signed head (exit 1 if anything was changed)')
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
-      const r = await api().call<Json & { ok: boolean; records: number; headSeq: number | null; placeholders?: number; problems: Array<{ seq: number | null; problem: string }> }>('GET', `/v1/tenants/${enc(o.tenant)}/audit/verify`);
+      const r = await api().call<Answer<typeof S.AuditVerification>>('GET', `/v1/tenants/${enc(o.tenant)}/audit/verify`);
       // Placeholders (records the trail could not keep as made) are an alarm for the operator, not a broken chain.
       const placeholders = r.placeholders ? `\n${r.placeholders} record(s) could not be kept as made; placeholders (audit.unrecordable) stand in for them.` : '';
       print(r, () =>
@@ -29,18 +32,7 @@ export function registerAudit({ program, command, api, print }: CliContext): voi
     });
 }
 
-interface AuditRecordView {
-  seq: number;
-  tenant?: string | null;
-  at: string;
-  actor: string;
-  action: string;
-  outcome: string;
-  environment?: string | null;
-  region?: string | null;
-  code?: string | null;
-  thumbprints?: string[];
-}
+type AuditRecordView = Static<typeof S.AuditRecordView>;
 
 const AUDIT_HEADING = ['#', 'AT', 'TENANT', 'ACTOR', 'ACTION', 'OUTCOME', 'WHERE', 'THUMBPRINTS'];
 

@@ -1,5 +1,8 @@
 /** `cmk env`: environments and their databases (DESIGN.md §4). */
-import { columns, enc, faultText, query, type CliContext, type Json } from './context';
+import { columns, enc, faultText, query, type CliContext } from './context';
+import type { Static } from '@sinclair/typebox';
+import type * as S from '../../api/schemas';
+import type { Answer } from '../http';
 
 export function registerEnv({ program, command, api, print }: CliContext): void {
   const env = command(program, 'env', 'environments and their databases');
@@ -9,14 +12,14 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--admin <email>', "the environment's system administrator")
     .action(async (o: { tenant: string; env: string; region?: string; admin?: string }) => {
-      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments`, { env: o.env, region: o.region, admin: o.admin });
+      const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments`, { env: o.env, region: o.region, admin: o.admin });
       print(r, () => `Environment ${r.environment.id} created in region ${r.environment.region}: ${describeEnv(r.environment)}.`);
     });
   command(env, 'list', "list the tenant's environments in a region")
     .requiredOption('--tenant <id>', 'tenant ID')
     .option('--region <region>', 'region (default: the tenant home region)')
     .action(async (o: { tenant: string; region?: string }) => {
-      const r = await api().call<Json & { region: string; environments: EnvView[] }>('GET', `/v1/tenants/${enc(o.tenant)}/environments${query({ region: o.region })}`);
+      const r = await api().call<Answer<typeof S.EnvironmentList>>('GET', `/v1/tenants/${enc(o.tenant)}/environments${query({ region: o.region })}`);
       print({ environments: r.environments }, () =>
         r.environments.length === 0
           ? `No environments in region ${r.region}.`
@@ -40,7 +43,7 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
       .requiredOption('--tenant <id>', 'tenant ID')
       .requiredOption('--env <id>', 'environment ID')
       .action(async (o: { tenant: string; env: string }) => {
-        const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
+        const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
         print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
       });
   }
@@ -50,7 +53,7 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
     .option('--write <text>', 'add a row with this text first')
     .action(async (o: { tenant: string; env: string; write?: string }) => {
       const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/data`;
-      const r = await (o.write === undefined ? api().call<Json & { rows: Row[] }>('GET', path) : api().call<Json & { rows: Row[] }>('POST', path, { text: o.write }));
+      const r = await (o.write === undefined ? api().call<Answer<typeof S.EnvironmentRows>>('GET', path) : api().call<Answer<typeof S.EnvironmentRows>>('POST', path, { text: o.write }));
       print({ rows: r.rows }, () => (r.rows.length ? r.rows.map((row) => `${row.id}\t${row.createdAt}\t${row.text}`).join('\n') : 'No rows.'));
     });
 
@@ -58,14 +61,14 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--env <id>', 'environment ID')
     .action(async (o: { tenant: string; env: string }) => {
-      const r = await api().call<Json & { environment: EnvView }>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/unlock`);
+      const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/unlock`);
       print(r, () => `Environment ${r.environment.id} unlocked: ${describeEnv(r.environment)}.`);
     });
   command(env, 'backup', "back up the environment's encrypted database (it carries no key of its own)")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--env <id>', 'environment ID')
     .action(async (o: { tenant: string; env: string }) => {
-      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/backup`);
+      const r = await api().call<Answer<typeof S.BackupReport>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/backup`);
       print(r, () => [`Backup ${r.backup.id} of ${o.env} taken at ${r.backup.createdAt} (${r.backup.sizeBytes} bytes).`, describeBackups(r.backups)].join('\n'));
     });
   command(env, 'restore', 'put a backup (default: the latest) in place of the database; rows written since are gone')
@@ -73,34 +76,13 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
     .requiredOption('--env <id>', 'environment ID')
     .option('--backup <id>', 'the backup to restore (default: the latest)')
     .action(async (o: { tenant: string; env: string; backup?: string }) => {
-      const r = await api().call<BackupReport>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/restore`, { backupId: o.backup });
+      const r = await api().call<Answer<typeof S.BackupReport>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/restore`, { backupId: o.backup });
       print(r, () => `Environment ${o.env} restored from backup ${r.backup.id} (taken at ${r.backup.createdAt}).`);
     });
 }
 
-interface EnvView {
-  id: string;
-  region: string;
-  state: string;
-  protection: string;
-  keyThumbprint: string;
-  systemAdmin: string | null;
-  coverage: { covered: string[]; notCovered: string[] };
-  lock?: { lockedAt: string; sealed: boolean; deleteAt: string };
-  /** What background work could not do to it (docs/RELIABILITY.md). */
-  fault?: { operation: 'delete' | 'reprotect'; code: string; reason: string; repair: string };
-}
-interface Row {
-  id: number;
-  text: string;
-  createdAt: string;
-}
-interface BackupView {
-  id: string;
-  createdAt: string;
-  sizeBytes: number;
-}
-type BackupReport = Json & { backup: BackupView; backups: BackupView[] };
+type EnvView = Static<typeof S.EnvView>;
+type BackupView = Static<typeof S.BackupView>;
 
 function describeBackups(backups: BackupView[]): string {
   return [`Backups of this environment (oldest first):`, ...backups.map((b) => `  ${b.id}  ${b.createdAt}  ${b.sizeBytes} bytes`)].join('\n');

@@ -1,8 +1,9 @@
 /** `cmk key`: the tenant's own encryption keys (DESIGN.md §4). */
 import { basename } from 'node:path';
 import { writeFileAtomic } from '../../common/atomic';
-import type { ApiClient } from '../http';
-import { checkOutPath, enc, faultText, query, readKeyFile, readPassword, type CliContext, type Json } from './context';
+import type { Answer, ApiClient } from '../http';
+import { checkOutPath, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
+import type * as S from '../../api/schemas';
 
 export function registerKey({ program, command, api, print, localInput, secretsMayGo }: CliContext): void {
   const key = command(program, 'key', "the tenant's own encryption keys");
@@ -16,7 +17,7 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .action(async (o: { tenant: string; name: string; passwordFile: string; out: string; region?: string; wait?: boolean }) => {
       secretsMayGo();
       const { password, out } = await localInput(o.tenant, 'key.change', async () => ({ password: await readPassword(o.passwordFile), out: await checkOutPath(o.out) }));
-      const r = await api().call<KeyReport & { pfx: string }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region });
+      const r = await api().call<Answer<typeof S.GeneratedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region });
       await writeFileAtomic(out, Buffer.from(r.pfx, 'base64'), 0o600);
       const { pfx: _pfx, ...report } = r;
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
@@ -45,7 +46,7 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .option('--region <region>', 'region (default: the tenant home region)')
     .action(async (o: { tenant: string; out: string; region?: string }) => {
       const out = await localInput(o.tenant, 'key.kek', () => checkOutPath(o.out));
-      const r = await api().call<Json & { kid: string; publicKeyPem: string; thumbprint: string }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/kek`, { region: o.region });
+      const r = await api().call<Answer<typeof S.Kek>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/kek`, { region: o.region });
       await writeFileAtomic(out, Buffer.from(r.publicKeyPem), 0o644);
       print({ ...r, out }, () => `Key-exchange key created. Key ID (the .byok header.kid): ${r.kid}\nIts public key was written to ${out}.`);
     });
@@ -67,7 +68,7 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until every environment is re-protected with the key put back')
     .action(async (o: { tenant: string; region?: string; wait?: boolean }) => {
-      const r = await api().call<KeyReport & { rolledBack: { name: string; thumbprint: string } }>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
+      const r = await api().call<Answer<typeof S.RolledBackKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
       const final = o.wait ? { ...(await waitForKey(api(), o.tenant, o.region)), rolledBack: r.rolledBack } : r;
       print(final, () => `Rolled back: the key "${r.rolledBack.name}" (${r.rolledBack.thumbprint}) is replaced.\n${describeKey(final)}`);
     });
@@ -80,16 +81,7 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     });
 }
 
-type KeyReport = Json & {
-  tenant: string;
-  region: string;
-  activeKey: { name: string; thumbprint: string; state: string; activatedAt: string | null; activatedBy: string | null; lockedAt?: string } | null;
-  nextKeyChangeAllowedAt: string | null;
-  lockAllowedAt: string | null;
-  rollbackAvailableUntil?: string | null;
-  reprotection?: { total: number; done: number; remaining: number; behind: number; refused?: Array<{ env: string; code: string; message: string }> };
-  faults?: { environments: Array<{ env: string; operation: string; code: string; reason: string; repair: string }>; keysNotRemoved: Array<{ name: string; code: string; reason: string }> };
-};
+type KeyReport = Answer<typeof S.KeyReport>;
 
 function describeKey(r: KeyReport): string {
   const k = r.activeKey;

@@ -1,10 +1,11 @@
 /** `cmk status`: exit 0 once the API answers, Temporal answers and a worker polls (DESIGN.md §4). */
-import type { CliContext, Json } from './context';
+import type { CliContext } from './context';
+import type * as S from '../../api/schemas';
+import type { Answer } from '../http';
 
 export function registerStatus({ program, command, api, print }: CliContext): void {
   command(program, 'status', 'exit 0 once the API answers, Temporal answers and a worker polls').action(async () => {
-    type Worker = { taskQueue: string; pollers: number };
-    const s = await api().call<Json & { ready: boolean; temporal: { ok: boolean; namespace: string }; worker: Worker & { regions?: Record<string, Worker> }; warnings?: string[] }>('GET', '/v1/status');
+    const s = await api().call<Answer<typeof S.Status>>('GET', '/v1/status');
     const regions = Object.entries(s.worker.regions ?? {}).map(([region, w]) => `\nWorkers polling ${w.taskQueue} (region ${region}): ${w.pollers}`);
     const warnings = (s.warnings ?? []).map((w) => `\nWarning: ${w}`);
     print(s, () => `API: ok\nTemporal: ${s.temporal.ok ? 'ok' : 'not answering'} (namespace ${s.temporal.namespace})\nWorkers polling ${s.worker.taskQueue}: ${s.worker.pollers}${regions.join('')}${warnings.join('')}`);

@@ -5,6 +5,9 @@ import { CmkError } from '../../common/errors';
 import { detectKeyFileKind, parsePfx } from '../../keyfiles';
 import type { LockResult } from '../../workflows/messages';
 import { columns, enc, readKeyFile, readPassword, type CliContext, type Json } from './context';
+import type { Static } from '@sinclair/typebox';
+import type * as S from '../../api/schemas';
+import type { Answer } from '../http';
 
 export function registerTenant({ program, command, api, print, localInput }: CliContext): void {
   const tenant = command(program, 'tenant', 'tenants and their administrators');
@@ -15,13 +18,13 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
     .requiredOption('--admin <email:role...>', 'administrator, EMAIL:global or EMAIL:service (repeatable)')
     .action(async (o: { tenant: string; name: string; region: string; admin: string[] }) => {
       const admins = o.admin.map((spec) => parseAdmin(spec, 'global'));
-      const r = await api().call<Json & { tenant: { id: string; admins: Array<{ email: string; role: string }> } }>('POST', '/v1/tenants', { tenant: o.tenant, name: o.name, region: o.region, admins });
+      const r = await api().call<Answer<typeof S.TenantCreated>>('POST', '/v1/tenants', { tenant: o.tenant, name: o.name, region: o.region, admins });
       print(r, () => `Tenant ${r.tenant.id} created, administrators: ${r.tenant.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
     });
   command(tenant, 'show', "the tenant's administrators, and its environments per region")
     .requiredOption('--tenant <id>', 'tenant ID')
     .action(async (o: { tenant: string }) => {
-      const r = await api().call<Json & { tenant: TenantView }>('GET', `/v1/tenants/${enc(o.tenant)}`);
+      const r = await api().call<Answer<typeof S.TenantShown>>('GET', `/v1/tenants/${enc(o.tenant)}`);
       print(r, () => describeTenant(r.tenant));
     });
   const admin = command(tenant, 'admin', "change the tenant's global and service administrators");
@@ -31,7 +34,7 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
       .requiredOption('--admin <email[:role]>', 'EMAIL or EMAIL:global|service')
       .action(async (o: { tenant: string; admin: string }) => {
         const { email, role } = parseAdmin(o.admin, change === 'add' ? 'global' : undefined);
-        const r = await api().call<Json & { admins: Array<{ email: string; role: string }> }>('POST', `/v1/tenants/${enc(o.tenant)}/admins`, { change, email, role });
+        const r = await api().call<Answer<typeof S.AdminsChanged>>('POST', `/v1/tenants/${enc(o.tenant)}/admins`, { change, email, role });
         print(r, () => `Administrators of ${o.tenant}: ${r.admins.map((a) => `${a.email} (${a.role})`).join(', ')}.`);
       });
   }
@@ -48,7 +51,7 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
         const file = await readKeyFile(o.file);
         return parsePfx(file, await readPassword(o.passwordFile)).pkcs8Der;
       });
-      const { challenge } = await api().call<Json & { challenge: string }>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region });
+      const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region });
       // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge: the password and the private key stay on this machine.
       const signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
       privateKey.fill(0);
@@ -68,14 +71,7 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
 /** The API service answers `tenant lock` with the workflow's result as it is. */
 type LockReport = Json & LockResult;
 
-interface TenantView {
-  id: string;
-  name: string;
-  homeRegion: string;
-  createdAt: string;
-  admins: Array<{ email: string; role: string }>;
-  regions: Array<{ region: string; environments: number; byState: Record<string, number>; onTenantKey: number; deleted: number }>;
-}
+type TenantView = Static<typeof S.TenantView>;
 
 function describeTenant(t: TenantView): string {
   const states = ['Online', 'Locked'];

@@ -1,0 +1,161 @@
+/**
+ * The API's contract as TypeBox schemas: request bodies and responses of every route. The route table
+ * (api/server.ts) hands them to fastify and so to /openapi.json, and tsc checks each handler's answer against its
+ * response schema (api/route.ts `route`); the CLI (client/http.ts, client/commands/*.ts)
+ * reads the same shapes as `Static<>` types, with `import type` only, so the client carries no schema at run time.
+ *
+ * Response objects admit properties not listed (TypeBox's default): the schemas say what a caller may rely on, and
+ * the server serializes with JSON.stringify, never dropping a property the schema does not name.
+ */
+import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
+import { ERROR_CODES, httpStatusOf } from '../domain/codes';
+
+const Str = (description?: string) => Type.String(description ? { description } : {});
+const Nullable = <T extends ReturnType<typeof Type.String>>(schema: T) => Type.Union([schema, Type.Null()]);
+const Stamp = Type.String({ description: 'ISO 8601 instant' });
+const Any = Type.Unknown();
+
+/** `{error:{code,message}}`: every refusal, with its stable code (domain/codes.ts). */
+export const ErrorDocument = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.Union([...ERROR_CODES, 'INTERNAL'].map((c) => Type.Literal(c)), { description: ERROR_CODES.map((c) => `${c}: HTTP ${httpStatusOf(c)}`).join('; ') }),
+      message: Type.String(),
+    }),
+  },
+  { description: 'Refused: {error:{code,message}}' },
+);
+
+/** A request body: field → description; optional fields listed in `optional`. */
+export function bodyOf(fields: Record<string, string>, optional: readonly string[] = []): TObject {
+  const properties: TProperties = {};
+  for (const [name, description] of Object.entries(fields)) properties[name] = optional.includes(name) ? Type.Optional(Type.Unknown({ description })) : Type.Unknown({ description });
+  return Type.Object(properties);
+}
+
+// ------------------------------------------------------------------------------------------ tenants
+
+export const Admin = Type.Object({ email: Type.String(), role: Type.String() });
+
+export const TenantCreated = Type.Object({ tenant: Type.Object({ id: Type.String(), name: Type.String(), homeRegion: Type.String(), createdAt: Stamp, admins: Type.Array(Admin) }) });
+
+export const TenantView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  homeRegion: Type.String(),
+  createdAt: Stamp,
+  admins: Type.Array(Admin),
+  regions: Type.Array(Type.Object({ region: Type.String(), environments: Type.Number(), byState: Type.Record(Type.String(), Type.Number()), onTenantKey: Type.Number(), deleted: Type.Number() })),
+});
+export const TenantShown = Type.Object({ tenant: TenantView });
+
+export const AdminsChanged = Type.Object({ tenant: Type.String(), admins: Type.Array(Admin) });
+
+export const AccessAllowed = Type.Object({ allowed: Type.Boolean() });
+
+// ------------------------------------------------------------------------------------------ environments
+
+export const EnvView = Type.Object({
+  id: Type.String(),
+  region: Type.String(),
+  state: Type.String(),
+  protection: Type.String(),
+  keyThumbprint: Type.String(),
+  systemAdmin: Nullable(Type.String()),
+  coverage: Type.Object({ covered: Type.Array(Type.String()), notCovered: Type.Array(Type.String()) }),
+  lock: Type.Optional(Type.Object({ lockedAt: Stamp, sealed: Type.Boolean(), deleteAt: Stamp })),
+  /** What background work could not do to it (docs/RELIABILITY.md). */
+  fault: Type.Optional(Type.Object({ operation: Type.Union([Type.Literal('delete'), Type.Literal('reprotect')]), code: Type.String(), reason: Type.String(), repair: Type.String(), at: Type.Optional(Stamp) })),
+});
+export const EnvironmentShown = Type.Object({ environment: EnvView });
+export const EnvironmentList = Type.Object({ tenant: Type.String(), region: Type.String(), environments: Type.Array(EnvView) });
+
+export const Row = Type.Object({ id: Type.Number(), text: Type.String(), createdAt: Stamp });
+export const EnvironmentRows = Type.Object({ tenant: Type.String(), env: Type.String(), rows: Type.Array(Row) });
+
+export const BackupView = Type.Object({ id: Type.String(), createdAt: Stamp, sizeBytes: Type.Number() });
+export const BackupReport = Type.Object({ environment: EnvView, backup: BackupView, backups: Type.Array(BackupView) });
+
+// ------------------------------------------------------------------------------------------ keys
+
+const Fault = Type.Object({ env: Type.String(), operation: Type.String(), code: Type.String(), reason: Type.String(), repair: Type.String() });
+
+export const KeyReport = Type.Object({
+  tenant: Type.String(),
+  region: Type.String(),
+  activeKey: Type.Union([
+    Type.Object({ name: Type.String(), thumbprint: Type.String(), state: Type.String(), activatedAt: Nullable(Stamp), activatedBy: Nullable(Type.String()), lockedAt: Type.Optional(Stamp) }),
+    Type.Null(),
+  ]),
+  nextKeyChangeAllowedAt: Nullable(Stamp),
+  lockAllowedAt: Nullable(Stamp),
+  rollbackAvailableUntil: Type.Optional(Nullable(Stamp)),
+  reprotection: Type.Optional(
+    Type.Object({ total: Type.Number(), done: Type.Number(), remaining: Type.Number(), behind: Type.Number(), refused: Type.Optional(Type.Array(Type.Object({ env: Type.String(), code: Type.String(), message: Type.String() }))) }),
+  ),
+  faults: Type.Optional(Type.Object({ environments: Type.Array(Fault), keysNotRemoved: Type.Array(Type.Object({ name: Type.String(), code: Type.String(), reason: Type.String() })) })),
+});
+export const GeneratedKeyReport = Type.Composite([KeyReport, Type.Object({ pfx: Str('the .pfx, base64: shown once (R3)') })]);
+export const RolledBackKeyReport = Type.Composite([KeyReport, Type.Object({ rolledBack: Type.Object({ name: Type.String(), thumbprint: Type.String() }) })]);
+export const Kek = Type.Object({ tenant: Type.String(), region: Type.String(), kid: Type.String(), thumbprint: Type.String(), publicKeyPem: Type.String() });
+
+// ------------------------------------------------------------------------------------------ audit, mail
+
+export const AuditRecordView = Type.Object({
+  seq: Type.Number(),
+  tenant: Type.Optional(Nullable(Type.String())),
+  at: Stamp,
+  actor: Type.String(),
+  action: Type.String(),
+  outcome: Type.String(),
+  environment: Type.Optional(Nullable(Type.String())),
+  region: Type.Optional(Nullable(Type.String())),
+  code: Type.Optional(Nullable(Type.String())),
+  thumbprints: Type.Optional(Type.Array(Type.String())),
+});
+export const AuditList = Type.Object({ tenant: Nullable(Type.String()), records: Type.Array(AuditRecordView) });
+export const AuditVerification = Type.Object({
+  ok: Type.Boolean(),
+  records: Type.Number(),
+  headSeq: Type.Union([Type.Number(), Type.Null()]),
+  placeholders: Type.Optional(Type.Number()),
+  problems: Type.Array(Type.Object({ seq: Type.Union([Type.Number(), Type.Null()]), problem: Type.String() })),
+});
+
+export const MailView = Type.Object({
+  to: Type.String(),
+  subject: Type.String(),
+  event: Type.String(),
+  sentAt: Type.Optional(Stamp),
+  delivery: Type.Union([Type.Literal('delivered'), Type.Literal('pending'), Type.Literal('rejected')]),
+  reason: Type.Optional(Nullable(Type.String())),
+  attempts: Type.Optional(Type.Number()),
+});
+export const MailList = Type.Object({ tenant: Type.String(), mails: Type.Array(MailView) });
+export const MailRetried = Type.Object({ tenant: Type.String(), tried: Type.Array(MailView), mails: Type.Array(MailView) });
+
+// ------------------------------------------------------------------------------------------ lock (R8–R11, R15)
+
+export const Challenge = Type.Object({ tenant: Type.String(), region: Type.String(), operation: Type.String(), challenge: Type.String(), expiresAt: Stamp });
+/** The tenant workflow's LockResult (workflows/messages.ts), as it is. */
+export const LockReport = Type.Object({}, { description: "The tenant workflow's lock result (LockResult)" });
+/** The reactivated key's report. */
+export const ReactivationReport = KeyReport;
+
+// ------------------------------------------------------------------------------------------ health, codec, this document
+
+const Worker = Type.Object({ taskQueue: Type.String(), pollers: Type.Number() });
+export const Status = Type.Object({
+  ready: Type.Boolean(),
+  api: Type.String(),
+  temporal: Type.Object({ ok: Type.Boolean(), namespace: Type.String() }),
+  worker: Type.Composite([Worker, Type.Object({ regions: Type.Optional(Type.Record(Type.String(), Worker)) })]),
+  mail: Type.Optional(Type.Object({ pending: Type.Number(), rejected: Type.Number(), oldestPendingSince: Type.Optional(Nullable(Stamp)) })),
+  warnings: Type.Optional(Type.Array(Type.String())),
+});
+
+export const Payloads = Type.Object({ payloads: Type.Array(Type.Object({ metadata: Type.Record(Type.String(), Type.String()), data: Type.String() })) }, { description: 'Temporal codec protocol: base64' });
+
+export const OpenApi = Type.Object({ openapi: Type.String({ description: '3.1.0' }), paths: Type.Optional(Type.Record(Type.String(), Any)) }, { description: 'This document' });
+
+export type StatusView = Static<typeof Status>;
