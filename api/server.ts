@@ -1,7 +1,7 @@
 /**
  * The API service: the HTTP face of the control plane that the `cmk` CLI (and the provider's gateway) call.
  * Authentication precedes routing: every route but the health check (`GET /v1/status`) and the OpenAPI document
- * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in apiRoutes:
+ * (`GET /openapi.json`) needs a verified bearer token (api/auth.ts). Each route is described once, in apiRoutes (api/routes.ts):
  * fastify's router, the OpenAPI document (@fastify/swagger, from each route's TypeBox schemas in api/schemas.ts) and
  * the audit trail's names for refusals all read that table, and tsc checks that each handler answers its schema.
  */
@@ -11,36 +11,26 @@ import type { Socket } from 'node:net';
 import fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Type, type Static } from '@sinclair/typebox';
-import type { Client } from '@temporalio/client';
 import { CmkError, isCmkError } from '../common/errors';
-import { ACTIONS, describeActor, type Action, type Actor } from '../domain/access';
+import { describeActor, type Actor } from '../domain/access';
 import { isValidId } from '../domain/ids';
-import type { AdminRole, EnvironmentOperation } from '../domain/model';
 import type { AuditEntry } from '../audit/trail';
-import { quotable, redactAuditEntry } from '../domain/audit-redaction';
-import { BodyTooLargeError, optionalString, readJsonBody, requiredString } from './http';
+import { redactAuditEntry } from '../domain/audit-redaction';
+import { BodyTooLargeError, readJsonBody } from './http';
 import { httpStatusOf } from '../domain/codes';
-import * as S from './schemas';
-import { bodyOf, ErrorDocument } from './schemas';
+import type * as S from './schemas';
+import { ErrorDocument } from './schemas';
 import type { Authenticator } from './auth';
-import type { ApiService } from './service';
 import { openApiOptions } from './openapi';
-import { route, type Route } from './route';
-import type { CodecEndpoint } from './codec';
-import { regionTaskQueue } from '../workflows/messages';
+import type { Route } from './route';
 import type { ApiMetrics } from './metrics';
 import { RateLimitedError, type RateLimiter } from './ratelimit';
+import { apiRoutes, SMALL_BODY, type RouteDependencies } from './routes';
 
-export interface ServerDependencies {
-  service: ApiService;
-  temporal: Client;
-  taskQueue: string;
-  /** R1: the regions whose task queues must have a worker (Policy.regions); none when the deployment routes nothing. */
-  regions?: readonly string[];
+export interface ServerDependencies extends RouteDependencies {
   authenticate: Authenticator;
   /** Loopback callers only (the embedded default, whose local signing key is for this machine). */
   loopbackOnly: boolean;
-  codec: CodecEndpoint;
   /** Hands audit records to the trail's single writer (the worker). */
   audit: (entries: AuditEntry[]) => Promise<void>;
   log: (line: string) => void;
@@ -51,299 +41,6 @@ export interface ServerDependencies {
 }
 
 export type { Route };
-
-const SMALL_BODY = 16 * 1024;
-/** 64 KiB of key file in base64 (87,382 characters) plus its JSON framing. */
-const KEY_FILE_BODY = 96 * 1024;
-
-function role(text: string | undefined): AdminRole | null {
-  if (text === undefined) return null;
-  // Never the caller's raw text: this refusal is audited, and it comes before authorisation.
-  if (text !== 'global' && text !== 'service') throw new CmkError('INVALID_ARGUMENT', `${quotedOr(text, 'That')} is not an administrator role (global or service).`);
-  return text;
-}
-
-/** A caller's text quoted in a refusal only when short and plain (domain/audit-redaction.ts); else `instead`. */
-const quotedOr = (text: unknown, instead: string): string => {
-  const q = quotable(text, 20);
-  return q === null ? instead : `"${q}"`;
-};
-
-function adminList(value: unknown): Array<{ email: string; role: AdminRole }> {
-  if (!Array.isArray(value) || value.length > 100) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of at most 100 {email, role}.');
-  return value.map((entry: unknown) => {
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new CmkError('INVALID_ARGUMENT', '"admins" must be a list of {email, role}.');
-    const e = entry as Record<string, unknown>;
-    return { email: requiredString(e, 'email'), role: role(requiredString(e, 'role')) ?? 'global' };
-  });
-}
-
-function base64Field(body: Record<string, unknown>, field: string): Buffer {
-  const text = requiredString(body, field);
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new CmkError('INVALID_ARGUMENT', `"${field}" must be base64.`);
-  return Buffer.from(text, 'base64');
-}
-
-/** The route table; `document` gives the OpenAPI document fastify builds from it. */
-export function apiRoutes(deps: Pick<ServerDependencies, 'service' | 'temporal' | 'taskQueue' | 'codec'>, document: () => Static<typeof S.OpenApi>): Route[] {
-  const { service } = deps;
-  const region = (q: URLSearchParams) => q.get('region') ?? undefined;
-  const REGION = 'region ID (default: the home region)';
-  const regionBody = bodyOf({ region: REGION }, ['region']);
-  const regionQuery = Type.Object({ region: Type.Optional(Type.String({ description: REGION })) });
-  const pageQuery = Type.Object({ limit: Type.Optional(Type.String({ description: 'at most this many records' })), after: Type.Optional(Type.String({ description: 'records after this sequence number' })) });
-  const payloadsBody = bodyOf({ payloads: 'list of {metadata, data}, base64 as in the Temporal codec protocol' });
-  const environmentRoutes = (['apply', 'revert', 'rekey'] as const).map(
-    (operation) =>
-      route({
-        method: 'POST',
-        path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
-        summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
-        audited: `env.${operation}`,
-        response: S.EnvironmentShown,
-        handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
-      }),
-  );
-  const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
-  return [
-    route({ method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus }),
-    route({ method: 'GET', path: '/openapi.json', summary: 'This document', public: true, response: S.OpenApi, handle: async () => document() }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants',
-      summary: 'Create a tenant (never alters an existing one)',
-      audited: 'tenant.create',
-      body: bodyOf({ tenant: 'tenant ID', name: 'display name', region: REGION, admins: 'list of {email, role: global|service}' }, ['region']),
-      response: S.TenantCreated,
-      handle: async ({ actor, body }) => {
-        const b = await body();
-        return service.createTenant(actor, { tenant: requiredString(b, 'tenant'), name: requiredString(b, 'name'), region: optionalString(b, 'region'), admins: adminList(b.admins) });
-      },
-    }),
-    route({ method: 'GET', path: '/v1/tenants/{tenant}', summary: "The tenant: administrators, and environments per region (an extension)", response: S.TenantShown, handle: ({ actor, params }) => service.showTenant(actor, params.tenant!) }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/admins',
-      summary: "Add or remove one of the tenant's global and service administrators",
-      audited: 'tenant.admin',
-      body: bodyOf({ change: 'add | remove', email: 'e-mail address', role: 'global | service' }, ['role']),
-      response: S.AdminsChanged,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        const change = requiredString(b, 'change');
-        if (change !== 'add' && change !== 'remove') throw new CmkError('INVALID_ARGUMENT', '"change" must be add or remove.');
-        return service.changeAdmin(actor, params.tenant!, { change, email: requiredString(b, 'email'), role: role(optionalString(b, 'role')) });
-      },
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/environments',
-      summary: 'Create an environment (a new database on the provider key)',
-      audited: 'env.create',
-      body: bodyOf({ env: 'environment ID', region: REGION, admin: "the environment's system administrator" }, ['region', 'admin']),
-      response: S.EnvironmentShown,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.createEnvironment(actor, params.tenant!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
-      },
-    }),
-    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', query: regionQuery, response: S.EnvironmentList, handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) }),
-    ...environmentRoutes,
-    route({ method: 'GET', path: '/v1/tenants/{tenant}/environments/{env}/data', summary: "Read an environment's rows", response: S.EnvironmentRows, handle: ({ actor, params }) => service.environmentData(actor, params.tenant!, params.env!, undefined) }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/environments/{env}/data',
-      summary: 'Write a row into an environment',
-      audited: 'env.data',
-      body: bodyOf({ text: 'the row (1 to 10,000 characters)' }),
-      response: S.EnvironmentRows,
-      handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
-    }),
-    route({ method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) }),
-    route({
-      method: 'GET',
-      path: '/v1/tenants/{tenant}/key/installed',
-      summary: 'Wait (up to 25 s) for the re-protection after a key change',
-      query: regionQuery,
-      response: S.KeyReport,
-      handle: ({ actor, params, query }) => service.waitForKey(actor, params.tenant!, { region: region(query), timeoutMs: 25_000 }),
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/keys/generate',
-      summary: 'Generate a key; the .pfx comes back once (R3)',
-      audited: 'key.generate',
-      body: bodyOf({ name: 'key name', password: 'the .pfx password (at least 12 characters)', region: REGION }, ['region']),
-      response: S.GeneratedKeyReport,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.generateKey(actor, params.tenant!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
-      },
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/keys/upload',
-      summary: 'Upload your own key, .pfx or .byok (R2, R3)',
-      audited: 'key.upload',
-      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
-      response: S.KeyReport,
-      maxBodyBytes: KEY_FILE_BODY,
-      tooLarge: 'INVALID_KEY_FILE',
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.uploadKey(actor, params.tenant!, {
-          name: requiredString(b, 'name'),
-          fileName: requiredString(b, 'fileName'),
-          file: base64Field(b, 'file'),
-          password: optionalString(b, 'password'),
-          region: optionalString(b, 'region'),
-        });
-      },
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/keys/kek',
-      summary: 'A key-exchange key for a .byok',
-      audited: 'key.kek',
-      body: regionBody,
-      response: S.Kek,
-      handle: async ({ actor, params, body }) => service.createKek(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/keys/rollback',
-      summary: 'Roll back to the key the last change replaced, within the embargo (R6)',
-      audited: 'key.rollback',
-      body: regionBody,
-      response: S.RolledBackKeyReport,
-      handle: async ({ actor, params, body }) => service.rollbackKey(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/access',
-      summary: 'May the caller do this? (FORBIDDEN / NOT_FOUND before the CLI reads local files)',
-      body: bodyOf({ action: 'an action name', env: 'environment ID' }, ['env']),
-      response: S.AccessAllowed,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        const action = requiredString(b, 'action');
-        if (!ACTIONS.has(action as Action)) throw new CmkError('INVALID_ARGUMENT', `${quotedOr(action, 'That')} is not an action.`);
-        return service.checkAccess(actor, params.tenant!, action as Action, optionalString(b, 'env'));
-      },
-    }),
-    route({ method: 'GET', path: '/v1/tenants/{tenant}/mail', summary: "The tenant's mail", response: S.MailList, handle: ({ actor, params }) => service.listMail(actor, params.tenant!) }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/mail/retry',
-      summary: "Retry the tenant's pending and rejected mail now (operator)",
-      audited: 'mail.retry',
-      response: S.MailRetried,
-      handle: ({ actor, params }) => service.retryMail(actor, params.tenant!),
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/tenants/{tenant}/audit',
-      summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",
-      query: pageQuery,
-      response: S.AuditList,
-      handle: ({ actor, params, query }) => service.listAudit(actor, params.tenant!, { limit: query.get('limit'), after: query.get('after') }),
-    }),
-    route({
-      method: 'GET',
-      path: '/v1/audit',
-      summary: 'The whole audit trail, every tenant and the codec decodes (operators only)',
-      query: pageQuery,
-      response: S.AuditList,
-      handle: ({ actor, query }) => service.listAudit(actor, null, { limit: query.get('limit'), after: query.get('after') }),
-    }),
-    route({ method: 'GET', path: '/v1/tenants/{tenant}/audit/verify', summary: 'Verify the audit trail: hash chain and signed head', response: S.AuditVerification, handle: ({ actor, params }) => service.verifyAudit(actor, params.tenant!) }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/challenges',
-      summary: 'A single-use challenge to sign with the active key (proof of possession, R8)',
-      body: bodyOf({ operation: 'lock', region: REGION }, ['region']),
-      response: S.Challenge,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.issueChallenge(actor, params.tenant!, { operation: requiredString(b, 'operation'), region: optionalString(b, 'region') });
-      },
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/lock',
-      summary: 'Lock the tenant in a region (R8)',
-      audited: 'tenant.lock',
-      body: bodyOf({ confirm: "the tenant's display name", challenge: 'from /challenges', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64', region: REGION }, ['region']),
-      response: S.LockReport,
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.lockTenant(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
-      },
-    }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/keys/reactivate',
-      summary: 'Re-activate the same key after a lock (R10)',
-      audited: 'key.reactivate',
-      body: bodyOf({ fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
-      response: S.ReactivationReport,
-      maxBodyBytes: KEY_FILE_BODY,
-      tooLarge: 'INVALID_KEY_FILE',
-      handle: async ({ actor, params, body }) => {
-        const b = await body();
-        return service.reactivateKey(actor, params.tenant!, { fileName: requiredString(b, 'fileName'), file: base64Field(b, 'file'), password: optionalString(b, 'password'), region: optionalString(b, 'region') });
-      },
-    }),
-    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) }),
-    route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) }),
-    route({
-      method: 'POST',
-      path: '/v1/tenants/{tenant}/environments/{env}/restore',
-      summary: 'Restore an environment from a backup (the newest by default)',
-      audited: 'env.restore',
-      body: bodyOf({ backupId: 'backup ID' }, ['backupId']),
-      response: S.BackupReport,
-      handle: async ({ actor, params, body }) => service.environmentBackup(actor, params.tenant!, params.env!, 'restore', optionalString(await body(), 'backupId') ?? null),
-    }),
-    // The codec endpoint's answers are its own (api/codec.ts `CodecEndpoint`, which test doubles implement loosely).
-    {
-      method: 'POST',
-      path: '/codec/encode',
-      summary: 'Temporal remote codec: encrypt payloads (operators only)',
-      body: payloadsBody,
-      response: S.Payloads,
-      maxBodyBytes: deps.codec.maxBodyBytes,
-      handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
-    },
-    {
-      method: 'POST',
-      path: '/codec/decode',
-      summary: 'Temporal remote codec: decrypt payloads (operators only; every call audited)',
-      body: payloadsBody,
-      response: S.Payloads,
-      maxBodyBytes: deps.codec.maxBodyBytes,
-      handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
-    },
-    {
-      method: 'POST',
-      path: '/codec/{capability}/encode',
-      summary: "The embedded Temporal UI's codec: encrypt payloads (the stack's capability, loopback and the UI's origin only)",
-      body: payloadsBody,
-      response: S.Payloads,
-      maxBodyBytes: deps.codec.maxBodyBytes,
-      handle: async ({ actor, body, req }) => deps.codec.encode(actor, await body(), req),
-    },
-    {
-      method: 'POST',
-      path: '/codec/{capability}/decode',
-      summary: "The embedded Temporal UI's codec: decrypt payloads (the stack's capability, loopback and the UI's origin only; every call audited)",
-      body: payloadsBody,
-      response: S.Payloads,
-      maxBodyBytes: deps.codec.maxBodyBytes,
-      handle: async ({ actor, body, req }) => deps.codec.decode(actor, await body(), req),
-    },
-  ];
-}
 
 /** A template's path parameters, in order, and the regular expression that matches it. */
 function compile(entry: Route): { pattern: RegExp; names: string[] } {
@@ -584,54 +281,3 @@ export function createApiServer(deps: ServerDependencies): Server {
  * How long one answer of `GET /v1/status` is served again. The route needs no token and costs Temporal calls, so
  * repeated and concurrent calls share one: whoever polls it, Temporal sees at most one round every this long.
  */
-const STATUS_CACHE_MS = 2000;
-
-/** `compute`'s answer, shared by concurrent callers and kept `ttlMs` after it comes. */
-function shortLived<T>(ttlMs: number, compute: () => Promise<T>): () => Promise<T> {
-  let current: { answer: Promise<T>; until: number } | null = null;
-  return () => {
-    if (current && Date.now() < current.until) return current.answer;
-    const entry = { answer: compute(), until: Number.POSITIVE_INFINITY };
-    current = entry;
-    entry.answer.then(
-      () => (entry.until = Date.now() + ttlMs),
-      () => {
-        if (current === entry) current = null;
-      },
-    );
-    return entry.answer;
-  };
-}
-
-/**
- * `cmk status`: the API answers, Temporal answers, and a worker polls the task queue — and, when the deployment
- * routes by region (R1), each region's queue, since a region without a worker would leave its requests waiting.
- */
-async function status({ temporal, taskQueue, regions, service }: Pick<ServerDependencies, 'temporal' | 'taskQueue' | 'regions' | 'service'>) {
-  const pollersOf = async (name: string, taskQueueType: number): Promise<number> => {
-    const described = await temporal.workflowService.describeTaskQueue({ namespace: temporal.options.namespace, taskQueue: { name }, taskQueueType });
-    return described.pollers?.length ?? 0;
-  };
-  let temporalOk = false;
-  let pollers = 0;
-  const regionPollers: Record<string, number> = {};
-  try {
-    pollers = await pollersOf(taskQueue, 1); // TASK_QUEUE_TYPE_WORKFLOW
-    for (const region of regions ?? []) regionPollers[region] = await pollersOf(regionTaskQueue(taskQueue, region), 2); // TASK_QUEUE_TYPE_ACTIVITY
-    temporalOk = true;
-  } catch {
-    temporalOk = false;
-  }
-  const regionsReady = Object.values(regionPollers).every((n) => n > 0);
-  // Mail failing is a warning, not an outage of cmk: `ready` does not depend on it.
-  const mail = await service.mailSummary().catch(() => null);
-  const warnings = mail && (mail.pending || mail.rejected) ? [`mail: ${mail.pending} pending${mail.oldestPendingSince ? ` since ${mail.oldestPendingSince}` : ''}, ${mail.rejected} rejected (cmk mail list --tenant T; cmk mail retry --tenant T)`] : [];
-  return {
-    ready: temporalOk && pollers > 0 && regionsReady,
-    api: 'ok',
-    temporal: { ok: temporalOk, namespace: temporal.options.namespace },
-    worker: { taskQueue, pollers, ...(regions ? { regions: Object.fromEntries(Object.entries(regionPollers).map(([r, n]) => [r, { taskQueue: regionTaskQueue(taskQueue, r), pollers: n }])) } : {}) },
-    ...(mail ? { mail } : {}),
-    warnings,
-  };
-}

@@ -1,3 +1,4 @@
+// Over 400 lines: ApiService is one method per request, each running DESIGN.md §4's pre-checks in order; the views it answers with are its own.
 /**
  * What the API service does for each request, apart from HTTP: the pre-checks in DESIGN.md §4's order
  * (FORBIDDEN → NOT_FOUND → input → state → time → in progress), key material staged in the vault and passed on
