@@ -11,6 +11,7 @@ import { loadDataConverter } from '../codec';
 import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';
 import type { PurgeReport } from '../activities/purge';
 import { startStack, type Stack } from '../harness/stack';
+import { onceTimeAllows } from './support/deadline';
 
 let stack: Stack;
 let connection: Connection;
@@ -38,8 +39,7 @@ async function lockedTenant(tenant: string): Promise<{ deleteAt: string }> {
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'e1'])).code).toBe(0);
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k', '--password-file', password, '--out', pfx], { as: ALICE })).code).toBe(0);
   expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'e1'], { as: ALICE })).code).toBe(0);
-  await sleep(1200);
-  const locked = await stack.cmk(['tenant', 'lock', '--tenant', tenant, '--confirm', `Tenant ${tenant}`, '--file', pfx, '--password-file', password, '--json'], { as: ALICE });
+  const locked = await onceTimeAllows('the embargo lets the lock in', () => stack.cmk(['tenant', 'lock', '--tenant', tenant, '--confirm', `Tenant ${tenant}`, '--file', pfx, '--password-file', password, '--json'], { as: ALICE }));
   expect(locked.code).toBe(0);
   return locked.json() as { deleteAt: string };
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startStack, type Stack } from '../harness/stack';
+import { onceTimeAllows } from './support/deadline';
 import { makeByok, makePfx } from '../harness/keyfiles';
 import { parsePfx } from '../keyfiles';
 
@@ -65,8 +66,7 @@ test('canaries reach neither history nor the data dir', async () => {
   writeFileSync(uploadPw, CANARY_UPLOAD_PASSWORD);
   const uploadPfx = join(work, 'upload.pfx');
   writeFileSync(uploadPfx, makePfx(uploaded, CANARY_UPLOAD_PASSWORD));
-  await new Promise((r) => setTimeout(r, 1200));
-  const up = await stack.cmk(['key', 'upload', '--tenant', 'fabrikam', '--name', 'up', '--file', uploadPfx, '--password-file', uploadPw], { as: ALICE });
+  const up = await onceTimeAllows('R5 lets the upload in', () => stack.cmk(['key', 'upload', '--tenant', 'fabrikam', '--name', 'up', '--file', uploadPfx, '--password-file', uploadPw], { as: ALICE }));
   expect(up.stderr).toBe('');
 
   const kekPath = join(work, 'kek.pem');
@@ -74,8 +74,7 @@ test('canaries reach neither history nor the data dir', async () => {
   const { privateKey: hsmKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const byokPath = join(work, 'hsm.byok');
   writeFileSync(byokPath, makeByok(readFileSync(kekPath, 'utf8'), kek.json().kid, hsmKey));
-  await new Promise((r) => setTimeout(r, 1200));
-  expect((await stack.cmk(['key', 'upload', '--tenant', 'fabrikam', '--name', 'hsm', '--file', byokPath], { as: ALICE })).code).toBe(0);
+  expect((await onceTimeAllows('R5 lets the .byok in', () => stack.cmk(['key', 'upload', '--tenant', 'fabrikam', '--name', 'hsm', '--file', byokPath], { as: ALICE }))).code).toBe(0);
 
   // The last resort with the active (HSM) key as a .pfx made here: its bytes and password stay on this machine for
   // the lock's signature and travel only to the API service (never a workflow) for the re-activation. The environment
@@ -86,12 +85,10 @@ test('canaries reach neither history nor the data dir', async () => {
   writeFileSync(lockPfx, makePfx(hsmKey, CANARY_LOCK_PASSWORD));
   expect((await stack.cmk(['env', 'apply', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
   expect((await stack.cmk(['env', 'backup', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
-  await new Promise((r) => setTimeout(r, 1200));
-  const locked = await stack.cmk(['tenant', 'lock', '--tenant', 'fabrikam', '--confirm', 'Fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE });
+  const locked = await onceTimeAllows('the embargo lets the lock in', () => stack.cmk(['tenant', 'lock', '--tenant', 'fabrikam', '--confirm', 'Fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE }));
   expect(locked.stderr).toBe('');
   expect((await stack.cmk(['key', 'reactivate', '--tenant', 'fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE })).code).toBe(0);
-  await new Promise((r) => setTimeout(r, 1100));
-  expect((await stack.cmk(['env', 'unlock', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+  expect((await onceTimeAllows('R15 lets the unlock in', () => stack.cmk(['env', 'unlock', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE }))).code).toBe(0);
 
   const generatedKey = createPrivateKey({ key: parsePfx(readFileSync(generatedPfx), CANARY_PASSWORD).pkcs8Der, format: 'der', type: 'pkcs8' });
   const pfxBytes = readFileSync(uploadPfx);

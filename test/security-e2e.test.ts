@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectAligned } from './support/columns';
 import { startStack, type Stack } from '../harness/stack';
+import { onceTimeAllows } from './support/deadline';
 import { temporalCliPath } from '../stack/tools';
 import { tenantWorkflowId } from '../workflows/messages';
 
@@ -19,7 +20,6 @@ const BOB = 'bob@northwind.example';
 const SAM = 'sam@northwind.example';
 const MALLORY = 'mallory@elsewhere.example';
 const tenant = 'northwind';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const UI_ORIGIN = 'http://127.0.0.1:18233';
 
 beforeAll(async () => {
@@ -91,8 +91,7 @@ test('key rollback: another administrator puts the replaced key back within the 
   // Nothing to roll back to yet: the first key replaced the provider key, not a key of the tenant's.
   const nothing = await stack.cmk(['key', 'rollback', '--tenant', tenant, '--json'], { as: BOB });
   expect([nothing.code, nothing.json().error.code]).toEqual([3, 'NOT_FOUND']);
-  await sleep(2500); // R5 (2 s here)
-  const second = await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'second', '--password-file', password, '--out', join(work, 'second.pfx'), '--wait', '--json'], { as: BOB });
+  const second = await onceTimeAllows('R5 (2 s here) lets the second key in', () => stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'second', '--password-file', password, '--out', join(work, 'second.pfx'), '--wait', '--json'], { as: BOB }));
   expect(second.code).toBe(0);
   expect(second.json().rollbackAvailableUntil).toEqual(expect.any(String));
   // The one who made the change cannot undo it alone (R6: another administrator).

@@ -13,6 +13,7 @@ import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { startStack, type Stack } from '../harness/stack';
+import { onceTimeAllows } from './support/deadline';
 
 const N = 200;
 const ALICE = { kind: 'user', email: 'alice@woodgrove.example' } as const;
@@ -56,8 +57,7 @@ test(`a worker killed while re-protecting ${N} environments loses nothing`, asyn
     await inBatches(envs, 8, (env) => parts.databases.writeRow(tenant, env, `row of ${env}`));
     await inBatches(envs, 8, (env) => plane.environmentOperation(tenant, { actor: ALICE, policy: config.policy, env, operation: 'apply' }));
 
-    await new Promise((r) => setTimeout(r, 1100));
-    const second = await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k2', '--password-file', join(work, 'pw'), '--out', join(work, 'k2.pfx'), '--json'], { as: ALICE.email });
+    const second = await onceTimeAllows('R5 lets the second key in', () => stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k2', '--password-file', join(work, 'pw'), '--out', join(work, 'k2.pfx'), '--json'], { as: ALICE.email }));
     expect(second.code).toBe(0);
     const newThumbprint = second.json().activeKey.thumbprint as string;
     expect(second.json().activeKey.state).toBe('Installing');

@@ -33,3 +33,17 @@ export async function within<T>(what: string, promise: Promise<T>, ms = 30_000):
     clear();
   }
 }
+
+/** The rules only time lifts (R5, the lock embargo, R15); the e2e stacks set them to a second or two. */
+const TIME_RULES = /\b(KEY_CHANGE_TOO_SOON|LOCK_EMBARGO|UNLOCK_TOO_SOON)\b/;
+
+/**
+ * Sends a `cmk` request again while a rule only time lifts refuses it (exit 3 with one of those codes), polled with a
+ * deadline instead of a fixed sleep that guesses how long the rule's window is; the first other answer is returned.
+ */
+export function onceTimeAllows<R extends { code: number; stdout: string; stderr: string }>(what: string, send: () => Promise<R>, ms = 30_000): Promise<R> {
+  return until(what, async () => {
+    const answer = await send();
+    return answer.code === 3 && TIME_RULES.test(answer.stderr + answer.stdout) ? undefined : answer;
+  }, ms);
+}
