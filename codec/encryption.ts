@@ -49,12 +49,22 @@ export interface CodecOptions {
 /** What the Temporal server appends to a schedule's workflow ID for each run it starts (RFC 3339, UTC). */
 const SCHEDULED_RUN = /^-\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 
+/** The schedule's workflow ID of a scheduled run `<id>-<time>`, or undefined for any other workflow ID. */
+const scheduleOf = (workflowId: string): string | undefined => {
+  const base = workflowId.slice(0, -'-2026-12-04T19:00:00Z'.length);
+  return base && SCHEDULED_RUN.test(workflowId.slice(base.length)) && scheduleOf(base) === undefined ? base : undefined;
+};
+
 /**
- * A schedule's action is encoded for the schedule's workflow ID and decoded by runs named `<id>-<time>`. No other
- * workflow ID of ours can look like that (tenant IDs hold no ':').
+ * A schedule's action is encoded for the schedule's workflow ID and decoded by runs named `<id>-<time>`; each run is
+ * also handed the previous run's result, encoded by that run. No other workflow ID of ours can look like that (tenant
+ * IDs hold no ':').
  */
-const sameWorkflow = (bound: string, context: string) =>
-  bound === context || (context.startsWith(bound) && SCHEDULED_RUN.test(context.slice(bound.length)));
+const sameWorkflow = (bound: string, context: string) => {
+  if (bound === context) return true;
+  const schedule = scheduleOf(context);
+  return schedule !== undefined && (bound === schedule || scheduleOf(bound) === schedule);
+};
 
 const aad = (keyId: string, workflowId: string | undefined) =>
   Buffer.from(workflowId === undefined ? `${ENCRYPTED_ENCODING}:${keyId}` : `${ENCRYPTED_ENCODING}:${keyId}:workflow:${workflowId}`);

@@ -113,6 +113,15 @@ test('payloads are bound to their workflow: refused in another workflow, decoded
   expect(valueOf(await codec.decode([scheduled!], inWorkflow('cmk-mail-retry-2026-12-04T19:00:00Z')))).toEqual({});
   expect(valueOf(await codec.decode([scheduled!], inWorkflow('cmk-mail-retry-x')))).toEqual(PLAINTEXT_REFUSED);
   expect(warnings).toHaveLength(1);
+  // Temporal hands each scheduled run the previous run's result (encoded by that run): it opens in the next run of
+  // the same schedule — before, every pass of cmk-mail-retry logged a refusal — and nowhere else.
+  const [lastResult] = await codec.encode([payload({ tried: 0 })], inWorkflow('cmk-mail-retry-2026-12-04T19:00:00Z'));
+  expect(valueOf(await codec.decode([lastResult!], inWorkflow('cmk-mail-retry-2026-12-04T19:01:00Z')))).toEqual({ tried: 0 });
+  expect(warnings).toHaveLength(1);
+  for (const elsewhere of ['cmk-purge-2026-12-04T19:01:00Z', 'cmk-mail-retry', 'cmk-tenant/a', 'cmk-mail-retry-2026-12-04T19:01:00Z-2026-12-04T19:02:00Z']) {
+    expect(valueOf(await codec.decode([lastResult!], inWorkflow(elsewhere)))).toEqual(PLAINTEXT_REFUSED);
+  }
+  expect(warnings).toHaveLength(5);
 });
 
 test('the UI\'s decode endpoint decodes a bound payload by its binding, and answers INVALID_ARGUMENT for one that does not open', async () => {
