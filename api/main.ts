@@ -18,6 +18,8 @@ import { stopWhenStackEnds } from '../stack/parent';
 import { createLineLogger } from '../common/logging';
 import { ApiMetrics, createMetricsServer } from './metrics';
 import { RateLimiter } from './ratelimit';
+import { ConsoleSessions } from './console-sessions';
+import { loadConsoleAssets } from './console-assets';
 
 export async function runApi(): Promise<void> {
   const config = loadConfig();
@@ -55,6 +57,10 @@ export async function runApi(): Promise<void> {
     audit,
     log,
     rateLimits: new RateLimiter(config.rateLimits),
+    // The console: same origin as the API, so its requests go through the same routes, checks and codes.
+    consoleAssets: loadConsoleAssets(),
+    // `Secure` unless the console is on this machine (loopback http, the embedded default).
+    consoleSessions: new ConsoleSessions({ secureCookie: !['127.0.0.1', 'localhost', '[::1]'].includes(new URL(config.apiUrl).hostname) }),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

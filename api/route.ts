@@ -9,6 +9,8 @@ export interface RequestContext {
   query: URLSearchParams;
   body: () => Promise<Record<string, unknown>>;
   req: IncomingMessage;
+  /** A header of the answer (the console's session cookie). */
+  setHeader: (name: string, value: string) => void;
 }
 
 export interface Route<R extends TSchema = TSchema> {

@@ -15,6 +15,7 @@ import { bodyOf } from './schemas';
 import type { ApiService } from './service';
 import { route, type Route } from './route';
 import type { CodecEndpoint } from './codec';
+import type { ConsoleSessions } from './console-sessions';
 import { regionTaskQueue } from '../workflows/messages';
 
 /** What the route table reads: the service, Temporal and the task queues (for the health check), the codec endpoint. */
@@ -25,6 +26,8 @@ export interface RouteDependencies {
   /** R1: the regions whose task queues must have a worker (Policy.regions); none when the deployment routes nothing. */
   regions?: readonly string[];
   codec: CodecEndpoint;
+  /** The console's sign-in links and sessions (api/console-sessions.ts); none: the /v1/console routes answer NOT_FOUND. */
+  consoleSessions?: ConsoleSessions;
 }
 
 export const SMALL_BODY = 16 * 1024;
@@ -80,6 +83,10 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       }),
   );
   const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
+  const sessions = (): ConsoleSessions => {
+    if (!deps.consoleSessions) throw new CmkError('NOT_FOUND', 'This API service serves no console.');
+    return deps.consoleSessions;
+  };
   return [
     route({ method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus }),
     route({ method: 'GET', path: '/openapi.json', summary: 'This document', public: true, response: S.OpenApi, handle: async () => document() }),
@@ -279,6 +286,54 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       body: bodyOf({ backupId: 'backup ID' }, ['backupId']),
       response: S.BackupReport,
       handle: async ({ actor, params, body }) => service.environmentBackup(actor, params.tenant!, params.env!, 'restore', optionalString(await body(), 'backupId') ?? null),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/console/links',
+      summary: 'A one-time sign-in link to the console for the caller (valid 5 minutes; `cmk console`)',
+      body: bodyOf({ tenant: 'the tenant the console opens on' }, ['tenant']),
+      response: S.ConsoleLink,
+      handle: async ({ actor, body }) => {
+        const tenant = optionalString(await body(), 'tenant');
+        if (tenant !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(tenant)) throw new CmkError('INVALID_ARGUMENT', `${quotedOr(tenant, 'That')} is not a tenant ID.`);
+        const { ticket, expiresAt } = sessions().issueLink(actor);
+        // The ticket rides in the fragment: browsers send neither it nor the path's fragment to any server or Referer.
+        return { path: `/#/sign-in/${ticket}${tenant ? `/${tenant}` : ''}`, expiresAt };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/console/session',
+      summary: 'Exchange a sign-in link for a console session (an HttpOnly cookie; the CSRF token in the answer)',
+      public: true,
+      body: bodyOf({ ticket: "the sign-in link's ticket" }),
+      response: S.ConsoleSession,
+      handle: async ({ body, setHeader }) => {
+        const { cookie, session } = sessions().redeem(requiredString(await body(), 'ticket'));
+        setHeader('set-cookie', cookie);
+        return session;
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/console/session',
+      summary: "The caller's console session (who, until when, its CSRF token)",
+      response: S.ConsoleSession,
+      handle: async ({ req }) => {
+        const view = sessions().viewOf(req);
+        if (!view) throw new CmkError('UNAUTHENTICATED', 'No console session: sign in to the console first.');
+        return view;
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/console/sign-out',
+      summary: 'End the console session',
+      response: S.SignedOut,
+      handle: async ({ req, setHeader }) => {
+        setHeader('set-cookie', sessions().close(req));
+        return { signedOut: true };
+      },
     }),
     // The codec endpoint's answers are its own (api/codec.ts `CodecEndpoint`, which test doubles implement loosely).
     {

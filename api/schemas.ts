@@ -142,6 +142,12 @@ export const LockReport = Type.Object({}, { description: "The tenant workflow's 
 /** The reactivated key's report. */
 export const ReactivationReport = KeyReport;
 
+// ------------------------------------------------------------------------------------------ the console's sign-in
+
+export const ConsoleLink = Type.Object({ path: Str('the sign-in link, relative to this service (one use, 5 minutes)'), expiresAt: Stamp });
+export const ConsoleSession = Type.Object({ user: Type.String(), csrf: Str('send as the X-CMK-CSRF header on every POST'), expiresAt: Stamp, idleTimeoutSeconds: Type.Number() });
+export const SignedOut = Type.Object({ signedOut: Type.Boolean() });
+
 // ------------------------------------------------------------------------------------------ health, codec, this document
 
 const Worker = Type.Object({ taskQueue: Type.String(), pollers: Type.Number() });

@@ -26,6 +26,7 @@ import type { Route } from './route';
 import type { ApiMetrics } from './metrics';
 import { RateLimitedError, type RateLimiter } from './ratelimit';
 import { apiRoutes, SMALL_BODY, type RouteDependencies } from './routes';
+import type { ConsoleAssets } from './console-assets';
 
 export interface ServerDependencies extends RouteDependencies {
   authenticate: Authenticator;
@@ -38,6 +39,8 @@ export interface ServerDependencies extends RouteDependencies {
   metrics?: ApiMetrics;
   /** Token buckets per identity and per tenant (CMK_RATE_LIMIT…); none: no limit. */
   rateLimits?: RateLimiter;
+  /** The console's page and assets at `/` and `/assets/` (api/console-assets.ts); none: those paths are API paths. */
+  consoleAssets?: ConsoleAssets;
 }
 
 export type { Route };
@@ -166,13 +169,20 @@ export function createApiServer(deps: ServerDependencies): Server {
     if (deps.loopbackOnly && !isLoopback(req.socket.remoteAddress)) {
       return answer(reply, 403, { error: { code: 'FORBIDDEN', message: 'The embedded API service answers loopback callers only.' } });
     }
+    // Callers without a verified identity share their address's bucket (RATE_LIMITED comes right after authentication).
+    const chargeAddress = () => deps.rateLimits?.charge(`address:${req.socket.remoteAddress ?? 'unknown'}`);
+    if (deps.consoleAssets && (req.method === 'GET' || req.method === 'HEAD')) {
+      const file = deps.consoleAssets.serve(url.pathname);
+      if (file) {
+        chargeAddress();
+        return reply.code(file.status).headers(file.headers).send(req.method === 'HEAD' ? '' : file.body);
+      }
+    }
     if (url.pathname.startsWith('/codec/') && deps.codec.handleCors(req, reply.raw)) {
       // The codec endpoint answered a preflight or a foreign origin itself.
       return reply.hijack();
     }
     const found = matches.find((r) => r.route.method === req.method);
-    // Callers without a verified identity share their address's bucket (RATE_LIMITED comes right after authentication).
-    const chargeAddress = () => deps.rateLimits?.charge(`address:${req.socket.remoteAddress ?? 'unknown'}`);
     if (found?.route.public) {
       chargeAddress();
       admitted.set(req, { pathname: url.pathname, query: url.searchParams, actor: { kind: 'operator' }, found });
@@ -181,8 +191,12 @@ export function createApiServer(deps: ServerDependencies): Server {
     // Authentication precedes routing: an unauthenticated caller learns nothing about which routes exist.
     let actor: Actor;
     try {
-      // The embedded UI sends no token: its codec path's capability is the operator's credential (api/codec.ts).
-      actor = deps.codec.capabilityActor?.(url.pathname, req) ?? (await deps.authenticate(req.headers.authorization));
+      // The embedded UI sends no token: its codec path's capability is the operator's credential (api/codec.ts). The
+      // console sends none either: its session cookie (with its CSRF header) is (api/console-sessions.ts).
+      actor =
+        deps.codec.capabilityActor?.(url.pathname, req) ??
+        (req.headers.authorization === undefined ? deps.consoleSessions?.actorOf(req) : undefined) ??
+        (await deps.authenticate(req.headers.authorization));
     } catch (err) {
       chargeAddress();
       throw err;
@@ -199,7 +213,11 @@ export function createApiServer(deps: ServerDependencies): Server {
     if (!seen) throw new Error(`no admitted request for ${req.method} ${req.url}`);
     const { actor, found, pathname, query } = seen;
     const { route, pattern, names } = found;
-    if (route.public) return answer(reply, 200, await route.handle({ actor, params: {}, query, body: async () => ({}), req }));
+    const setHeader = (name: string, value: string) => void reply.header(name, value);
+    if (route.public) {
+      const publicBody = async () => (route.body ? readJsonBody(req, SMALL_BODY) : {});
+      return answer(reply, 200, await route.handle({ actor, params: {}, query, body: publicBody, req, setHeader }));
+    }
     const values = (pattern.exec(pathname) ?? []).slice(1);
     const params: Record<string, string> = {};
     names.forEach((name, i) => {
@@ -216,7 +234,7 @@ export function createApiServer(deps: ServerDependencies): Server {
     let parsedBody: Record<string, unknown> | undefined;
     const body = async () => (parsedBody ??= await readJsonBody(req, route.maxBodyBytes ?? SMALL_BODY, route.tooLarge ?? 'INVALID_ARGUMENT'));
     try {
-      return answer(reply, 200, await route.handle({ actor, params, query, body, req }));
+      return answer(reply, 200, await route.handle({ actor, params, query, body, req, setHeader }));
     } catch (err) {
       // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
       if (route.audited && isCmkError(err)) {

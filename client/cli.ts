@@ -15,6 +15,7 @@ import { registerEnv } from './commands/env';
 import { registerKey } from './commands/key';
 import { registerMail } from './commands/mail';
 import { registerAudit } from './commands/audit';
+import { registerConsole } from './commands/console';
 import { callerToken, registerToken } from './commands/token';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, refused: 3 } as const;
@@ -89,7 +90,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
 
   const context: CliContext = { program, io, command, api, secretsMayGo, print, localInput };
   // The order of the groups is the order of `cmk --help`.
-  for (const register of [registerStatus, registerTenant, registerEnv, registerKey, registerMail, registerAudit, registerToken]) register(context);
+  for (const register of [registerStatus, registerTenant, registerEnv, registerKey, registerMail, registerAudit, registerToken, registerConsole]) register(context);
   return program;
 }
 

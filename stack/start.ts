@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')], { restart: true });
   await waitForApi(config);
   process.stdout.write(
-    `cmk ready: API ${config.apiUrl} · Temporal ${config.temporalAddress} (namespace ${config.temporalNamespace}) · ` +
+    `cmk ready: API ${config.apiUrl} · console ${config.apiUrl}/ (sign in: npx cmk console --as EMAIL) · Temporal ${config.temporalAddress} (namespace ${config.temporalNamespace}) · ` +
       `UI http://${host}:${uiPort} · data ${config.dataDir} · secrets ${config.secretsDir}\n`,
   );
 }

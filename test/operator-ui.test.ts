@@ -8,24 +8,12 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStack, identityHeaders, type Stack } from '../harness/stack';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from './support/browser';
 import { scratchDir } from './support/scratch';
 import { UI_CODEC_CAPABILITY } from '../api/codec';
 import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';
 import { PURGE_SUMMARY } from '../client/purge-schedule';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-dev-shm-usage',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.warn(`operator-ui.test.ts: skipped, ${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it).`);
 const browserTest = haveChromium ? test : test.skip;
 

@@ -1,0 +1,125 @@
+/**
+ * Environments: state, protection and per-row actions (R7 apply/revert, rekey, backup/restore, R10 unlock), each
+ * offered only where the rules and the user's role allow it, with the reason shown where they do not.
+ */
+import type { Action } from '../../../domain/access';
+import { call, enc, type EnvView } from '../api';
+import { relative, when } from '../format';
+import { Refusal, useAction } from '../ui';
+import type { TenantContext } from './tenant';
+
+type Operation = 'apply' | 'revert' | 'rekey' | 'backup' | 'restore' | 'unlock';
+
+const LABEL: Record<Operation, string> = { apply: 'Apply', revert: 'Revert', rekey: 'Rekey', backup: 'Backup', restore: 'Restore', unlock: 'Unlock' };
+const ACTION: Record<Operation, Action> = { apply: 'env.apply', revert: 'env.revert', rekey: 'env.rekey', backup: 'env.backup', restore: 'env.restore', unlock: 'env.unlock' };
+const DONE: Record<Operation, string> = {
+  apply: 'now protected by the tenant key',
+  revert: 'back on the provider key',
+  rekey: 'has a new data encryption key',
+  backup: 'backed up',
+  restore: 'restored from its newest backup',
+  unlock: 'unlocked and online',
+};
+
+/** Why `operation` is not offered on `env` now, or null when it is (the service still decides). */
+export function whyNot(ctx: TenantContext, env: EnvView, operation: Operation): string | null {
+  if (!ctx.can(ACTION[operation], env.id)) return 'Only its system administrator and the tenant\'s global and service administrators may.';
+  const active = ctx.key.activeKey;
+  if (operation === 'unlock') {
+    if (env.state !== 'Locked') return 'Not locked.';
+    return active?.state === 'Active' ? null : 'Re-activate the key first (Keys).';
+  }
+  if (env.state === 'Locked') return 'Locked: re-activate the key, then unlock it.';
+  if (env.state !== 'Online') return `Busy: ${env.state.toLowerCase()}.`;
+  if (operation === 'apply') {
+    if (env.protection === 'tenant') return 'Already on the tenant key.';
+    return active?.state === 'Active' ? null : 'No active tenant key in this region.';
+  }
+  if (operation === 'revert' && env.protection !== 'tenant') return 'Already on the provider key.';
+  return null;
+}
+
+function Row({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
+  const action = useAction(async (operation: Operation) => {
+    await call('POST', `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/${operation}`, operation === 'restore' ? {} : undefined);
+    ctx.refresh();
+    return `${env.id}: ${DONE[operation]}.`;
+  });
+  const ops: Operation[] = ['apply', 'revert', 'rekey', 'backup', 'restore', 'unlock'];
+  const reasons = ops.map((op) => [op, whyNot(ctx, env, op)] as const);
+  const reasonId = `why-${env.id}`;
+  return (
+    <tr>
+      <th scope="row">{env.id}</th>
+      <td>{env.state}</td>
+      <td>
+        {env.protection === 'tenant' ? (
+          <>
+            Tenant key <code class="thumb">{env.keyThumbprint}</code>
+          </>
+        ) : (
+          'Provider key'
+        )}
+      </td>
+      <td>{env.systemAdmin ?? '—'}</td>
+      <td>{env.lock ? `${when(env.lock.deleteAt)} (${relative(env.lock.deleteAt)})` : ''}</td>
+      <td class="actions">
+        {reasons.map(([op, why]) => (
+          <button key={op} type="button" disabled={action.busy || why !== null} aria-describedby={reasonId} title={why ?? undefined} onClick={() => void action.go(op)}>
+            {LABEL[op]}
+          </button>
+        ))}
+        <p id={reasonId} class="why">
+          {reasons
+            .filter(([, why]) => why !== null)
+            .map(([op, why]) => `${LABEL[op]}: ${why}`)
+            .join(' ')}
+        </p>
+        {env.fault ? (
+          <p class="refusal">
+            <code>{env.fault.code}</code> {env.fault.reason} {env.fault.repair}
+          </p>
+        ) : null}
+        <Refusal error={action.error} />
+        {action.done ? <p class="done">{action.done}</p> : null}
+      </td>
+    </tr>
+  );
+}
+
+export function Environments({ ctx }: { ctx: TenantContext }) {
+  const progress = ctx.key.reprotection;
+  return (
+    <>
+      <h1>Environments in {ctx.region}</h1>
+      {progress && progress.remaining > 0 ? (
+        <p role="status">
+          Re-protecting after a key change: {progress.done} of {progress.total} done, {progress.remaining} to go{progress.refused?.length ? `, ${progress.refused.length} refused` : ''}.
+        </p>
+      ) : null}
+      {ctx.environments.length === 0 ? (
+        <p>No environments here{ctx.tenant.admins.length ? '' : ' that you administer'}.</p>
+      ) : (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Environment</th>
+                <th scope="col">State</th>
+                <th scope="col">Protection</th>
+                <th scope="col">System administrator</th>
+                <th scope="col">Deletion</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {ctx.environments.map((env) => (
+                <Row key={env.id} ctx={ctx} env={env} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

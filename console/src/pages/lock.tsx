@@ -1,0 +1,75 @@
+/**
+ * Lock (R8): the last resort. The dialog asks for the tenant's name and the active key's .pfx with its password, says
+ * what will happen, and signs the service's challenge here in the browser (pfx-sign.ts): the file and its password
+ * never leave this page; only the signature does.
+ */
+import { useRef, useState } from 'preact/hooks';
+import { call, enc, toBase64 } from '../api';
+import { isPast, relative, when } from '../format';
+import { signChallengeWithPfx } from '../pfx-sign';
+import { Done, Field, Refusal, Section, readPicked, useAction } from '../ui';
+import type { TenantContext } from './tenant';
+
+export function Lock({ ctx }: { ctx: TenantContext }) {
+  const [confirm, setConfirm] = useState('');
+  const [password, setPassword] = useState('');
+  const file = useRef<HTMLInputElement>(null);
+  const live = ctx.environments.filter((e) => e.state !== 'Deleted').length;
+  const onTenantKey = ctx.environments.filter((e) => e.protection === 'tenant' && e.state !== 'Deleted').length;
+  const action = useAction(async () => {
+    const picked = await readPicked(file.current);
+    if (!picked) throw Object.assign(new Error("Choose the active key's .pfx."), { code: 'INVALID_ARGUMENT' });
+    if (!picked.name.toLowerCase().endsWith('.pfx')) throw Object.assign(new Error("A lock proves possession with the active key's .pfx (its private key signs a challenge in this page)."), { code: 'INVALID_KEY_FILE' });
+    const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
+    const { challenge } = await call<{ challenge: string }>('POST', `${base}/challenges`, { operation: 'lock', region: ctx.region });
+    const signature = await signChallengeWithPfx(picked.bytes, password, challenge);
+    setPassword('');
+    const r = await call<{ sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string }>('POST', `${base}/lock`, { region: ctx.region, confirm, challenge, signature: toBase64(signature) });
+    ctx.refresh();
+    return `The tenant is locked in ${ctx.region}: ${r.sealed.length + r.lockedByDecisionOnly.length} environments are offline (${r.sealed.length} sealed) and will be deleted on ${when(r.deleteAt)} unless unlocked. Re-activate the key; unlocking is possible from ${when(r.unlockAllowedAt)}.`;
+  });
+  const embargo = !isPast(ctx.key.lockAllowedAt);
+  const locked = ctx.key.activeKey?.state === 'Locked';
+  const why = !ctx.can('tenant.lock')
+    ? "Only the tenant's global and service administrators can lock it."
+    : locked
+      ? 'This region is already locked.'
+      : !ctx.key.activeKey
+        ? 'There is no tenant key to lock.'
+        : embargo
+          ? `A lock becomes possible on ${when(ctx.key.lockAllowedAt)} (${relative(ctx.key.lockAllowedAt)}): the embargo after a key change (R6).`
+          : null;
+  return (
+    <>
+      <h1>Lock the tenant</h1>
+      <Section title={`Lock in ${ctx.region}`}>
+        <p class="warning">
+          Locking takes every environment of the tenant in {ctx.region} offline at once ({live} here): the {onTenantKey} on the tenant key are sealed
+          cryptographically, the others are locked by decision. Nobody, the provider included, can reach them; backups cannot be restored. Each one is
+          deleted, with its backups, 28 days later unless you re-activate this same key and unlock it. Use it only when the key or the tenant is
+          compromised.
+        </p>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void action.go();
+          }}
+        >
+          <Field label="Tenant name" hint={`Type the tenant's name, ${ctx.tenant.name}, to confirm.`}>
+            {(id) => <input id={id} value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
+          </Field>
+          <Field label="Key file" hint="The active key's .pfx: it signs a challenge in this page and is never sent.">
+            {(id) => <input id={id} type="file" accept=".pfx" ref={file} required aria-describedby={`${id}-hint`} />}
+          </Field>
+          <Field label="Password">{(id) => <input id={id} type="password" autocomplete="off" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />}</Field>
+          <button type="submit" class="danger" disabled={action.busy || why !== null}>
+            {action.busy ? 'Locking…' : 'Lock tenant'}
+          </button>
+          {why ? <p class="why">{why}</p> : null}
+        </form>
+        <Refusal error={action.error} />
+        <Done text={action.done} />
+      </Section>
+    </>
+  );
+}
