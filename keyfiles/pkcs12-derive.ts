@@ -15,7 +15,8 @@ export const UNLIMITED: KdfWork = { spend: () => undefined };
 export interface Pkcs12Hash {
   out: number;
   block: number;
-  digest(data: Uint8Array): Uint8Array;
+  /** H^times(data): the iterations run in the hash's own representation (forge's are strings, not bytes). */
+  digestRepeatedly(data: Uint8Array, times: number): Uint8Array;
 }
 
 /** `id` 1 = cipher key, 2 = IV, 3 = MAC key; `password` is the BMPString form (pkcs12-kdf.ts bmpPassword). */
@@ -36,8 +37,7 @@ export function derivePkcs12(hash: Pkcs12Hash, password: Uint8Array, salt: Uint8
   const output = new Uint8Array(rounds * u);
   for (let round = 0; round < rounds; round++) {
     first.set(input, v);
-    let a = hash.digest(first);
-    for (let i = 1; i < iterations; i++) a = hash.digest(a);
+    const a = hash.digestRepeatedly(first, iterations);
     output.set(a, round * u);
     if (round + 1 < rounds) addToEachBlock(input, fill(a).subarray(0, v), v);
   }

@@ -28,9 +28,15 @@ function digestOnce(digest: Digest, data: Uint8Array): Buffer {
   return typeof hash === 'function' ? hash(digest, data, 'buffer') : createHash(digest).update(data).digest();
 }
 
+function digestRepeatedly(digest: Digest, data: Uint8Array, times: number): Buffer {
+  let a = digestOnce(digest, data);
+  for (let i = 1; i < times; i++) a = digestOnce(digest, a);
+  return a;
+}
+
 /** PKCS#12's key derivation (RFC 7292 appendix B.2) with node:crypto's hashes; `id` 1 = cipher key, 2 = IV, 3 = MAC key. */
 export function pkcs12Kdf(password: Uint8Array, salt: Uint8Array, id: 1 | 2 | 3, iterations: number, length: number, digest: Digest, budget: KdfWork = UNLIMITED): Buffer {
-  const derived = derivePkcs12({ ...DIGEST_SIZES[digest], digest: (data) => digestOnce(digest, data) }, password, salt, id, iterations, length, budget);
+  const derived = derivePkcs12({ ...DIGEST_SIZES[digest], digestRepeatedly: (data, times) => digestRepeatedly(digest, data, times) }, password, salt, id, iterations, length, budget);
   return Buffer.from(derived.buffer, derived.byteOffset, derived.byteLength);
 }
 

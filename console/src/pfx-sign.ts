@@ -190,7 +190,15 @@ const EMPTY_PASSWORDS: readonly PasswordForms[] = [
 ];
 
 /** SHA-1, the only digest PKCS#12's PBE schemes name, for its KDF (pkcs12-derive.ts): forge's, synchronous. */
-const SHA1: Pkcs12Hash = { out: 20, block: 64, digest: (data) => bytesOf(forge.md.sha1.create().update(binaryOf(data)).digest().getBytes()) };
+const SHA1: Pkcs12Hash = {
+  out: 20,
+  block: 64,
+  digestRepeatedly: (data, times) => {
+    let a = binaryOf(data);
+    for (let i = 0; i < times; i++) a = forge.md.sha1.create().update(a).digest().getBytes();
+    return bytesOf(a);
+  },
+};
 
 const WEB_HASHES: Partial<Record<Digest, { name: string; bytes: number }>> = {
   sha1: { name: 'SHA-1', bytes: 20 },
