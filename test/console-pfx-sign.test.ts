@@ -43,6 +43,8 @@ let browser: Browser | undefined;
 let page: Page;
 let server: Server;
 let origin: string;
+/** The bundle: console/src/pfx-sign.ts as an IIFE defining `cmkPfxSign`. */
+let script: string;
 const requests: Array<{ method: string; url: string; body: string | null }> = [];
 const timings: string[] = [];
 
@@ -62,8 +64,8 @@ beforeAll(async () => {
     write: false,
     logLevel: 'silent',
   });
-  const script = bundle.outputFiles[0]!.contents;
-  timings.push(`bundle ${(script.length / 1024).toFixed(0)} KiB minified`);
+  script = bundle.outputFiles[0]!.text;
+  timings.push(`bundle ${(bundle.outputFiles[0]!.contents.length / 1024).toFixed(0)} KiB minified`);
   // http://127.0.0.1 is a secure context (crypto.subtle exists there); the CSP forbids the page any request of its own.
   server = createServer((req, res) => {
     const headers = { 'content-security-policy': "default-src 'none'; script-src 'self'", 'cache-control': 'no-store' };
@@ -212,6 +214,23 @@ function keyInsideEncryptedBlock(password: string): Buffer {
 browserTest('the page is a secure context with WebCrypto, under a CSP that forbids it any request', async () => {
   expect(await page.evaluate(() => (globalThis as unknown as { isSecureContext: boolean }).isSecureContext)).toBe(true);
   expect(await page.evaluate(() => typeof (globalThis as unknown as { cmkPfxSign?: object }).cmkPfxSign)).toBe('object');
+});
+
+browserTest('outside a secure context (about:blank: no crypto.subtle) signing fails with a plain Error that says why', async () => {
+  const blank = await browser!.newPage();
+  try {
+    await blank.addScriptTag({ content: script });
+    const outcome = await blank.evaluate(async (pfx64) => {
+      const api = (globalThis as unknown as { cmkPfxSign: { signChallengeWithPfx(pfx: Uint8Array, password: string, challenge: string): Promise<Uint8Array> } }).cmkPfxSign;
+      return api.signChallengeWithPfx(Uint8Array.from(atob(pfx64), (c) => c.charCodeAt(0)), 'x', 'y').then(
+        () => 'signed',
+        (err: Error) => `${err.name}: ${err.message}`,
+      );
+    }, cmkKey.pfx.toString('base64'));
+    expect(outcome).toMatch(/^Error: This page is not a secure context/);
+  } finally {
+    await blank.close();
+  }
 });
 
 browserTest("a .pfx cmk issues (PBES2 AES-256, PBKDF2-SHA256, 210,000 iterations) signs as `cmk tenant lock` does", async () => {

@@ -333,6 +333,11 @@ export async function signChallengeWithPfx(pfx: Uint8Array, password: string, ch
 }
 
 async function open(pfx: Uint8Array, password: string): Promise<PfxSigner> {
+  // Browsers offer WebCrypto only to secure contexts (https, or http on localhost); about:blank is not one either. No
+  // refusal code fits: it is how the console is served, not the file, so a plain Error says so.
+  if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
+    throw new Error('This page is not a secure context (https, or http on localhost): the browser offers no WebCrypto, so the .pfx cannot be opened here.');
+  }
   if (pfx.length > MAX_PFX_BYTES) throw new CmkError('INVALID_KEY_FILE', `The key file is larger than ${MAX_PFX_BYTES / 1024} KiB; real .pfx files are a few KiB.`);
   const layout = readLayout(pfx);
   refuseWhatIsVisible(layout);
