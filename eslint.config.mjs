@@ -28,7 +28,6 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-imports': ['error', { paths: nodeBuiltins }],
     },
   },
   {
@@ -37,6 +36,15 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', { paths: nodeBuiltins, patterns: ioModules.map((group) => ({ group: [group], message: 'workflows/ and domain/ must stay deterministic: import only types from I/O modules.', allowTypeImports: true })) }],
       'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'fetch', 'process'],
+    },
+  },
+  {
+    // The console runs in the browser: type-checked with DOM types (console/tsconfig.json), and no Node module or global.
+    files: ['console/src/**/*.ts', 'console/src/**/*.tsx'],
+    languageOptions: { parserOptions: { project: './console/tsconfig.json', tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      'no-restricted-imports': ['error', { paths: nodeBuiltins.map((name) => ({ name, message: 'console/src runs in the browser: no Node built-ins.' })) }],
+      'no-restricted-globals': ['error', 'Buffer', 'process', 'require', '__dirname', '__filename', 'global'],
     },
   },
 );
