@@ -4,7 +4,7 @@
  * stack's capability path; the page shows the tenant's display name, an environment ID and a key thumbprint, never
  * `binary/encrypted`; no decoded payload holds a secret; the endpoint refuses whoever is not the operator.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStack, identityHeaders, type Stack } from '../harness/stack';
