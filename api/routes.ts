@@ -270,6 +270,15 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       },
     }),
     route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/environments/{env}/delete',
+      summary: 'Delete a locked environment now, with its backups and key record (as R9 does at the deadline)',
+      audited: 'env.delete',
+      body: bodyOf({ confirm: "the environment's ID again" }),
+      response: S.EnvironmentShown,
+      handle: async ({ actor, params, body }) => service.deleteEnvironment(actor, params.tenant!, params.env!, { confirm: requiredString(await body(), 'confirm') }),
+    }),
     route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) }),
     route({
       method: 'POST',

@@ -64,6 +64,8 @@ export const EnvView = Type.Object({
   systemAdmin: Nullable(Type.String()),
   coverage: Type.Object({ covered: Type.Array(Type.String()), notCovered: Type.Array(Type.String()) }),
   lock: Type.Optional(Type.Object({ lockedAt: Stamp, sealed: Type.Boolean(), deleteAt: Stamp })),
+  /** Set once R9 or `env delete` destroyed it (state Deleted). */
+  deletedAt: Type.Optional(Stamp),
   /** What background work could not do to it (docs/RELIABILITY.md). */
   fault: Type.Optional(Type.Object({ operation: Type.Union([Type.Literal('delete'), Type.Literal('reprotect')]), code: Type.String(), reason: Type.String(), repair: Type.String(), at: Type.Optional(Stamp) })),
 });

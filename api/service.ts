@@ -31,6 +31,7 @@ import {
 import {
   checkAdminChange,
   checkBackup,
+  checkEnvironmentDelete,
   checkRegionServed,
   checkGeneratedPassword,
   checkKeyChange,
@@ -495,6 +496,17 @@ export class ApiService {
     return { environment: environmentView(env) };
   }
 
+  /** `env delete`: a locked environment destroyed now, as R9 destroys it at its deadline (mailed, audited). */
+  async deleteEnvironment(actor: Actor, tenantId: string, envId: string, p: { confirm: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'env.delete', envId);
+    const current = this.environmentOf(tenant, envId);
+    const request = { actor, policy: this.policy, env: envId, confirm: p.confirm };
+    // A repeat of the deletion that is running attaches to it (same update ID); anything else is checked here first.
+    if (current.runningOperation !== 'delete') refuseIf(checkEnvironmentDelete(tenant, request));
+    const env = await this.deps.controlPlane.deleteEnvironment(tenantId, request, current);
+    return { environment: environmentView(env) };
+  }
+
   /** `env backup` / `env restore`: through the tenant workflow, so that nothing else runs on the environment meanwhile. */
   async environmentBackup(actor: Actor, tenantId: string, envId: string, operation: BackupOperation, backupId: string | null) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
@@ -632,6 +644,7 @@ function describeAction(action: Action): string {
     'env.revert': 'revert this environment to the provider key',
     'env.rekey': 'rekey this environment',
     'env.unlock': 'unlock this environment',
+    'env.delete': 'delete this environment',
     'env.backup': 'back up this environment',
     'env.restore': 'restore this environment',
     'key.change': 'change the keys of this tenant',

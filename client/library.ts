@@ -33,6 +33,7 @@ import {
   type PurgeResult,
   type ReactivateRequest,
   type UnlockRequest,
+  type EnvironmentDeleteRequest,
   type EnvironmentCreateRequest,
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
@@ -315,6 +316,12 @@ export class ControlPlane {
   unlockEnvironment(tenant: string, request: UnlockRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     const updateId = current?.lock ? `unlock/${request.env}/${current.lock.lockedAt}` : undefined;
     return this.update(tenant, () => this.tenantUpdate(tenant, updates.unlockEnvironment, request, updateId));
+  }
+
+  /** `env delete`: one locked environment destroyed once; a repeat while it runs attaches to it. */
+  deleteEnvironment(tenant: string, request: EnvironmentDeleteRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
+    const updateId = current?.lock ? `env-delete/${request.env}/${current.lock.lockedAt}` : undefined;
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.deleteEnvironment, request, updateId));
   }
 
   /** `env backup` / `env restore`, serialised with the environment's other operations by its workflow. */

@@ -394,6 +394,36 @@ export function checkUnlock(tenant: TenantSnapshot, request: UnlockCheck, now: n
   return null;
 }
 
+export interface EnvironmentDeleteCheck {
+  actor: Actor;
+  env: string;
+  /** The environment's ID typed again: a deletion cannot be undone. */
+  confirm: string;
+}
+
+/**
+ * `env delete` (the reference document: locked environments "not worth unlocking must be deleted", so that R11 stops
+ * blocking a new key): a global or service administrator, the environment exists, `--confirm` repeats its ID, it is
+ * Locked (any other state: ALREADY_EXISTS, as for an unlock of an environment that is not locked), then a running
+ * operation on it or in its region.
+ */
+export function checkEnvironmentDelete(tenant: TenantSnapshot, request: EnvironmentDeleteCheck): Refusal | null {
+  const { actor, env: envId } = request;
+  if (!isAllowed(tenant, actor, 'env.delete', envId)) return forbidden(actor, `delete environment ${envId}`);
+  if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+  const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
+  if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  // Not quoted: the caller's text could be anything, and refusals are audited.
+  if (request.confirm !== envId) return refuse('INVALID_ARGUMENT', `--confirm must repeat the environment's ID (${envId}) exactly: a deletion cannot be undone.`);
+  if (env.state !== 'Locked' || !env.lock) {
+    return refuse('ALREADY_EXISTS', `Environment ${envId} is not locked (it is ${env.state.toLowerCase()}): only a locked environment can be deleted; its data stays as it is.`);
+  }
+  if (env.runningOperation || tenant.operations[env.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is busy (${env.runningOperation ?? tenant.operations[env.region]}); try again in a moment.`);
+  }
+  return null;
+}
+
 export const BACKUP_ID_PATTERN = ID_PATTERN;
 
 export interface BackupCheck {

@@ -215,6 +215,12 @@ export interface UnlockRequest extends Request {
   env: string;
 }
 
+/** `env delete`: a locked environment destroyed now, as R9 destroys it at its deadline; `confirm` repeats its ID. */
+export interface EnvironmentDeleteRequest extends Request {
+  env: string;
+  confirm: string;
+}
+
 export interface BackupRequest extends Request {
   env: string;
   operation: BackupOperation;
@@ -298,6 +304,7 @@ export const updates = {
    * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
    */
   refreshTrust: defineUpdate<void>('refreshTrust'),
+  deleteEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentDeleteRequest]>('deleteEnvironment'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */
