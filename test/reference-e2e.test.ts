@@ -1,10 +1,15 @@
 /**
  * Issue 19, what the reference document has and cmk lacked, end to end through `npm start`'s stack and the real `cmk`
- * bin: `env delete` of a locked environment (R11 lifts with the last one). Durations are short (R14); time rules are
+ * bin: `env delete` of a locked environment (R11 lifts with the last one); the lock of a tenant whose key lives in an
+ * HSM (`tenant challenge`, a detached signature made by `openssl dgst`, `tenant lock --signature-file`), and its
+ * re-activation from the `.byok` without a password. Durations are short (R14); time rules are
  * waited for by asking again (onceTimeAllows), never by a fixed sleep.
  */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeByok } from '../harness/keyfiles';
 import { startStack, type Stack } from '../harness/stack';
 import { onceTimeAllows } from './support/deadline';
 import { scratchDir } from './support/scratch';
@@ -89,5 +94,91 @@ describe('env delete', () => {
     const deletions = records.filter((r) => r.action === 'env.delete');
     expect(deletions.filter((r) => r.outcome === 'completed').map((r) => [r.actor, r.environment])).toEqual([[BOB, 'prod'], [ALICE, 'dev']]);
     expect(deletions.filter((r) => r.outcome === 'refused').map((r) => r.code)).toEqual(expect.arrayContaining(['ALREADY_EXISTS', 'FORBIDDEN', 'INVALID_ARGUMENT', 'NOT_FOUND']));
+  }, 120_000);
+});
+
+describe('BYOK lock', () => {
+  const tenant = 'northwind';
+  // The CLI remembers the last challenge here (CMK_STATE_DIR), as it would under ~/.local/state on a laptop.
+  const state = { CMK_STATE_DIR: join(work, 'state') };
+  const cli = (args: string[], as = ALICE) => stack.cmk(args, { as, env: state });
+  const challenge = (extra: string[] = [], as = ALICE) => cli(['tenant', 'challenge', '--tenant', tenant, ...extra], as);
+  const lock = (extra: string[], as = ALICE) => cli(['tenant', 'lock', '--tenant', tenant, '--confirm', 'Northwind Traders', '--json', ...extra], as);
+  /** What the HSM does: `openssl dgst -sha256 -sign key.pem -out S` over the challenge's bytes. */
+  const opensslSign = (key: KeyObject, challengeFile: string, name: string) => {
+    const pem = file(`${name}.pem`, key.export({ type: 'pkcs8', format: 'pem' }));
+    const out = join(work, `${name}.sig`);
+    execFileSync('openssl', ['dgst', '-sha256', '-sign', pem, '-out', out, challengeFile]);
+    return out;
+  };
+  let hsmKey: KeyObject;
+  let byokPath: string;
+
+  test('set-up: the active key came as a .byok from an HSM; prod is on it, dev on the provider key', async () => {
+    expect((await stack.cmk(['tenant', 'create', '--tenant', tenant, '--name', 'Northwind Traders', '--admin', `${ALICE}:global`, '--admin', `${BOB}:service`])).code).toBe(0);
+    expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'prod', '--admin', SAM])).code).toBe(0);
+    expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'dev'])).code).toBe(0);
+    const kekPath = join(work, 'northwind-kek.pem');
+    const kek = await stack.cmk(['key', 'kek', '--tenant', tenant, '--out', kekPath, '--json'], { as: ALICE });
+    hsmKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    byokPath = file('northwind.byok', makeByok(readFileSync(kekPath, 'utf8'), kek.json().kid, hsmKey));
+    expect((await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'hsm-1', '--file', byokPath], { as: ALICE })).code).toBe(0);
+    expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+  });
+
+  test('tenant challenge: the challenge alone as text; with --json its bytes base64-encoded as `challenge`; --out writes the bytes', async () => {
+    const text = await challenge();
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^cmk-possession-challenge\.v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\n$/);
+    const out = join(work, 'challenge-json.bin');
+    const json = await challenge(['--json', '--out', out]);
+    expect(json.json()).toMatchObject({ tenant, region: 'default', operation: 'lock', expiresAt: expect.any(String) });
+    expect(Buffer.from(json.json().challenge, 'base64')).toEqual(readFileSync(out));
+    expect(readFileSync(out, 'utf8')).toMatch(/^cmk-possession-challenge\.v1\./);
+    // Only those who may lock get one.
+    expect((await challenge(['--json'], SAM)).json().error.code).toBe('FORBIDDEN');
+    expect((await stack.cmk(['tenant', 'challenge', '--tenant', tenant, '--json'])).json().error.code).toBe('FORBIDDEN');
+  });
+
+  test('tenant lock --signature-file: exactly one proof (usage), another key refused, the HSM signature locks; the .byok re-activates without a password', async () => {
+    const pfx = file('unused.pfx', 'not read');
+    const pw = file('unused-pw.txt', 'x\n');
+    const sig = file('some.sig', 'x');
+    // Usage errors (exit 2) before anything is read or asked.
+    for (const flags of [[], ['--file', pfx, '--password-file', pw, '--signature-file', sig], ['--signature-file', sig, '--password-file', pw], ['--file', pfx, '--password-file', pw, '--challenge-file', sig]]) {
+      const usage = await lock(flags);
+      expect([flags, usage.code, usage.json().error.code]).toEqual([flags, 2, 'USAGE']);
+    }
+
+    // Another key's signature over a good challenge: KEY_MISMATCH, nothing locked.
+    const wrongChallenge = join(work, 'wrong.bin');
+    expect((await challenge(['--out', wrongChallenge])).code).toBe(0);
+    const wrong = await lock(['--signature-file', opensslSign(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, wrongChallenge, 'other')]);
+    expect([wrong.code, wrong.json().error.code]).toEqual([3, 'KEY_MISMATCH']);
+    expect((await lock(['--signature-file', file('empty.sig', '')])).json().error.code).toBe('INVALID_ARGUMENT');
+    expect((await lock(['--signature-file', sig], SAM)).json().error.code).toBe('FORBIDDEN');
+    expect(await states(tenant)).toEqual([['prod', 'Online'], ['dev', 'Online']]);
+
+    // The issue's two steps: `tenant challenge` (remembered here), signed in the "HSM", then the lock with the
+    // raw signature alone; asked again while R6's short embargo still runs.
+    const challengeFile = join(work, 'challenge.bin');
+    expect((await challenge(['--out', challengeFile])).code).toBe(0);
+    const signature = opensslSign(hsmKey, challengeFile, 'hsm');
+    const locked = await onceTimeAllows('the embargo lets the lock in', () => lock(['--signature-file', signature]));
+    expect(locked.code).toBe(0);
+    expect(locked.json()).toMatchObject({ tenant, sealed: ['prod'], lockedByDecisionOnly: ['dev'] });
+    // Locked now: a second lock with the same proof is refused.
+    expect((await lock(['--signature-file', signature, '--challenge-file', challengeFile])).json().error.code).toBe('LOCKED_ENVIRONMENTS_EXIST');
+
+    // R10 with the .byok itself, no password file; then the same HSM locks again, its signature as base64 text.
+    const reactivated = await stack.cmk(['key', 'reactivate', '--tenant', tenant, '--file', byokPath, '--json'], { as: BOB });
+    expect([reactivated.code, reactivated.json().activeKey?.state]).toEqual([0, 'Active']);
+    for (const env of ['prod', 'dev']) expect((await onceTimeAllows('R15 lets the unlock in', () => stack.cmk(['env', 'unlock', '--tenant', tenant, '--env', env], { as: ALICE }))).code).toBe(0);
+    const again = join(work, 'again.bin');
+    expect((await challenge(['--out', again])).code).toBe(0);
+    const base64Signature = file('again.sig.b64', `${readFileSync(opensslSign(hsmKey, again, 'hsm-again')).toString('base64').replace(/.{64}/g, '$&\n')}\n`);
+    const relocked = await lock(['--signature-file', base64Signature, '--challenge-file', again]);
+    expect([relocked.code, relocked.stderr]).toEqual([0, '']);
+    expect(await states(tenant)).toEqual([['prod', 'Locked'], ['dev', 'Locked']]);
   }, 120_000);
 });

@@ -53,12 +53,15 @@ export function registerKey({ program, command, api, print, localInput, secretsM
   command(key, 'reactivate', 'upload the key a lock withdrew again (R10), so that its environments can be unlocked')
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--file <file>', 'the same FILE.pfx (or FILE.byok) as the locked key')
-    .requiredOption('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--password-file <file>', "file whose first line is the .pfx's password (a .byok needs none)")
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until the key is active')
-    .action(async (o: { tenant: string; file: string; passwordFile: string; region?: string; wait?: boolean }) => {
+    .action(async (o: { tenant: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
       secretsMayGo();
-      const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({ file: await readKeyFile(o.file), password: await readPassword(o.passwordFile) }));
+      const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({
+        file: await readKeyFile(o.file),
+        password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
+      }));
       const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/reactivate`, { fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print(final, () => `${describeKey(final)}\nLocked environments can now be unlocked one at a time with \`cmk env unlock\`.`);
