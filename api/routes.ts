@@ -160,19 +160,33 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/keys/upload',
       summary: 'Upload your own key, .pfx or .byok (R2, R3)',
       audited: 'key.upload',
-      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
-      response: S.KeyReport,
+      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION, activate: 'false: keep it Available until /keys/activate (default true)' }, ['password', 'region', 'activate']),
+      response: S.UploadedKeyReport,
       maxBodyBytes: KEY_FILE_BODY,
       tooLarge: 'INVALID_KEY_FILE',
       handle: async ({ actor, params, body }) => {
         const b = await body();
+        if (b.activate !== undefined && typeof b.activate !== 'boolean') throw new CmkError('INVALID_ARGUMENT', '"activate" must be true or false.');
         return service.uploadKey(actor, params.tenant!, {
           name: requiredString(b, 'name'),
           fileName: requiredString(b, 'fileName'),
           file: base64Field(b, 'file'),
           password: optionalString(b, 'password'),
           region: optionalString(b, 'region'),
+          activate: b.activate as boolean | undefined,
         });
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/keys/activate',
+      summary: 'Activate a key uploaded with activate: false (R5, R6, R11 apply here)',
+      audited: 'key.activate',
+      body: bodyOf({ thumbprint: "the Available key's thumbprint", region: REGION }, ['region']),
+      response: S.KeyReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.activateKey(actor, params.tenant!, { thumbprint: requiredString(b, 'thumbprint'), region: optionalString(b, 'region') });
       },
     }),
     route({

@@ -89,6 +89,8 @@ export const KeyReport = Type.Object({
     Type.Object({ name: Type.String(), thumbprint: Type.String(), state: Type.String(), activatedAt: Nullable(Stamp), activatedBy: Nullable(Type.String()), lockedAt: Type.Optional(Stamp) }),
     Type.Null(),
   ]),
+  /** Keys uploaded with --no-activate, waiting for `key activate`. */
+  availableKeys: Type.Optional(Type.Array(Type.Object({ name: Type.String(), thumbprint: Type.String(), createdAt: Stamp, createdBy: Type.String() }))),
   nextKeyChangeAllowedAt: Nullable(Stamp),
   lockAllowedAt: Nullable(Stamp),
   rollbackAvailableUntil: Type.Optional(Nullable(Stamp)),
@@ -97,6 +99,9 @@ export const KeyReport = Type.Object({
   ),
   faults: Type.Optional(Type.Object({ environments: Type.Array(Fault), keysNotRemoved: Type.Array(Type.Object({ name: Type.String(), code: Type.String(), reason: Type.String() })) })),
 });
+const KeyView = Type.Object({ name: Type.String(), thumbprint: Type.String(), state: Type.String(), activatedAt: Nullable(Stamp), activatedBy: Nullable(Type.String()) });
+/** `key upload`: with --no-activate, the key stored Available as `key` (the active key is unchanged). */
+export const UploadedKeyReport = Type.Composite([KeyReport, Type.Object({ key: Type.Optional(KeyView) })]);
 export const GeneratedKeyReport = Type.Composite([KeyReport, Type.Object({ pfx: Str('the .pfx, base64: shown once (R3)') })]);
 export const RolledBackKeyReport = Type.Composite([KeyReport, Type.Object({ rolledBack: Type.Object({ name: Type.String(), thumbprint: Type.String() }) })]);
 export const Kek = Type.Object({ tenant: Type.String(), region: Type.String(), kid: Type.String(), thumbprint: Type.String(), publicKeyPem: Type.String() });

@@ -34,6 +34,8 @@ import {
   checkEnvironmentDelete,
   checkRegionServed,
   checkGeneratedPassword,
+  checkKeyActivate,
+  checkKeyAdd,
   checkKeyChange,
   checkLock,
   checkReactivate,
@@ -284,6 +286,8 @@ export class ApiService {
       tenant: tenant.tenant,
       region,
       activeKey: keyView(activeKeyOf(keys)),
+      // Uploaded with --no-activate, waiting for `key activate` (issue 19).
+      availableKeys: (keys?.keys ?? []).filter((k) => k.state === 'Available').map((k) => ({ name: k.name, thumbprint: k.thumbprint, createdAt: k.createdAt, createdBy: k.createdBy })),
       nextKeyChangeAllowedAt: at(nextKeyChangeAllowedAt(keys, this.policy)),
       lockAllowedAt: at(lockAllowedAt(keys, this.policy)),
       rollbackAvailableUntil: keys?.rollbackUntil ?? null,
@@ -306,8 +310,11 @@ export class ApiService {
     return { ...report, pfx: generated.pfx.toString('base64') };
   }
 
-  /** `key upload`: a .pfx opened here with its password, or a .byok unwrapped inside the vault. */
-  async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string }) {
+  /**
+   * `key upload`: a .pfx opened here with its password, or a .byok unwrapped inside the vault. With `activate: false`
+   * (`--no-activate`) it is kept Available: R5, R6 and R11 wait for `key activate`.
+   */
+  async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string; activate?: boolean }) {
     const tenant = await this.authorize(actor, tenantId, 'key.change');
     const region = this.regionOf(tenant, p.region);
     checkKeyName(p.name);
@@ -316,15 +323,41 @@ export class ApiService {
     const options = this.stagingOptions(tenantId, region, p.name, actor);
     const vaultName = tenantVaultKeyName(tenantId, region);
     let staged: VaultKeyInfo;
+    const activate = p.activate !== false;
     if (kind === 'pfx') {
       const opened = await this.openPfx(p.file, p.password);
-      this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+      if (activate) this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+      else refuseIf(checkKeyAdd(tenant, { actor, region, thumbprint: opened.thumbprint }, this.policy));
       staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       const transfer = parseByok(p.file);
       staged = await this.region(region).vault.importByok(vaultName, transfer, options, await kekNameInVault(this.region(region).vault, tenantId, region));
     }
-    return this.activate(tenantId, region, actor, p.name, kind, staged);
+    if (activate) return this.activate(tenantId, region, actor, p.name, kind, staged);
+    const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
+    const added = await this.handOver(region, ref, () => this.deps.controlPlane.addKey(tenantId, { actor, policy: this.policy, region, name: p.name, source: kind, staged: ref }));
+    return { ...this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region), key: keyView(added.key)! };
+  }
+
+  /** `key activate`: an Available key becomes the active key, with the rules of any key change (R5, R6, R11). */
+  async activateKey(actor: Actor, tenantId: string, p: { thumbprint: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    const region = this.regionOf(tenant, p.region);
+    const request = { actor, policy: this.policy, region, thumbprint: p.thumbprint };
+    refuseIf(checkKeyActivate(tenant, request, Date.now(), this.policy));
+    await this.deps.controlPlane.activateKey(tenantId, request);
+    return this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region);
+  }
+
+  /** A staged key handed to the tenant workflow; a refusal (certain to have changed nothing) purges it from the vault (DESIGN.md §6). */
+  private async handOver<T>(region: string, staged: StagedKey, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
+      if (err instanceof CmkError) await this.region(region).vault.deleteKey(staged.vaultKey);
+      throw err;
+    }
   }
 
   /** `key kek`: a key-exchange key in the vault; its public key goes to the HSM that makes the .byok. */
@@ -361,13 +394,7 @@ export class ApiService {
   /** Hands the staged key to the tenant workflow; a refusal purges it from the vault (DESIGN.md §6). */
   private async activate(tenantId: string, region: string, actor: Actor, name: string, source: KeySource, key: VaultKeyInfo) {
     const staged: StagedKey = { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
-    try {
-      await this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged });
-    } catch (err) {
-      // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
-      if (err instanceof CmkError) await this.region(region).vault.deleteKey(staged.vaultKey);
-      throw err;
-    }
+    await this.handOver(region, staged, () => this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged }));
     const tenant = await this.authorize(actor, tenantId, 'key.show');
     return this.keyReport(tenant, region);
   }
@@ -476,12 +503,7 @@ export class ApiService {
       }
     }
     const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
-    try {
-      await this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref });
-    } catch (err) {
-      if (err instanceof CmkError) await this.region(region).vault.deleteKey(ref.vaultKey);
-      throw err;
-    }
+    await this.handOver(region, ref, () => this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref }));
     return this.keyReport((await this.authorize(actor, tenantId, 'key.show')), region);
   }
 

@@ -37,6 +37,7 @@ import {
   type EnvironmentCreateRequest,
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
+  type KeyActivateRequest,
   type KeyChangeResult,
   type RollbackRequest,
   type RollbackResult,
@@ -247,6 +248,16 @@ export class ControlPlane {
       // One staged key version is one request: a retried call attaches to it instead of changing the key twice.
       this.tenantUpdate(tenant, updates.changeKey, request, `key-change/${request.staged.vaultKey.version}`),
     );
+  }
+
+  /** `key upload --no-activate`: the staged key kept Available; one staged version is one request. */
+  addKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.addKey, request, `key-add/${request.staged.vaultKey.version}`));
+  }
+
+  /** `key activate`: an Available key becomes the active key; a repeat while it runs attaches to it. */
+  activateKey(tenant: string, request: KeyActivateRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.activateKey, request, `key-activate/${request.region}/${request.thumbprint}`));
   }
 
   /**

@@ -2,14 +2,14 @@
  * Issue 19, what the reference document has and cmk lacked, end to end through `npm start`'s stack and the real `cmk`
  * bin: `env delete` of a locked environment (R11 lifts with the last one); the lock of a tenant whose key lives in an
  * HSM (`tenant challenge`, a detached signature made by `openssl dgst`, `tenant lock --signature-file`), and its
- * re-activation from the `.byok` without a password. Durations are short (R14); time rules are
- * waited for by asking again (onceTimeAllows), never by a fixed sleep.
+ * re-activation from the `.byok` without a password; `key upload --no-activate` then `key activate`. Durations are
+ * short (R14); time rules are waited for by asking again (onceTimeAllows), never by a fixed sleep.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeByok } from '../harness/keyfiles';
+import { makeByok, makePfx } from '../harness/keyfiles';
 import { startStack, type Stack } from '../harness/stack';
 import { onceTimeAllows } from './support/deadline';
 import { scratchDir } from './support/scratch';
@@ -182,3 +182,52 @@ describe('BYOK lock', () => {
     expect(await states(tenant)).toEqual([['prod', 'Locked'], ['dev', 'Locked']]);
   }, 120_000);
 });
+
+describe('key upload --no-activate, key activate', () => {
+  const tenant = 'adventure';
+  const activate = (thumbprint: string, as = BOB, extra: string[] = []) => stack.cmk(['key', 'activate', '--tenant', tenant, '--thumbprint', thumbprint, '--json', ...extra], { as });
+
+  test('the uploaded key stays Available until activated; the key change rules and R5 apply from the activation', async () => {
+    expect((await stack.cmk(['tenant', 'create', '--tenant', tenant, '--name', 'Adventure Works', '--admin', `${ALICE}:global`, '--admin', `${BOB}:service`])).code).toBe(0);
+    expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'prod', '--admin', SAM])).code).toBe(0);
+    expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'first', '--password-file', password, '--out', join(work, 'adventure-1.pfx')], { as: ALICE })).code).toBe(0);
+    expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+    const first = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE })).json().activeKey.thumbprint as string;
+
+    const pfx = file('adventure-2.pfx', makePfx(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'second password'));
+    const pw = file('adventure-2-pw.txt', 'second password\n');
+    const upload = () => stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'second', '--file', pfx, '--password-file', pw, '--no-activate'], { as: ALICE });
+    const uploaded = await upload();
+    expect(uploaded.code).toBe(0);
+    const thumbprint = /thumbprint ([0-9a-f]{64}): it protects nothing until `cmk key activate/.exec(uploaded.stdout)?.[1];
+    expect(thumbprint).toBeDefined();
+    const shown = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM })).json();
+    expect(shown.activeKey.thumbprint).toBe(first);
+    expect(shown.availableKeys).toEqual([{ name: 'second', thumbprint, createdAt: expect.any(String), createdBy: ALICE }]);
+    expect((await stack.cmk(['key', 'show', '--tenant', tenant], { as: SAM })).stdout).toMatch(new RegExp(`^Available \\(uploaded \\S+ by ${ALICE}, not active\\): "second", thumbprint ${thumbprint}\\.$`, 'm'));
+    expect((await stack.cmk(['key', 'upload', '--tenant', tenant, '--name', 'again', '--file', pfx, '--password-file', pw, '--no-activate', '--json'], { as: ALICE })).json().error.code).toBe('ALREADY_EXISTS');
+
+    // Refusals change nothing.
+    expect((await activate(thumbprint!, SAM)).json().error.code).toBe('FORBIDDEN');
+    expect((await activate('F00D')).json().error.code).toBe('INVALID_ARGUMENT');
+    expect((await activate('0'.repeat(64))).json().error.code).toBe('NOT_FOUND');
+    expect((await activate(first)).json().error.code).toBe('ALREADY_EXISTS');
+    expect((await stack.cmk(['key', 'activate', '--tenant', tenant], { as: BOB })).code).toBe(2);
+    expect((await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE })).json().activeKey.thumbprint).toBe(first);
+
+    const activated = await onceTimeAllows('R5 lets the activation in', () => activate(thumbprint!, BOB, ['--wait']));
+    expect(activated.code).toBe(0);
+    const report = activated.json();
+    expect(report.activeKey).toMatchObject({ name: 'second', thumbprint, state: 'Active', activatedBy: BOB });
+    expect(report.availableKeys).toEqual([]);
+    // R5 and R6 count from the activation (the stack's interval is 1 s, its embargo 3 s).
+    expect(Date.parse(report.nextKeyChangeAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(1000);
+    expect(Date.parse(report.lockAllowedAt) - Date.parse(report.activeKey.activatedAt)).toBe(3000);
+    expect((await activate(thumbprint!)).json().error.code).toBe('ALREADY_EXISTS');
+    const envs = (await stack.cmk(['env', 'list', '--tenant', tenant, '--json'], { as: ALICE })).json().environments as Array<{ keyThumbprint: string }>;
+    expect(envs.map((e) => e.keyThumbprint)).toEqual([thumbprint]);
+    const mails = (await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'])).json().mails as Array<{ event: string; subject: string }>;
+    expect(mails.filter((m) => m.event === 'key-changed')).toHaveLength(4);
+  }, 120_000);
+});
+

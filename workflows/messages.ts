@@ -149,6 +149,12 @@ export interface KeyChangeRequest extends Request {
   staged: StagedKey;
 }
 
+/** `key activate`: an Available key of the region (uploaded with --no-activate) becomes the active key. */
+export interface KeyActivateRequest extends Request {
+  region: string;
+  thumbprint: string;
+}
+
 export interface EnvironmentOperationRequest extends Request {
   env: string;
   operation: EnvironmentOperation;
@@ -305,6 +311,9 @@ export const updates = {
    */
   refreshTrust: defineUpdate<void>('refreshTrust'),
   deleteEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentDeleteRequest]>('deleteEnvironment'),
+  /** `key upload --no-activate`: the staged key kept Available, protecting nothing. */
+  addKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('addKey'),
+  activateKey: defineUpdate<KeyChangeResult, [KeyActivateRequest]>('activateKey'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */

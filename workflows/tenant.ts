@@ -19,7 +19,7 @@ import { deadlineSummary, labelledDeadlines, nextDeadline } from './tenant/deadl
 import { retire } from './tenant/retirement';
 import { registerAdmins } from './tenant/admins';
 import { registerBackups, registerEnvironments } from './tenant/environments';
-import { registerKeys } from './tenant/keys';
+import { registerKeyActivation, registerKeys } from './tenant/keys';
 import { deleteOverdue, registerEnvironmentDeletion, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
 
 /**
@@ -127,6 +127,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerBackups(ctx);
   registerPurge(ctx);
   registerEnvironmentDeletion(ctx);
+  registerKeyActivation(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 

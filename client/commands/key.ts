@@ -23,20 +23,43 @@ export function registerKey({ program, command, api, print, localInput, secretsM
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print({ ...final, out }, () => `${describeKey(final)}\nThe key was written to ${out}: keep it and its password safe; the service does not keep a copy of the file.`);
     });
-  command(key, 'upload', 'upload your own key (.pfx with its password, or .byok from an HSM); it becomes the active key')
+  command(key, 'upload', 'upload your own key (.pfx with its password, or .byok from an HSM); it becomes the active key, unless --no-activate')
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--name <name>', 'a name for the key')
     .requiredOption('--file <file>', 'FILE.pfx or FILE.byok')
     .option('--password-file <file>', "file whose first line is the .pfx's password")
     .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--no-activate', 'keep the key Available, protecting nothing, until `cmk key activate` (R5, R6, R11 apply then)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
-    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
+    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; activate: boolean; wait?: boolean }) => {
       secretsMayGo();
       const { file, password } = await localInput(o.tenant, 'key.change', async () => ({
         file: await readKeyFile(o.file),
         password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
       }));
-      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, { name: o.name, fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
+      const report = await api().call<Answer<typeof S.UploadedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, {
+        name: o.name,
+        fileName: basename(o.file),
+        file: file.toString('base64'),
+        password,
+        region: o.region,
+        ...(o.activate ? {} : { activate: false }),
+      });
+      if (report.key) {
+        const added = report.key;
+        print(report, () => `Key "${added.name}" uploaded and Available, thumbprint ${added.thumbprint}: it protects nothing until \`cmk key activate --tenant ${o.tenant} --thumbprint ${added.thumbprint}\`.\n${describeKey(report)}`);
+        return;
+      }
+      const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
+      print(final, () => describeKey(final));
+    });
+  command(key, 'activate', 'make a key uploaded with --no-activate the active key (a key change: R5, R6, R11 apply)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--thumbprint <hex>', "the Available key's thumbprint (`cmk key show`, `cmk key history`)")
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until every environment is re-protected with the key')
+    .action(async (o: { tenant: string; thumbprint: string; region?: string; wait?: boolean }) => {
+      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/activate`, { thumbprint: o.thumbprint, region: o.region });
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print(final, () => describeKey(final));
     });
@@ -89,6 +112,7 @@ type KeyReport = Answer<typeof S.KeyReport>;
 function describeKey(r: KeyReport): string {
   const k = r.activeKey;
   const lines = [k ? `Active key of ${r.tenant} in region ${r.region}: "${k.name}" (${k.state}), thumbprint ${k.thumbprint}, activated ${k.activatedAt} by ${k.activatedBy}.` : `${r.tenant} has no key of its own in region ${r.region}: its environments use the provider key.`];
+  for (const a of r.availableKeys ?? []) lines.push(`Available (uploaded ${a.createdAt} by ${a.createdBy}, not active): "${a.name}", thumbprint ${a.thumbprint}.`);
   if (k?.state === 'Locked') lines.push(`The key was withdrawn from the vault by a lock at ${String(k.lockedAt)}: upload it again with \`cmk key reactivate\` to unlock environments.`);
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);

@@ -142,7 +142,9 @@ async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, 
   await ctx.inRegion(request.region).takeEnvironmentsOffline.executeWithOptions({ summary: `R8 lock of ${region.region}: ${envs.length} environment(s) offline` }, [
     { tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } },
   ]);
-  const withdrawn = region.keys.filter((k) => k.inVault);
+  // Every version that wraps, or wrapped, a key record; an Available key never did, and waits for its activation
+  // (which R11 refuses until no environment is locked).
+  const withdrawn = region.keys.filter((k) => k.inVault && k.state !== 'Available');
   await ctx.inRegion(request.region).withdrawTenantKeys.executeWithOptions({ summary: `R8 lock of ${region.region}: withdraw ${withdrawn.length} key version(s)` }, [{ vaultKeys: withdrawn.map((k) => k.vaultKey) }]);
   for (const key of withdrawn) key.inVault = false;
   const active = activeKeyOf(region)!;
