@@ -135,6 +135,7 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
     }),
     route({ method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/keys/history', summary: 'Every key the tenant has had in a region, newest first', query: regionQuery, response: S.KeyHistory, handle: ({ actor, params, query }) => service.keyHistory(actor, params.tenant!, { region: region(query) }) }),
     route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/key/installed',

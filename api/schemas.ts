@@ -104,6 +104,28 @@ const KeyView = Type.Object({ name: Type.String(), thumbprint: Type.String(), st
 export const UploadedKeyReport = Type.Composite([KeyReport, Type.Object({ key: Type.Optional(KeyView) })]);
 export const GeneratedKeyReport = Type.Composite([KeyReport, Type.Object({ pfx: Str('the .pfx, base64: shown once (R3)') })]);
 export const RolledBackKeyReport = Type.Composite([KeyReport, Type.Object({ rolledBack: Type.Object({ name: Type.String(), thumbprint: Type.String() }) })]);
+/** `key history`: newest first; `setBy` is who activated it (who stored it, for a key never activated). */
+export const KeyHistory = Type.Object({
+  tenant: Type.String(),
+  region: Type.String(),
+  keys: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      thumbprint: Type.String(),
+      state: Type.String(),
+      source: Type.String(),
+      setBy: Type.String(),
+      createdAt: Stamp,
+      createdBy: Type.String(),
+      activatedAt: Nullable(Stamp),
+      activatedBy: Nullable(Type.String()),
+      replacedAt: Nullable(Stamp),
+      lockedAt: Type.Optional(Stamp),
+      reactivatedAt: Type.Optional(Stamp),
+      inVault: Type.Boolean(),
+    }),
+  ),
+});
 export const Kek = Type.Object({ tenant: Type.String(), region: Type.String(), kid: Type.String(), thumbprint: Type.String(), publicKeyPem: Type.String() });
 
 // ------------------------------------------------------------------------------------------ audit, mail

@@ -279,6 +279,33 @@ export class ApiService {
     return this.keyReport(tenant, this.regionOf(tenant, p.region));
   }
 
+  /** `key history`: every key the tenant has had in the region, newest (last stored) first (issue 19). */
+  async keyHistory(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.show');
+    const region = this.regionOf(tenant, p.region);
+    const keys = [...(tenant.regions[region]?.keys ?? [])].reverse();
+    return {
+      tenant: tenantId,
+      region,
+      keys: keys.map((k) => ({
+        name: k.name,
+        thumbprint: k.thumbprint,
+        state: k.state,
+        source: k.source,
+        // Who made it the active key; for a key never activated, who stored it.
+        setBy: k.activatedBy ?? k.createdBy,
+        createdAt: k.createdAt,
+        createdBy: k.createdBy,
+        activatedAt: k.activatedAt,
+        activatedBy: k.activatedBy,
+        replacedAt: k.retiredAt,
+        ...(k.lockedAt ? { lockedAt: k.lockedAt } : {}),
+        ...(k.reactivatedAt ? { reactivatedAt: k.reactivatedAt } : {}),
+        inVault: k.inVault,
+      })),
+    };
+  }
+
   keyReport(tenant: TenantSnapshot, region: string) {
     const keys = tenant.regions[region];
     const at = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());

@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import { writeFileAtomic } from '../../common/atomic';
 import type { Answer, ApiClient } from '../http';
-import { checkOutPath, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
+import { checkOutPath, columns, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
 import type * as S from '../../api/schemas';
 
 export function registerKey({ program, command, api, print, localInput, secretsMayGo }: CliContext): void {
@@ -97,6 +97,23 @@ export function registerKey({ program, command, api, print, localInput, secretsM
       const r = await api().call<Answer<typeof S.RolledBackKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
       const final = o.wait ? { ...(await waitForKey(api(), o.tenant, o.region)), rolledBack: r.rolledBack } : r;
       print(final, () => `Rolled back: the key "${r.rolledBack.name}" (${r.rolledBack.thumbprint}) is replaced.\n${describeKey(final)}`);
+    });
+  command(key, 'history', 'every key the tenant has had in a region, newest first: state, who set it, when activated and replaced')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; region?: string }) => {
+      const r = await api().call<Answer<typeof S.KeyHistory>>('GET', `/v1/tenants/${enc(o.tenant)}/keys/history${query({ region: o.region })}`);
+      print(r, () =>
+        r.keys.length === 0
+          ? `${r.tenant} has had no key of its own in region ${r.region}.`
+          : [
+              `Keys of ${r.tenant} in region ${r.region}, newest first:`,
+              columns([
+                ['NAME', 'THUMBPRINT', 'STATE', 'SET BY', 'ACTIVATED', 'REPLACED'],
+                ...r.keys.map((k) => [k.name, k.thumbprint, k.state, k.setBy, k.activatedAt ?? '-', k.replacedAt ?? '-']),
+              ]),
+            ].join('\n'),
+      );
     });
   command(key, 'show', "show the tenant's active key in a region")
     .requiredOption('--tenant <id>', 'tenant ID')
