@@ -370,7 +370,8 @@ export class ApiService {
   async activateKey(actor: Actor, tenantId: string, p: { thumbprint: string; region?: string }) {
     const tenant = await this.authorize(actor, tenantId, 'key.change');
     const region = this.regionOf(tenant, p.region);
-    const request = { actor, policy: this.policy, region, thumbprint: p.thumbprint };
+    // Thumbprints are lowercase hex (DESIGN.md §4); one copied from an upper-case display is the same key.
+    const request = { actor, policy: this.policy, region, thumbprint: p.thumbprint.toLowerCase() };
     refuseIf(checkKeyActivate(tenant, request, Date.now(), this.policy));
     await this.deps.controlPlane.activateKey(tenantId, request);
     return this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region);

@@ -60,11 +60,7 @@ export function checkKeyChange(tenant: TenantSnapshot, request: KeyChangeCheck, 
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
   const unserved = checkRegionServed(request.region, policy.regions);
   if (unserved) return unserved;
-  const region = tenant.regions[request.region];
-  if (region?.keys.some((k) => k.thumbprint === request.thumbprint)) {
-    return refuse('ALREADY_EXISTS', 'This key has already been used by this tenant in this region; generate or upload a new key.');
-  }
-  return checkKeyChangeAllowed(tenant, request.region, now, policy);
+  return checkKeyUsed(tenant, request) ?? checkKeyChangeAllowed(tenant, request.region, now, policy);
 }
 
 /** What a new active key must wait for, at generate, upload or activation: R11, then R5, then a running change. */
@@ -93,6 +89,11 @@ export function checkKeyAdd(tenant: TenantSnapshot, request: KeyChangeCheck, pol
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
   const unserved = checkRegionServed(request.region, policy.regions);
   if (unserved) return unserved;
+  return checkKeyUsed(tenant, request);
+}
+
+/** ALREADY_EXISTS for a key the region holds already: an Available one is activated, any other was used before. */
+function checkKeyUsed(tenant: TenantSnapshot, request: KeyChangeCheck): Refusal | null {
   const known = tenant.regions[request.region]?.keys.find((k) => k.thumbprint === request.thumbprint);
   if (known?.state === 'Available') return refuse('ALREADY_EXISTS', `This key is already uploaded as "${known.name}" and Available; activate it with \`cmk key activate --thumbprint ${known.thumbprint}\`.`);
   if (known) return refuse('ALREADY_EXISTS', 'This key has already been used by this tenant in this region; generate or upload a new key.');

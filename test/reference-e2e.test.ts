@@ -171,7 +171,9 @@ describe('BYOK lock', () => {
     // Locked now: a second lock with the same proof is refused.
     expect((await lock(['--signature-file', signature, '--challenge-file', challengeFile])).json().error.code).toBe('LOCKED_ENVIRONMENTS_EXIST');
 
-    // R10 with the .byok itself, no password file; then the same HSM locks again, its signature as base64 text.
+    // A .pfx still needs its password file (PASSWORD_REQUIRED); R10 with the .byok itself needs none; then the same HSM locks again, its signature as base64 text.
+    const hsmPfx = file('northwind.pfx', makePfx(hsmKey, 'a password'));
+    expect((await stack.cmk(['key', 'reactivate', '--tenant', tenant, '--file', hsmPfx, '--json'], { as: BOB })).json().error.code).toBe('PASSWORD_REQUIRED');
     const reactivated = await stack.cmk(['key', 'reactivate', '--tenant', tenant, '--file', byokPath, '--json'], { as: BOB });
     expect([reactivated.code, reactivated.json().activeKey?.state]).toEqual([0, 'Active']);
     for (const env of ['prod', 'dev']) expect((await onceTimeAllows('R15 lets the unlock in', () => stack.cmk(['env', 'unlock', '--tenant', tenant, '--env', env], { as: ALICE }))).code).toBe(0);
