@@ -55,6 +55,27 @@ export function registerTenant({ program, command, api, print, localInput, io }:
       print({ tenant: r.tenant, region: r.region, operation: r.operation, challenge: bytes.toString('base64'), expiresAt: r.expiresAt, ...(o.out !== undefined ? { out: resolve(o.out) } : {}) }, () => r.challenge);
     });
 
+  /** `--file`: the .pfx signs a fresh challenge on this machine; the password and the private key stay here. */
+  async function signedHere(tenantId: string, region: string | undefined, file: string, passwordFile: string): Promise<{ challenge: string; signature: Buffer }> {
+    const privateKey = await localInput(tenantId, 'tenant.lock', async () => {
+      if (detectKeyFileKind(basename(file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', "A lock with --file proves possession with the active key's .pfx (its private key signs a challenge on this machine); a key kept in an HSM signs `cmk tenant challenge` there (--signature-file).");
+      return parsePfx(await readKeyFile(file), await readPassword(passwordFile)).pkcs8Der;
+    });
+    const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(tenantId)}/challenges`, { operation: 'lock', region });
+    // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge.
+    const signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
+    privateKey.fill(0);
+    return { challenge, signature };
+  }
+
+  /** `--signature-file`: a signature made elsewhere (an HSM) over a challenge of `tenant challenge`. */
+  async function signedElsewhere(tenantId: string, region: string | undefined, signatureFile: string, challengeFile: string | undefined): Promise<{ challenge: string; signature: Buffer }> {
+    return localInput(tenantId, 'tenant.lock', async () => ({
+      signature: await readSignature(signatureFile),
+      challenge: challengeFile !== undefined ? await readChallenge(challengeFile) : await rememberedChallenge(io.env, tenantId, region),
+    }));
+  }
+
   command(tenant, 'lock', "lock the tenant in a region (R8): every environment offline; those on your key sealed until you re-activate it")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--confirm <display name>', "the tenant's display name, exactly")
@@ -69,25 +90,8 @@ export function registerTenant({ program, command, api, print, localInput, io }:
       if (o.file !== undefined && o.passwordFile === undefined) throw new UsageError("required option '--password-file <file>' not specified (it goes with --file)");
       if (o.file !== undefined && o.challengeFile !== undefined) throw new UsageError('--challenge-file goes with --signature-file: with --file, the challenge is fetched and signed here.');
       if (o.signatureFile !== undefined && o.passwordFile !== undefined) throw new UsageError('--password-file goes with --file: a detached signature needs no password.');
-      let challenge: string;
-      let signature: Buffer;
-      if (o.file !== undefined) {
-        const { file, passwordFile } = { file: o.file, passwordFile: o.passwordFile! };
-        const privateKey = await localInput(o.tenant, 'tenant.lock', async () => {
-          if (detectKeyFileKind(basename(file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', 'A lock with --file proves possession with the active key\'s .pfx (its private key signs a challenge on this machine); a key kept in an HSM signs `cmk tenant challenge` there (--signature-file).');
-          return parsePfx(await readKeyFile(file), await readPassword(passwordFile)).pkcs8Der;
-        });
-        ({ challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region }));
-        // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge: the password and the private key stay on this machine.
-        signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
-        privateKey.fill(0);
-      } else {
-        const signatureFile = o.signatureFile!;
-        ({ challenge, signature } = await localInput(o.tenant, 'tenant.lock', async () => ({
-          signature: await readSignature(signatureFile),
-          challenge: o.challengeFile !== undefined ? await readChallenge(o.challengeFile) : await rememberedChallenge(io.env, o.tenant, o.region),
-        })));
-      }
+      const { challenge, signature } =
+        o.file !== undefined ? await signedHere(o.tenant, o.region, o.file, o.passwordFile!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
       const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') });
       print(r, () =>
         [
