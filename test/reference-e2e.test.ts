@@ -157,6 +157,9 @@ describe('BYOK lock', () => {
     const wrong = await lock(['--signature-file', opensslSign(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, wrongChallenge, 'other')]);
     expect([wrong.code, wrong.json().error.code]).toEqual([3, 'KEY_MISMATCH']);
     expect((await lock(['--signature-file', file('empty.sig', '')])).json().error.code).toBe('INVALID_ARGUMENT');
+    // Nothing remembered on another machine (another state dir): the challenge must be named.
+    const elsewhere = await stack.cmk(['tenant', 'lock', '--tenant', tenant, '--confirm', 'Northwind Traders', '--signature-file', sig, '--json'], { as: ALICE, env: { CMK_STATE_DIR: join(work, 'other-machine') } });
+    expect([elsewhere.code, elsewhere.json().error.code, elsewhere.stderr]).toEqual([3, 'INVALID_ARGUMENT', expect.stringMatching(/give --challenge-file/)]);
     expect((await lock(['--signature-file', sig], SAM)).json().error.code).toBe('FORBIDDEN');
     expect(await states(tenant)).toEqual([['prod', 'Online'], ['dev', 'Online']]);
 

@@ -138,15 +138,20 @@ function challengePath(env: Record<string, string | undefined>, tenant: string, 
   return join(dir, 'challenges', `${encodeURIComponent(tenant)}@${region === undefined ? '-' : encodeURIComponent(region)}.txt`);
 }
 
+/** A convenience only: where the state dir cannot be written, the challenge is still printed (and `--out` written). */
 async function rememberChallenge(env: Record<string, string | undefined>, tenant: string, region: string | undefined, challenge: string): Promise<void> {
   const path = challengePath(env, tenant, region);
-  await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(path, challenge, 0o600);
+  try {
+    await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path, challenge, 0o600);
+  } catch {
+    // `tenant lock` then asks for --challenge-file.
+  }
 }
 
 async function rememberedChallenge(env: Record<string, string | undefined>, tenant: string, region: string | undefined): Promise<string> {
   const text = await fs.readFile(challengePath(env, tenant, region), 'utf8').catch(() => undefined);
-  if (text === undefined) throw new CmkError('INVALID_ARGUMENT', 'No challenge to go with the signature: run `cmk tenant challenge` first and sign it (or give --challenge-file).');
+  if (text === undefined) throw new CmkError('INVALID_ARGUMENT', `No challenge to go with the signature: none was remembered here (${challengePath(env, tenant, region)}); run \`cmk tenant challenge\` and sign it, or give --challenge-file.`);
   return text;
 }
 
