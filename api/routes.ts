@@ -142,6 +142,7 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       handle: async ({ actor, params, body }) => service.environmentData(actor, params.tenant!, params.env!, requiredString(await body(), 'text')),
     }),
     route({ method: 'GET', path: '/v1/tenants/{tenant}/key', summary: 'The active key of a region', query: regionQuery, response: S.KeyReport, handle: ({ actor, params, query }) => service.showKey(actor, params.tenant!, { region: region(query) }) }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/keys/history', summary: 'Every key the tenant has had in a region, newest first', query: regionQuery, response: S.KeyHistory, handle: ({ actor, params, query }) => service.keyHistory(actor, params.tenant!, { region: region(query) }) }),
     route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/key/installed',
@@ -167,19 +168,33 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/keys/upload',
       summary: 'Upload your own key, .pfx or .byok (R2, R3)',
       audited: 'key.upload',
-      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION }, ['password', 'region']),
-      response: S.KeyReport,
+      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION, activate: 'false: keep it Available until /keys/activate (default true)' }, ['password', 'region', 'activate']),
+      response: S.UploadedKeyReport,
       maxBodyBytes: KEY_FILE_BODY,
       tooLarge: 'INVALID_KEY_FILE',
       handle: async ({ actor, params, body }) => {
         const b = await body();
+        if (b.activate !== undefined && typeof b.activate !== 'boolean') throw new CmkError('INVALID_ARGUMENT', '"activate" must be true or false.');
         return service.uploadKey(actor, params.tenant!, {
           name: requiredString(b, 'name'),
           fileName: requiredString(b, 'fileName'),
           file: base64Field(b, 'file'),
           password: optionalString(b, 'password'),
           region: optionalString(b, 'region'),
+          activate: b.activate as boolean | undefined,
         });
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/keys/activate',
+      summary: 'Activate a key uploaded with activate: false (R5, R6, R11 apply here)',
+      audited: 'key.activate',
+      body: bodyOf({ thumbprint: "the Available key's thumbprint", region: REGION }, ['region']),
+      response: S.KeyReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.activateKey(actor, params.tenant!, { thumbprint: requiredString(b, 'thumbprint'), region: optionalString(b, 'region') });
       },
     }),
     route({
@@ -277,6 +292,15 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       },
     }),
     route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/unlock', summary: 'Unlock one environment (R10, R15)', audited: 'env.unlock', response: S.EnvironmentShown, handle: ({ actor, params }) => service.unlockEnvironment(actor, params.tenant!, params.env!) }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/environments/{env}/delete',
+      summary: 'Delete a locked environment now, with its backups and key record (as R9 does at the deadline)',
+      audited: 'env.delete',
+      body: bodyOf({ confirm: "the environment's ID again" }),
+      response: S.EnvironmentShown,
+      handle: async ({ actor, params, body }) => service.deleteEnvironment(actor, params.tenant!, params.env!, { confirm: requiredString(await body(), 'confirm') }),
+    }),
     route({ method: 'POST', path: '/v1/tenants/{tenant}/environments/{env}/backup', summary: 'Back up an environment', audited: 'env.backup', response: S.BackupReport, handle: ({ actor, params }) => service.environmentBackup(actor, params.tenant!, params.env!, 'backup', null) }),
     route({
       method: 'POST',

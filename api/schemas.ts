@@ -64,6 +64,8 @@ export const EnvView = Type.Object({
   systemAdmin: Nullable(Type.String()),
   coverage: Type.Object({ covered: Type.Array(Type.String()), notCovered: Type.Array(Type.String()) }),
   lock: Type.Optional(Type.Object({ lockedAt: Stamp, sealed: Type.Boolean(), deleteAt: Stamp })),
+  /** Set once R9 or `env delete` destroyed it (state Deleted). */
+  deletedAt: Type.Optional(Stamp),
   /** What background work could not do to it (docs/RELIABILITY.md). */
   fault: Type.Optional(Type.Object({ operation: Type.Union([Type.Literal('delete'), Type.Literal('reprotect')]), code: Type.String(), reason: Type.String(), repair: Type.String(), at: Type.Optional(Stamp) })),
 });
@@ -87,6 +89,8 @@ export const KeyReport = Type.Object({
     Type.Object({ name: Type.String(), thumbprint: Type.String(), state: Type.String(), activatedAt: Nullable(Stamp), activatedBy: Nullable(Type.String()), lockedAt: Type.Optional(Stamp) }),
     Type.Null(),
   ]),
+  /** Keys uploaded with --no-activate, waiting for `key activate`. */
+  availableKeys: Type.Optional(Type.Array(Type.Object({ name: Type.String(), thumbprint: Type.String(), createdAt: Stamp, createdBy: Type.String() }))),
   nextKeyChangeAllowedAt: Nullable(Stamp),
   lockAllowedAt: Nullable(Stamp),
   rollbackAvailableUntil: Type.Optional(Nullable(Stamp)),
@@ -95,8 +99,33 @@ export const KeyReport = Type.Object({
   ),
   faults: Type.Optional(Type.Object({ environments: Type.Array(Fault), keysNotRemoved: Type.Array(Type.Object({ name: Type.String(), code: Type.String(), reason: Type.String() })) })),
 });
+const KeyView = Type.Object({ name: Type.String(), thumbprint: Type.String(), state: Type.String(), activatedAt: Nullable(Stamp), activatedBy: Nullable(Type.String()) });
+/** `key upload`: with --no-activate, the key stored Available as `key` (the active key is unchanged). */
+export const UploadedKeyReport = Type.Composite([KeyReport, Type.Object({ key: Type.Optional(KeyView) })]);
 export const GeneratedKeyReport = Type.Composite([KeyReport, Type.Object({ pfx: Str('the .pfx, base64: shown once (R3)') })]);
 export const RolledBackKeyReport = Type.Composite([KeyReport, Type.Object({ rolledBack: Type.Object({ name: Type.String(), thumbprint: Type.String() }) })]);
+/** `key history`: newest first; `setBy` is who activated it (who stored it, for a key never activated). */
+export const KeyHistory = Type.Object({
+  tenant: Type.String(),
+  region: Type.String(),
+  keys: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      thumbprint: Type.String(),
+      state: Type.String(),
+      source: Type.String(),
+      setBy: Type.String(),
+      createdAt: Stamp,
+      createdBy: Type.String(),
+      activatedAt: Nullable(Stamp),
+      activatedBy: Nullable(Type.String()),
+      replacedAt: Nullable(Stamp),
+      lockedAt: Type.Optional(Stamp),
+      reactivatedAt: Type.Optional(Stamp),
+      inVault: Type.Boolean(),
+    }),
+  ),
+});
 export const Kek = Type.Object({ tenant: Type.String(), region: Type.String(), kid: Type.String(), thumbprint: Type.String(), publicKeyPem: Type.String() });
 
 // ------------------------------------------------------------------------------------------ audit, mail

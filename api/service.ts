@@ -31,8 +31,11 @@ import {
 import {
   checkAdminChange,
   checkBackup,
+  checkEnvironmentDelete,
   checkRegionServed,
   checkGeneratedPassword,
+  checkKeyActivate,
+  checkKeyAdd,
   checkKeyChange,
   checkLock,
   checkReactivate,
@@ -276,6 +279,33 @@ export class ApiService {
     return this.keyReport(tenant, this.regionOf(tenant, p.region));
   }
 
+  /** `key history`: every key the tenant has had in the region, newest (last stored) first (issue 19). */
+  async keyHistory(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.show');
+    const region = this.regionOf(tenant, p.region);
+    const keys = [...(tenant.regions[region]?.keys ?? [])].reverse();
+    return {
+      tenant: tenantId,
+      region,
+      keys: keys.map((k) => ({
+        name: k.name,
+        thumbprint: k.thumbprint,
+        state: k.state,
+        source: k.source,
+        // Who made it the active key; for a key never activated, who stored it.
+        setBy: k.activatedBy ?? k.createdBy,
+        createdAt: k.createdAt,
+        createdBy: k.createdBy,
+        activatedAt: k.activatedAt,
+        activatedBy: k.activatedBy,
+        replacedAt: k.retiredAt,
+        ...(k.lockedAt ? { lockedAt: k.lockedAt } : {}),
+        ...(k.reactivatedAt ? { reactivatedAt: k.reactivatedAt } : {}),
+        inVault: k.inVault,
+      })),
+    };
+  }
+
   keyReport(tenant: TenantSnapshot, region: string) {
     const keys = tenant.regions[region];
     const at = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -283,6 +313,8 @@ export class ApiService {
       tenant: tenant.tenant,
       region,
       activeKey: keyView(activeKeyOf(keys)),
+      // Uploaded with --no-activate, waiting for `key activate` (issue 19).
+      availableKeys: (keys?.keys ?? []).filter((k) => k.state === 'Available').map((k) => ({ name: k.name, thumbprint: k.thumbprint, createdAt: k.createdAt, createdBy: k.createdBy })),
       nextKeyChangeAllowedAt: at(nextKeyChangeAllowedAt(keys, this.policy)),
       lockAllowedAt: at(lockAllowedAt(keys, this.policy)),
       rollbackAvailableUntil: keys?.rollbackUntil ?? null,
@@ -305,8 +337,11 @@ export class ApiService {
     return { ...report, pfx: generated.pfx.toString('base64') };
   }
 
-  /** `key upload`: a .pfx opened here with its password, or a .byok unwrapped inside the vault. */
-  async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string }) {
+  /**
+   * `key upload`: a .pfx opened here with its password, or a .byok unwrapped inside the vault. With `activate: false`
+   * (`--no-activate`) it is kept Available: R5, R6 and R11 wait for `key activate`.
+   */
+  async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string; activate?: boolean }) {
     const tenant = await this.authorize(actor, tenantId, 'key.change');
     const region = this.regionOf(tenant, p.region);
     checkKeyName(p.name);
@@ -315,15 +350,42 @@ export class ApiService {
     const options = this.stagingOptions(tenantId, region, p.name, actor);
     const vaultName = tenantVaultKeyName(tenantId, region);
     let staged: VaultKeyInfo;
+    const activate = p.activate !== false;
     if (kind === 'pfx') {
       const opened = await this.openPfx(p.file, p.password);
-      this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+      if (activate) this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+      else refuseIf(checkKeyAdd(tenant, { actor, region, thumbprint: opened.thumbprint }, this.policy));
       staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
     } else {
       const transfer = parseByok(p.file);
       staged = await this.region(region).vault.importByok(vaultName, transfer, options, await kekNameInVault(this.region(region).vault, tenantId, region));
     }
-    return this.activate(tenantId, region, actor, p.name, kind, staged);
+    if (activate) return this.activate(tenantId, region, actor, p.name, kind, staged);
+    const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
+    const added = await this.handOver(region, ref, () => this.deps.controlPlane.addKey(tenantId, { actor, policy: this.policy, region, name: p.name, source: kind, staged: ref }));
+    return { ...this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region), key: keyView(added.key)! };
+  }
+
+  /** `key activate`: an Available key becomes the active key, with the rules of any key change (R5, R6, R11). */
+  async activateKey(actor: Actor, tenantId: string, p: { thumbprint: string; region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    const region = this.regionOf(tenant, p.region);
+    // Thumbprints are lowercase hex (DESIGN.md §4); one copied from an upper-case display is the same key.
+    const request = { actor, policy: this.policy, region, thumbprint: p.thumbprint.toLowerCase() };
+    refuseIf(checkKeyActivate(tenant, request, Date.now(), this.policy));
+    await this.deps.controlPlane.activateKey(tenantId, request);
+    return this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region);
+  }
+
+  /** A staged key handed to the tenant workflow; a refusal (certain to have changed nothing) purges it from the vault (DESIGN.md §6). */
+  private async handOver<T>(region: string, staged: StagedKey, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
+      if (err instanceof CmkError) await this.region(region).vault.deleteKey(staged.vaultKey);
+      throw err;
+    }
   }
 
   /** `key kek`: a key-exchange key in the vault; its public key goes to the HSM that makes the .byok. */
@@ -360,13 +422,7 @@ export class ApiService {
   /** Hands the staged key to the tenant workflow; a refusal purges it from the vault (DESIGN.md §6). */
   private async activate(tenantId: string, region: string, actor: Actor, name: string, source: KeySource, key: VaultKeyInfo) {
     const staged: StagedKey = { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
-    try {
-      await this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged });
-    } catch (err) {
-      // Only a refusal is certain to have changed nothing; after any other fault the workflow may still take it.
-      if (err instanceof CmkError) await this.region(region).vault.deleteKey(staged.vaultKey);
-      throw err;
-    }
+    await this.handOver(region, staged, () => this.deps.controlPlane.changeKey(tenantId, { actor, policy: this.policy, region, name, source, staged }));
     const tenant = await this.authorize(actor, tenantId, 'key.show');
     return this.keyReport(tenant, region);
   }
@@ -475,12 +531,7 @@ export class ApiService {
       }
     }
     const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
-    try {
-      await this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref });
-    } catch (err) {
-      if (err instanceof CmkError) await this.region(region).vault.deleteKey(ref.vaultKey);
-      throw err;
-    }
+    await this.handOver(region, ref, () => this.deps.controlPlane.reactivateKey(tenantId, { actor, policy: this.policy, region, staged: ref }));
     return this.keyReport((await this.authorize(actor, tenantId, 'key.show')), region);
   }
 
@@ -492,6 +543,17 @@ export class ApiService {
     // A repeat of the unlock that is running attaches to it (same update ID); anything else is checked here first.
     if (current.runningOperation !== 'unlock') refuseIf(checkUnlock(tenant, request, Date.now(), this.policy));
     const env = await this.deps.controlPlane.unlockEnvironment(tenantId, request, current);
+    return { environment: environmentView(env) };
+  }
+
+  /** `env delete`: a locked environment destroyed now, as R9 destroys it at its deadline (mailed, audited). */
+  async deleteEnvironment(actor: Actor, tenantId: string, envId: string, p: { confirm: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'env.delete', envId);
+    const current = this.environmentOf(tenant, envId);
+    const request = { actor, policy: this.policy, env: envId, confirm: p.confirm };
+    // A repeat of the deletion that is running attaches to it (same update ID); anything else is checked here first.
+    if (current.runningOperation !== 'delete') refuseIf(checkEnvironmentDelete(tenant, request));
+    const env = await this.deps.controlPlane.deleteEnvironment(tenantId, request, current);
     return { environment: environmentView(env) };
   }
 
@@ -632,6 +694,7 @@ function describeAction(action: Action): string {
     'env.revert': 'revert this environment to the provider key',
     'env.rekey': 'rekey this environment',
     'env.unlock': 'unlock this environment',
+    'env.delete': 'delete this environment',
     'env.backup': 'back up this environment',
     'env.restore': 'restore this environment',
     'key.change': 'change the keys of this tenant',

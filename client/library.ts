@@ -33,9 +33,11 @@ import {
   type PurgeResult,
   type ReactivateRequest,
   type UnlockRequest,
+  type EnvironmentDeleteRequest,
   type EnvironmentCreateRequest,
   type EnvironmentOperationRequest,
   type KeyChangeRequest,
+  type KeyActivateRequest,
   type KeyChangeResult,
   type RollbackRequest,
   type RollbackResult,
@@ -248,6 +250,16 @@ export class ControlPlane {
     );
   }
 
+  /** `key upload --no-activate`: the staged key kept Available; one staged version is one request. */
+  addKey(tenant: string, request: KeyChangeRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.addKey, request, `key-add/${request.staged.vaultKey.version}`));
+  }
+
+  /** `key activate`: an Available key becomes the active key; a repeat while it runs attaches to it. */
+  activateKey(tenant: string, request: KeyActivateRequest): Promise<KeyChangeResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.activateKey, request, `key-activate/${request.region}/${request.thumbprint}`));
+  }
+
   /**
    * R8. No update ID on purpose: the workflow's validator refuses a challenge that was already spent (KEY_MISMATCH),
    * whereas a repeated update ID would quietly hand back the first lock's result to a replayed signature.
@@ -315,6 +327,12 @@ export class ControlPlane {
   unlockEnvironment(tenant: string, request: UnlockRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
     const updateId = current?.lock ? `unlock/${request.env}/${current.lock.lockedAt}` : undefined;
     return this.update(tenant, () => this.tenantUpdate(tenant, updates.unlockEnvironment, request, updateId));
+  }
+
+  /** `env delete`: one locked environment destroyed once; a repeat while it runs attaches to it. */
+  deleteEnvironment(tenant: string, request: EnvironmentDeleteRequest, current?: EnvironmentRecord): Promise<EnvironmentRecord> {
+    const updateId = current?.lock ? `env-delete/${request.env}/${current.lock.lockedAt}` : undefined;
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.deleteEnvironment, request, updateId));
   }
 
   /** `env backup` / `env restore`, serialised with the environment's other operations by its workflow. */

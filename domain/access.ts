@@ -25,6 +25,7 @@ export type Action =
   | 'env.revert'
   | 'env.rekey'
   | 'env.unlock'
+  | 'env.delete'
   | 'env.backup'
   | 'env.restore'
   | 'key.change'
@@ -37,7 +38,7 @@ export type Action =
 
 export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
-  'env.unlock', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
+  'env.unlock', 'env.delete', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
 ]);
 
 // The operator also reads and verifies the audit trail, and sees a tenant's administrators and environment counts

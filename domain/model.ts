@@ -62,7 +62,7 @@ export interface EnvironmentRecord {
    */
   operationSeq?: number;
   /** The apply/revert/rekey running on it now (its state alone cannot say: a rekey and a re-protection are both Reprotecting). */
-  runningOperation?: EnvironmentOperation | BackupOperation | 'unlock';
+  runningOperation?: EnvironmentOperation | BackupOperation | 'unlock' | 'delete';
   /** Set while it is Locked (R8): when, by whom, whether sealed, and when R9 deletes it. */
   lock?: EnvironmentLock;
   /** When R9 deleted it (state Deleted). */

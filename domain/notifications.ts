@@ -163,12 +163,14 @@ export function deletionWarningMail(p: { tenantName: string; tenant: string; env
   };
 }
 
-export function environmentsDeletedMail(p: { tenantName: string; tenant: string; envs: string[]; at: string }): Notification {
+/** R9's deletion at the deadline, or (`by` set) an administrator's `cmk env delete` of a locked environment. */
+export function environmentsDeletedMail(p: { tenantName: string; tenant: string; envs: string[]; at: string; by?: string }): Notification {
+  const how = p.by === undefined ? 'stayed locked until their deadline and were deleted' : `were locked and ${p.by} deleted them on request`;
   return {
     event: 'environment-deleted',
     subject: `Locked environments of ${p.tenantName} were deleted`,
     body:
-      `These environments of tenant ${p.tenant} stayed locked until their deadline and were deleted at ${p.at}, with their backups and their key records: ${list(p.envs)}. ` +
+      `These environments of tenant ${p.tenant} ${how} at ${p.at}, with their backups and their key records: ${list(p.envs)}. ` +
       `Their data cannot be recovered by anyone.` +
       SIGNATURE,
   };

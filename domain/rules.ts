@@ -60,22 +60,64 @@ export function checkKeyChange(tenant: TenantSnapshot, request: KeyChangeCheck, 
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
   const unserved = checkRegionServed(request.region, policy.regions);
   if (unserved) return unserved;
-  const region = tenant.regions[request.region];
-  if (region?.keys.some((k) => k.thumbprint === request.thumbprint)) {
-    return refuse('ALREADY_EXISTS', 'This key has already been used by this tenant in this region; generate or upload a new key.');
-  }
-  const locked = tenant.environments.filter((e) => e.region === request.region && e.state === 'Locked');
+  return checkKeyUsed(tenant, request) ?? checkKeyChangeAllowed(tenant, request.region, now, policy);
+}
+
+/** What a new active key must wait for, at generate, upload or activation: R11, then R5, then a running change. */
+function checkKeyChangeAllowed(tenant: TenantSnapshot, regionId: string, now: number, policy: Policy): Refusal | null {
+  const region = tenant.regions[regionId];
+  const locked = lockedEnvironments(tenant, regionId);
   if (locked.length > 0) {
     return refuse('LOCKED_ENVIRONMENTS_EXIST', `The key cannot change while ${locked.length} environment(s) are locked; unlock or wait for their deletion first.`);
   }
   const allowedAt = nextKeyChangeAllowedAt(region, policy);
   if (allowedAt !== null && now < allowedAt) {
-    return refuse('KEY_CHANGE_TOO_SOON', `The key of this tenant in region ${request.region} changed less than ${formatDuration(policy.keyChangeIntervalMs)} ago; it may change again after ${new Date(allowedAt).toISOString()}.`);
+    return refuse('KEY_CHANGE_TOO_SOON', `The key of this tenant in region ${regionId} changed less than ${formatDuration(policy.keyChangeIntervalMs)} ago; it may change again after ${new Date(allowedAt).toISOString()}.`);
   }
-  if (tenant.operations[request.region]) {
-    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${tenant.operations[request.region]}.`);
+  if (tenant.operations[regionId]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${regionId}: ${tenant.operations[regionId]}.`);
   }
   return null;
+}
+
+/**
+ * `key upload --no-activate` (the reference document's import, then activate): the key is stored Available and
+ * protects nothing, so only R12, the region and a key already used answer; R5, R6 and R11 apply at its activation.
+ */
+export function checkKeyAdd(tenant: TenantSnapshot, request: KeyChangeCheck, policy: Policy): Refusal | null {
+  if (!isAllowed(tenant, request.actor, 'key.change')) return forbidden(request.actor, 'change the keys of this tenant');
+  if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const unserved = checkRegionServed(request.region, policy.regions);
+  if (unserved) return unserved;
+  return checkKeyUsed(tenant, request);
+}
+
+/** ALREADY_EXISTS for a key the region holds already: an Available one is activated, any other was used before. */
+function checkKeyUsed(tenant: TenantSnapshot, request: KeyChangeCheck): Refusal | null {
+  const known = tenant.regions[request.region]?.keys.find((k) => k.thumbprint === request.thumbprint);
+  if (known?.state === 'Available') return refuse('ALREADY_EXISTS', `This key is already uploaded as "${known.name}" and Available; activate it with \`cmk key activate --thumbprint ${known.thumbprint}\`.`);
+  if (known) return refuse('ALREADY_EXISTS', 'This key has already been used by this tenant in this region; generate or upload a new key.');
+  return null;
+}
+
+export const THUMBPRINT_PATTERN = /^[0-9a-f]{64}$/;
+
+/**
+ * `key activate`: an Available key of the region becomes the active key — a key change like generate or upload, so
+ * R12, then the key (NOT_FOUND; ALREADY_EXISTS when it is not Available), then R11, R5 and a running change.
+ */
+export function checkKeyActivate(tenant: TenantSnapshot, request: KeyChangeCheck, now: number, policy: Policy): Refusal | null {
+  if (!isAllowed(tenant, request.actor, 'key.change')) return forbidden(request.actor, 'change the keys of this tenant');
+  if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
+  const unserved = checkRegionServed(request.region, policy.regions);
+  if (unserved) return unserved;
+  if (!THUMBPRINT_PATTERN.test(request.thumbprint)) return refuse('INVALID_ARGUMENT', 'A thumbprint is 64 lowercase hexadecimal digits (SHA-256 of the public key), as `cmk key history` shows it.');
+  const key = tenant.regions[request.region]?.keys.find((k) => k.thumbprint === request.thumbprint);
+  if (!key) return refuse('NOT_FOUND', `The tenant has no key with thumbprint ${request.thumbprint} in region ${request.region}; upload it first (\`cmk key upload --no-activate\`).`);
+  if (key.state !== 'Available' || !key.inVault) {
+    return refuse('ALREADY_EXISTS', `The key "${key.name}" is ${key.state.toLowerCase()}, not available: only a key uploaded with --no-activate and never activated can be activated.`);
+  }
+  return checkKeyChangeAllowed(tenant, request.region, now, policy);
 }
 
 export interface RollbackCheck {
@@ -390,6 +432,36 @@ export function checkUnlock(tenant: TenantSnapshot, request: UnlockCheck, now: n
   }
   if (env.runningOperation || tenant.operations[env.region]) {
     return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${env.region}${tenant.operations[env.region] ? `: ${tenant.operations[env.region]}` : ''}.`);
+  }
+  return null;
+}
+
+export interface EnvironmentDeleteCheck {
+  actor: Actor;
+  env: string;
+  /** The environment's ID typed again: a deletion cannot be undone. */
+  confirm: string;
+}
+
+/**
+ * `env delete` (the reference document: locked environments "not worth unlocking must be deleted", so that R11 stops
+ * blocking a new key): a global or service administrator, the environment exists, `--confirm` repeats its ID, it is
+ * Locked (any other state: ALREADY_EXISTS, as for an unlock of an environment that is not locked), then a running
+ * operation on it or in its region.
+ */
+export function checkEnvironmentDelete(tenant: TenantSnapshot, request: EnvironmentDeleteCheck): Refusal | null {
+  const { actor, env: envId } = request;
+  if (!isAllowed(tenant, actor, 'env.delete', envId)) return forbidden(actor, `delete environment ${envId}`);
+  if (!isValidId(envId)) return refuse('INVALID_ARGUMENT', `"${envId}" is not a valid environment ID.`);
+  const env = tenant.environments.find((e) => e.id === envId && e.state !== 'Deleted');
+  if (!env) return refuse('NOT_FOUND', `Environment ${envId} does not exist in tenant ${tenant.tenant}.`);
+  // Not quoted: the caller's text could be anything, and refusals are audited.
+  if (request.confirm !== envId) return refuse('INVALID_ARGUMENT', `--confirm must repeat the environment's ID (${envId}) exactly: a deletion cannot be undone.`);
+  if (env.state !== 'Locked' || !env.lock) {
+    return refuse('ALREADY_EXISTS', `Environment ${envId} is not locked (it is ${env.state.toLowerCase()}): only a locked environment can be deleted; its data stays as it is.`);
+  }
+  if (env.runningOperation || tenant.operations[env.region]) {
+    return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is busy (${env.runningOperation ?? tenant.operations[env.region]}); try again in a moment.`);
   }
   return null;
 }

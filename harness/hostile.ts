@@ -1111,8 +1111,8 @@ export function apiTargets(world: ApiWorld, routes: ApiRoute[], accepted: Accept
 }
 
 /** Routes whose acceptance may change `key show`, and environment routes whose acceptance may change `env list`. */
-const KEY_CHANGING = /\/(keys\/(generate|upload|rollback|reactivate)|lock)$/;
-const ENV_CHANGING = /\/environments\/\{env\}\/(apply|revert|rekey|unlock|backup|restore)$/;
+const KEY_CHANGING = /\/(keys\/(generate|upload|rollback|reactivate|activate)|lock)$/;
+const ENV_CHANGING = /\/environments\/\{env\}\/(apply|revert|rekey|unlock|delete|backup|restore)$/;
 
 /**
  * What accepted requests may have changed for the world's tenant: its key, environments they named, environments they

@@ -58,8 +58,8 @@ const operations = () => Object.entries(document.paths).flatMap(([path, methods]
 
 test('OpenAPI 3.1.0, every route of the table, path templates in {braces}', () => {
   expect(document.openapi).toBe('3.1.0');
-  expect(operations().length).toBe(38);
-  expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/v1/status', '/openapi.json', '/v1/tenants/{tenant}/keys/rollback', '/codec/{capability}/decode', '/v1/console/links', '/v1/console/session', '/v1/console/sign-out']));
+  expect(operations().length).toBe(41);
+  expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/v1/status', '/openapi.json', '/v1/tenants/{tenant}/keys/rollback', '/v1/tenants/{tenant}/environments/{env}/delete', '/codec/{capability}/decode', '/v1/console/links', '/v1/console/session', '/v1/console/sign-out']));
   expect(document.components.schemas.Error).toBeDefined();
 });
 
@@ -78,7 +78,7 @@ test('requests: path parameters named, body fields listed for the POST routes th
     expect({ name, parameters: (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name) }).toEqual({ name, parameters: templated });
   }
   const byName = Object.fromEntries(operations().map(({ name, op }) => [name, op]));
-  expect(Object.keys(byName['POST /v1/tenants/{tenant}/keys/upload']?.requestBody?.content?.['application/json']?.schema?.properties ?? {})).toEqual(['name', 'fileName', 'file', 'password', 'region']);
+  expect(Object.keys(byName['POST /v1/tenants/{tenant}/keys/upload']?.requestBody?.content?.['application/json']?.schema?.properties ?? {})).toEqual(['name', 'fileName', 'file', 'password', 'region', 'activate']);
   expect(byName['POST /v1/tenants/{tenant}/mail/retry']?.requestBody).toBeUndefined();
   expect(byName['GET /v1/status']?.security).toEqual([]);
   expect(byName['GET /openapi.json']?.security).toEqual([]);

@@ -11,8 +11,11 @@ import {
   checkAdminChange,
   checkBackup,
   checkEnvironmentCreate,
+  checkEnvironmentDelete,
   checkEnvironmentOperation,
   checkGeneratedPassword,
+  checkKeyActivate,
+  checkKeyAdd,
   checkKeyChange,
   checkLock,
   checkPurge,
@@ -388,6 +391,46 @@ describe('re-activation and unlock (R10, R15)', () => {
     ['FORBIDDEN on another environment', reactivated, SAM, 'test', lockedAt + 2 * HOUR, 'FORBIDDEN'],
     ['NOT_FOUND for an unknown environment', reactivated, ALICE, 'nope', lockedAt + 2 * HOUR, 'NOT_FOUND'],
   ])('unlock: %s', (_name, change, actor, envId, now, code) => expect(codeOf(checkUnlock(contoso(change), { actor, env: envId }, now, DEFAULT_POLICY))).toBe(code));
+});
+
+describe('issue 19: env delete, key upload --no-activate, key activate', () => {
+  const K3 = 'c'.repeat(64);
+  test.each([
+    ['accepted for a locked environment', (t: TenantSnapshot) => lockAll(t), BOB, 'prod', 'prod', null],
+    ['FORBIDDEN for its system administrator', (t: TenantSnapshot) => lockAll(t), SAM, 'prod', 'prod', 'FORBIDDEN'],
+    ['FORBIDDEN for the operator', (t: TenantSnapshot) => lockAll(t), OPERATOR, 'prod', 'prod', 'FORBIDDEN'],
+    ['INVALID_ARGUMENT for an ID outside the grammar', (t: TenantSnapshot) => lockAll(t), ALICE, 'Prod', 'Prod', 'INVALID_ARGUMENT'],
+    ['NOT_FOUND before the confirmation', (t: TenantSnapshot) => lockAll(t), ALICE, 'nope', 'prod', 'NOT_FOUND'],
+    ['NOT_FOUND once deleted', (t: TenantSnapshot) => (prod(t).state = 'Deleted'), ALICE, 'prod', 'prod', 'NOT_FOUND'],
+    ['INVALID_ARGUMENT when --confirm is not the ID', (t: TenantSnapshot) => lockAll(t), ALICE, 'prod', 'Prod', 'INVALID_ARGUMENT'],
+    ['INVALID_ARGUMENT before the state', () => {}, ALICE, 'prod', 'test', 'INVALID_ARGUMENT'],
+    ['ALREADY_EXISTS when not locked', () => {}, ALICE, 'prod', 'prod', 'ALREADY_EXISTS'],
+    ['OPERATION_IN_PROGRESS while it unlocks', (t: TenantSnapshot) => (lockAll(t), (prod(t).runningOperation = 'unlock')), ALICE, 'prod', 'prod', 'OPERATION_IN_PROGRESS'],
+  ])('env delete: %s', (_name, change, actor, envId, confirm, code) => expect(codeOf(checkEnvironmentDelete(contoso(change), { actor, env: envId, confirm }))).toBe(code));
+
+  const available = (t: TenantSnapshot) => region(t).keys.push(key('third', K3, { state: 'Available', activatedAt: null, activatedBy: null }));
+  test.each([
+    ['accepted within R5, while locked, while busy', (t: TenantSnapshot) => (lockAll(t), (t.operations.default = 'a lock')), ALICE, K3, null],
+    ['FORBIDDEN for a system administrator', () => {}, SAM, K3, 'FORBIDDEN'],
+    ['ALREADY_EXISTS for a key used before', () => {}, ALICE, K1, 'ALREADY_EXISTS'],
+    ['ALREADY_EXISTS for one already Available', available, ALICE, K3, 'ALREADY_EXISTS'],
+  ])('key upload --no-activate: %s', (_name, change, actor, thumbprint, code) => expect(codeOf(checkKeyAdd(contoso(change), { actor, region: 'default', thumbprint }, DEFAULT_POLICY))).toBe(code));
+
+  test.each([
+    ['accepted after R5', available, BOB, K3, T0 + 25 * HOUR, null],
+    ['FORBIDDEN for a system administrator', available, SAM, K3, T0 + 25 * HOUR, 'FORBIDDEN'],
+    ['INVALID_ARGUMENT for a thumbprint outside the grammar', available, BOB, K3.toUpperCase(), T0 + 25 * HOUR, 'INVALID_ARGUMENT'],
+    ['NOT_FOUND for a key never uploaded', available, BOB, 'd'.repeat(64), T0 + 25 * HOUR, 'NOT_FOUND'],
+    ['ALREADY_EXISTS for the active key', available, BOB, K2, T0 + 25 * HOUR, 'ALREADY_EXISTS'],
+    ['ALREADY_EXISTS for a retired key', available, BOB, K1, T0 + 25 * HOUR, 'ALREADY_EXISTS'],
+    ['LOCKED_ENVIRONMENTS_EXIST (R11) at activation', (t: TenantSnapshot) => (available(t), lockAll(t)), BOB, K3, T0 + 500 * HOUR, 'LOCKED_ENVIRONMENTS_EXIST'],
+    ['KEY_CHANGE_TOO_SOON (R5) at activation', available, BOB, K3, T0 + 23 * HOUR, 'KEY_CHANGE_TOO_SOON'],
+    ['OPERATION_IN_PROGRESS last', (t: TenantSnapshot) => (available(t), (t.operations.default = 'a rollback')), BOB, K3, T0 + 25 * HOUR, 'OPERATION_IN_PROGRESS'],
+  ])('key activate: %s', (_name, change, actor, thumbprint, now, code) => expect(codeOf(checkKeyActivate(contoso(change), { actor, region: 'default', thumbprint }, now, DEFAULT_POLICY))).toBe(code));
+
+  test('an upload that activates a key already Available is told to activate it', () => {
+    expect(checkKeyChange(contoso(available), { actor: ALICE, region: 'default', thumbprint: K3 }, T0 + 25 * HOUR, DEFAULT_POLICY)?.message).toMatch(/cmk key activate --thumbprint c{64}/);
+  });
 });
 
 describe('backups, the purge, passwords', () => {

@@ -149,6 +149,12 @@ export interface KeyChangeRequest extends Request {
   staged: StagedKey;
 }
 
+/** `key activate`: an Available key of the region (uploaded with --no-activate) becomes the active key. */
+export interface KeyActivateRequest extends Request {
+  region: string;
+  thumbprint: string;
+}
+
 export interface EnvironmentOperationRequest extends Request {
   env: string;
   operation: EnvironmentOperation;
@@ -213,6 +219,12 @@ export interface RollbackResult extends KeyChangeResult {
 
 export interface UnlockRequest extends Request {
   env: string;
+}
+
+/** `env delete`: a locked environment destroyed now, as R9 destroys it at its deadline; `confirm` repeats its ID. */
+export interface EnvironmentDeleteRequest extends Request {
+  env: string;
+  confirm: string;
 }
 
 export interface BackupRequest extends Request {
@@ -298,6 +310,10 @@ export const updates = {
    * send it: it takes no input and changes nothing a request could choose. Refused once the run has its trust.
    */
   refreshTrust: defineUpdate<void>('refreshTrust'),
+  deleteEnvironment: defineUpdate<EnvironmentRecord, [EnvironmentDeleteRequest]>('deleteEnvironment'),
+  /** `key upload --no-activate`: the staged key kept Available, protecting nothing. */
+  addKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('addKey'),
+  activateKey: defineUpdate<KeyChangeResult, [KeyActivateRequest]>('activateKey'),
 };
 
 /** The daily purge of locked environments past their deadline (R9's safety net), and its Schedule. */

@@ -19,8 +19,8 @@ import { deadlineSummary, labelledDeadlines, nextDeadline } from './tenant/deadl
 import { retire } from './tenant/retirement';
 import { registerAdmins } from './tenant/admins';
 import { registerBackups, registerEnvironments } from './tenant/environments';
-import { registerKeys } from './tenant/keys';
-import { deleteOverdue, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
+import { registerKeyActivation, registerKeys } from './tenant/keys';
+import { deleteOverdue, registerEnvironmentDeletion, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
 
 /**
  * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
@@ -126,6 +126,8 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerLock(ctx);
   registerBackups(ctx);
   registerPurge(ctx);
+  registerEnvironmentDeletion(ctx);
+  registerKeyActivation(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 

@@ -64,6 +64,14 @@ export function registerEnv({ program, command, api, print }: CliContext): void 
       const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/unlock`);
       print(r, () => `Environment ${r.environment.id} unlocked: ${describeEnv(r.environment)}.`);
     });
+  command(env, 'delete', 'delete a locked environment now, with its backups and key record (it cannot be undone)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--env <id>', 'environment ID')
+    .requiredOption('--confirm <id>', "the environment's ID again")
+    .action(async (o: { tenant: string; env: string; confirm: string }) => {
+      const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/delete`, { confirm: o.confirm });
+      print(r, () => `Environment ${r.environment.id} deleted at ${r.environment.deletedAt ?? 'now'}, with its backups and key record: no one can recover its data.`);
+    });
   command(env, 'backup', "back up the environment's encrypted database (it carries no key of its own)")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--env <id>', 'environment ID')

@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import { writeFileAtomic } from '../../common/atomic';
 import type { Answer, ApiClient } from '../http';
-import { checkOutPath, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
+import { checkOutPath, columns, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
 import type * as S from '../../api/schemas';
 
 export function registerKey({ program, command, api, print, localInput, secretsMayGo }: CliContext): void {
@@ -23,20 +23,43 @@ export function registerKey({ program, command, api, print, localInput, secretsM
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print({ ...final, out }, () => `${describeKey(final)}\nThe key was written to ${out}: keep it and its password safe; the service does not keep a copy of the file.`);
     });
-  command(key, 'upload', 'upload your own key (.pfx with its password, or .byok from an HSM); it becomes the active key')
+  command(key, 'upload', 'upload your own key (.pfx with its password, or .byok from an HSM); it becomes the active key, unless --no-activate')
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--name <name>', 'a name for the key')
     .requiredOption('--file <file>', 'FILE.pfx or FILE.byok')
     .option('--password-file <file>', "file whose first line is the .pfx's password")
     .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--no-activate', 'keep the key Available, protecting nothing, until `cmk key activate` (R5, R6, R11 apply then)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
-    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
+    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; activate: boolean; wait?: boolean }) => {
       secretsMayGo();
       const { file, password } = await localInput(o.tenant, 'key.change', async () => ({
         file: await readKeyFile(o.file),
         password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
       }));
-      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, { name: o.name, fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
+      const report = await api().call<Answer<typeof S.UploadedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, {
+        name: o.name,
+        fileName: basename(o.file),
+        file: file.toString('base64'),
+        password,
+        region: o.region,
+        ...(o.activate ? {} : { activate: false }),
+      });
+      if (report.key) {
+        const added = report.key;
+        print(report, () => `Key "${added.name}" uploaded and Available, thumbprint ${added.thumbprint}: it protects nothing until \`cmk key activate --tenant ${o.tenant} --thumbprint ${added.thumbprint}\`.\n${describeKey(report)}`);
+        return;
+      }
+      const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
+      print(final, () => describeKey(final));
+    });
+  command(key, 'activate', 'make a key uploaded with --no-activate the active key (a key change: R5, R6, R11 apply)')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .requiredOption('--thumbprint <hex>', "the Available key's thumbprint (`cmk key show`, `cmk key history`)")
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--wait', 'wait until every environment is re-protected with the key')
+    .action(async (o: { tenant: string; thumbprint: string; region?: string; wait?: boolean }) => {
+      const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/activate`, { thumbprint: o.thumbprint, region: o.region });
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print(final, () => describeKey(final));
     });
@@ -53,12 +76,15 @@ export function registerKey({ program, command, api, print, localInput, secretsM
   command(key, 'reactivate', 'upload the key a lock withdrew again (R10), so that its environments can be unlocked')
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--file <file>', 'the same FILE.pfx (or FILE.byok) as the locked key')
-    .requiredOption('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--password-file <file>', "file whose first line is the .pfx's password (a .byok needs none)")
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until the key is active')
-    .action(async (o: { tenant: string; file: string; passwordFile: string; region?: string; wait?: boolean }) => {
+    .action(async (o: { tenant: string; file: string; passwordFile?: string; region?: string; wait?: boolean }) => {
       secretsMayGo();
-      const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({ file: await readKeyFile(o.file), password: await readPassword(o.passwordFile) }));
+      const { file, password } = await localInput(o.tenant, 'key.reactivate', async () => ({
+        file: await readKeyFile(o.file),
+        password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
+      }));
       const report = await api().call<KeyReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/reactivate`, { fileName: basename(o.file), file: file.toString('base64'), password, region: o.region });
       const final = o.wait ? await waitForKey(api(), o.tenant, o.region) : report;
       print(final, () => `${describeKey(final)}\nLocked environments can now be unlocked one at a time with \`cmk env unlock\`.`);
@@ -71,6 +97,23 @@ export function registerKey({ program, command, api, print, localInput, secretsM
       const r = await api().call<Answer<typeof S.RolledBackKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
       const final = o.wait ? { ...(await waitForKey(api(), o.tenant, o.region)), rolledBack: r.rolledBack } : r;
       print(final, () => `Rolled back: the key "${r.rolledBack.name}" (${r.rolledBack.thumbprint}) is replaced.\n${describeKey(final)}`);
+    });
+  command(key, 'history', 'every key the tenant has had in a region, newest first: state, who set it, when activated and replaced')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .action(async (o: { tenant: string; region?: string }) => {
+      const r = await api().call<Answer<typeof S.KeyHistory>>('GET', `/v1/tenants/${enc(o.tenant)}/keys/history${query({ region: o.region })}`);
+      print(r, () =>
+        r.keys.length === 0
+          ? `${r.tenant} has had no key of its own in region ${r.region}.`
+          : [
+              `Keys of ${r.tenant} in region ${r.region}, newest first:`,
+              columns([
+                ['NAME', 'THUMBPRINT', 'STATE', 'SET BY', 'ACTIVATED', 'REPLACED'],
+                ...r.keys.map((k) => [k.name, k.thumbprint, k.state, k.setBy, k.activatedAt ?? '-', k.replacedAt ?? '-']),
+              ]),
+            ].join('\n'),
+      );
     });
   command(key, 'show', "show the tenant's active key in a region")
     .requiredOption('--tenant <id>', 'tenant ID')
@@ -86,6 +129,7 @@ type KeyReport = Answer<typeof S.KeyReport>;
 function describeKey(r: KeyReport): string {
   const k = r.activeKey;
   const lines = [k ? `Active key of ${r.tenant} in region ${r.region}: "${k.name}" (${k.state}), thumbprint ${k.thumbprint}, activated ${k.activatedAt} by ${k.activatedBy}.` : `${r.tenant} has no key of its own in region ${r.region}: its environments use the provider key.`];
+  for (const a of r.availableKeys ?? []) lines.push(`Available (uploaded ${a.createdAt} by ${a.createdBy}, not active): "${a.name}", thumbprint ${a.thumbprint}.`);
   if (k?.state === 'Locked') lines.push(`The key was withdrawn from the vault by a lock at ${String(k.lockedAt)}: upload it again with \`cmk key reactivate\` to unlock environments.`);
   const p = r.reprotection;
   if (p && p.total > 0) lines.push(`Environments on the tenant key: ${p.done} of ${p.total} on this key, ${p.remaining} being re-protected${p.behind ? `, ${p.behind} still on an older key` : ''}.`);

@@ -1,15 +1,18 @@
 /** `cmk tenant`: tenants, their administrators, and the lock (R8), DESIGN.md §4. */
 import { sign } from 'node:crypto';
-import { basename } from 'node:path';
+import { promises as fs } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../../common/atomic';
 import { CmkError } from '../../common/errors';
 import { detectKeyFileKind, parsePfx } from '../../keyfiles';
 import type { LockResult } from '../../workflows/messages';
-import { columns, enc, readKeyFile, readPassword, type CliContext, type Json } from './context';
+import { columns, enc, readKeyFile, readPassword, UsageError, type CliContext, type Json } from './context';
 import type { Static } from '@sinclair/typebox';
 import type * as S from '../../api/schemas';
 import type { Answer } from '../http';
 
-export function registerTenant({ program, command, api, print, localInput }: CliContext): void {
+export function registerTenant({ program, command, api, print, localInput, io }: CliContext): void {
   const tenant = command(program, 'tenant', 'tenants and their administrators');
   command(tenant, 'create', 'create a tenant (never alters an existing one)')
     .requiredOption('--tenant <id>', 'tenant ID')
@@ -39,22 +42,56 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
       });
   }
 
+  command(tenant, 'challenge', 'a single-use challenge (valid 5 minutes) to sign elsewhere, e.g. in your HSM, for `tenant lock --signature-file`; prints the challenge alone')
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--region <region>', 'region (default: the tenant home region)')
+    .option('--out <file>', "also write the challenge's exact bytes (what is signed) to this file")
+    .action(async (o: { tenant: string; region?: string; out?: string }) => {
+      const r = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region });
+      const bytes = Buffer.from(r.challenge, 'utf8');
+      if (o.out !== undefined) await writeFileAtomic(resolve(o.out), bytes, 0o644);
+      await rememberChallenge(io.env, o.tenant, o.region, r.challenge);
+      // Issue 19: with --json, `challenge` is the bytes to sign, base64-encoded (the API's `challenge` is their text).
+      print({ tenant: r.tenant, region: r.region, operation: r.operation, challenge: bytes.toString('base64'), expiresAt: r.expiresAt, ...(o.out !== undefined ? { out: resolve(o.out) } : {}) }, () => r.challenge);
+    });
+
+  /** `--file`: the .pfx signs a fresh challenge on this machine; the password and the private key stay here. */
+  async function signedHere(tenantId: string, region: string | undefined, file: string, passwordFile: string): Promise<{ challenge: string; signature: Buffer }> {
+    const privateKey = await localInput(tenantId, 'tenant.lock', async () => {
+      if (detectKeyFileKind(basename(file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', "A lock with --file proves possession with the active key's .pfx (its private key signs a challenge on this machine); a key kept in an HSM signs `cmk tenant challenge` there (--signature-file).");
+      return parsePfx(await readKeyFile(file), await readPassword(passwordFile)).pkcs8Der;
+    });
+    const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(tenantId)}/challenges`, { operation: 'lock', region });
+    // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge.
+    const signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
+    privateKey.fill(0);
+    return { challenge, signature };
+  }
+
+  /** `--signature-file`: a signature made elsewhere (an HSM) over a challenge of `tenant challenge`. */
+  async function signedElsewhere(tenantId: string, region: string | undefined, signatureFile: string, challengeFile: string | undefined): Promise<{ challenge: string; signature: Buffer }> {
+    return localInput(tenantId, 'tenant.lock', async () => ({
+      signature: await readSignature(signatureFile),
+      challenge: challengeFile !== undefined ? await readChallenge(challengeFile) : await rememberedChallenge(io.env, tenantId, region),
+    }));
+  }
+
   command(tenant, 'lock', "lock the tenant in a region (R8): every environment offline; those on your key sealed until you re-activate it")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--confirm <display name>', "the tenant's display name, exactly")
-    .requiredOption('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent")
-    .requiredOption('--password-file <file>', "file whose first line is the .pfx's password")
+    .option('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent")
+    .option('--password-file <file>', "with --file: file whose first line is the .pfx's password")
+    .option('--signature-file <file>', 'instead of --file: a detached RSASSA-PKCS1-v1_5 SHA-256 signature over the challenge of `cmk tenant challenge`, raw as `openssl dgst -sha256 -sign` writes it, or base64')
+    .option('--challenge-file <file>', 'with --signature-file: the challenge that was signed (default: the last one `cmk tenant challenge` gave here for this tenant and region)')
     .option('--region <region>', 'region (default: the tenant home region)')
-    .action(async (o: { tenant: string; confirm: string; file: string; passwordFile: string; region?: string }) => {
-      const privateKey = await localInput(o.tenant, 'tenant.lock', async () => {
-        if (detectKeyFileKind(basename(o.file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', 'A lock proves possession with the active key\'s .pfx (its private key signs a challenge on this machine).');
-        const file = await readKeyFile(o.file);
-        return parsePfx(file, await readPassword(o.passwordFile)).pkcs8Der;
-      });
-      const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region: o.region });
-      // RSASSA-PKCS1-v1_5 with SHA-256 over the challenge: the password and the private key stay on this machine.
-      const signature = sign('sha256', Buffer.from(challenge, 'utf8'), { key: privateKey, format: 'der', type: 'pkcs8' });
-      privateKey.fill(0);
+    .action(async (o: { tenant: string; confirm: string; file?: string; passwordFile?: string; signatureFile?: string; challengeFile?: string; region?: string }) => {
+      // Usage first (exit 2): exactly one proof, and each flag with its own.
+      if ((o.file === undefined) === (o.signatureFile === undefined)) throw new UsageError('tenant lock needs exactly one of --file FILE.pfx (with --password-file) and --signature-file S.');
+      if (o.file !== undefined && o.passwordFile === undefined) throw new UsageError("required option '--password-file <file>' not specified (it goes with --file)");
+      if (o.file !== undefined && o.challengeFile !== undefined) throw new UsageError('--challenge-file goes with --signature-file: with --file, the challenge is fetched and signed here.');
+      if (o.signatureFile !== undefined && o.passwordFile !== undefined) throw new UsageError('--password-file goes with --file: a detached signature needs no password.');
+      const { challenge, signature } =
+        o.file !== undefined ? await signedHere(o.tenant, o.region, o.file, o.passwordFile!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
       const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') });
       print(r, () =>
         [
@@ -66,6 +103,56 @@ export function registerTenant({ program, command, api, print, localInput }: Cli
         ].join('\n'),
       );
     });
+}
+
+/** A detached signature is a few hundred bytes; anything much larger is not one. */
+const MAX_SIGNATURE_BYTES = 16 * 1024;
+
+/** `--signature-file`: raw bytes as `openssl dgst -sign` writes them, or the same in base64 text (line breaks allowed). */
+async function readSignature(file: string): Promise<Buffer> {
+  const bytes = await fs.readFile(file).catch(() => {
+    throw new CmkError('INVALID_ARGUMENT', `The signature file ${file} cannot be read.`);
+  });
+  if (bytes.length === 0 || bytes.length > MAX_SIGNATURE_BYTES) throw new CmkError('INVALID_ARGUMENT', `${file} is not a signature: it is empty or larger than ${MAX_SIGNATURE_BYTES / 1024} KiB.`);
+  const text = bytes.toString('latin1').replace(/\s+/g, '');
+  // Raw RSA signature bytes are almost never all base64 characters; base64 text always is.
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length % 4 === 0 ? Buffer.from(text, 'base64') : bytes;
+}
+
+/** `--challenge-file`: the challenge's bytes as `tenant challenge --out` wrote them (a final line break is ignored). */
+async function readChallenge(file: string): Promise<string> {
+  const bytes = await fs.readFile(file).catch(() => {
+    throw new CmkError('INVALID_ARGUMENT', `The challenge file ${file} cannot be read.`);
+  });
+  if (bytes.length > MAX_SIGNATURE_BYTES) throw new CmkError('INVALID_ARGUMENT', `${file} is not a challenge of \`cmk tenant challenge\`.`);
+  return bytes.toString('utf8').trimEnd();
+}
+
+/**
+ * The last challenge `tenant challenge` gave on this machine for the tenant and region, so that `tenant lock
+ * --signature-file S` needs nothing else. Not a secret (it is bound to its caller and spent by one lock): kept under
+ * CMK_STATE_DIR, else $XDG_STATE_HOME/cmk, else ~/.local/state/cmk.
+ */
+function challengePath(env: Record<string, string | undefined>, tenant: string, region: string | undefined): string {
+  const dir = env.CMK_STATE_DIR || join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'cmk');
+  return join(dir, 'challenges', `${encodeURIComponent(tenant)}@${region === undefined ? '-' : encodeURIComponent(region)}.txt`);
+}
+
+/** A convenience only: where the state dir cannot be written, the challenge is still printed (and `--out` written). */
+async function rememberChallenge(env: Record<string, string | undefined>, tenant: string, region: string | undefined, challenge: string): Promise<void> {
+  const path = challengePath(env, tenant, region);
+  try {
+    await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path, challenge, 0o600);
+  } catch {
+    // `tenant lock` then asks for --challenge-file.
+  }
+}
+
+async function rememberedChallenge(env: Record<string, string | undefined>, tenant: string, region: string | undefined): Promise<string> {
+  const text = await fs.readFile(challengePath(env, tenant, region), 'utf8').catch(() => undefined);
+  if (text === undefined) throw new CmkError('INVALID_ARGUMENT', `No challenge to go with the signature: none was remembered here (${challengePath(env, tenant, region)}); run \`cmk tenant challenge\` and sign it, or give --challenge-file.`);
+  return text;
 }
 
 /** The API service answers `tenant lock` with the workflow's result as it is. */

@@ -129,6 +129,32 @@ async function main(): Promise<void> {
       save('recorded-audit-trail', await env.client.workflow.getHandle(AUDIT_WORKFLOW_ID).fetchHistory());
     },
 
+    // Issue 19: a key uploaded Available and activated 25 h later, a lock with it, a locked environment deleted on
+    // request (then the other one by R9), and a key change once none is locked.
+    'recorded-reference': async () => {
+      const tenant = 'recorded-reference';
+      const bob = { kind: 'user', email: 'bob@example.com' } as const;
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Reference Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
+      for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      const staged = await stage(tenant, privateKey);
+      await plane.addKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged });
+      await expectRefusal(plane.activateKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', thumbprint: staged.thumbprint }));
+      await env.sleep(25 * HOUR);
+      await plane.activateKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', thumbprint: staged.thumbprint });
+      while ((await plane.snapshot(tenant))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+      await env.sleep(73 * HOUR);
+      const proof = { challengeId: 'recorded-reference-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Reference Ltd', proof, possession: await possession(proof, privateKey) });
+      await plane.deleteEnvironment(tenant, { actor: bob, policy: DEFAULT_POLICY, env: 'test', confirm: 'test' });
+      await env.sleep(29 * 24 * HOUR);
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'third', source: 'byok', staged: await stage(tenant) });
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+
     // R1 with region task queues: environments in two regions, a key per region, a lock in one of them.
     'recorded-regions': async () => {
       const tenant = 'recorded-regions';

@@ -3,14 +3,77 @@
  * start the background re-protection (R7) of the region's environments on the tenant key.
  */
 import { condition, setHandler } from '@temporalio/workflow';
-import { updates, type KeyChangeRequest, type KeyChangeResult, type RollbackRequest, type RollbackResult } from '../messages';
+import { updates, type KeyActivateRequest, type KeyChangeRequest, type KeyChangeResult, type RollbackRequest, type RollbackResult } from '../messages';
+import type { Actor } from '../../domain/access';
+import type { Policy } from '../../domain/policy';
 import { describeActor } from '../../domain/access';
 import { activeKeyOf, emptyRegion, type EnvironmentRecord, type RegionKeys, type TenantKey, type TenantSnapshot } from '../../domain/model';
-import { checkKeyChange, checkRollback, lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
+import { checkKeyActivate, checkKeyAdd, checkKeyChange, checkRollback, lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
 import { keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { startReprotection } from './reprotection';
 import { retire, retireUnused } from './retirement';
+
+/**
+ * Registers the updates `addKey` and `activateKey` (`key upload --no-activate`, `key activate`). Registered after the
+ * others: no recorded history holds them.
+ */
+export function registerKeyActivation(ctx: TenantContext): void {
+  const { tenant } = ctx;
+
+  setHandler(
+    updates.addKey,
+    ctx.audited<KeyChangeRequest, KeyChangeResult>(
+      'key.upload',
+      (r) => ({ region: r.region, thumbprints: [r.staged.thumbprint], details: { name: r.name, source: r.source, activate: false } }),
+      async (request) => {
+        // No outside call: the API service staged it (disabled), and it stays so until its activation.
+        const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
+        const by = describeActor(request.actor);
+        const key: TenantKey = {
+          name: request.name,
+          thumbprint: request.staged.thumbprint,
+          vaultKey: request.staged.vaultKey,
+          state: 'Available',
+          source: request.source,
+          createdAt: iso(Date.now()),
+          createdBy: by,
+          activatedAt: null,
+          activatedBy: null,
+          retiredAt: null,
+          inVault: true,
+        };
+        region.keys.push(key);
+        return { region: region.region, key };
+      },
+    ),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.addKey.name, request);
+        refuseIf(checkKeyAdd(tenant, { actor: request.actor, region: request.region, thumbprint: request.staged.thumbprint }, ctx.policyOf(request)));
+      },
+    },
+  );
+
+  setHandler(
+    updates.activateKey,
+    ctx.audited<KeyActivateRequest, KeyChangeResult>('key.activate', (r) => ({ region: r.region, thumbprints: [r.thumbprint] }), async (request) => {
+      // Marked before the first await, as a key change: a second change validated meanwhile answers OPERATION_IN_PROGRESS.
+      tenant.operations[request.region] = `the activation of the key ${request.thumbprint.slice(0, 12)}…`;
+      try {
+        return await ctx.exclusively(() => activateKey(ctx, request));
+      } finally {
+        if (!ctx.reprotecting.has(request.region)) delete tenant.operations[request.region];
+      }
+    }),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.activateKey.name, request);
+        refuseIf(checkKeyActivate(tenant, request, Date.now(), ctx.policyOf(request)));
+      },
+    },
+  );
+}
 
 /** Registers the updates `changeKey` and `rollbackKey`. */
 export function registerKeys(ctx: TenantContext): void {
@@ -74,17 +137,8 @@ async function changeKey(ctx: TenantContext, request: KeyChangeRequest) {
   const { tenant } = ctx;
   const region: RegionKeys = (tenant.regions[request.region] ??= emptyRegion(request.region));
   await ctx.inRegion(request.region).activateStagedKey.executeWithOptions({ summary: `R3 activate key "${request.name}" in ${request.region}` }, [{ vaultKey: request.staged.vaultKey, thumbprint: request.staged.thumbprint }]);
-
   const now = Date.now();
   const by = describeActor(request.actor);
-  const replaced = activeKeyOf(region);
-  // A key kept for an earlier change's rollback can no longer be rolled back to (rollback goes one step back).
-  const olderRollback = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint && k !== replaced);
-  if (olderRollback) await retire(ctx, region, olderRollback);
-  if (replaced) {
-    replaced.state = 'Retired';
-    replaced.retiredAt = iso(now);
-  }
   const key: TenantKey = {
     name: request.name,
     thumbprint: request.staged.thumbprint,
@@ -98,7 +152,41 @@ async function changeKey(ctx: TenantContext, request: KeyChangeRequest) {
     retiredAt: null,
     inVault: true,
   };
-  region.keys.push(key);
+  return makeActive(ctx, region, key, request, now);
+}
+
+/**
+ * `key activate`: the Available key, enabled in the vault, becomes the active key as a generated or uploaded one
+ * does. R5 and R6 count from here, not from its upload.
+ */
+async function activateKey(ctx: TenantContext, request: KeyActivateRequest) {
+  const region = ctx.tenant.regions[request.region]!;
+  const key = region.keys.find((k) => k.thumbprint === request.thumbprint)!;
+  await ctx.inRegion(request.region).activateStagedKey.executeWithOptions({ summary: `R3 activate key "${key.name}" in ${request.region}` }, [{ vaultKey: key.vaultKey, thumbprint: key.thumbprint }]);
+  const now = Date.now();
+  const by = describeActor(request.actor);
+  key.state = 'Installing';
+  key.activatedAt = iso(now);
+  key.activatedBy = by;
+  return makeActive(ctx, region, key, request, now);
+}
+
+/**
+ * The key, enabled in the vault, is the region's active key from `now` (R5, R6 start): the one it replaces is
+ * retired (kept for rollback), and every environment on the tenant key moves to it in the background (R7).
+ */
+async function makeActive(ctx: TenantContext, region: RegionKeys, key: TenantKey, request: { actor: Actor; policy: Policy }, now: number): Promise<KeyChangeResult> {
+  const { tenant } = ctx;
+  const by = describeActor(request.actor);
+  const replaced = activeKeyOf(region);
+  // A key kept for an earlier change's rollback can no longer be rolled back to (rollback goes one step back).
+  const olderRollback = region.keys.find((k) => k.thumbprint === region.rollbackThumbprint && k !== replaced);
+  if (olderRollback) await retire(ctx, region, olderRollback);
+  if (replaced) {
+    replaced.state = 'Retired';
+    replaced.retiredAt = iso(now);
+  }
+  if (!region.keys.includes(key)) region.keys.push(key);
   region.activeThumbprint = key.thumbprint;
   // R7: every environment on the tenant key moves to the new key, in the background; the key is Installing
   // until they all have, and Active at once when there are none.

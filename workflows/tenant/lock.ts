@@ -3,12 +3,12 @@
  * vault; the key re-activated and each environment unlocked; and R9's deletion of locked environments past their
  * deadline, warned of beforehand, by the main loop's timer or by the scheduled purge.
  */
-import { log, patched, setHandler } from '@temporalio/workflow';
-import { updates, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
+import { ApplicationFailure, log, patched, setHandler } from '@temporalio/workflow';
+import { updates, type EnvironmentDeleteRequest, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
 import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
 import { activeKeyOf, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
-import { checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
+import { checkEnvironmentDelete, checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
 import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { failureOf } from './proxies';
@@ -142,7 +142,9 @@ async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, 
   await ctx.inRegion(request.region).takeEnvironmentsOffline.executeWithOptions({ summary: `R8 lock of ${region.region}: ${envs.length} environment(s) offline` }, [
     { tenant: tenant.tenant, envs: envs.map((e) => e.id), mark: { lockedAt: at, deleteAt } },
   ]);
-  const withdrawn = region.keys.filter((k) => k.inVault);
+  // Every version that wraps, or wrapped, a key record; an Available key never did, and waits for its activation
+  // (which R11 refuses until no environment is locked).
+  const withdrawn = region.keys.filter((k) => k.inVault && k.state !== 'Available');
   await ctx.inRegion(request.region).withdrawTenantKeys.executeWithOptions({ summary: `R8 lock of ${region.region}: withdraw ${withdrawn.length} key version(s)` }, [{ vaultKeys: withdrawn.map((k) => k.vaultKey) }]);
   for (const key of withdrawn) key.inVault = false;
   const active = activeKeyOf(region)!;
@@ -220,24 +222,43 @@ export async function deleteOverdue(ctx: TenantContext): Promise<string[]> {
   const now = Date.now();
   const overdue = tenant.environments.filter((e) => e.state === 'Locked' && e.lock && Date.parse(e.lock.deleteAt) <= now);
   if (overdue.length === 0) return [];
+  // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
+  // again in an hour and at every purge; the administrators learn it once.
+  const destroyed = await destroyLocked(ctx, overdue, (envs, failure) => deletionRefused(ctx, envs, failure));
+  if (destroyed.length === 0) return [];
+  await markDeleted(ctx, destroyed);
+  // R9 acts on its own: the deletion is the control plane's, recorded once per environment.
+  for (const env of destroyed) await ctx.audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
+  return destroyed.map((e) => e.id);
+}
+
+/**
+ * The one way locked environments are destroyed (R9 at the deadline, `env delete` on request): each region's
+ * databases, backups and key records by that region's workers. What a region refused goes to `refused` at once.
+ */
+async function destroyLocked(ctx: TenantContext, envs: EnvironmentRecord[], refused: (envs: EnvironmentRecord[], failure: BackgroundFailure) => Promise<void>): Promise<EnvironmentRecord[]> {
+  const { tenant } = ctx;
   // Routed by region: each region's databases are destroyed by that region's workers.
   const groups: Array<[string | null, EnvironmentRecord[]]> = ctx.carried.regions
-    ? [...new Set(overdue.map((e) => e.region))].map((region) => [region, overdue.filter((e) => e.region === region)])
-    : [[null, overdue]];
+    ? [...new Set(envs.map((e) => e.region))].map((region) => [region, envs.filter((e) => e.region === region)])
+    : [[null, envs]];
   const destroyed: EnvironmentRecord[] = [];
-  for (const [region, envs] of groups) {
+  for (const [region, group] of groups) {
     try {
-      await (region === null ? ctx.anyRegion : ctx.inRegion(region)).destroyEnvironments.executeWithOptions({ summary: `R9 deletion of env ${envs.map((e) => e.id).slice(0, 5).join(', ')}${envs.length > 5 ? ` and ${envs.length - 5} more` : ''}` }, [
-        { tenant: tenant.tenant, envs: envs.map((e) => e.id) },
+      await (region === null ? ctx.anyRegion : ctx.inRegion(region)).destroyEnvironments.executeWithOptions({ summary: `R9 deletion of env ${group.map((e) => e.id).slice(0, 5).join(', ')}${group.length > 5 ? ` and ${group.length - 5} more` : ''}` }, [
+        { tenant: tenant.tenant, envs: group.map((e) => e.id) },
       ]);
-      destroyed.push(...envs);
+      destroyed.push(...group);
     } catch (err) {
-      // Refused (faults are retried by the activity's policy): they stay Locked and offline, marked, and are tried
-      // again in an hour and at every purge; the administrators learn it once.
-      await deletionRefused(ctx, envs, failureOf(err, iso(Date.now())));
+      await refused(group, failureOf(err, iso(Date.now())));
     }
   }
-  if (destroyed.length === 0) return [];
+  return destroyed;
+}
+
+/** Destroyed environments are Deleted from now on, and the administrators (and their system administrators) told; `by` for a deletion on request. */
+async function markDeleted(ctx: TenantContext, destroyed: EnvironmentRecord[], by?: string): Promise<void> {
+  const { tenant } = ctx;
   const ids = destroyed.map((e) => e.id);
   const at = iso(Date.now());
   for (const env of destroyed) {
@@ -246,10 +267,45 @@ export async function deleteOverdue(ctx: TenantContext): Promise<string[]> {
     delete env.lock;
   }
   ctx.publishSearchAttributes();
-  await ctx.notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at }), ids);
-  // R9 acts on its own: the deletion is the control plane's, recorded once per environment.
-  for (const env of destroyed) await ctx.audit('env.delete', 'cmk', 'completed', { region: env.region, environment: env.id });
-  return ids;
+  await ctx.notify(environmentsDeletedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, envs: ids, at, ...(by === undefined ? {} : { by }) }), ids);
+}
+
+/**
+ * Registers the update `deleteEnvironment` (`cmk env delete`): a locked environment not worth unlocking is destroyed
+ * now, by R9's own path, so that R11 no longer blocks a new key once none is left. Registered after the others:
+ * no recorded history holds it.
+ */
+export function registerEnvironmentDeletion(ctx: TenantContext): void {
+  const { tenant } = ctx;
+  setHandler(
+    updates.deleteEnvironment,
+    ctx.audited<EnvironmentDeleteRequest, EnvironmentRecord>('env.delete', (r, env) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}) }), async (request) => {
+      const env = tenant.environments.find((e) => e.id === request.env)!;
+      // Marked before the first await: an unlock or a second deletion meanwhile answers OPERATION_IN_PROGRESS.
+      env.runningOperation = 'delete';
+      try {
+        return await ctx.exclusively(async () => {
+          // R9's timer may have destroyed it while this request waited its turn: the outcome asked for.
+          if (env.state !== 'Locked') return env;
+          // Refused by the database server or the vault: the request fails with its reason; R9's deadline stands.
+          const destroyed = await destroyLocked(ctx, [env], async (_envs, failure) => {
+            throw ApplicationFailure.create({ type: failure.code, message: `Environment ${env.id} could not be deleted; it stays locked and offline: ${failure.message}`, nonRetryable: true });
+          });
+          if (destroyed.length === 0) return env;
+          await markDeleted(ctx, [env], describeActor(request.actor));
+          return env;
+        });
+      } finally {
+        delete env.runningOperation;
+      }
+    }),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.deleteEnvironment.name, request);
+        refuseIf(checkEnvironmentDelete(tenant, request));
+      },
+    },
+  );
 }
 
 async function deletionRefused(ctx: TenantContext, envs: EnvironmentRecord[], failure: BackgroundFailure): Promise<void> {

@@ -8,10 +8,13 @@ import type { RegionKeys, TenantKey } from '../../domain/model';
 import { iso, type TenantContext } from './context';
 import { failureOf } from './proxies';
 
-/** Replaced keys that no environment depends on and that are outside the rollback window leave the vault. */
+/**
+ * Replaced keys that no environment depends on and that are outside the rollback window leave the vault; an Available
+ * key (uploaded with --no-activate, waiting for `key activate`) was never in use and stays.
+ */
 export async function retireUnused(ctx: TenantContext, region: RegionKeys): Promise<void> {
   for (const key of region.keys) {
-    if (key.thumbprint !== region.activeThumbprint && key.thumbprint !== region.rollbackThumbprint) await retire(ctx, region, key);
+    if (key.state !== 'Available' && key.thumbprint !== region.activeThumbprint && key.thumbprint !== region.rollbackThumbprint) await retire(ctx, region, key);
   }
 }
 
