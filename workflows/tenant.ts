@@ -21,6 +21,7 @@ import { registerAdmins } from './tenant/admins';
 import { registerBackups, registerEnvironments } from './tenant/environments';
 import { registerKeys } from './tenant/keys';
 import { deleteOverdue, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
+import { registerBulkCreate } from './tenant/bulk';
 
 /**
  * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
@@ -126,6 +127,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerLock(ctx);
   registerBackups(ctx);
   registerPurge(ctx);
+  registerBulkCreate(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 
