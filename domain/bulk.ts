@@ -34,7 +34,7 @@ export interface BulkLineProblem {
 }
 
 /** A caller's text in a refusal: short, printable, quoted (refusals are audited and shown on terminals). */
-const shown = (text: string): string => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text).replace(/[^\x20-\x7e]/g, '?');
+const shown = (text: string): string => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text).replace(/[^\x20-\x7e]/g, '?');
 
 /** The list's text, parsed. Lines with more than two fields are problems of their own (the checks see the rest). */
 export function parseEnvironmentList(text: string): { list: BulkEnvironmentList; problems: BulkLineProblem[] } {
