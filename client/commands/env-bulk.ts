@@ -4,11 +4,10 @@
  * asks for its progress once a second and prints `created 4,000 / 10,000` on stderr.
  */
 import { randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import { CmkError } from '../../common/errors';
 import { BULK_MAX_BYTES } from '../../domain/bulk';
 import { isErrorCode } from '../../domain/codes';
-import { enc, type CliContext } from './context';
+import { enc, readFileWithin, type CliContext } from './context';
 import type * as S from '../../api/schemas';
 import type { Answer } from '../http';
 
@@ -54,14 +53,6 @@ export async function createFromFile({ api, io, print, localInput }: CliContext,
 
 /** The list file's text, refused by size before it is read (INVALID_ARGUMENT). */
 async function readList(file: string): Promise<string> {
-  let size: number;
-  try {
-    const stat = await fs.stat(file);
-    if (!stat.isFile()) throw new Error('not a file');
-    size = stat.size;
-  } catch {
-    throw new CmkError('INVALID_ARGUMENT', `The list ${file} cannot be read.`);
-  }
-  if (size > BULK_MAX_BYTES) throw new CmkError('INVALID_ARGUMENT', `${file} is larger than ${BULK_MAX_BYTES / 1024} KiB; create at most 10,000 environments at once.`);
-  return fs.readFile(file, 'utf8');
+  const tooLarge = new CmkError('INVALID_ARGUMENT', `${file} is larger than ${BULK_MAX_BYTES / 1024} KiB; create at most 10,000 environments at once.`);
+  return (await readFileWithin(file, BULK_MAX_BYTES, 'list', tooLarge)).toString('utf8');
 }

@@ -8,7 +8,7 @@
  * attempt and Temporal retries it with backoff until it succeeds; a batch is idempotent (an environment an earlier
  * attempt made is found and kept), and a replayed workflow continues from the batches its history records. Until
  * recorded, the list's environments are "being created" (a create of the same ID answers ALREADY_EXISTS), so what
- * the workflow believes and what is on disk agree at every step. See docs/OPERATIONS.md, "Bulk set-up".
+ * the workflow believes and what is on disk agree at every step. See docs/RELIABILITY.md, "Bulk set-up".
  */
 import { setHandler } from '@temporalio/workflow';
 import { queries, updates, type EnvironmentCreationProgress, type EnvironmentsCreateRequest, type EnvironmentsCreateResult } from '../messages';
