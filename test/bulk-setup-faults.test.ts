@@ -60,3 +60,16 @@ test('a full disk midway: the batches are retried until they succeed; every envi
     (parts) => ({ databases: (disk = fullDiskFor(parts.databases, ['app-260', 'app-261', 'app-599'], 2)).wrapped }),
   );
 });
+
+test('the same request sent again (the CLI after a dropped connection) attaches to the running operation: one update, one creation', async () => {
+  await harness.withTenant(async ({ plane, tenant }) => {
+    const { list } = parseEnvironmentList(ids.slice(0, 300).join('\n'));
+    const accepted = await harness.acceptedUpdates(tenant);
+    const request = { actor: ALICE, policy: DEFAULT_POLICY, operation: 'op-again', region: 'emea', list };
+    const [first, again] = await Promise.all([plane.createEnvironments(tenant, request), plane.createEnvironments(tenant, request)]);
+    expect(again).toEqual(first);
+    expect(first.created).toBe(300);
+    expect(await harness.acceptedUpdates(tenant)).toBe(accepted + 1);
+    expect((await plane.snapshot(tenant))!.environments.map((e) => e.id)).toEqual(ids.slice(0, 300));
+  });
+});

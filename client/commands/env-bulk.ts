@@ -9,9 +9,11 @@ import { BULK_MAX_BYTES } from '../../domain/bulk';
 import { isErrorCode } from '../../domain/codes';
 import { enc, readFileWithin, type CliContext } from './context';
 import type * as S from '../../api/schemas';
-import type { Answer } from '../http';
+import { ApiUnreachableError, type Answer } from '../http';
 
 const PROGRESS_EVERY_MS = 1_000;
+/** How often a request cut off after it was accepted is sent again (a second apart) before the CLI gives up. */
+const RESENDS = 10;
 const count = (n: number): string => n.toLocaleString('en-US');
 
 export async function createFromFile({ api, io, print, localInput }: CliContext, o: { tenant: string; fromFile: string; region?: string }): Promise<void> {
@@ -25,9 +27,20 @@ export async function createFromFile({ api, io, print, localInput }: CliContext,
     if (line !== shown) io.err((shown = line));
   };
   let finished = false;
-  const request = api()
-    .call<Answer<typeof S.EnvironmentsCreated>>('POST', path, { list, region: o.region, operation })
-    .finally(() => (finished = true));
+  let accepted = false;
+  const send = async (): Promise<Answer<typeof S.EnvironmentsCreated>> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await api().call<Answer<typeof S.EnvironmentsCreated>>('POST', path, { list, region: o.region, operation });
+      } catch (err) {
+        // Cut off after the workflow accepted it (an HTTP timeout, a dropped connection): the operation runs on, and
+        // the same request again attaches to it (the operation ID names its update) and answers when it ends.
+        if (!(err instanceof ApiUnreachableError) || !accepted || attempt >= RESENDS) throw err;
+        await new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS));
+      }
+    }
+  };
+  const request = send().finally(() => (finished = true));
   const watching = (async () => {
     while (!finished) {
       await new Promise((resolve) => setTimeout(resolve, PROGRESS_EVERY_MS));
@@ -36,6 +49,7 @@ export async function createFromFile({ api, io, print, localInput }: CliContext,
       const p = await api()
         .call<Answer<typeof S.EnvironmentCreation>>('GET', `${path}/${enc(operation)}/progress`)
         .catch(() => null);
+      accepted ||= p?.known === true;
       if (p?.known && !finished) show(p.created ?? 0, p.total ?? 0);
     }
   })();
