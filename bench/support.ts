@@ -1,8 +1,8 @@
 /** What the benches share: their arguments, the worker's resident memory, and the tenant workflow's histories. */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { tenantWorkflowId } from '../workflows/messages';
+import { stackWorkerPid } from '../harness/stack';
 
 export const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -15,9 +15,8 @@ export function percentile(sorted: number[], p: number): number {
 
 /** The stack's worker process: its resident memory now (`VmRSS`) and at its highest (`VmHWM`), in MB. */
 export function workerMemory(dataDir: string): (field: 'VmRSS' | 'VmHWM') => number {
-  const { pids } = JSON.parse(readFileSync(join(dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
-  const worker = pids.find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts'));
-  return (field) => (worker ? Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024 : NaN);
+  const worker = stackWorkerPid(dataDir);
+  return (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 }
 
 type HistoryEvents = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>;

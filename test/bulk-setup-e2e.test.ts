@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startStack, type Stack } from '../harness/stack';
+import { stackWorkerPid, startStack, type Stack } from '../harness/stack';
 import { scratchDir } from './support/scratch';
 
 let stack: Stack;
@@ -116,3 +116,31 @@ test('the API route: a body over its limit and a bad operation ID are refused; u
   expect((await stack.cmk(['env', 'create', '--tenant', tenant], { as: ALICE })).code).toBe(2);
   expect(existsSync(join(stack.dataDir, 'environments', tenant, 'op-1'))).toBe(false);
 });
+
+test('a worker SIGKILLed midway: the supervisor starts another, the operation resumes and the CLI answers with every environment created once', async () => {
+  const n = 2000;
+  const ids = Array.from({ length: n }, (_, i) => `crash-${i}`);
+  const before = (await envList()).length;
+  const running = stack.cmk(['env', 'create', '--tenant', tenant, '--from-file', file('crash.txt', ids.join('\n')), '--json'], { as: ALICE });
+  // Killed once some batches, but not all, are recorded.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const recorded = (await envList()).length - before;
+    if (recorded > 0) {
+      expect(recorded).toBeLessThan(n);
+      break;
+    }
+    if (Date.now() > deadline) throw new Error('no batch was recorded within 2 minutes');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(stackWorkerPid(stack.dataDir), 'SIGKILL');
+  const done = await running;
+  expect(done.stderr).toMatch(/^created 2,000 \/ 2,000$/m);
+  expect(done.code).toBe(0);
+  expect(done.json()).toMatchObject({ requested: n, created: n });
+  expect(stack.output()).toMatch(/worker stopped unexpectedly \(SIGKILL\); starting it again/);
+  const after = (await envList()).map((e) => e.id);
+  expect(after.slice(before)).toEqual(ids);
+  expect(databasesOnDisk().filter((d) => d.startsWith('crash-'))).toHaveLength(n);
+  for (const env of ['crash-0', 'crash-1999']) expect(existsSync(join(stack.dataDir, 'environments', tenant, env, 'key-record.json'))).toBe(true);
+}, 300_000);
