@@ -55,13 +55,15 @@ test('200 environments in one operation: progress on stderr, counts and IDs in t
   const records = (await stack.cmk(['audit', 'list', '--tenant', tenant, '--limit', '500', '--json'], { as: ALICE })).json().records as Array<{ action: string; outcome: string; details?: Record<string, unknown> }>;
   const bulk = records.filter((r) => r.action === 'env.create.bulk');
   expect(bulk).toHaveLength(1);
-  expect(bulk[0]).toMatchObject({ outcome: 'completed' });
+  expect(bulk[0]).toMatchObject({ outcome: 'completed', actor: ALICE, region: 'default', details: { operation: doc.operation, environments: 200, created: 200, first: 'web-0', last: 'web-199' } });
   expect(records.filter((r) => r.action === 'env.create')).toHaveLength(1);
 
-  // The human form says how many, where and under which key.
-  const more = await stack.cmk(['env', 'create', '--tenant', tenant, '--from-file', file('two.txt', 'api-1\napi-2\n')], { as: ALICE });
+  // --region applies to every line; the human form says how many, where and under which key.
+  const more = await stack.cmk(['env', 'create', '--tenant', tenant, '--from-file', file('two.txt', 'api-1\napi-2\n'), '--region', 'eu'], { as: ALICE });
   expect(more.code).toBe(0);
-  expect(more.stdout).toMatch(/^2 environments created in region default, Online, protected by the provider key [0-9a-f]{64}\.$/m);
+  expect(more.stdout).toMatch(/^2 environments created in region eu, Online, protected by the provider key [0-9a-f]{64}\.$/m);
+  const eu = (await stack.cmk(['env', 'list', '--tenant', tenant, '--region', 'eu', '--json'], { as: ALICE })).json().environments as Array<{ id: string; region: string }>;
+  expect(eu.map((e) => [e.id, e.region])).toEqual([['api-1', 'eu'], ['api-2', 'eu']]);
 });
 
 describe('a bad line refuses the whole list, names the line, and creates nothing', () => {
