@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { providerKeyName } from '../vault/names';
 import { isCmkError } from '../common/errors';
 import type { EnvironmentDatabases, KeyRecordView, Protector, RekeyHooks, ScanProgress } from '../database/types';
@@ -30,11 +31,12 @@ export interface ProvisionBatchResult {
 }
 
 /**
- * Environments of one bulk-creation batch made at once. A creation is mostly waiting for fsyncs (its key record's
- * and the database file's, on the thread pool); the event loop's own share is about 0.3 ms. Sixteen in flight keep
- * both cores of this machine busy (docs/PERFORMANCE.md, "Bulk set-up").
+ * Environments of one bulk-creation batch made at once, fitted to the cores. A creation is mostly waiting for fsyncs
+ * (its database file's, its key record's and that record's directory's, on the thread pool); the event loop's own
+ * share is about 0.3 ms. Eight in flight per core (16 on the 2 cores measured in docs/PERFORMANCE.md, "Bulk set-up")
+ * keep them busy; at most 64, so that a large machine does not open hundreds of files at once.
  */
-const CREATE_CONCURRENCY = 16;
+const CREATE_CONCURRENCY = Math.min(64, 8 * availableParallelism());
 
 
 export async function providerProtector(vault: Vault, region: string): Promise<Protector> {
