@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { providerKeyName } from '../vault/names';
 import { isCmkError } from '../common/errors';
 import type { EnvironmentDatabases, KeyRecordView, Protector, RekeyHooks, ScanProgress } from '../database/types';
@@ -19,6 +20,23 @@ export interface ReprotectionBatchResult {
 
 /** Environments of one batch re-wrapped at once: the work is vault crypto and small fsynced writes. */
 const BATCH_CONCURRENCY = 4;
+
+/** What one batch of a bulk creation did: every environment under `keyThumbprint` but `others`; `refused` not created. */
+export interface ProvisionBatchResult {
+  protection: Protector['kind'];
+  keyThumbprint: string;
+  /** Environments found already made under another protector (left by an earlier attempt or operation): as they are. */
+  others: Array<{ env: string; protection: Protector['kind']; keyThumbprint: string }>;
+  refused: Array<{ env: string; code: string; message: string }>;
+}
+
+/**
+ * Environments of one bulk-creation batch made at once, fitted to the cores. A creation is mostly waiting for fsyncs
+ * (its database file's, its key record's and that record's directory's, on the thread pool); the event loop's own
+ * share is about 0.3 ms. Eight in flight per core (16 on the 2 cores measured in docs/PERFORMANCE.md, "Bulk set-up")
+ * keep them busy; at most 64, so that a large machine does not open hundreds of files at once.
+ */
+const CREATE_CONCURRENCY = Math.min(64, 8 * availableParallelism());
 
 
 export async function providerProtector(vault: Vault, region: string): Promise<Protector> {
@@ -86,6 +104,33 @@ export function createEnvironmentActivities({ vault, databases }: { vault: Vault
       const existing = await databases.describe(tenant, env);
       const record = existing ?? (await databases.create(tenant, env, await serialisedProviderProtector(region)));
       return { protection: record.protector.kind, keyThumbprint: record.protector.thumbprint };
+    },
+
+    /**
+     * `env create --from-file`: a batch of new environment databases under the region's provider key. Idempotent per
+     * environment (one made by an earlier attempt is found and kept), so a retry after a fault (a full disk) or a dead
+     * worker simply runs the batch again; the heartbeat reports how many are done. A refusal of one environment is
+     * reported for it and the batch goes on; any other fault fails the attempt and Temporal retries it.
+     */
+    async provisionEnvironmentDatabases({ tenant, region, envs }: { tenant: string; region: string; envs: string[] }): Promise<ProvisionBatchResult> {
+      const protector = await serialisedProviderProtector(region);
+      const result: ProvisionBatchResult = { protection: protector.kind, keyThumbprint: protector.thumbprint, others: [], refused: [] };
+      const queue = [...envs];
+      let done = 0;
+      const worker = async (): Promise<void> => {
+        for (let env = queue.shift(); env !== undefined; env = queue.shift()) {
+          try {
+            const record = (await databases.describe(tenant, env)) ?? (await databases.create(tenant, env, protector));
+            if (record.protector.thumbprint !== protector.thumbprint) result.others.push({ env, protection: record.protector.kind, keyThumbprint: record.protector.thumbprint });
+          } catch (err) {
+            if (!isCmkError(err)) throw err;
+            result.refused.push({ env, code: err.code, message: err.message });
+          }
+          heartbeat({ done: ++done });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, queue.length) }, worker));
+      return result;
     },
 
     /** R7 apply: a new DEK (every page re-encrypted), wrapped by the tenant key — nothing the provider held opens it. */

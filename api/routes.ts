@@ -17,6 +17,7 @@ import { route, type Route } from './route';
 import type { CodecEndpoint } from './codec';
 import type { ConsoleSessions } from './console-sessions';
 import { regionTaskQueue } from '../workflows/messages';
+import { BULK_MAX_BYTES } from '../domain/bulk';
 
 /** What the route table reads: the service, Temporal and the task queues (for the health check), the codec endpoint. */
 export interface RouteDependencies {
@@ -33,6 +34,8 @@ export interface RouteDependencies {
 export const SMALL_BODY = 16 * 1024;
 /** 64 KiB of key file in base64 (87,382 characters) plus its JSON framing. */
 const KEY_FILE_BODY = 96 * 1024;
+/** A list of 10,000 environments (at most 1 MiB, domain/bulk.ts) as a JSON string: escaped newlines, framing. */
+const ENVIRONMENT_LIST_BODY = BULK_MAX_BYTES + 64 * 1024;
 
 function role(text: string | undefined): AdminRole | null {
   if (text === undefined) return null;
@@ -128,6 +131,29 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         const b = await body();
         return service.createEnvironment(actor, params.tenant!, { env: requiredString(b, 'env'), region: optionalString(b, 'region'), admin: optionalString(b, 'admin') });
       },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/environments/bulk',
+      summary: 'Create many environments in one operation, all or none for a bad line (`env create --from-file`)',
+      audited: 'env.create.bulk',
+      body: bodyOf(
+        { list: 'one environment ID a line, optionally ID,ADMIN_EMAIL; blank lines and # comments ignored (at most 10,000 environments, 1 MiB)', region: REGION, operation: 'an ID of your choosing for the progress route (default: a new UUID)' },
+        ['region', 'operation'],
+      ),
+      response: S.EnvironmentsCreated,
+      maxBodyBytes: ENVIRONMENT_LIST_BODY,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        return service.createEnvironments(actor, params.tenant!, { list: requiredString(b, 'list'), region: optionalString(b, 'region'), operation: optionalString(b, 'operation') });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/tenants/{tenant}/environments/bulk/{operation}/progress',
+      summary: "A bulk creation's progress: created so far of the total",
+      response: S.EnvironmentCreation,
+      handle: ({ actor, params }) => service.environmentCreation(actor, params.tenant!, params.operation!),
     }),
     route({ method: 'GET', path: '/v1/tenants/{tenant}/environments', summary: 'List environments', query: regionQuery, response: S.EnvironmentList, handle: ({ actor, params, query }) => service.listEnvironments(actor, params.tenant!, { region: region(query) }) }),
     ...environmentRoutes,

@@ -72,6 +72,28 @@ export const EnvView = Type.Object({
 export const EnvironmentShown = Type.Object({ environment: EnvView });
 export const EnvironmentList = Type.Object({ tenant: Type.String(), region: Type.String(), environments: Type.Array(EnvView) });
 
+export const EnvironmentsCreated = Type.Object({
+  tenant: Type.String(),
+  operation: Type.String(),
+  region: Type.String(),
+  requested: Type.Number(),
+  created: Type.Number(),
+  protection: Type.String(),
+  keyThumbprint: Type.String(),
+  environments: Type.Array(Type.String(), { description: 'the IDs created, in the order of the list' }),
+  refused: Type.Array(Type.Object({ env: Type.String(), line: Type.Number(), code: Type.String(), message: Type.String() }), { description: 'refused by the database engine after the checks passed (none expected); the others were created' }),
+});
+export const EnvironmentCreation = Type.Object({
+  tenant: Type.String(),
+  operation: Type.String(),
+  known: Type.Boolean({ description: 'false until the tenant workflow has accepted the operation' }),
+  region: Type.Optional(Type.String()),
+  total: Type.Optional(Type.Number()),
+  created: Type.Optional(Type.Number()),
+  startedAt: Type.Optional(Stamp),
+  finishedAt: Type.Optional(Nullable(Stamp)),
+});
+
 export const Row = Type.Object({ id: Type.Number(), text: Type.String(), createdAt: Stamp });
 export const EnvironmentRows = Type.Object({ tenant: Type.String(), env: Type.String(), rows: Type.Array(Row) });
 

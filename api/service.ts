@@ -54,6 +54,7 @@ import type { AuditEntry } from '../audit/trail';
 import { quotable, redactAuditEntry } from '../domain/audit-redaction';
 import { MAX_AUDIT_PAGE } from '../activities/audit';
 import { randomUUID } from 'node:crypto';
+import { BULK_MAX_BYTES, checkEnvironmentsCreate, parseEnvironmentList } from '../domain/bulk';
 
 export interface ApiDependencies {
   config: Config;
@@ -228,6 +229,42 @@ export class ApiService {
       systemAdmin: p.admin ?? null,
     });
     return { environment: environmentView(env) };
+  }
+
+  /**
+   * `env create --from-file`: every line checked here first (line numbers in the refusal), then one update whose
+   * validator checks them again against the workflow's own state; returns when every environment is recorded.
+   */
+  async createEnvironments(actor: Actor, tenantId: string, p: { list: string; region?: string; operation?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'env.create');
+    const operation = p.operation ?? randomUUID();
+    // Chosen by the caller (the CLI: a UUID) so that it can ask for progress while it waits; the grammar of IDs.
+    if (!isValidId(operation)) refuse('INVALID_ARGUMENT', '"operation" must be an ID: lowercase letters, digits and dashes, at most 63.');
+    if (Buffer.byteLength(p.list, 'utf8') > BULK_MAX_BYTES) refuse('INVALID_ARGUMENT', `The list is larger than ${BULK_MAX_BYTES / 1024} KiB; send at most 10,000 environments at once.`);
+    const region = p.region ?? tenant.homeRegion;
+    const { list, problems } = parseEnvironmentList(p.list);
+    refuseIf(checkEnvironmentsCreate(tenant, { actor, region, list, policy: this.policy }, new Set(), problems));
+    const result = await this.deps.controlPlane.createEnvironments(tenantId, { actor, policy: this.policy, operation, region, list });
+    const refused = new Set(result.refused.map((r) => r.env));
+    return {
+      tenant: tenantId,
+      operation,
+      region,
+      requested: list.entries.length,
+      created: result.created,
+      protection: result.protection,
+      keyThumbprint: result.keyThumbprint,
+      environments: list.entries.map(([env]) => env).filter((env) => !refused.has(env)),
+      refused: result.refused,
+    };
+  }
+
+  /** A bulk creation's progress (the CLI polls it while its request runs); `known: false` before it is accepted. */
+  async environmentCreation(actor: Actor, tenantId: string, operation: string) {
+    await this.authorize(actor, tenantId, 'env.create');
+    if (!isValidId(operation)) refuse('INVALID_ARGUMENT', 'That is not an operation ID.');
+    const progress = await this.deps.controlPlane.environmentCreation(tenantId, operation);
+    return progress ? { tenant: tenantId, known: true, ...progress } : { tenant: tenantId, operation, known: false };
   }
 
   async listEnvironments(actor: Actor, tenantId: string, p: { region?: string }) {

@@ -1,10 +1,11 @@
 /**
- * `npm run bench [-- --n 100] [--routed]`: re-protection of N environments after a key change on the embedded stack, beside
- * the same work done by a plain sequential script with no Temporal. Not a test: it prints figures; nothing asserts
- * a duration. Set-up (creating and applying N environments) is not timed.
+ * `npm run bench [-- --n 100] [--routed]`: re-protection of N environments after a key change on the embedded stack,
+ * beside the same work done by a plain sequential script with no Temporal. Not a test: it prints figures; nothing
+ * asserts a duration. Set-up (creating and applying N environments) is not timed. `npm run bench -- --bulk-setup N`
+ * times the set-up itself instead (bench/bulk-setup.ts).
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -13,17 +14,9 @@ import { loadRequestSigner } from '../common/request-signing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
-import { tenantWorkflowId } from '../workflows/messages';
 import { startStack } from '../harness/stack';
-
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
+import { activityLatencies, arg, percentile, tenantHistories, workerMemory } from './support';
+import { bulkSetupBench } from './bulk-setup';
 
 async function main(): Promise<void> {
   const n = arg('n', 100);
@@ -54,9 +47,7 @@ async function main(): Promise<void> {
     const setupSeconds = (Date.now() - setupStart) / 1000;
     await new Promise((r) => setTimeout(r, 1100));
 
-    const { pids } = JSON.parse(readFileSync(join(stack.dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
-    const worker = pids.find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts'));
-    const statusOf = (field: 'VmRSS' | 'VmHWM') => (worker ? Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024 : NaN);
+    const statusOf = workerMemory(stack.dataDir);
     const rssBeforeReprotection = statusOf('VmRSS');
     const setupPeakRss = statusOf('VmHWM');
     // The worker's resident memory while it re-protects (sampled), apart from the peak the set-up left behind.
@@ -70,22 +61,8 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     if (changed.code !== 0 || changed.json().activeKey.state !== 'Active') throw new Error(`key change failed: ${changed.stderr}`);
 
-    // Every run of the tenant workflow (it continues as new when its history grows), each history on its own.
-    const runs: Array<NonNullable<Awaited<ReturnType<ReturnType<typeof client.workflow.getHandle>['fetchHistory']>>['events']>> = [];
-    for await (const run of client.workflow.list({ query: `WorkflowId = "${tenantWorkflowId('bench')}"` })) {
-      runs.push((await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory()).events ?? []);
-    }
-    const scheduled = new Map<string, number>();
-    const latencies: number[] = [];
-    for (const e of runs.flatMap((events, run) => events.map((event) => Object.assign(event, { run })))) {
-      const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
-      const s = e.activityTaskScheduledEventAttributes;
-      if (s?.activityType?.name === 'reprotectEnvironments') scheduled.set(`${e.run}/${e.eventId}`, at);
-      const c = e.activityTaskCompletedEventAttributes;
-      const key = `${e.run}/${c?.scheduledEventId}`;
-      if (c && scheduled.has(key)) latencies.push(at - scheduled.get(key)!);
-    }
-    latencies.sort((a, b) => a - b);
+    const runs = await tenantHistories(client, 'bench');
+    const latencies = activityLatencies(runs, 'reprotectEnvironments');
 
     // Baseline: the same re-wrap, one environment after another, in this process, with no Temporal.
     const third = await parts.vault.importKey('tenant-bench-baseline', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: true });
@@ -122,7 +99,7 @@ async function main(): Promise<void> {
   }
 }
 
-void main().catch((err: unknown) => {
+void (process.argv.includes('--bulk-setup') ? bulkSetupBench() : main()).catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });

@@ -46,6 +46,10 @@ import {
   MAIL_RETRY_WORKFLOW_TYPE,
   mailRetryWorkflowId,
   type EnvironmentScope,
+  type EnvironmentCreationProgress,
+  type EnvironmentsCreateRequest,
+  type EnvironmentsCreateResult,
+  environmentsCreateUpdateId,
 } from '../workflows/messages';
 import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
@@ -227,6 +231,25 @@ export class ControlPlane {
   createEnvironment(tenant: string, request: EnvironmentCreateRequest): Promise<EnvironmentRecord> {
     // No update ID: Temporal would answer a later repeat with the first result; the validator answers ALREADY_EXISTS.
     return this.update(tenant, () => this.tenantUpdate(tenant, updates.createEnvironment, request));
+  }
+
+  /**
+   * `env create --from-file`: the whole list in one update. The update ID names the caller's operation, so a request
+   * sent again (a dropped connection) attaches to the one running and returns its result.
+   */
+  createEnvironments(tenant: string, request: EnvironmentsCreateRequest): Promise<EnvironmentsCreateResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.createEnvironments, request, environmentsCreateUpdateId(request.operation)));
+  }
+
+  /** A bulk creation's progress; null before the workflow accepted it, or once its run has continued as new. */
+  async environmentCreation(tenant: string, operation: string): Promise<EnvironmentCreationProgress | null> {
+    try {
+      return await this.tenantHandle(tenant).query(queries.environmentCreation, operation);
+    } catch (err) {
+      // A worker older than bulk creation: nothing to report.
+      if (err instanceof QueryNotRegisteredError) return null;
+      throw err;
+    }
   }
 
   /**

@@ -1122,9 +1122,11 @@ export function explainedChanges(world: ApiWorld, accepted: AcceptedLog): { keyM
   const mine = accepted.filter((a) => a.params.tenant === world.tenant);
   const keyMayChange = mine.some((a) => KEY_CHANGING.test(a.route));
   const envs = new Set(mine.filter((a) => ENV_CHANGING.test(a.route)).map((a) => a.params.env ?? ''));
-  const created = new Set(
-    mine.filter((a) => a.route === '/v1/tenants/{tenant}/environments').map((a) => String((a.body.environment as { id?: unknown } | undefined)?.id ?? '')),
-  );
+  const created = new Set([
+    ...mine.filter((a) => a.route === '/v1/tenants/{tenant}/environments').map((a) => String((a.body.environment as { id?: unknown } | undefined)?.id ?? '')),
+    // `env create --from-file`: every ID its answer lists.
+    ...mine.filter((a) => a.route === '/v1/tenants/{tenant}/environments/bulk').flatMap((a) => (Array.isArray(a.body.environments) ? a.body.environments.map(String) : [])),
+  ]);
   return { keyMayChange, envs, created };
 }
 

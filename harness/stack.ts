@@ -3,7 +3,7 @@
  * secrets dirs, and drives the real `cmk` bin as a user would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,4 +160,18 @@ export function runCmk(args: string[], env: Record<string, string>): Promise<Cli
       }),
     );
   });
+}
+
+/** The pid of the worker a stack started (its supervisor writes every child's pid to `run/stack.json`). */
+export function stackWorkerPid(dataDir: string): number {
+  const { pids } = JSON.parse(readFileSync(join(dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
+  const pid = pids.find((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts');
+    } catch {
+      return false;
+    }
+  });
+  if (!pid) throw new Error('no worker process');
+  return pid;
 }

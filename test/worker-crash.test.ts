@@ -12,7 +12,7 @@ import { loadRequestSigner } from '../common/request-signing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
-import { startStack, type Stack } from '../harness/stack';
+import { stackWorkerPid, startStack, type Stack } from '../harness/stack';
 import { onceTimeAllows } from './support/deadline';
 
 const N = 200;
@@ -23,19 +23,6 @@ beforeAll(async () => {
   stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s' });
 }, 120_000);
 afterAll(async () => stack?.stop());
-
-function workerPid(): number {
-  const { pids } = JSON.parse(readFileSync(join(stack.dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
-  const pid = pids.find((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts');
-    } catch {
-      return false;
-    }
-  });
-  if (!pid) throw new Error('no worker process');
-  return pid;
-}
 
 async function inBatches<T>(items: T[], size: number, work: (item: T) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
@@ -72,7 +59,7 @@ test(`a worker killed while re-protecting ${N} environments loses nothing`, asyn
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    process.kill(workerPid(), 'SIGKILL');
+    process.kill(stackWorkerPid(stack.dataDir), 'SIGKILL');
 
     const shown = await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE.email });
     // A new worker replays the tenant's history: a replay that fails answers 500 here (it did, with a patch decided

@@ -21,6 +21,7 @@ import { registerAdmins } from './tenant/admins';
 import { registerBackups, registerEnvironments } from './tenant/environments';
 import { registerKeyActivation, registerKeys } from './tenant/keys';
 import { deleteOverdue, registerEnvironmentDeletion, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
+import { registerBulkCreate } from './tenant/bulk';
 
 /**
  * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
@@ -128,6 +129,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerPurge(ctx);
   registerEnvironmentDeletion(ctx);
   registerKeyActivation(ctx);
+  registerBulkCreate(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 

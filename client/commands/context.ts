@@ -74,16 +74,21 @@ export async function readPassword(file: string): Promise<string> {
 }
 
 /** Refused by size before a byte of it is read or sent (INVALID_KEY_FILE). */
-export async function readKeyFile(file: string): Promise<Buffer> {
+export function readKeyFile(file: string): Promise<Buffer> {
+  return readFileWithin(file, MAX_KEY_FILE_BYTES, 'key file', new CmkError('INVALID_KEY_FILE', `${file} is larger than 64 KiB; no key file is that large.`));
+}
+
+/** A local file the command sends, refused with `tooLarge` by its size before a byte of it is read. */
+export async function readFileWithin(file: string, maxBytes: number, what: string, tooLarge: CmkError): Promise<Buffer> {
   let size: number;
   try {
     const stat = await fs.stat(file);
     if (!stat.isFile()) throw new Error('not a file');
     size = stat.size;
   } catch {
-    throw new CmkError('INVALID_ARGUMENT', `The key file ${file} cannot be read.`);
+    throw new CmkError('INVALID_ARGUMENT', `The ${what} ${file} cannot be read.`);
   }
-  if (size > MAX_KEY_FILE_BYTES) throw new CmkError('INVALID_KEY_FILE', `${file} is larger than 64 KiB; no key file is that large.`);
+  if (size > maxBytes) throw tooLarge;
   return fs.readFile(file);
 }
 

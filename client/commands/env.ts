@@ -1,17 +1,25 @@
 /** `cmk env`: environments and their databases (DESIGN.md §4). */
-import { columns, enc, faultText, query, type CliContext } from './context';
+import { columns, enc, faultText, query, UsageError, type CliContext } from './context';
+import { createFromFile } from './env-bulk';
 import type { Static } from '@sinclair/typebox';
 import type * as S from '../../api/schemas';
 import type { Answer } from '../http';
 
-export function registerEnv({ program, command, api, print }: CliContext): void {
+export function registerEnv(context: CliContext): void {
+  const { program, command, api, print } = context;
   const env = command(program, 'env', 'environments and their databases');
-  command(env, 'create', 'create an environment: a new database under the provider key')
+  command(env, 'create', 'create an environment (--env), or many in one operation (--from-file): new databases under the provider key')
     .requiredOption('--tenant <id>', 'tenant ID')
-    .requiredOption('--env <id>', 'environment ID')
+    .option('--env <id>', 'environment ID')
+    .option('--from-file <file>', 'one environment ID a line, optionally ID,ADMIN_EMAIL (# comments); all or none')
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--admin <email>', "the environment's system administrator")
-    .action(async (o: { tenant: string; env: string; region?: string; admin?: string }) => {
+    .action(async (o: { tenant: string; env?: string; fromFile?: string; region?: string; admin?: string }) => {
+      if ((o.env === undefined) === (o.fromFile === undefined)) throw new UsageError('give either --env or --from-file');
+      if (o.fromFile !== undefined) {
+        if (o.admin !== undefined) throw new UsageError('--admin goes with --env; in a --from-file list, write ID,ADMIN_EMAIL');
+        return createFromFile(context, { tenant: o.tenant, fromFile: o.fromFile, ...(o.region ? { region: o.region } : {}) });
+      }
       const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments`, { env: o.env, region: o.region, admin: o.admin });
       print(r, () => `Environment ${r.environment.id} created in region ${r.environment.region}: ${describeEnv(r.environment)}.`);
     });

@@ -16,6 +16,7 @@ import { temporalTestServerPath } from '../../stack/tools';
 import { registerSearchAttributes } from '../../stack/search-attributes';
 import { regionTaskQueue, tenantWorkflowId } from '../../workflows/messages';
 import { DEFAULT_POLICY } from '../../domain/policy';
+import { parseEnvironmentList } from '../../domain/bulk';
 import type { PossessionProof } from '../../domain/rules';
 import { localParts } from './parts';
 import { signChallenge, testDataConverter, testRequestSigner, testRequestTrust, TEST_AUDIT_KEY, TEST_CHALLENGES } from './codec';
@@ -184,6 +185,20 @@ async function main(): Promise<void> {
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
       regionWorkers.forEach((w) => w.shutdown());
       await Promise.all(running);
+    },
+
+    // `env create --from-file` (issue 20): 600 environments in one update, three batches, then a single create and an apply.
+    'recorded-bulk': async () => {
+      const tenant = 'recorded-bulk';
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Bulk Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+      const { list } = parseEnvironmentList(Array.from({ length: 600 }, (_, i) => (i % 100 === 0 ? `app-${i},sam@example.com` : `app-${i}`)).join('\n'));
+      await plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-bulk-1', region: 'default', list });
+      await expectRefusal(plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-bulk-2', region: 'default', list }));
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'bulk-first', source: 'generated', staged: await stage(tenant) });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply' });
+      await plane.environmentCreation(tenant, 'recorded-bulk-1');
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
   };
 

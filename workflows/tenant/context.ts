@@ -46,6 +46,8 @@ export interface TenantContext {
   readonly reprotecting: Set<string>;
   /** Regions whose running re-protection a rollback has superseded: it stops after the batches in flight. */
   readonly superseded: Set<string>;
+  /** Environments whose creation (one, or a bulk list's) was accepted but is not finished: another create answers ALREADY_EXISTS. */
+  readonly provisioning: Set<string>;
   /** The activities on the workflow's own task queue. */
   readonly anyRegion: RegionActivities;
   /** R1: the activities on the region's task queue once the deployment names its regions, else `anyRegion`. */
@@ -97,6 +99,7 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
     busy: false,
     reprotecting: new Set<string>(),
     superseded: new Set<string>(),
+    provisioning: new Set<string>(),
     anyRegion: regionActivities(undefined),
     inRegion,
     policyOf: (request) => ctx.trust?.policy ?? request.policy,

@@ -14,9 +14,7 @@ import { retireUnused } from './retirement';
 
 /** Registers the updates `createEnvironment` and `environmentOperation` (apply, revert, rekey). */
 export function registerEnvironments(ctx: TenantContext): void {
-  const { tenant } = ctx;
-  /** Environments whose creation was accepted but is not finished: a second create answers ALREADY_EXISTS. */
-  const provisioning = new Set<string>();
+  const { tenant, provisioning } = ctx;
 
   setHandler(
     updates.createEnvironment,

@@ -27,6 +27,11 @@ export function regionActivities(taskQueue: string | undefined) {
      * and the retry resumes from the last heartbeat. Faults are retried with backoff for as long as it takes.
      */
     reprotectEnvironments: proxyActivities<Activities>({ ...on, startToCloseTimeout: '10 minutes', heartbeatTimeout: '10 seconds', retry: RETRY }).reprotectEnvironments,
+    /**
+     * `env create --from-file`: a batch of new databases per activity, heartbeating; a fault (a full disk, a dead
+     * worker) is retried with backoff until it succeeds, and the batch is idempotent (workflows/tenant/bulk.ts).
+     */
+    provisionEnvironmentDatabases: proxyActivities<Activities>({ ...on, startToCloseTimeout: '10 minutes', heartbeatTimeout: '10 seconds', retry: RETRY }).provisionEnvironmentDatabases,
     /** The one-environment-per-activity re-protection of workflows started before batches (see `startReprotection`). */
     reprotectEnvironment: proxyActivities<Activities>({ ...on, startToCloseTimeout: '20 seconds', retry: RETRY }).reprotectEnvironment,
     // Re-encrypting every page of a database takes as long as the database is large: hours for a large one, so

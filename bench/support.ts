@@ -1,0 +1,46 @@
+/** What the benches share: their arguments, the worker's resident memory, and the tenant workflow's histories. */
+import { readFileSync } from 'node:fs';
+import type { Client } from '@temporalio/client';
+import { tenantWorkflowId } from '../workflows/messages';
+import { stackWorkerPid } from '../harness/stack';
+
+export const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+
+export function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** The stack's worker process: its resident memory now (`VmRSS`) and at its highest (`VmHWM`), in MB. */
+export function workerMemory(dataDir: string): (field: 'VmRSS' | 'VmHWM') => number {
+  const worker = stackWorkerPid(dataDir);
+  return (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+type HistoryEvents = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>;
+
+/** Every run of the tenant's workflow (it continues as new when its history grows), each history on its own. */
+export async function tenantHistories(client: Client, tenant: string): Promise<HistoryEvents[]> {
+  const runs: HistoryEvents[] = [];
+  for await (const run of client.workflow.list({ query: `WorkflowId = "${tenantWorkflowId(tenant)}"` })) {
+    runs.push((await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory()).events ?? []);
+  }
+  return runs;
+}
+
+/** Scheduled → completed, in ms, of every activity of this type across the runs. */
+export function activityLatencies(runs: HistoryEvents[], activityType: string): number[] {
+  const scheduled = new Map<string, number>();
+  const latencies: number[] = [];
+  for (const e of runs.flatMap((events, run) => events.map((event) => Object.assign(event, { run })))) {
+    const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s?.activityType?.name === activityType) scheduled.set(`${e.run}/${e.eventId}`, at);
+    const c = e.activityTaskCompletedEventAttributes;
+    const key = `${e.run}/${c?.scheduledEventId}`;
+    if (c && scheduled.has(key)) latencies.push(at - scheduled.get(key)!);
+  }
+  return latencies.sort((a, b) => a - b);
+}
