@@ -1,4 +1,5 @@
 /** Small pieces every page uses: a labelled field, a refusal next to its control, a busy button, announcements. */
+import { CmkError } from '../../common/errors';
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
@@ -104,7 +105,7 @@ export function Section(props: { title: string; children: ComponentChildren; id?
 export async function readPicked(input: HTMLInputElement | null): Promise<{ name: string; bytes: Uint8Array } | null> {
   const file = input?.files?.[0];
   if (!file) return null;
-  if (file.size > 64 * 1024) throw Object.assign(new Error(`${file.name} is larger than 64 KiB; no key file is that large.`), { code: 'INVALID_KEY_FILE' });
+  if (file.size > 64 * 1024) throw new CmkError('INVALID_KEY_FILE', `${file.name} is larger than 64 KiB; no key file is that large.`);
   return { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
 }
 

@@ -2,6 +2,7 @@
  * Keys: generate (the .pfx downloads once, R3), upload a .pfx or .byok (the key-exchange key first for a .byok), roll
  * back within the embargo (R6), re-activate after a lock (R10). Each refusal shows beside its control.
  */
+import { CmkError } from '../../../common/errors';
 import { useRef, useState } from 'preact/hooks';
 import { MIN_GENERATED_PASSWORD_LENGTH } from '../../../domain/rules';
 import { call, download, enc, fromBase64, toBase64, type KeyReport } from '../api';
@@ -24,7 +25,7 @@ function Generate({ ctx }: { ctx: TenantContext }) {
   const [password, setPassword] = useState('');
   const [confirm, setConfirm] = useState('');
   const action = useAction(async () => {
-    if (password !== confirm) throw Object.assign(new Error('The two passwords differ; type the same password twice.'), { code: 'INVALID_ARGUMENT' });
+    if (password !== confirm) throw new CmkError('INVALID_ARGUMENT', 'The two passwords differ; type the same password twice.');
     const r = await call<KeyReport & { pfx: string }>('POST', `${keyBase(ctx)}/generate`, { name, password, region: ctx.region });
     download(`${name || 'key'}.pfx`, fromBase64(r.pfx), 'application/x-pkcs12');
     setPassword('');
@@ -64,7 +65,7 @@ function Upload({ ctx }: { ctx: TenantContext }) {
   const file = useRef<HTMLInputElement>(null);
   const action = useAction(async () => {
     const picked = await readPicked(file.current);
-    if (!picked) throw Object.assign(new Error('Choose the key file (.pfx or .byok).'), { code: 'INVALID_ARGUMENT' });
+    if (!picked) throw new CmkError('INVALID_ARGUMENT', 'Choose the key file (.pfx or .byok).');
     const r = await call<KeyReport>('POST', `${keyBase(ctx)}/upload`, { name, fileName: picked.name, file: toBase64(picked.bytes), ...(password ? { password } : {}), region: ctx.region });
     setPassword('');
     ctx.refresh();
@@ -136,7 +137,7 @@ function Reactivate({ ctx }: { ctx: TenantContext }) {
   const file = useRef<HTMLInputElement>(null);
   const action = useAction(async () => {
     const picked = await readPicked(file.current);
-    if (!picked) throw Object.assign(new Error('Choose the locked key\'s file (.pfx or .byok).'), { code: 'INVALID_ARGUMENT' });
+    if (!picked) throw new CmkError('INVALID_ARGUMENT', 'Choose the locked key\'s file (.pfx or .byok).');
     const r = await call<KeyReport>('POST', `${keyBase(ctx)}/reactivate`, { fileName: picked.name, file: toBase64(picked.bytes), ...(password ? { password } : {}), region: ctx.region });
     setPassword('');
     ctx.refresh();

@@ -3,6 +3,7 @@
  * what will happen, and signs the service's challenge here in the browser (pfx-sign.ts): the file and its password
  * never leave this page; only the signature does.
  */
+import { CmkError } from '../../../common/errors';
 import { useRef, useState } from 'preact/hooks';
 import { call, enc, toBase64 } from '../api';
 import { isPast, relative, when } from '../format';
@@ -18,8 +19,8 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
   const onTenantKey = ctx.environments.filter((e) => e.protection === 'tenant' && e.state !== 'Deleted').length;
   const action = useAction(async () => {
     const picked = await readPicked(file.current);
-    if (!picked) throw Object.assign(new Error("Choose the active key's .pfx."), { code: 'INVALID_ARGUMENT' });
-    if (!picked.name.toLowerCase().endsWith('.pfx')) throw Object.assign(new Error("A lock proves possession with the active key's .pfx (its private key signs a challenge in this page)."), { code: 'INVALID_KEY_FILE' });
+    if (!picked) throw new CmkError('INVALID_ARGUMENT', "Choose the active key's .pfx.");
+    if (!picked.name.toLowerCase().endsWith('.pfx')) throw new CmkError('INVALID_KEY_FILE', "A lock proves possession with the active key's .pfx (its private key signs a challenge in this page).");
     const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
     const { challenge } = await call<{ challenge: string }>('POST', `${base}/challenges`, { operation: 'lock', region: ctx.region });
     const signature = await signChallengeWithPfx(picked.bytes, password, challenge);

@@ -2,6 +2,7 @@
  * Sign-in with a one-time link (`npx cmk console --as you@example.com` prints it). Opened, the link signs in by
  * itself; a link can also be pasted here, which keeps the page (and what was typed on it) when a session ended.
  */
+import { CmkError } from '../../../common/errors';
 import { useEffect, useState } from 'preact/hooks';
 import { call, type SessionView } from '../api';
 import { Field, Refusal } from '../ui';
@@ -32,7 +33,7 @@ export function SignIn(props: { ticket: string | null; tenant: string | null; re
     e.preventDefault();
     const match = /#\/sign-in\/([A-Za-z0-9_-]+)(?:\/([a-z0-9-]+))?/.exec(link.trim()) ?? /^([A-Za-z0-9_-]{20,100})$/.exec(link.trim());
     if (!match) {
-      setError(Object.assign(new Error('Paste the whole link `cmk console` printed (it starts with http and contains #/sign-in/).'), { code: 'INVALID_ARGUMENT' }));
+      setError(new CmkError('INVALID_ARGUMENT', 'Paste the whole link `cmk console` printed (it starts with http and contains #/sign-in/).'));
       return;
     }
     void redeem(match[1]!, match[2] ?? null);
