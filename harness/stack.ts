@@ -12,24 +12,39 @@ import { issueToken, loadTokenSigningKey } from '../common/tokens';
 
 const root = join(__dirname, '..');
 
+/**
+ * A free port below the kernel's ephemeral range. A port the OS hands out for `listen(0)` lies inside that range, so
+ * once the stack that held it stops, any outgoing connection (the dev server's own services, the worker's gRPC) may take
+ * it as its source port, and the restarted stack's API then fails with EADDRINUSE: a port that must survive a
+ * restart is picked where the kernel never picks.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
+  return freePorts(0);
 }
 
 /** A frontend port whose UI port (+1000) is free too. */
 async function temporalPort(): Promise<number> {
+  return freePorts(1000);
+}
+
+async function freePorts(uiOffset: number): Promise<number> {
+  const low = 10_000;
+  const high = ephemeralRangeStart() - 1 - uiOffset;
   for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 30000);
-    const ok = await Promise.all([port, port + 1000].map(portIsFree));
+    const port = low + Math.floor(Math.random() * (high - low));
+    const ok = await Promise.all((uiOffset ? [port, port + uiOffset] : [port]).map(portIsFree));
     if (ok.every(Boolean)) return port;
   }
+}
+
+function ephemeralRangeStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (first > 12_000) return first;
+  } catch {
+    // Not Linux: the IANA dynamic range starts at 49152; below 32768 is outside every common default.
+  }
+  return 32_768;
 }
 
 function portIsFree(port: number): Promise<boolean> {
