@@ -99,15 +99,20 @@ export class ConsoleSessions {
     const session = this.live(id);
     if (!session) throw unauthenticated('Your console session has ended (signed out, expired or idle too long); sign in again.');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      const origin = req.headers.origin;
-      if (origin !== undefined && origin !== `${this.options.secureCookie ? 'https' : 'http'}://${req.headers.host ?? ''}`) {
-        throw new CmkError('FORBIDDEN', 'A request from another site may not act through your console session.');
-      }
+      this.refuseForeignOrigin(req);
       const sent = req.headers[CSRF_HEADER];
       if (typeof sent !== 'string' || !sameText(sent, session.csrf)) throw new CmkError('FORBIDDEN', 'The request lacks this console session\'s CSRF token; reload the page.');
     }
     session.lastSeenAt = this.now();
     return session.actor;
+  }
+
+  /** A browser request sent by a page of another origin (its Origin header says so) is refused whatever it carries. */
+  refuseForeignOrigin(req: IncomingMessage): void {
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `${this.options.secureCookie ? 'https' : 'http'}://${req.headers.host ?? ''}`) {
+      throw new CmkError('FORBIDDEN', 'A request from another site may not act through your console session.');
+    }
   }
 
   /** The session a request's cookie names, as the page may see it (its CSRF token included), or undefined. */

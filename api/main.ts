@@ -19,6 +19,7 @@ import { createLineLogger } from '../common/logging';
 import { ApiMetrics, createMetricsServer } from './metrics';
 import { RateLimiter } from './ratelimit';
 import { ConsoleSessions } from './console-sessions';
+import { ConsoleOidc } from './console-oidc';
 import { loadConsoleAssets } from './console-assets';
 
 export async function runApi(): Promise<void> {
@@ -38,6 +39,9 @@ export async function runApi(): Promise<void> {
     log('warning: CMK_AUTH_REQUIRE_EMAIL_VERIFIED=false: tokens whose e-mail address the issuer has not verified are accepted; whoever can register that address with the issuer acts as its administrator.');
   }
   const metrics = config.telemetry.apiMetrics ? new ApiMetrics() : undefined;
+  // `Secure` cookies unless the console is on this machine (loopback http, the embedded default).
+  const secureCookie = !['127.0.0.1', 'localhost', '[::1]'].includes(new URL(config.apiUrl).hostname);
+  const consoleSessions = new ConsoleSessions({ secureCookie });
   const server = createApiServer({
     ...(metrics ? { metrics } : {}),
     service,
@@ -59,8 +63,10 @@ export async function runApi(): Promise<void> {
     rateLimits: new RateLimiter(config.rateLimits),
     // The console: same origin as the API, so its requests go through the same routes, checks and codes.
     consoleAssets: loadConsoleAssets(),
-    // `Secure` unless the console is on this machine (loopback http, the embedded default).
-    consoleSessions: new ConsoleSessions({ secureCookie: !['127.0.0.1', 'localhost', '[::1]'].includes(new URL(config.apiUrl).hostname) }),
+    consoleSessions,
+    ...(config.consoleOidc
+      ? { consoleOidc: new ConsoleOidc(config.consoleOidc, { sessions: consoleSessions, secureCookie, requireEmailVerified: config.auth.requireEmailVerified, log }) }
+      : {}),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

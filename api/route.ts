@@ -34,6 +34,8 @@ export interface Route<R extends TSchema = TSchema> {
   /** The code a too-large body answers (INVALID_KEY_FILE where the body carries a key file). */
   tooLarge?: 'INVALID_KEY_FILE' | 'INVALID_ARGUMENT';
   public?: boolean;
+  /** A browser navigation: the handler's `location` is answered as HTTP 303 See Other, never as JSON. */
+  redirect?: boolean;
   handle: (ctx: RequestContext) => Promise<Static<R>>;
 }
 

@@ -16,6 +16,7 @@ import type { ApiService } from './service';
 import { route, type Route } from './route';
 import type { CodecEndpoint } from './codec';
 import type { ConsoleSessions } from './console-sessions';
+import type { ConsoleOidc, Redirect } from './console-oidc';
 import { regionTaskQueue } from '../workflows/messages';
 import { BULK_MAX_BYTES } from '../domain/bulk';
 
@@ -29,6 +30,8 @@ export interface RouteDependencies {
   codec: CodecEndpoint;
   /** The console's sign-in links and sessions (api/console-sessions.ts); none: the /v1/console routes answer NOT_FOUND. */
   consoleSessions?: ConsoleSessions;
+  /** The console's sign-in through the external issuer (api/console-oidc.ts); none: sign-in links only. */
+  consoleOidc?: ConsoleOidc;
 }
 
 export const SMALL_BODY = 16 * 1024;
@@ -89,6 +92,15 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
   const sessions = (): ConsoleSessions => {
     if (!deps.consoleSessions) throw new CmkError('NOT_FOUND', 'This API service serves no console.');
     return deps.consoleSessions;
+  };
+  const navigate = (to: Redirect, setHeader: (name: string, value: string) => void) => {
+    for (const cookie of to.cookies) setHeader('set-cookie', cookie);
+    return { location: to.location };
+  };
+  const signInAtIssuer = (): ConsoleOidc => {
+    sessions();
+    if (!deps.consoleOidc) throw new CmkError('NOT_FOUND', "This console signs in with links from `cmk console` only: no issuer is configured (CMK_CONSOLE_OIDC_CLIENT_ID).");
+    return deps.consoleOidc;
   };
   return [
     route({ method: 'GET', path: '/v1/status', summary: 'Health: the API answers, Temporal answers, a worker polls', public: true, response: S.Status, handle: currentStatus }),
@@ -358,7 +370,9 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       public: true,
       body: bodyOf({ ticket: "the sign-in link's ticket" }),
       response: S.ConsoleSession,
-      handle: async ({ body, setHeader }) => {
+      handle: async ({ body, req, setHeader }) => {
+        // A page of another site must not sign this browser in as someone else (login CSRF).
+        sessions().refuseForeignOrigin(req);
         const { cookie, session } = sessions().redeem(requiredString(await body(), 'ticket'));
         setHeader('set-cookie', cookie);
         return session;
@@ -373,6 +387,43 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         const view = sessions().viewOf(req);
         if (!view) throw new CmkError('UNAUTHENTICATED', 'No console session: sign in to the console first.');
         return view;
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/console/sign-in-options',
+      summary: 'How the console signs in here: links from `cmk console`, and the organisation\'s issuer when configured',
+      public: true,
+      response: S.SignInOptions,
+      handle: async () => {
+        sessions();
+        return { links: true, issuer: deps.consoleOidc ? { name: deps.consoleOidc.issuerName, start: '/v1/console/oidc/start' } : null };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/console/oidc/start',
+      summary: "Sign in to the console at the organisation's issuer (OpenID Connect code + PKCE): a redirect there",
+      public: true,
+      redirect: true,
+      query: Type.Object({ tenant: Type.Optional(Type.String({ description: 'the tenant the console opens on' })), popup: Type.Optional(Type.String({ description: '1: the sign-in runs in a window of its own' })) }),
+      response: S.SeeOther,
+      handle: async ({ query, setHeader }) => {
+        const oidc = signInAtIssuer();
+        const tenant = query.get('tenant');
+        return navigate(await oidc.start({ tenant: tenant !== null && /^[a-z0-9][a-z0-9-]{0,62}$/.test(tenant) ? tenant : null, popup: query.get('popup') === '1' }), setHeader);
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/console/oidc/callback',
+      summary: "Where the issuer sends the browser back: a console session for the ID token's verified e-mail, then the console",
+      public: true,
+      redirect: true,
+      query: Type.Object({ code: Type.Optional(Type.String()), state: Type.Optional(Type.String()), error: Type.Optional(Type.String()), iss: Type.Optional(Type.String()) }),
+      response: S.SeeOther,
+      handle: async ({ req, query, setHeader }) => {
+        return navigate(await signInAtIssuer().finish(req, query), setHeader);
       },
     }),
     route({

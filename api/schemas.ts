@@ -198,6 +198,12 @@ export const ReactivationReport = KeyReport;
 export const ConsoleLink = Type.Object({ path: Str('the sign-in link, relative to this service (one use, 5 minutes)'), expiresAt: Stamp });
 export const ConsoleSession = Type.Object({ user: Type.String(), csrf: Str('send as the X-CMK-CSRF header on every POST'), expiresAt: Stamp, idleTimeoutSeconds: Type.Number() });
 export const SignedOut = Type.Object({ signedOut: Type.Boolean() });
+export const SignInOptions = Type.Object({
+  links: Type.Boolean({ description: 'sign-in links from `cmk console` are accepted (always true)' }),
+  issuer: Type.Union([Type.Object({ name: Str("the issuer's host, for the console's button"), start: Str('where the browser goes to sign in there') }), Type.Null()]),
+});
+/** A browser navigation's answer (HTTP 303 See Other): where to go next. */
+export const SeeOther = Type.Object({ location: Type.String() }, { description: 'HTTP 303 See Other: the browser goes to Location' });
 
 // ------------------------------------------------------------------------------------------ health, codec, this document
 

@@ -216,7 +216,9 @@ export function createApiServer(deps: ServerDependencies): Server {
     const setHeader = (name: string, value: string) => void reply.header(name, value);
     if (route.public) {
       const publicBody = async () => (route.body ? readJsonBody(req, SMALL_BODY) : {});
-      return answer(reply, 200, await route.handle({ actor, params: {}, query, body: publicBody, req, setHeader }));
+      const result = await route.handle({ actor, params: {}, query, body: publicBody, req, setHeader });
+      if (route.redirect) return reply.code(303).headers({ location: (result as { location: string }).location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' }).send();
+      return answer(reply, 200, result);
     }
     const values = (pattern.exec(pathname) ?? []).slice(1);
     const params: Record<string, string> = {};
@@ -260,7 +262,9 @@ export function createApiServer(deps: ServerDependencies): Server {
           ...(parameters.length ? { params: Type.Object(Object.fromEntries(parameters.map((name) => [name, Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })]))) } : {}),
           ...(route.query ? { querystring: route.query } : {}),
           ...(route.body ? { body: route.body } : {}),
-          response: { 200: { ...route.response, description: route.response.description ?? 'Done' }, default: ErrorDocument },
+          response: route.redirect
+            ? { 303: { description: route.response.description ?? 'See Other', headers: { location: { type: 'string' } } }, default: ErrorDocument }
+            : { 200: { ...route.response, description: route.response.description ?? 'Done' }, default: ErrorDocument },
         },
         handler: serve,
       });

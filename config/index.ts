@@ -51,6 +51,8 @@ export interface Config {
   /** CMK_MSSQL_SERVERS: several SQL Servers, per region (config/sqlservers.ts); absent with MSSQL_URL's one server. */
   mssqlServers?: SqlServerEntry[];
   auth: AuthConfig;
+  /** The console's sign-in through the external issuer (OpenID Connect code + PKCE); absent: sign-in links only. */
+  consoleOidc?: ConsoleOidcConfig;
   /** The one browser origin (the Temporal UI) allowed to call the codec endpoint; null: no cross-origin caller. */
   codecCorsOrigin: string | null;
   /** Where administrators' mail goes: the embedded outbox only (default), SendGrid, or an SMTP relay (mail/index.ts). */
@@ -103,6 +105,21 @@ export interface AuthConfig {
   requireEmailVerified: boolean;
   /** External issuers: the longest lifetime (`exp - iat`) accepted (CMK_AUTH_MAX_TOKEN_LIFETIME, default 24h). */
   maxTokenLifetimeMs: number;
+}
+
+/**
+ * The console's OpenID Connect client (api/console-oidc.ts): set CMK_CONSOLE_OIDC_CLIENT_ID, with an external issuer,
+ * and the console offers "Sign in with …" beside sign-in links. Its redirect URI is `<CMK_API_URL>/v1/console/oidc/callback`.
+ */
+export interface ConsoleOidcConfig {
+  /** Where discovery starts (`/.well-known/openid-configuration`); CMK_CONSOLE_OIDC_ISSUER, default CMK_AUTH_ISSUER. */
+  issuer: string;
+  clientId: string;
+  /** A confidential client's secret (CMK_CONSOLE_OIDC_CLIENT_SECRET); absent: a public client, PKCE alone. Never logged. */
+  clientSecret?: string;
+  /** Space-separated; `openid` and `email` are always asked for (CMK_CONSOLE_OIDC_SCOPES adds to them). */
+  scopes: string;
+  redirectUri: string;
 }
 
 export const LOCAL_TOKEN_ISSUER = 'cmk-local';
@@ -242,6 +259,33 @@ const AUTH = section({
   };
 });
 
+const CONSOLE_OIDC = section({
+  CMK_CONSOLE_OIDC_CLIENT_ID: text(undefined),
+  CMK_CONSOLE_OIDC_CLIENT_SECRET: text(undefined),
+  CMK_CONSOLE_OIDC_ISSUER: text(undefined),
+  CMK_CONSOLE_OIDC_SCOPES: text(''),
+});
+
+function consoleOidcConfig(env: Env, auth: AuthConfig, apiUrl: string): ConsoleOidcConfig | undefined {
+  const v = readSection(CONSOLE_OIDC, env);
+  if (v.CMK_CONSOLE_OIDC_CLIENT_ID === undefined) {
+    if (v.CMK_CONSOLE_OIDC_CLIENT_SECRET !== undefined || v.CMK_CONSOLE_OIDC_ISSUER !== undefined) throw new ConfigError('CMK_CONSOLE_OIDC_CLIENT_ID is required with the other CMK_CONSOLE_OIDC_ settings.');
+    return undefined;
+  }
+  // The session it opens is for the identity the API's tokens carry: the same issuer vouches for both.
+  if (auth.mode !== 'external') throw new ConfigError('CMK_CONSOLE_OIDC_CLIENT_ID needs an external issuer (CMK_AUTH_ISSUER with CMK_AUTH_JWKS_URL or CMK_AUTH_PUBLIC_KEY).');
+  const issuer = v.CMK_CONSOLE_OIDC_ISSUER ?? auth.issuer;
+  if (!/^https:\/\//.test(issuer) && !/^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(issuer)) throw new ConfigError(`The console's OpenID Connect issuer "${issuer}" must be https (plain http only on loopback).`);
+  const scopes = [...new Set(['openid', 'email', ...v.CMK_CONSOLE_OIDC_SCOPES.split(/\s+/).filter(Boolean)])].join(' ');
+  return {
+    issuer,
+    clientId: v.CMK_CONSOLE_OIDC_CLIENT_ID,
+    ...(v.CMK_CONSOLE_OIDC_CLIENT_SECRET !== undefined ? { clientSecret: v.CMK_CONSOLE_OIDC_CLIENT_SECRET } : {}),
+    scopes,
+    redirectUri: `${apiUrl.replace(/\/+$/, '')}/v1/console/oidc/callback`,
+  };
+}
+
 function authConfig(env: Env): AuthConfig {
   const auth = readSection(AUTH, env);
   // CMK_AUTH_PUBLIC_KEY holds the PEM itself or a path to it.
@@ -332,12 +376,14 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
   const workerSettings = readSection(worker(policy.regions), env);
+  const apiUrl = places.CMK_API_URL ?? `http://${apiHost}:${places.CMK_API_PORT}`;
+  const consoleOidc = consoleOidcConfig(env, auth, apiUrl);
   return {
     dataDir: absolute(places.CMK_DATA_DIR),
     secretsDir: absolute(places.CMK_SECRETS_DIR ?? resolve(homedir(), '.config', 'cmk')),
     apiHost,
     apiPort: places.CMK_API_PORT,
-    apiUrl: places.CMK_API_URL ?? `http://${apiHost}:${places.CMK_API_PORT}`,
+    apiUrl,
     temporalAddress: places.TEMPORAL_ADDRESS,
     temporalNamespace: places.TEMPORAL_NAMESPACE,
     taskQueue: places.CMK_TASK_QUEUE,
@@ -349,6 +395,7 @@ export function loadConfig(env: Env = process.env): Config {
     ...database,
     ...sqlServersConfig(env),
     auth,
+    ...(consoleOidc ? { consoleOidc } : {}),
     codecCorsOrigin: places.CMK_CODEC_CORS_ORIGIN === undefined ? defaultUiOrigin(places.TEMPORAL_ADDRESS) : places.CMK_CODEC_CORS_ORIGIN || null,
     ...mail,
     ...telemetryConfig(env),

@@ -58,14 +58,17 @@ const operations = () => Object.entries(document.paths).flatMap(([path, methods]
 
 test('OpenAPI 3.1.0, every route of the table, path templates in {braces}', () => {
   expect(document.openapi).toBe('3.1.0');
-  expect(operations().length).toBe(43);
-  expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/v1/status', '/openapi.json', '/v1/tenants/{tenant}/keys/rollback', '/v1/tenants/{tenant}/environments/{env}/delete', '/codec/{capability}/decode', '/v1/console/links', '/v1/console/session', '/v1/console/sign-out', '/v1/tenants/{tenant}/environments/bulk', '/v1/tenants/{tenant}/environments/bulk/{operation}/progress']));
+  expect(operations().length).toBe(46);
+  expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/v1/status', '/openapi.json', '/v1/tenants/{tenant}/keys/rollback', '/v1/tenants/{tenant}/environments/{env}/delete', '/codec/{capability}/decode', '/v1/console/links', '/v1/console/session', '/v1/console/sign-out', '/v1/console/sign-in-options', '/v1/console/oidc/start', '/v1/console/oidc/callback', '/v1/tenants/{tenant}/environments/bulk', '/v1/tenants/{tenant}/environments/bulk/{operation}/progress']));
   expect(document.components.schemas.Error).toBeDefined();
 });
 
-test('every operation has a response schema for success (200) and for the refusal document (default)', () => {
+test('every operation has a response schema for success (200, or 303 to a Location for a browser navigation) and for the refusal document (default)', () => {
+  const navigations = operations().filter(({ op }) => op.responses?.['303']);
+  expect(navigations.map((n) => n.name).sort()).toEqual(['GET /v1/console/oidc/callback', 'GET /v1/console/oidc/start']);
+  for (const { op } of navigations) expect((op.responses?.['303'] as { headers?: Record<string, unknown> }).headers?.location).toEqual({ schema: { type: 'string' } });
   for (const { name, op } of operations()) {
-    const ok = op.responses?.['200']?.content?.['application/json']?.schema;
+    const ok = op.responses?.['303'] ? {} : op.responses?.['200']?.content?.['application/json']?.schema;
     const refused = op.responses?.default?.content?.['application/json']?.schema as { properties?: { error?: { properties?: Record<string, unknown> } } } | undefined;
     expect({ name, ok: typeof ok }).toEqual({ name, ok: 'object' });
     expect({ name, refused: Object.keys(refused?.properties?.error?.properties ?? {}) }).toEqual({ name, refused: ['code', 'message'] });

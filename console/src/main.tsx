@@ -6,18 +6,28 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { type ApiError, call, useSession, type SessionView } from './api';
-import { SignIn } from './pages/sign-in';
+import { SignIn, SignInWindowDone } from './pages/sign-in';
 import { TenantPicker } from './pages/tenant-picker';
 import { TenantLayout, type TenantPage } from './pages/tenant';
 import './styles.css';
 
-type Route = { page: 'sign-in'; ticket: string | null; tenant: string | null } | { page: 'pick' } | { page: 'tenant'; tenant: string; view: TenantPage };
+type Route =
+  | { page: 'sign-in'; ticket: string | null; tenant: string | null; refused: string | null }
+  | { page: 'sign-in-window'; refused: string | null }
+  | { page: 'pick' }
+  | { page: 'tenant'; tenant: string; view: TenantPage };
 
 const PAGES: readonly TenantPage[] = ['overview', 'keys', 'environments', 'lock', 'mail', 'audit'];
 
 export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
-  if (parts[0] === 'sign-in') return { page: 'sign-in', ticket: parts[1] ?? null, tenant: parts[2] ?? null };
+  if (parts[0] === 'sign-in') return { page: 'sign-in', ticket: parts[1] ?? null, tenant: parts[2] ?? null, refused: null };
+  // The issuer's sign-in came back (api/console-oidc.ts): in a window of its own, or refused.
+  if (parts[0] === 'signed-in') return { page: 'sign-in-window', refused: null };
+  if (parts[0] === 'sign-in-refused') {
+    const refused = parts[1] ?? 'expired';
+    return parts[2] === 'popup' ? { page: 'sign-in-window', refused } : { page: 'sign-in', ticket: null, tenant: null, refused };
+  }
   if (parts[0] === 't' && parts[1]) {
     const view = (PAGES as readonly string[]).includes(parts[2] ?? '') ? (parts[2] as TenantPage) : 'overview';
     return { page: 'tenant', tenant: parts[1], view };
@@ -57,9 +67,11 @@ function App() {
     dispatchEvent(new HashChangeEvent('hashchange'));
   };
 
+  if (route.page === 'sign-in-window') return <SignInWindowDone refused={route.refused} />;
   if (session === undefined && route.page !== 'sign-in') return <p class="loading">Loading…</p>;
   if (route.page === 'sign-in' || !session) {
-    return <SignIn ticket={route.page === 'sign-in' ? route.ticket : null} tenant={route.page === 'sign-in' ? route.tenant : null} onSignedIn={signedIn} />;
+    const tenant = route.page === 'sign-in' ? route.tenant : route.page === 'tenant' ? route.tenant : null;
+    return <SignIn ticket={route.page === 'sign-in' ? route.ticket : null} tenant={tenant} refused={route.page === 'sign-in' ? route.refused : null} onSignedIn={signedIn} />;
   }
   const signOut = async () => {
     await call('POST', '/v1/console/sign-out').catch(() => undefined);
