@@ -14,6 +14,7 @@ import { startStack, type Stack } from '../harness/stack';
 import { parsePfx } from '../keyfiles/pfx';
 import { scratchDir } from './support/scratch';
 import { until } from './support/deadline';
+import { actWhenTimeAllows } from './support/console';
 import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from './support/browser';
 
 if (!haveChromium) console.warn(`console.test.ts: skipped, ${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it).`);
@@ -89,22 +90,7 @@ const envList = async () => (await stack.cmk(['env', 'list', '--tenant', 'contos
 const envOf = async (id: string) => (await envList()).find((e) => e.id === id)!;
 
 /** Clicks `button` until its refusal is no longer one that only time lifts (R5, the embargo, R15). */
-async function clickOnceTimeAllows(page: Page, scope: ReturnType<Page['locator']>, button: string, done: RegExp): Promise<void> {
-  await until(`${button} is accepted`, async () => {
-    const earlier = (await scope.getByRole('alert').count()) > 0;
-    await scope.getByRole('button', { name: button, exact: true }).click();
-    // The previous refusal goes when the new attempt starts; read only what this click brings.
-    if (earlier) await scope.getByRole('alert').waitFor({ state: 'detached' });
-    const shown = await Promise.race([
-      scope.locator('.done').filter({ hasText: done }).waitFor().then(() => 'done'),
-      scope.getByRole('alert').waitFor().then(() => 'refused'),
-    ]);
-    if (shown === 'done') return true;
-    const text = await scope.getByRole('alert').innerText();
-    if (!/KEY_CHANGE_TOO_SOON|LOCK_EMBARGO|UNLOCK_TOO_SOON/.test(text)) throw new Error(`refused: ${text}`);
-    return undefined;
-  }, 60_000);
-}
+const clickOnceTimeAllows = (scope: ReturnType<Page['locator']>, button: string, done: RegExp) => actWhenTimeAllows(scope, () => scope.getByRole('button', { name: button, exact: true }).click(), done);
 
 browserTest('a tenant journey as three people, each step checked with cmk; the lock sends neither the .pfx nor its password', async () => {
   // ---- Alice, global administrator: the overview, then a key generated in the browser; its .pfx downloads.
@@ -177,7 +163,7 @@ browserTest('a tenant journey as three people, each step checked with cmk; the l
   await again.getByLabel('Password', { exact: true }).fill(SECOND_PASSWORD);
   await again.getByLabel('Confirm password').fill(SECOND_PASSWORD);
   const downloaded = page.waitForEvent('download');
-  await clickOnceTimeAllows(page, again, 'Generate key', /generated/);
+  await clickOnceTimeAllows(again, 'Generate key', /generated/);
   const k2Path = join(work, 'k2.pfx');
   await (await downloaded).saveAs(k2Path);
   const k2 = parsePfx(readFileSync(k2Path), SECOND_PASSWORD);
@@ -250,7 +236,7 @@ browserTest('a tenant journey as three people, each step checked with cmk; the l
   expect((await keyShow()).activeKey).toMatchObject({ thumbprint: k1.thumbprint, state: 'Active' });
   page = await open(alice, 'Environments', /Environments/);
   const lockedProd = page.locator('tbody tr').filter({ hasText: 'prod' });
-  await clickOnceTimeAllows(page, lockedProd, 'Unlock', /unlocked/);
+  await clickOnceTimeAllows(lockedProd, 'Unlock', /unlocked/);
   expect(await envOf('prod')).toMatchObject({ state: 'Online', protection: 'tenant' });
   await page.locator('tbody tr').filter({ hasText: 'test' }).getByRole('button', { name: 'Unlock' }).click();
   await page.locator('tbody tr').filter({ hasText: 'test' }).locator('.done').waitFor();

@@ -136,3 +136,18 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[], poll?: { eve
   }, [...deps, tick]);
   return { data, error, reload: () => setTick((t) => t + 1) };
 }
+
+/**
+ * Renders again when `iso` passes (the end of an embargo, R5's interval), so that a control the time held back
+ * becomes usable without a reload. Nothing is scheduled past a day: a page is not left open that long.
+ */
+export function useRenderAt(iso: string | null | undefined): void {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const ms = iso ? new Date(iso).getTime() - Date.now() : 0;
+    if (!(ms > 0 && ms <= 86_400_000)) return undefined;
+    const timer = setTimeout(() => setTick((t) => t + 1), ms + 100);
+    return () => clearTimeout(timer);
+  }, [iso]);
+}
+

@@ -1,11 +1,13 @@
 /**
- * Environments: state, protection and per-row actions (R7 apply/revert, rekey, backup/restore, R10 unlock), each
- * offered only where the rules and the user's role allow it, with the reason shown where they do not.
+ * Environments: state, protection and per-row actions (R7 apply/revert, rekey, backup/restore, R10 unlock, and the
+ * deletion of a locked one now instead of at R9's deadline), each offered only where the rules and the user's role
+ * allow it, with the reason shown where they do not.
  */
 import type { Action } from '../../../domain/access';
 import { call, enc, type EnvView } from '../api';
 import { relative, when } from '../format';
-import { Refusal, useAction } from '../ui';
+import { Field, Refusal, useAction } from '../ui';
+import { useState } from 'preact/hooks';
 import type { TenantContext } from './tenant';
 
 type Operation = 'apply' | 'revert' | 'rekey' | 'backup' | 'restore' | 'unlock';
@@ -37,6 +39,48 @@ export function whyNot(ctx: TenantContext, env: EnvView, operation: Operation): 
   }
   if (operation === 'revert' && env.protection !== 'tenant') return 'Already on the provider key.';
   return null;
+}
+
+/**
+ * A locked environment not worth unlocking is deleted now (database, backups and key record, as R9 would at its
+ * deadline), so that R11 no longer holds the tenant's next key back. Typing its ID confirms, as `--confirm` does.
+ */
+function DeleteNow({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
+  const [asked, setAsked] = useState(false);
+  const [typed, setTyped] = useState('');
+  const action = useAction(async () => {
+    await call('POST', `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/delete`, { confirm: typed });
+    ctx.refresh();
+    return `${env.id}: deleted, with its backups and key record.`;
+  });
+  if (env.state !== 'Locked' || !ctx.can('env.delete', env.id)) return null;
+  if (!asked) {
+    return (
+      <button type="button" class="danger" onClick={() => setAsked(true)}>
+        Delete…
+      </button>
+    );
+  }
+  return (
+    <form
+      class="confirm"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void action.go();
+      }}
+    >
+      <p class="warning">Deleting {env.id} destroys its database, its backups and its key record now. It cannot be undone.</p>
+      <Field label={`Type ${env.id} to confirm`}>{(id) => <input id={id} value={typed} onInput={(e) => setTyped(e.currentTarget.value)} required autocomplete="off" />}</Field>
+      <button type="submit" class="danger" disabled={action.busy}>
+        Delete now
+      </button>
+      <button type="button" class="link" onClick={() => setAsked(false)}>
+        Cancel
+      </button>
+      <Refusal error={action.error} />
+      {action.done ? <p class="done">{action.done}</p> : null}
+    </form>
+  );
 }
 
 function Row({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
@@ -75,6 +119,7 @@ function Row({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
             .map(([op, why]) => `${LABEL[op]}: ${why}`)
             .join(' ')}
         </p>
+        <DeleteNow ctx={ctx} env={env} />
         {env.fault ? (
           <p class="refusal">
             <code>{env.fault.code}</code> {env.fault.reason} {env.fault.repair}

@@ -1,13 +1,15 @@
 /**
- * Keys: generate (the .pfx downloads once, R3), upload a .pfx or .byok (the key-exchange key first for a .byok), roll
- * back within the embargo (R6), re-activate after a lock (R10). Each refusal shows beside its control.
+ * Keys: generate (the .pfx downloads once, R3), upload a .pfx or .byok (the key-exchange key first for a .byok), now or
+ * kept Available to activate later, roll back within the embargo (R6), re-activate after a lock (R10), and the
+ * region's key history. Each refusal shows beside its control.
  */
 import { CmkError } from '../../../common/errors';
 import { useRef, useState } from 'preact/hooks';
 import { MIN_GENERATED_PASSWORD_LENGTH } from '../../../domain/rules';
-import { call, download, enc, fromBase64, toBase64, type KeyReport } from '../api';
+import { call, download, enc, fromBase64, toBase64, withRegion, type Answer, type KeyReport } from '../api';
+import type * as S from '../../../api/schemas';
 import { isPast, relative, when } from '../format';
-import { Done, Field, Refusal, Section, readPicked, useAction } from '../ui';
+import { Done, Field, Refusal, Section, readPicked, useAction, useLoad, useRenderAt } from '../ui';
 import type { TenantContext } from './tenant';
 
 /** A hint, not a rule: the service's only rule is the length (R3); this says how far a password is from a good one. */
@@ -62,18 +64,29 @@ function Generate({ ctx }: { ctx: TenantContext }) {
 function Upload({ ctx }: { ctx: TenantContext }) {
   const [name, setName] = useState('');
   const [password, setPassword] = useState('');
+  const [activate, setActivate] = useState(true);
   const file = useRef<HTMLInputElement>(null);
   const action = useAction(async () => {
     const picked = await readPicked(file.current);
     if (!picked) throw new CmkError('INVALID_ARGUMENT', 'Choose the key file (.pfx or .byok).');
-    const r = await call<KeyReport>('POST', `${keyBase(ctx)}/upload`, { name, fileName: picked.name, file: toBase64(picked.bytes), ...(password ? { password } : {}), region: ctx.region });
+    const r = await call<KeyReport & { uploadedKey?: { thumbprint: string } }>('POST', `${keyBase(ctx)}/upload`, {
+      name,
+      fileName: picked.name,
+      file: toBase64(picked.bytes),
+      ...(password ? { password } : {}),
+      region: ctx.region,
+      ...(activate ? {} : { activate: false }),
+    });
     setPassword('');
     ctx.refresh();
-    return `Key ${r.activeKey?.name ?? name} uploaded and active. Environments on the tenant key are being re-protected.`;
+    return activate
+      ? `Key ${r.activeKey?.name ?? name} uploaded and active. Environments on the tenant key are being re-protected.`
+      : `Key ${name} uploaded and kept Available: nothing uses it until you activate it under Key history.`;
   });
   const kek = useAction(async () => {
     const r = await call<{ kid: string; publicKeyPem: string }>('POST', `${keyBase(ctx)}/kek`, { region: ctx.region });
-    download(`kek-${r.kid}.pem`, r.publicKeyPem, 'application/x-pem-file');
+    // A kid is a vault URL or path: the file's name keeps only what every file system takes; the page shows it whole.
+    download(`kek-${r.kid.replace(/[^A-Za-z0-9._-]+/g, '_').slice(-120)}.pem`, r.publicKeyPem, 'application/x-pem-file');
     return `Key-exchange key ${r.kid} downloaded: wrap your key with it in your HSM, then upload the .byok.`;
   });
   const allowed = ctx.can('key.change');
@@ -96,6 +109,11 @@ function Upload({ ctx }: { ctx: TenantContext }) {
         <Field label="Password" hint="For a .pfx; leave empty for a .byok.">
           {(id) => <input id={id} type="password" autocomplete="off" value={password} onInput={(e) => setPassword(e.currentTarget.value)} aria-describedby={`${id}-hint`} />}
         </Field>
+        <p>
+          <label>
+            <input type="checkbox" checked={activate} onChange={(e) => setActivate(e.currentTarget.checked)} /> Activate it now
+          </label>
+        </p>
         <button type="submit" disabled={action.busy || !allowed}>
           {action.busy ? 'Uploading…' : 'Upload key'}
         </button>
@@ -165,7 +183,73 @@ function Reactivate({ ctx }: { ctx: TenantContext }) {
   );
 }
 
+type HistoryEntry = Answer<typeof S.KeyHistory>['keys'][number];
+
+/** Every key the region has had, newest first; a key uploaded without activating can be activated here (R5 counts from then). */
+function History({ ctx }: { ctx: TenantContext }) {
+  const history = useLoad(() => call<Answer<typeof S.KeyHistory>>('GET', withRegion(`${keyBase(ctx)}/history`, ctx.region)), [ctx.key, ctx.region]);
+  const activate = useAction(async (key: HistoryEntry) => {
+    const r = await call<KeyReport>('POST', `${keyBase(ctx)}/activate`, { thumbprint: key.thumbprint, region: ctx.region });
+    ctx.refresh();
+    return `Key ${r.activeKey?.name ?? key.name} is active. Environments on the tenant key are being re-protected.`;
+  });
+  const mayChange = ctx.can('key.change');
+  const waiting = !isPast(ctx.key.nextKeyChangeAllowedAt);
+  return (
+    <Section title="Key history">
+      <Refusal error={history.error} />
+      {history.data && history.data.keys.length === 0 ? <p>No tenant key yet in {ctx.region}.</p> : null}
+      {history.data && history.data.keys.length > 0 ? (
+        <div class="scroll">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Key</th>
+                <th scope="col">State</th>
+                <th scope="col">Thumbprint</th>
+                <th scope="col">Added</th>
+                <th scope="col">Active since</th>
+                <th scope="col">Action</th>
+              </tr>
+            </thead>
+            <tbody>
+              {history.data.keys.map((k) => (
+                <tr key={k.thumbprint}>
+                  <th scope="row">{k.name}</th>
+                  <td>{k.state}</td>
+                  <td>
+                    <code title={k.thumbprint}>{k.thumbprint.slice(0, 16)}…</code>
+                  </td>
+                  <td>
+                    {when(k.createdAt)} by {k.createdBy} ({k.source})
+                  </td>
+                  <td>{k.activatedAt ? `${when(k.activatedAt)} by ${k.activatedBy ?? '—'}` : '—'}</td>
+                  <td>
+                    {k.state === 'Available' ? (
+                      <>
+                        <button type="button" aria-label={`Activate key ${k.name}`} disabled={activate.busy || !mayChange || waiting} onClick={() => void activate.go(k)}>
+                          Activate
+                        </button>
+                        {waiting ? <p class="why">A key change is allowed from {when(ctx.key.nextKeyChangeAllowedAt)} (R5).</p> : null}
+                      </>
+                    ) : null}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      <Refusal error={activate.error} />
+      <Done text={activate.done} />
+    </Section>
+  );
+}
+
 export function Keys({ ctx }: { ctx: TenantContext }) {
+  // R5's interval and R6's window end while the page is open: the controls they hold back follow without a reload.
+  useRenderAt(ctx.key.nextKeyChangeAllowedAt);
+  useRenderAt(ctx.key.rollbackAvailableUntil);
   const active = ctx.key.activeKey;
   const progress = ctx.key.reprotection;
   return (
@@ -198,6 +282,7 @@ export function Keys({ ctx }: { ctx: TenantContext }) {
       ) : (
         <p>Keys are changed by the tenant's global and service administrators.</p>
       )}
+      {ctx.can('key.show') ? <History ctx={ctx} /> : null}
     </>
   );
 }

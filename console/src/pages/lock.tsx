@@ -1,34 +1,58 @@
 /**
- * Lock (R8): the last resort. The dialog asks for the tenant's name and the active key's .pfx with its password, says
- * what will happen, and signs the service's challenge here in the browser (pfx-sign.ts): the file and its password
- * never leave this page; only the signature does.
+ * Lock (R8): the last resort. The dialog asks for the tenant's name and proof of possession of the active key, says
+ * what will happen, then locks. The proof is either the key's .pfx with its password, which signs the service's
+ * challenge here in the browser (pfx-sign.ts: the file and its password never leave this page; only the signature
+ * does), or, for a key that lives in an HSM (a .byok), a signature the HSM made over a challenge downloaded here.
  */
 import { CmkError } from '../../../common/errors';
 import { useRef, useState } from 'preact/hooks';
-import { call, enc, toBase64 } from '../api';
+import { call, download, enc, toBase64 } from '../api';
 import { isPast, relative, when } from '../format';
 import { signChallengeWithPfx } from '../pfx-sign';
-import { Done, Field, Refusal, Section, readPicked, useAction } from '../ui';
+import { Done, Field, Refusal, Section, readPicked, useAction, useRenderAt } from '../ui';
 import type { TenantContext } from './tenant';
+
+type Challenge = { challenge: string; expiresAt: string };
 
 export function Lock({ ctx }: { ctx: TenantContext }) {
   const [confirm, setConfirm] = useState('');
   const [password, setPassword] = useState('');
+  const [proof, setProof] = useState<'pfx' | 'signature'>('pfx');
+  const [challenge, setChallenge] = useState<Challenge | null>(null);
   const file = useRef<HTMLInputElement>(null);
+  const signatureFile = useRef<HTMLInputElement>(null);
+  const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
+  const getChallenge = useAction(async () => {
+    const c = await call<Challenge>('POST', `${base}/challenges`, { operation: 'lock', region: ctx.region });
+    setChallenge(c);
+    // Exactly the bytes to sign (no newline), as `openssl dgst -sha256 -sign key.pem -out lock.sig challenge.txt` wants.
+    download(`lock-challenge-${ctx.tenant.id}-${ctx.region}.txt`, c.challenge, 'text/plain');
+    return `Challenge downloaded. Sign it with the active key (RSASSA-PKCS1-v1_5, SHA-256) before ${when(c.expiresAt)}, then choose the signature file below.`;
+  });
   const live = ctx.environments.filter((e) => e.state !== 'Deleted').length;
   const onTenantKey = ctx.environments.filter((e) => e.protection === 'tenant' && e.state !== 'Deleted').length;
-  const action = useAction(async () => {
+  const signed = async (): Promise<{ challenge: string; signature: Uint8Array }> => {
+    if (proof === 'signature') {
+      if (!challenge) throw new CmkError('INVALID_ARGUMENT', 'Download the challenge first, and sign that one.');
+      const picked = await readPicked(signatureFile.current);
+      if (!picked) throw new CmkError('INVALID_ARGUMENT', "Choose the signature file your HSM made over the challenge.");
+      return { challenge: challenge.challenge, signature: picked.bytes };
+    }
     const picked = await readPicked(file.current);
     if (!picked) throw new CmkError('INVALID_ARGUMENT', "Choose the active key's .pfx.");
-    if (!picked.name.toLowerCase().endsWith('.pfx')) throw new CmkError('INVALID_KEY_FILE', "A lock proves possession with the active key's .pfx (its private key signs a challenge in this page).");
-    const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
-    const { challenge } = await call<{ challenge: string }>('POST', `${base}/challenges`, { operation: 'lock', region: ctx.region });
-    const signature = await signChallengeWithPfx(picked.bytes, password, challenge);
+    if (!picked.name.toLowerCase().endsWith('.pfx')) throw new CmkError('INVALID_KEY_FILE', "With a .pfx, the lock proves possession by signing a challenge in this page; for a key in an HSM, choose \"A signature from your HSM\".");
+    const { challenge: fresh } = await call<Challenge>('POST', `${base}/challenges`, { operation: 'lock', region: ctx.region });
+    const signature = await signChallengeWithPfx(picked.bytes, password, fresh);
     setPassword('');
+    return { challenge: fresh, signature };
+  };
+  const action = useAction(async () => {
+    const { challenge, signature } = await signed();
     const r = await call<{ sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string }>('POST', `${base}/lock`, { region: ctx.region, confirm, challenge, signature: toBase64(signature) });
     ctx.refresh();
     return `The tenant is locked in ${ctx.region}: ${r.sealed.length + r.lockedByDecisionOnly.length} environments are offline (${r.sealed.length} sealed) and will be deleted on ${when(r.deleteAt)} unless unlocked. Re-activate the key; unlocking is possible from ${when(r.unlockAllowedAt)}.`;
   });
+  useRenderAt(ctx.key.lockAllowedAt);
   const embargo = !isPast(ctx.key.lockAllowedAt);
   const locked = ctx.key.activeKey?.state === 'Locked';
   const why = !ctx.can('tenant.lock')
@@ -59,10 +83,36 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
           <Field label="Tenant name" hint={`Type the tenant's name, ${ctx.tenant.name}, to confirm.`}>
             {(id) => <input id={id} value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
           </Field>
-          <Field label="Key file" hint="The active key's .pfx: it signs a challenge in this page and is never sent.">
-            {(id) => <input id={id} type="file" accept=".pfx" ref={file} required aria-describedby={`${id}-hint`} />}
-          </Field>
-          <Field label="Password">{(id) => <input id={id} type="password" autocomplete="off" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />}</Field>
+          <fieldset>
+            <legend>Proof that you hold the active key</legend>
+            <label>
+              <input type="radio" name="proof" checked={proof === 'pfx'} onChange={() => setProof('pfx')} /> The key's .pfx, signed in this page
+            </label>
+            <label>
+              <input type="radio" name="proof" checked={proof === 'signature'} onChange={() => setProof('signature')} /> A signature from your HSM
+            </label>
+          </fieldset>
+          {proof === 'pfx' ? (
+            <>
+              <Field label="Key file" hint="The active key's .pfx: it signs a challenge in this page and is never sent.">
+                {(id) => <input id={id} type="file" accept=".pfx" ref={file} required aria-describedby={`${id}-hint`} />}
+              </Field>
+              <Field label="Password">{(id) => <input id={id} type="password" autocomplete="off" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />}</Field>
+            </>
+          ) : (
+            <>
+              <p>
+                <button type="button" disabled={getChallenge.busy || why !== null} onClick={() => void getChallenge.go()}>
+                  Download challenge
+                </button>
+              </p>
+              <Refusal error={getChallenge.error} />
+              <Done text={getChallenge.done} />
+              <Field label="Signature file" hint="The HSM's RSASSA-PKCS1-v1_5 SHA-256 signature over the downloaded challenge, as raw bytes (what openssl dgst -sign writes).">
+                {(id) => <input id={id} type="file" ref={signatureFile} required aria-describedby={`${id}-hint`} />}
+              </Field>
+            </>
+          )}
           <button type="submit" class="danger" disabled={action.busy || why !== null}>
             {action.busy ? 'Locking…' : 'Lock tenant'}
           </button>
