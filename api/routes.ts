@@ -317,6 +317,29 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
     }),
     route({
       method: 'POST',
+      path: '/v1/tenants/{tenant}/lock/all-regions',
+      summary: 'Lock the tenant in every region at once, all or none (R8; `tenant lock --all-regions`)',
+      audited: 'tenant.lock',
+      body: bodyOf({ confirm: "the tenant's display name", proofs: 'one per region: { region, challenge (from /challenges for that region), signature (base64, by that region\'s active key) }' }),
+      response: S.LockAllRegionsReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        const proofs = b.proofs;
+        // A tenant has a few regions; far more proofs than any deployment has regions is not a request of ours.
+        // Empty is a request too: the service then says what stands in the way (a locked region, a region without a key).
+        if (!Array.isArray(proofs) || proofs.length > 64) throw new CmkError('INVALID_ARGUMENT', '"proofs" must list one proof per region (at most 64).');
+        return service.lockAllRegions(actor, params.tenant!, {
+          confirm: requiredString(b, 'confirm'),
+          proofs: proofs.map((p: unknown) => {
+            if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new CmkError('INVALID_ARGUMENT', 'Each proof is an object { region, challenge, signature }.');
+            const proof = p as Record<string, unknown>;
+            return { region: requiredString(proof, 'region'), challenge: requiredString(proof, 'challenge'), signature: base64Field(proof, 'signature') };
+          }),
+        });
+      },
+    }),
+    route({
+      method: 'POST',
       path: '/v1/tenants/{tenant}/keys/reactivate',
       summary: 'Re-activate the same key after a lock (R10)',
       audited: 'key.reactivate',

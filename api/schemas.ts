@@ -190,6 +190,7 @@ export const MailRetried = Type.Object({ tenant: Type.String(), tried: Type.Arra
 export const Challenge = Type.Object({ tenant: Type.String(), region: Type.String(), operation: Type.String(), challenge: Type.String(), expiresAt: Stamp });
 /** The tenant workflow's LockResult (workflows/messages.ts), as it is. */
 export const LockReport = Type.Object({}, { description: "The tenant workflow's lock result (LockResult)" });
+export const LockAllRegionsReport = Type.Object({ tenant: Type.String(), regions: Type.Array(LockReport) }, { description: 'One lock result per region (LockAllRegionsResult)' });
 /** The reactivated key's report. */
 export const ReactivationReport = KeyReport;
 

@@ -38,6 +38,7 @@ import {
   checkKeyAdd,
   checkKeyChange,
   checkLock,
+  checkLockAllRegions,
   checkReactivate,
   checkRollback,
   checkUnlock,
@@ -527,6 +528,26 @@ export class ApiService {
     if (!proof) return refuse('KEY_MISMATCH', 'The key file does not prove possession of the active key.');
     // The workflow has the challenge and signature checked again against the vault before it locks anything.
     return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof, possession: { challenge: p.challenge, signature: p.signature.toString('base64') } });
+  }
+
+  /**
+   * `tenant lock --all-regions`: one confirmation; each region's challenge signed by that region's active key. Every
+   * proof is verified here, then all of them again by the workflow, before any region is locked (all or none).
+   */
+  async lockAllRegions(actor: Actor, tenantId: string, p: { confirm: string; proofs: Array<{ region: string; challenge: string; signature: Buffer }> }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    const locks = [];
+    for (const given of p.proofs) {
+      const region = this.regionOf(tenant, given.region);
+      const proof = await this.verifyPossession(tenant, region, given.challenge, given.signature);
+      locks.push({ region, proof, possession: { challenge: given.challenge, signature: given.signature.toString('base64') } });
+    }
+    const request = { actor, policy: this.policy, confirm: p.confirm, locks };
+    refuseIf(checkLockAllRegions(tenant, request, Date.now(), this.policy));
+    // checkLockAllRegions refuses a missing proof; this only tells the compiler.
+    const proven = locks.flatMap((l) => (l.proof ? [{ ...l, proof: l.proof }] : []));
+    if (proven.length !== locks.length) return refuse('KEY_MISMATCH', 'A key file does not prove possession of its region\'s active key.');
+    return this.deps.controlPlane.lockAllRegions(tenantId, { ...request, locks: proven });
   }
 
   private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {

@@ -28,6 +28,8 @@ import {
   type BackupRequest,
   type BackupResult,
   type LockRequest,
+  type LockAllRegionsRequest,
+  type LockAllRegionsResult,
   type LockResult,
   type PurgeRequest,
   type PurgeResult,
@@ -289,6 +291,11 @@ export class ControlPlane {
    */
   lockTenant(tenant: string, request: LockRequest): Promise<LockResult> {
     return this.update(tenant, () => this.tenantUpdate(tenant, updates.lockTenant, request));
+  }
+
+  /** `tenant lock --all-regions`: every region at once, all or none (no update ID, as `lockTenant`). */
+  lockAllRegions(tenant: string, request: LockAllRegionsRequest): Promise<LockAllRegionsResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.lockAllRegions, request));
   }
 
   /**

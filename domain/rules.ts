@@ -355,6 +355,58 @@ export function checkLock(tenant: TenantSnapshot, request: LockCheck, now: numbe
   return null;
 }
 
+/** `tenant lock --all-regions` (issue 19): one confirmation, a proof per region. */
+export interface LockAllRegionsCheck {
+  actor: Actor;
+  confirm: string;
+  locks: Array<{ region: string; proof: PossessionProof | null }>;
+}
+
+/**
+ * The regions a lock of the whole tenant must cover: every region with a tenant key in use, and every region with
+ * environments that are not deleted.
+ */
+export function regionsToLock(tenant: TenantSnapshot): string[] {
+  const withKey = Object.keys(tenant.regions).filter((r) => usableKeyOf(tenant.regions[r]));
+  const withEnvironments = tenant.environments.filter((e) => e.state !== 'Deleted').map((e) => e.region);
+  return [...new Set([...withKey, ...withEnvironments])].sort();
+}
+
+/**
+ * `tenant lock --all-regions`: all or none. Every region of `regionsToLock` needs its own proof (each region has its
+ * own key), none twice, and each region's lock must pass `checkLock` as it would alone; the first refusal answers,
+ * naming its region, and nothing is locked.
+ */
+export function checkLockAllRegions(tenant: TenantSnapshot, request: LockAllRegionsCheck, now: number, policy: Policy, usedChallenges: ReadonlySet<string> = new Set()): Refusal | null {
+  const { actor } = request;
+  if (!isAllowed(tenant, actor, 'tenant.lock') || actor.kind !== 'user') return forbidden(actor, 'lock this tenant');
+  const needed = regionsToLock(tenant);
+  if (needed.length === 0) return refuse('KEY_NOT_ACTIVE', 'The tenant has no key of its own in any region and no environment; there is nothing to lock.');
+  const given = request.locks.map((l) => l.region);
+  const twice = given.find((r, i) => given.indexOf(r) !== i);
+  if (twice !== undefined) return refuse('INVALID_ARGUMENT', `Region ${twice} has more than one proof; give one per region.`);
+  const extra = given.find((r) => !needed.includes(r));
+  if (extra !== undefined) return refuse('INVALID_ARGUMENT', `Region "${extra}" has nothing to lock for this tenant (no key of its own, no environment).`);
+  for (const region of needed) {
+    const locked = lockedEnvironments(tenant, region);
+    if (locked.length > 0) {
+      return refuse('LOCKED_ENVIRONMENTS_EXIST', `${locked.length} environment(s) of this tenant in region ${region} are still locked; unlock them (or wait for their deletion) before locking again.`);
+    }
+    if (!usableKeyOf(tenant.regions[region])) {
+      return refuse('KEY_NOT_ACTIVE', `Region ${region} has environments but no active key of the tenant's: a lock needs one in every region. Lock the other regions one by one (--region), or upload a key for ${region} first.`);
+    }
+  }
+  const missing = needed.find((r) => !given.includes(r));
+  if (missing !== undefined) return refuse('KEY_MISMATCH', `No proof of possession was given for region ${missing}; every region's active key must sign its own challenge.`);
+  const challenges = request.locks.map((l) => l.proof?.challengeId);
+  if (challenges.some((c, i) => c !== undefined && challenges.indexOf(c) !== i)) return refuse('KEY_MISMATCH', 'The same challenge was given for two regions; each region signs its own.');
+  for (const lock of request.locks) {
+    const refusal = checkLock(tenant, { actor, region: lock.region, confirm: request.confirm, proof: lock.proof }, now, policy, usedChallenges);
+    if (refusal) return { ...refusal, message: refusal.message.includes(lock.region) ? refusal.message : `Region ${lock.region}: ${refusal.message}` };
+  }
+  return null;
+}
+
 function checkPossession(tenant: TenantSnapshot, request: LockCheck, active: TenantKey, now: number, usedChallenges: ReadonlySet<string>): Refusal | null {
   const proof = request.proof;
   const mismatch = (why: string) => refuse('KEY_MISMATCH', `The key file does not prove possession of the tenant's active key "${active.name}" (${why}).`);

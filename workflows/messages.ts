@@ -212,6 +212,17 @@ export interface LockRequest extends Request {
   possession?: LockPossession;
 }
 
+/** `tenant lock --all-regions`: one confirmation, each region's proof; every one is checked before any region is locked. */
+export interface LockAllRegionsRequest extends Request {
+  confirm: string;
+  locks: Array<{ region: string; proof: PossessionProof; possession?: LockPossession }>;
+}
+
+export interface LockAllRegionsResult {
+  tenant: string;
+  regions: LockResult[];
+}
+
 export interface LockPossession {
   challenge: string;
   signature: string;
@@ -333,6 +344,7 @@ export const updates = {
   changeKey: defineUpdate<KeyChangeResult, [KeyChangeRequest]>('changeKey'),
   environmentOperation: defineUpdate<EnvironmentRecord, [EnvironmentOperationRequest]>('environmentOperation'),
   lockTenant: defineUpdate<LockResult, [LockRequest]>('lockTenant'),
+  lockAllRegions: defineUpdate<LockAllRegionsResult, [LockAllRegionsRequest]>('lockAllRegions'),
   reactivateKey: defineUpdate<KeyChangeResult, [ReactivateRequest]>('reactivateKey'),
   unlockEnvironment: defineUpdate<EnvironmentRecord, [UnlockRequest]>('unlockEnvironment'),
   environmentBackup: defineUpdate<BackupResult, [BackupRequest]>('environmentBackup'),

@@ -68,6 +68,51 @@ export function registerTenant({ program, command, api, print, localInput, io }:
     return { challenge, signature };
   }
 
+  /**
+   * `--all-regions`: every .pfx is opened here (after the access check), each region's challenge is signed by the file
+   * whose key is that region's active key, and one request locks them all or none.
+   */
+  async function lockEveryRegion(o: { tenant: string; confirm: string; file?: string[]; passwordFile?: string[]; signatureFile?: string; region?: string }): Promise<void> {
+    const files = o.file ?? [];
+    const passwords = o.passwordFile ?? [];
+    if (o.region !== undefined) throw new UsageError('--all-regions locks every region: leave out --region.');
+    if (o.signatureFile !== undefined) throw new UsageError('--all-regions signs each region\'s challenge here with its .pfx (--file); a key kept in an HSM locks its region with --region and --signature-file.');
+    if (files.length === 0) throw new UsageError("required option '--file <file.pfx>' not specified (--all-regions needs each region's active key)");
+    if (passwords.length !== 1 && passwords.length !== files.length) throw new UsageError('Give one --password-file for all the --file, or one for each, in the same order.');
+    const keys = await localInput(o.tenant, 'tenant.lock', () =>
+      Promise.all(
+        files.map(async (file, i) => {
+          if (detectKeyFileKind(basename(file)) !== 'pfx') throw new CmkError('INVALID_KEY_FILE', `${file}: --all-regions proves each region with its active key's .pfx.`);
+          const opened = parsePfx(await readKeyFile(file), await readPassword(passwords[passwords.length === 1 ? 0 : i]!));
+          return { file, thumbprint: opened.thumbprint, pkcs8: opened.pkcs8Der };
+        }),
+      ),
+    );
+    try {
+      const { tenant: shown } = await api().call<Answer<typeof S.TenantShown>>('GET', `/v1/tenants/${enc(o.tenant)}`);
+      const proofs: Array<{ region: string; challenge: string; signature: string }> = [];
+      for (const { region } of shown.regions) {
+        const { activeKey } = await api().call<Answer<typeof S.KeyReport>>('GET', `/v1/tenants/${enc(o.tenant)}/key?region=${enc(region)}`);
+        // A region without an active key: the service says whether it stands in the way.
+        if (!activeKey || activeKey.state !== 'Active') continue;
+        const key = keys.find((k) => k.thumbprint === activeKey.thumbprint);
+        if (!key) throw new CmkError('KEY_MISMATCH', `None of the --file keys is region ${region}'s active key "${activeKey.name}" (${activeKey.thumbprint}); add its .pfx. Nothing was locked.`);
+        const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region });
+        proofs.push({ region, challenge, signature: sign('sha256', Buffer.from(challenge, 'utf8'), { key: key.pkcs8, format: 'der', type: 'pkcs8' }).toString('base64') });
+      }
+      const r = await api().call<{ tenant: string; regions: LockResult[] }>('POST', `/v1/tenants/${enc(o.tenant)}/lock/all-regions`, { confirm: o.confirm, proofs });
+      print(r as unknown as Json, () =>
+        [
+          `Tenant ${r.tenant} is locked in every region (${r.regions.map((l) => l.region).join(', ')}).`,
+          ...r.regions.map((l) => `  ${l.region}: since ${l.lockedAt}; sealed ${l.sealed.join(', ') || 'none'}; locked by decision only ${l.lockedByDecisionOnly.join(', ') || 'none'}; ${l.withdrawnKeys.length} key version(s) withdrawn; deleted at ${l.deleteAt} unless unlocked.`),
+          `To undo: \`cmk key reactivate --region R\` in each region, then \`cmk env unlock\` for each environment, from ${r.regions[0]?.unlockAllowedAt ?? 'the unlock delay'}.`,
+        ].join('\n'),
+      );
+    } finally {
+      for (const key of keys) key.pkcs8.fill(0);
+    }
+  }
+
   /** `--signature-file`: a signature made elsewhere (an HSM) over a challenge of `tenant challenge`. */
   async function signedElsewhere(tenantId: string, region: string | undefined, signatureFile: string, challengeFile: string | undefined): Promise<{ challenge: string; signature: Buffer }> {
     return localInput(tenantId, 'tenant.lock', async () => ({
@@ -79,19 +124,22 @@ export function registerTenant({ program, command, api, print, localInput, io }:
   command(tenant, 'lock', "lock the tenant in a region (R8): every environment offline; those on your key sealed until you re-activate it")
     .requiredOption('--tenant <id>', 'tenant ID')
     .requiredOption('--confirm <display name>', "the tenant's display name, exactly")
-    .option('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent")
-    .option('--password-file <file>', "with --file: file whose first line is the .pfx's password")
+    .option('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent (with --all-regions: once per region's key)", collect)
+    .option('--password-file <file>', "with --file: file whose first line is the .pfx's password (with several --file: one for all, or one each, in order)", collect)
+    .option('--all-regions', 'lock every region of the tenant at once, all or none: each region is proved by the --file whose key is its active key')
     .option('--signature-file <file>', 'instead of --file: a detached RSASSA-PKCS1-v1_5 SHA-256 signature over the challenge of `cmk tenant challenge`, raw as `openssl dgst -sha256 -sign` writes it, or base64')
     .option('--challenge-file <file>', 'with --signature-file: the challenge that was signed (default: the last one `cmk tenant challenge` gave here for this tenant and region)')
     .option('--region <region>', 'region (default: the tenant home region)')
-    .action(async (o: { tenant: string; confirm: string; file?: string; passwordFile?: string; signatureFile?: string; challengeFile?: string; region?: string }) => {
+    .action(async (o: { tenant: string; confirm: string; file?: string[]; passwordFile?: string[]; signatureFile?: string; challengeFile?: string; region?: string; allRegions?: boolean }) => {
       // Usage first (exit 2): exactly one proof, and each flag with its own.
+      if (o.allRegions) return lockEveryRegion(o);
       if ((o.file === undefined) === (o.signatureFile === undefined)) throw new UsageError('tenant lock needs exactly one of --file FILE.pfx (with --password-file) and --signature-file S.');
       if (o.file !== undefined && o.passwordFile === undefined) throw new UsageError("required option '--password-file <file>' not specified (it goes with --file)");
+      if ((o.file?.length ?? 0) > 1 || (o.passwordFile?.length ?? 0) > 1) throw new UsageError('One --file and one --password-file lock one region; several go with --all-regions.');
       if (o.file !== undefined && o.challengeFile !== undefined) throw new UsageError('--challenge-file goes with --signature-file: with --file, the challenge is fetched and signed here.');
       if (o.signatureFile !== undefined && o.passwordFile !== undefined) throw new UsageError('--password-file goes with --file: a detached signature needs no password.');
       const { challenge, signature } =
-        o.file !== undefined ? await signedHere(o.tenant, o.region, o.file, o.passwordFile!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
+        o.file !== undefined ? await signedHere(o.tenant, o.region, o.file[0]!, o.passwordFile![0]!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
       const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') });
       print(r, () =>
         [
@@ -104,6 +152,9 @@ export function registerTenant({ program, command, api, print, localInput, io }:
       );
     });
 }
+
+/** A flag given several times: every value, in order. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 /** A detached signature is a few hundred bytes; anything much larger is not one. */
 const MAX_SIGNATURE_BYTES = 16 * 1024;

@@ -4,11 +4,11 @@
  * deadline, warned of beforehand, by the main loop's timer or by the scheduled purge.
  */
 import { ApplicationFailure, log, patched, setHandler } from '@temporalio/workflow';
-import { updates, type EnvironmentDeleteRequest, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
+import { updates, type EnvironmentDeleteRequest, type LockAllRegionsRequest, type LockAllRegionsResult, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
 import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
 import { activeKeyOf, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
-import { checkEnvironmentDelete, checkLock, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
+import { checkEnvironmentDelete, checkLock, checkLockAllRegions, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
 import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { failureOf } from './proxies';
@@ -40,6 +40,42 @@ export function registerLock(ctx: TenantContext): void {
       validator: (request) => {
         ctx.refuseUnsigned(updates.lockTenant.name, request);
         refuseIf(checkLock(tenant, request, Date.now(), ctx.policyOf(request), new Set(Object.keys(usedChallenges))));
+      },
+    },
+  );
+
+  // Every region's proof is checked (here and against the vault) before the first region is locked: all or none.
+  setHandler(
+    updates.lockAllRegions,
+    ctx.audited<LockAllRegionsRequest, LockAllRegionsResult>(
+      'tenant.lock',
+      (r, res) => ({
+        region: null,
+        thumbprints: res?.regions.flatMap((l) => l.withdrawnKeys) ?? [],
+        details: { regions: r.locks.map((l) => l.region).join(','), ...(res ? { sealed: res.regions.reduce((n, l) => n + l.sealed.length, 0), lockedByDecisionOnly: res.regions.reduce((n, l) => n + l.lockedByDecisionOnly.length, 0) } : {}) },
+      }),
+      async (request) => {
+        for (const l of request.locks) {
+          usedChallenges[l.proof.challengeId] = l.proof.expiresAt;
+          tenant.operations[l.region] = 'a lock of every region';
+        }
+        try {
+          return await ctx.exclusively(async () => {
+            const locks: LockRequest[] = request.locks.map((l) => ({ actor: request.actor, policy: request.policy, confirm: request.confirm, region: l.region, proof: l.proof, ...(l.possession ? { possession: l.possession } : {}) }));
+            for (const one of locks) await recheckPossession(ctx, one);
+            const regions: LockResult[] = [];
+            for (const one of locks) regions.push(await lockRegion(ctx, usedChallenges, one));
+            return { tenant: tenant.tenant, regions };
+          });
+        } finally {
+          for (const l of request.locks) delete tenant.operations[l.region];
+        }
+      },
+    ),
+    {
+      validator: (request) => {
+        ctx.refuseUnsigned(updates.lockAllRegions.name, request);
+        refuseIf(checkLockAllRegions(tenant, request, Date.now(), ctx.policyOf(request), new Set(Object.keys(usedChallenges))));
       },
     },
   );
@@ -108,9 +144,14 @@ export function registerLock(ctx: TenantContext): void {
 }
 
 async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, request: LockRequest): Promise<LockResult> {
+  if (patched(LOCK_POSSESSION_PATCH)) await recheckPossession(ctx, request);
+  return lockRegion(ctx, usedChallenges, request);
+}
+
+/** The proof once more, against the vault, before anything is locked: a request's word is not enough (§6). */
+async function recheckPossession(ctx: TenantContext, request: LockRequest): Promise<void> {
   const { tenant } = ctx;
-  if (patched(LOCK_POSSESSION_PATCH)) {
-    // The proof once more, against the vault, before anything is locked: a request's word is not enough (§6).
+  {
     const key = usableKeyOf(tenant.regions[request.region])!;
     await ctx.inRegion(request.region).verifyLockPossession({
       tenant: tenant.tenant,
@@ -123,6 +164,11 @@ async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, 
       vaultKey: key.vaultKey,
     });
   }
+}
+
+/** R8 for one region: its environments Locked and offline, then its keys withdrawn from the vault. */
+async function lockRegion(ctx: TenantContext, usedChallenges: Record<string, string>, request: LockRequest): Promise<LockResult> {
+  const { tenant } = ctx;
   const now = Date.now();
   const at = iso(now);
   const by = describeActor(request.actor);
