@@ -39,6 +39,14 @@ module.exports = {
       to: { path: '^(?!workflows/|domain/)', dependencyTypesNot: ['npm', 'npm-dev', 'core', 'type-only'] },
     },
     {
+      name: 'the-console-runs-in-a-browser',
+      severity: 'error',
+      comment:
+        "console/src is bundled for the browser: besides npm packages, it uses its own modules, the domain (rules, R12's isAllowed), the error type and the Node-free PKCS#12 parts; the API's schemas for types only; no Node built-in.",
+      from: { path: '^console/src/' },
+      to: { path: '^(?!console/src/|domain/|common/errors\\.ts$|keyfiles/pkcs12-(layout|derive)\\.ts$)', dependencyTypesNot: ['npm', 'npm-dev', 'type-only'] },
+    },
+    {
       name: 'the-product-never-imports-tests',
       severity: 'error',
       comment: 'test/ may import anything; nothing but tests imports test/.',
@@ -58,6 +66,7 @@ module.exports = {
     exclude: { path: '^(node_modules|var|\\.venv|coverage)/' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { extensions: ['.ts', '.js', '.json'] },
+    // .tsx: the console's components.
+    enhancedResolveOptions: { extensions: ['.ts', '.tsx', '.js', '.json'] },
   },
 };

@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import { call, enc, type AuditRecordView } from '../api';
 import { when } from '../format';
 import { Field, Refusal, Section, useLoad } from '../ui';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 interface Verification {
   ok: boolean;

@@ -8,7 +8,7 @@ import { call, enc, type EnvView } from '../api';
 import { relative, when } from '../format';
 import { Field, Refusal, useAction } from '../ui';
 import { useState } from 'preact/hooks';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 type Operation = 'apply' | 'revert' | 'rekey' | 'backup' | 'restore' | 'unlock';
 

@@ -10,7 +10,7 @@ import { call, download, enc, fromBase64, toBase64, withRegion, type Answer, typ
 import type * as S from '../../../api/schemas';
 import { isPast, relative, when } from '../format';
 import { Done, Field, Refusal, Section, readPicked, useAction, useLoad, useRenderAt } from '../ui';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 /** A hint, not a rule: the service's only rule is the length (R3); this says how far a password is from a good one. */
 export function passwordStrength(password: string): string {

@@ -10,7 +10,7 @@ import { call, download, enc, toBase64 } from '../api';
 import { isPast, relative, when } from '../format';
 import { signChallengeWithPfx } from '../pfx-sign';
 import { Done, Field, Refusal, Section, readPicked, useAction, useRenderAt } from '../ui';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 type Challenge = { challenge: string; expiresAt: string };
 

@@ -2,7 +2,7 @@
 import { call, enc, type MailView } from '../api';
 import { when } from '../format';
 import { Refusal, useLoad } from '../ui';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 export function Mail({ ctx }: { ctx: TenantContext }) {
   const mail = useLoad(() => call<{ mails: MailView[] }>('GET', `/v1/tenants/${enc(ctx.tenant.id)}/mail`).then((r) => r.mails), [ctx.tenant.id]);

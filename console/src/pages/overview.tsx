@@ -2,7 +2,7 @@
 import { COVERAGE } from '../../../domain/rules';
 import { isPast, relative, when } from '../format';
 import { Section } from '../ui';
-import type { TenantContext } from './tenant';
+import type { TenantContext } from '../tenant-context';
 
 const STORE_NAMES: Record<string, string> = {
   database: 'Database (tables, rows and backups)',

@@ -4,7 +4,8 @@
  * shown next to the control.
  */
 import { useState } from 'preact/hooks';
-import { isAllowed, type Action } from '../../../domain/access';
+import { isAllowed } from '../../../domain/access';
+import type { TenantContext } from '../tenant-context';
 import { ApiError, call, enc, withRegion, type EnvView, type KeyReport, type TenantView } from '../api';
 import { Announcer, Refusal, useLoad } from '../ui';
 import { Overview } from './overview';
@@ -25,19 +26,6 @@ const NAV: Array<[TenantPage, string]> = [
   ['audit', 'Audit trail'],
 ];
 
-/** What every page of a tenant is given. */
-export interface TenantContext {
-  tenant: TenantView;
-  region: string;
-  user: string;
-  /** The region's environments (only the user's own for a system administrator). */
-  environments: EnvView[];
-  key: KeyReport;
-  /** R12 for the signed-in user. */
-  can: (action: Action, env?: string) => boolean;
-  /** Load the tenant, its key and environments again (after a change). */
-  refresh: () => void;
-}
 
 /**
  * The tenant as its global and service administrators see it. A system administrator may not read it (R12: they see
