@@ -8,7 +8,7 @@ import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startStack, type CliResult, type Stack } from '../harness/stack';
-import { makePfx } from '../harness/keyfiles';
+import { makeByok, makePfx } from '../harness/keyfiles';
 import { parsePfx } from '../keyfiles';
 import { scratchDir } from './support/scratch';
 
@@ -129,6 +129,8 @@ test('key generate --dry-run: a weak password is refused as the real run refuses
   expect(forbidden.code).toBe(3);
   expect(forbidden.json().error.code).toBe('FORBIDDEN');
   expect((await observed()).audit).toBe(before + 1);
+  const [record] = (await stack.api('GET', `/v1/tenants/${tenant}/audit?limit=1`, { as: ALICE })).body.records;
+  expect(record).toMatchObject({ actor: SAM, action: 'key.generate', outcome: 'refused', code: 'FORBIDDEN', details: { dryRun: true } });
 
   const { result, mails } = await mailsSentBy(() => stack.cmk([...generate(password), '--json'], { as: ALICE }));
   expect(result.code).toBe(0);
@@ -195,6 +197,20 @@ test('key upload --dry-run: the .pfx opened (wrong password, R5), its thumbprint
     expect(real.json().error.code).toBe('KEY_CHANGE_TOO_SOON');
   }
   await waitUntil(nextKeyChangeAllowedAt);
+
+  // A .byok opens only inside the vault: its form is checked, nothing is staged, its thumbprint is not known yet.
+  const kekPath = join(work, 'kek.pem');
+  const kek = await stack.cmk(['key', 'kek', '--tenant', tenant, '--out', kekPath, '--json'], { as: BOB });
+  expect(kek.code).toBe(0);
+  const hsm = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const byok = (path: string) => ['key', 'upload', '--tenant', tenant, '--name', 'hsm', '--file', path];
+  const wellFormed = await dryRun(byok(file('hsm.byok', makeByok(readFileSync(kekPath, 'utf8'), kek.json().kid, hsm))), BOB);
+  expect(wellFormed.code).toBe(0);
+  expect(wellFormed.json()).toMatchObject({ wouldSucceed: true, key: { name: 'hsm', source: 'byok', thumbprint: null }, environments: [{ id: 'prod', to: { protection: 'tenant', keyThumbprint: null } }] });
+  const junk = await dryRun(byok(file('junk.byok', '{"schema_version":"1.0.0"}')), BOB);
+  expect(junk.code).toBe(3);
+  expect(junk.json().refusal.code).toBe('INVALID_KEY_FILE');
+  expect((await stack.cmk([...byok(join(work, 'junk.byok')), '--json'], { as: BOB })).json().error).toEqual(junk.json().refusal);
 
   const before = (await observed()).key.activeKey.thumbprint as string;
   const accepted = await dryRun(upload(uploadPassword), BOB);
