@@ -62,6 +62,14 @@ function adminList(value: unknown): Array<{ email: string; role: AdminRole }> {
   });
 }
 
+/** `"dryRun": true` (issue 19) on the routes that take it; anything but a boolean is refused, never taken for "no". */
+function dryRunOf(body: Record<string, unknown>): boolean {
+  if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new CmkError('INVALID_ARGUMENT', '"dryRun" must be true or false.');
+  return body.dryRun === true;
+}
+
+const DRY_RUN = 'true: check and report what would happen (a DryRunReport); nothing is changed';
+
 function base64Field(body: Record<string, unknown>, field: string): Buffer {
   const text = requiredString(body, field);
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new CmkError('INVALID_ARGUMENT', `"${field}" must be base64.`);
@@ -84,8 +92,16 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
         summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
         audited: `env.${operation}`,
-        response: S.EnvironmentShown,
-        handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
+        ...(operation === 'rekey' ? {} : { body: bodyOf({ dryRun: DRY_RUN }, ['dryRun']) }),
+        response: S.OrDryRun(S.EnvironmentShown),
+        handle: async ({ actor, params, body }) => {
+          // A rekey has no dry run: asked for one, it refuses rather than rekey for real.
+          if (dryRunOf(await body())) {
+            if (operation === 'rekey') throw new CmkError('INVALID_ARGUMENT', 'env rekey has no dry run.');
+            return service.environmentOperationDryRun(actor, params.tenant!, params.env!, operation);
+          }
+          return service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation);
+        },
       }),
   );
   const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));
@@ -194,11 +210,12 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/keys/generate',
       summary: 'Generate a key; the .pfx comes back once (R3)',
       audited: 'key.generate',
-      body: bodyOf({ name: 'key name', password: 'the .pfx password (at least 12 characters)', region: REGION }, ['region']),
-      response: S.GeneratedKeyReport,
+      body: bodyOf({ name: 'key name', password: 'the .pfx password (at least 12 characters)', region: REGION, dryRun: DRY_RUN }, ['region', 'dryRun']),
+      response: S.OrDryRun(S.GeneratedKeyReport),
       handle: async ({ actor, params, body }) => {
         const b = await body();
-        return service.generateKey(actor, params.tenant!, { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') });
+        const request = { name: requiredString(b, 'name'), password: requiredString(b, 'password'), region: optionalString(b, 'region') };
+        return dryRunOf(b) ? service.generateKeyDryRun(actor, params.tenant!, request) : service.generateKey(actor, params.tenant!, request);
       },
     }),
     route({
@@ -206,21 +223,22 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/keys/upload',
       summary: 'Upload your own key, .pfx or .byok (R2, R3)',
       audited: 'key.upload',
-      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION, activate: 'false: keep it Available until /keys/activate (default true)' }, ['password', 'region', 'activate']),
-      response: S.UploadedKeyReport,
+      body: bodyOf({ name: 'key name', fileName: 'ends in .pfx or .byok', file: 'the file, base64 (at most 64 KiB)', password: 'the .pfx password', region: REGION, activate: 'false: keep it Available until /keys/activate (default true)', dryRun: DRY_RUN }, ['password', 'region', 'activate', 'dryRun']),
+      response: S.OrDryRun(S.UploadedKeyReport),
       maxBodyBytes: KEY_FILE_BODY,
       tooLarge: 'INVALID_KEY_FILE',
       handle: async ({ actor, params, body }) => {
         const b = await body();
         if (b.activate !== undefined && typeof b.activate !== 'boolean') throw new CmkError('INVALID_ARGUMENT', '"activate" must be true or false.');
-        return service.uploadKey(actor, params.tenant!, {
+        const request = {
           name: requiredString(b, 'name'),
           fileName: requiredString(b, 'fileName'),
           file: base64Field(b, 'file'),
           password: optionalString(b, 'password'),
           region: optionalString(b, 'region'),
           activate: b.activate as boolean | undefined,
-        });
+        };
+        return dryRunOf(b) ? service.uploadKeyDryRun(actor, params.tenant!, request) : service.uploadKey(actor, params.tenant!, request);
       },
     }),
     route({
@@ -249,9 +267,13 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/keys/rollback',
       summary: 'Roll back to the key the last change replaced, within the embargo (R6)',
       audited: 'key.rollback',
-      body: regionBody,
-      response: S.RolledBackKeyReport,
-      handle: async ({ actor, params, body }) => service.rollbackKey(actor, params.tenant!, { region: optionalString(await body(), 'region') }),
+      body: bodyOf({ region: REGION, dryRun: DRY_RUN }, ['region', 'dryRun']),
+      response: S.OrDryRun(S.RolledBackKeyReport),
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        const request = { region: optionalString(b, 'region') };
+        return dryRunOf(b) ? service.rollbackKeyDryRun(actor, params.tenant!, request) : service.rollbackKey(actor, params.tenant!, request);
+      },
     }),
     route({
       method: 'POST',
@@ -308,10 +330,18 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       path: '/v1/tenants/{tenant}/lock',
       summary: 'Lock the tenant in a region (R8)',
       audited: 'tenant.lock',
-      body: bodyOf({ confirm: "the tenant's display name", challenge: 'from /challenges', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64', region: REGION }, ['region']),
-      response: S.LockReport,
+      body: bodyOf(
+        { confirm: "the tenant's display name", challenge: 'from /challenges (optional with dryRun)', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64 (optional with dryRun)', region: REGION, dryRun: DRY_RUN },
+        ['region', 'dryRun'],
+      ),
+      response: S.OrDryRun(S.LockReport),
       handle: async ({ actor, params, body }) => {
         const b = await body();
+        if (dryRunOf(b)) {
+          // Without a proof, the report says what proof the real lock needs; with one, it is verified (not spent).
+          const proof = b.challenge === undefined && b.signature === undefined ? {} : { challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') };
+          return service.lockTenantDryRun(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), ...proof });
+        }
         return service.lockTenant(actor, params.tenant!, { region: optionalString(b, 'region'), confirm: requiredString(b, 'confirm'), challenge: requiredString(b, 'challenge'), signature: base64Field(b, 'signature') });
       },
     }),

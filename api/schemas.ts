@@ -7,7 +7,7 @@
  * Response objects admit properties not listed (TypeBox's default): the schemas say what a caller may rely on, and
  * the server serializes with JSON.stringify, never dropping a property the schema does not name.
  */
-import { Type, type Static, type TObject, type TProperties } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 import { ERROR_CODES, httpStatusOf } from '../domain/codes';
 
 const Str = (description?: string) => Type.String(description ? { description } : {});
@@ -195,6 +195,29 @@ export const LockAllRegionsReport = Type.Object({ tenant: Type.String(), regions
 export const ReactivationReport = KeyReport;
 
 // ------------------------------------------------------------------------------------------ the console's sign-in
+
+// ------------------------------------------------------------------------------------------ dry runs (issue 19)
+
+const PlannedProtection = Type.Object({ state: Type.String(), protection: Type.String(), keyThumbprint: Type.Union([Type.String(), Type.Null()], { description: 'null: a key not made yet (generate), not known before the vault opens it (.byok), or the provider key' }) });
+
+/** `"dryRun": true` on a key change, rollback, apply, revert or lock: what it would do, nothing done (domain/dry-run.ts). */
+export const DryRunReport = Type.Object(
+  {
+    dryRun: Type.Literal(true),
+    operation: Type.String({ description: 'key.generate | key.upload | key.rollback | env.apply | env.revert | tenant.lock' }),
+    tenant: Type.String(),
+    region: Type.String(),
+    wouldSucceed: Type.Boolean(),
+    refusal: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()], { description: 'the refusal the real request would meet (its code and sentence), or null' }),
+    environments: Type.Array(Type.Object({ id: Type.String(), from: PlannedProtection, to: PlannedProtection, goesOffline: Type.Boolean() })),
+    mails: Type.Array(Type.Object({ event: Type.String(), to: Type.Array(Type.String()) })),
+    key: Type.Optional(Type.Object({ name: Type.String(), source: Type.String(), thumbprint: Type.Union([Type.String(), Type.Null()]), activate: Type.Boolean() })),
+    proof: Type.Optional(Type.Object({ given: Type.Boolean(), verified: Type.Union([Type.Boolean(), Type.Null()]), needs: Type.Union([Type.String(), Type.Null()]) })),
+  },
+  { description: 'Dry run: nothing was changed' },
+);
+/** A route that takes `"dryRun": true` answers its own document, or the dry run's report. */
+export const OrDryRun = <T extends TSchema>(schema: T) => Type.Union([schema, DryRunReport], { description: `${schema.description ?? 'Done'}; with "dryRun": true, a DryRunReport` });
 
 export const ConsoleLink = Type.Object({ path: Str('the sign-in link, relative to this service (one use, 5 minutes)'), expiresAt: Stamp });
 export const ConsoleSession = Type.Object({ user: Type.String(), csrf: Str('send as the X-CMK-CSRF header on every POST'), expiresAt: Stamp, idleTimeoutSeconds: Type.Number() });

@@ -241,7 +241,8 @@ export function createApiServer(deps: ServerDependencies): Server {
       // Refusals of state-changing requests go to the audit trail; accepted ones are recorded by the workflow that did them.
       if (route.audited && isCmkError(err)) {
         const region = parsedBody?.region;
-        await reportRefusal(route.audited, actor, { ...params, ...(typeof region === 'string' ? { region } : {}) }, err);
+        // A dry run refused by authorisation is the same attempt as the real one, and says so (docs/DRY-RUN.md).
+        await reportRefusal(route.audited, actor, { ...params, ...(typeof region === 'string' ? { region } : {}) }, err, parsedBody?.dryRun === true);
       }
       throw err;
     }
@@ -275,7 +276,7 @@ export function createApiServer(deps: ServerDependencies): Server {
 
   return instance.server;
 
-  async function reportRefusal(action: string, actor: Actor, params: Record<string, string>, err: CmkError): Promise<void> {
+  async function reportRefusal(action: string, actor: Actor, params: Record<string, string>, err: CmkError, dryRun: boolean): Promise<void> {
     const entry: AuditEntry = {
       id: `refusal/${randomUUID()}`,
       at: new Date().toISOString(),
@@ -289,6 +290,7 @@ export function createApiServer(deps: ServerDependencies): Server {
       region: isValidId(params.region) ? params.region : null,
       code: err.code,
       message: err.message.slice(0, 500),
+      ...(dryRun ? { details: { dryRun: true } } : {}),
     };
     try {
       await deps.audit([redactAuditEntry(entry)]);

@@ -32,6 +32,7 @@ import {
   checkAdminChange,
   checkBackup,
   checkEnvironmentDelete,
+  checkEnvironmentOperation,
   checkRegionServed,
   checkGeneratedPassword,
   checkKeyActivate,
@@ -56,6 +57,8 @@ import { quotable, redactAuditEntry } from '../domain/audit-redaction';
 import { MAX_AUDIT_PAGE } from '../activities/audit';
 import { randomUUID } from 'node:crypto';
 import { BULK_MAX_BYTES, checkEnvironmentsCreate, parseEnvironmentList } from '../domain/bulk';
+import { dryRunReport, planEnvironmentOperation, planKeyChange, planLock, rollbackThumbprint, type DryRunOperation, type DryRunReport, type Plan } from '../domain/dry-run';
+import { isCmkError } from '../common/errors';
 
 export interface ApiDependencies {
   config: Config;
@@ -364,15 +367,46 @@ export class ApiService {
   /** `key generate`: the key is made here, staged disabled in the vault, and the .pfx goes back to the caller only. */
   async generateKey(actor: Actor, tenantId: string, p: { name: string; password: string; region?: string }) {
     const tenant = await this.authorize(actor, tenantId, 'key.change');
-    const region = this.regionOf(tenant, p.region);
-    checkKeyName(p.name);
-    const weak = checkGeneratedPassword(p.password);
-    if (weak) refuse(weak.code, weak.message);
-    this.precheckKeyChange(tenant, actor, region, '');
+    const region = this.checkGenerate(tenant, actor, p);
     const generated = await (this.deps.generatePfx ?? generateKeyPfx)({ name: p.name, password: p.password });
     const staged = await this.region(region).vault.importKey(tenantVaultKeyName(tenantId, region), generated.pkcs8Der, this.stagingOptions(tenantId, region, p.name, actor));
     const report = await this.activate(tenantId, region, actor, p.name, 'generated', staged);
     return { ...report, pfx: generated.pfx.toString('base64') };
+  }
+
+  /** What `key generate` checks before it makes a key, its dry run too: the region, the name, R3's password, R11, R5. */
+  private checkGenerate(tenant: TenantSnapshot, actor: Actor, p: { name: string; password: string; region?: string }): string {
+    const region = this.regionOf(tenant, p.region);
+    checkKeyName(p.name);
+    refuseIf(checkGeneratedPassword(p.password));
+    this.precheckKeyChange(tenant, actor, region, '');
+    return region;
+  }
+
+  /** `key generate --dry-run`: every check of the real run; no key is made. */
+  async generateKeyDryRun(actor: Actor, tenantId: string, p: { name: string; password: string; region?: string }): Promise<DryRunReport> {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    return this.dryRun('key.generate', tenant, p.region, async () => {
+      const region = this.checkGenerate(tenant, actor, p);
+      return { region, plan: planKeyChange(tenant, region, 'change', null) };
+    });
+  }
+
+  /**
+   * A dry run after authorisation (issue 19): the checks `check` runs are the real run's; a refusal among them is
+   * the report's, not an error, so that the caller sees what would happen either way. FORBIDDEN and anything that
+   * is not a refusal fail as in the real run.
+   */
+  private async dryRun<T extends object>(operation: DryRunOperation, tenant: TenantSnapshot, region: string | undefined, check: () => Promise<{ region: string; plan: Plan; facts?: T }>): Promise<DryRunReport & Partial<T>> {
+    try {
+      const { region: checked, plan, facts } = await check();
+      return { ...dryRunReport(operation, tenant.tenant, checked, { plan }), ...facts } as DryRunReport & Partial<T>;
+    } catch (err) {
+      // A caller who may not do it is refused as the real request is (403), never with a report (R12's rules too:
+      // the maker of a key change may not roll it back).
+      if (!isCmkError(err) || err.code === 'FORBIDDEN') throw err;
+      return dryRunReport(operation, tenant.tenant, region ?? tenant.homeRegion, { refusal: { code: err.code, message: err.message } }) as DryRunReport & Partial<T>;
+    }
   }
 
   /**
@@ -381,27 +415,49 @@ export class ApiService {
    */
   async uploadKey(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string; activate?: boolean }) {
     const tenant = await this.authorize(actor, tenantId, 'key.change');
+    const { region, activate, file } = await this.openUpload(tenant, actor, p);
+    const options = this.stagingOptions(tenantId, region, p.name, actor);
+    const vaultName = tenantVaultKeyName(tenantId, region);
+    const staged =
+      file.kind === 'pfx'
+        ? await this.region(region).vault.importKey(vaultName, file.opened.pkcs8Der, options)
+        : await this.region(region).vault.importByok(vaultName, file.transfer, options, await kekNameInVault(this.region(region).vault, tenantId, region));
+    if (activate) return this.activate(tenantId, region, actor, p.name, file.kind, staged);
+    const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
+    const added = await this.handOver(region, ref, () => this.deps.controlPlane.addKey(tenantId, { actor, policy: this.policy, region, name: p.name, source: file.kind, staged: ref }));
+    return { ...this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region), key: keyView(added.key)! };
+  }
+
+  /**
+   * What `key upload` checks before it stages anything, its dry run too: the region, the name, the file (a .pfx opened
+   * with its password), then for a .pfx R11 and R5 (or, kept Available, only a key used before).
+   */
+  private async openUpload(tenant: TenantSnapshot, actor: Actor, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string; activate?: boolean }) {
     const region = this.regionOf(tenant, p.region);
     checkKeyName(p.name);
     if (p.file.length > MAX_KEY_FILE_BYTES) refuse('INVALID_KEY_FILE', `The key file is larger than ${MAX_KEY_FILE_BYTES / 1024} KiB; no key file is that large.`);
     const kind = detectKeyFileKind(p.fileName);
-    const options = this.stagingOptions(tenantId, region, p.name, actor);
-    const vaultName = tenantVaultKeyName(tenantId, region);
-    let staged: VaultKeyInfo;
     const activate = p.activate !== false;
-    if (kind === 'pfx') {
-      const opened = await this.openPfx(p.file, p.password);
-      if (activate) this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
-      else refuseIf(checkKeyAdd(tenant, { actor, region, thumbprint: opened.thumbprint }, this.policy));
-      staged = await this.region(region).vault.importKey(vaultName, opened.pkcs8Der, options);
-    } else {
-      const transfer = parseByok(p.file);
-      staged = await this.region(region).vault.importByok(vaultName, transfer, options, await kekNameInVault(this.region(region).vault, tenantId, region));
-    }
-    if (activate) return this.activate(tenantId, region, actor, p.name, kind, staged);
-    const ref: StagedKey = { vaultKey: { name: staged.name, version: staged.version }, thumbprint: staged.thumbprint };
-    const added = await this.handOver(region, ref, () => this.deps.controlPlane.addKey(tenantId, { actor, policy: this.policy, region, name: p.name, source: kind, staged: ref }));
-    return { ...this.keyReport(await this.authorize(actor, tenantId, 'key.show'), region), key: keyView(added.key)! };
+    if (kind === 'byok') return { region, activate, file: { kind, transfer: parseByok(p.file) } as const };
+    const opened = await this.openPfx(p.file, p.password);
+    if (activate) this.precheckKeyChange(tenant, actor, region, opened.thumbprint);
+    else refuseIf(checkKeyAdd(tenant, { actor, region, thumbprint: opened.thumbprint }, this.policy));
+    return { region, activate, file: { kind, opened } as const };
+  }
+
+  /**
+   * `key upload --dry-run`: the file opened and checked as the real run does; nothing staged. A .byok opens only
+   * inside the vault, so its thumbprint is not known here, and the rules are checked as for a key never used before.
+   */
+  async uploadKeyDryRun(actor: Actor, tenantId: string, p: { name: string; fileName: string; file: Buffer; password?: string; region?: string; activate?: boolean }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.change');
+    return this.dryRun('key.upload', tenant, p.region, async () => {
+      const { region, activate, file } = await this.openUpload(tenant, actor, p);
+      const thumbprint = file.kind === 'pfx' ? file.opened.thumbprint : null;
+      if (file.kind === 'byok' && activate) this.precheckKeyChange(tenant, actor, region, '');
+      const key = { name: p.name, source: file.kind, thumbprint, activate };
+      return { region, plan: activate ? planKeyChange(tenant, region, 'change', thumbprint) : { environments: [], mails: [] }, facts: { key } };
+    });
   }
 
   /** `key activate`: an Available key becomes the active key, with the rules of any key change (R5, R6, R11). */
@@ -468,12 +524,36 @@ export class ApiService {
   /** R6's purpose: another administrator puts the replaced key back within the embargo; `--wait` as for a key change. */
   async rollbackKey(actor: Actor, tenantId: string, p: { region?: string }) {
     const tenant = await this.authorize(actor, tenantId, 'key.rollback');
-    const region = this.regionOf(tenant, p.region);
-    refuseIf(checkRollback(tenant, { actor, region }, Date.now()));
+    const region = this.checkRollback(tenant, actor, p);
     const active = activeKeyOf(tenant.regions[region])!;
     const result = await this.deps.controlPlane.rollbackKey(tenantId, { actor, policy: this.policy, region }, active.thumbprint);
     const after = await this.authorize(actor, tenantId, 'key.show');
     return { ...this.keyReport(after, region), rolledBack: result.rolledBack };
+  }
+
+  private checkRollback(tenant: TenantSnapshot, actor: Actor, p: { region?: string }): string {
+    const region = this.regionOf(tenant, p.region);
+    refuseIf(checkRollback(tenant, { actor, region }, Date.now()));
+    return region;
+  }
+
+  /** `key rollback --dry-run`: the replaced key would be active again and re-protect the environments on the tenant key. */
+  async rollbackKeyDryRun(actor: Actor, tenantId: string, p: { region?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'key.rollback');
+    return this.dryRun('key.rollback', tenant, p.region, async () => {
+      const region = this.checkRollback(tenant, actor, p);
+      return { region, plan: planKeyChange(tenant, region, 'rollback', rollbackThumbprint(tenant, region)) };
+    });
+  }
+
+  /** `env apply|revert --dry-run`: the checks of the workflow's validator (checkEnvironmentOperation) on the same snapshot. */
+  async environmentOperationDryRun(actor: Actor, tenantId: string, envId: string, operation: 'apply' | 'revert') {
+    const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
+    const env = this.environmentOf(tenant, envId);
+    return this.dryRun(`env.${operation}`, tenant, env.region, async () => {
+      refuseIf(checkEnvironmentOperation(tenant, { actor, env: envId, operation }));
+      return { region: env.region, plan: planEnvironmentOperation(tenant, env, operation) };
+    });
   }
 
   // ------------------------------------------------------------------------------------------ audit
@@ -548,6 +628,26 @@ export class ApiService {
     const proven = locks.flatMap((l) => (l.proof ? [{ ...l, proof: l.proof }] : []));
     if (proven.length !== locks.length) return refuse('KEY_MISMATCH', 'A key file does not prove possession of its region\'s active key.');
     return this.deps.controlPlane.lockAllRegions(tenantId, { ...request, locks: proven });
+  }
+
+  /**
+   * `tenant lock --dry-run`: the rules of a real lock, the proof verified when one is given (its challenge is not
+   * spent: only the workflow spends it). Without one, the rules are checked as if the active key's proof came, and
+   * the report says what proof the real lock needs.
+   */
+  async lockTenantDryRun(actor: Actor, tenantId: string, p: { region?: string; confirm: string; challenge?: string; signature?: Buffer }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    return this.dryRun('tenant.lock', tenant, p.region, async () => {
+      const region = this.regionOf(tenant, p.region);
+      const active = usableKeyOf(tenant.regions[region]);
+      const given = p.challenge !== undefined && p.signature !== undefined;
+      const proof = given ? await this.verifyPossession(tenant, region, p.challenge!, p.signature!) : active && actor.kind === 'user' ? assumedProof(tenant.tenant, region, actor.email, active.thumbprint) : null;
+      refuseIf(checkLock(tenant, { actor, region, confirm: p.confirm, proof }, Date.now(), this.policy));
+      const needs = active
+        ? `A real lock needs proof of possession of the active key "${active.name}" (thumbprint ${active.thumbprint}): its .pfx (--file with --password-file), or a signature over \`cmk tenant challenge\` made where the key is kept (--signature-file).`
+        : null;
+      return { region, plan: planLock(tenant, region), facts: { proof: { given, verified: given ? true : null, needs } } };
+    });
   }
 
   private async verifyPossession(tenant: TenantSnapshot, region: string, challenge: string, signature: Buffer): Promise<PossessionProof | null> {
@@ -764,4 +864,9 @@ function describeAction(action: Action): string {
     audit: 'read the audit trail of this tenant',
   };
   return words[action];
+}
+
+/** A dry run's stand-in for the proof a real lock brings: what a verified signature by the caller with the active key gives. */
+function assumedProof(tenant: string, region: string, email: string, thumbprint: string): PossessionProof {
+  return { challengeId: 'dry-run', tenant, region, user: normaliseEmail(email), operation: 'lock', expiresAt: new Date(Date.now() + 60_000).toISOString(), verifiedThumbprint: thumbprint };
 }

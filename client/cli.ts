@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isCmkError } from '../common/errors';
 import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
 import type { Action } from '../domain/access';
-import { AuditBrokenError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
+import { AuditBrokenError, DryRunRefusedError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
 import { registerStatus } from './commands/status';
 import { registerTenant } from './commands/tenant';
 import { registerEnv } from './commands/env';
@@ -45,6 +45,11 @@ function report(err: unknown, json: boolean, io: Io): number {
   if (err instanceof AuditBrokenError) {
     io.err(`cmk: ${err.message}`);
     return EXIT.failed;
+  }
+  if (err instanceof DryRunRefusedError) {
+    // The report is on stdout already (with --json, the one document); the refusal's line goes where refusals go.
+    io.err(`${err.code}: ${err.message}`);
+    return EXIT.refused;
   }
   if (isCmkError(err)) {
     io.err(`${err.code}: ${err.message}`);

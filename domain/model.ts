@@ -147,3 +147,11 @@ export function emptyRegion(region: string): RegionKeys {
 
 export const lockedEnvironments = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
   tenant.environments.filter((e) => e.region === region && e.state === 'Locked');
+
+/** The region's environments that a new active key re-protects (R7): those on the tenant key, neither Locked nor Deleted. */
+export const reprotectionTargets = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
+  tenant.environments.filter((e) => e.region === region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
+
+/** The region's environments a lock takes offline (R8): every one not Deleted. */
+export const lockTargets = (tenant: Pick<TenantSnapshot, 'environments'>, region: string): EnvironmentRecord[] =>
+  tenant.environments.filter((e) => e.region === region && e.state !== 'Deleted');

@@ -98,6 +98,9 @@ const ENVIRONMENT_EVENTS = {
   rekey: { event: 'environment-rekeyed', subject: 'Environment database re-encrypted with a new key', what: 're-encrypted the environment with a new database encryption key' },
 } as const;
 
+/** The R4 event an environment operation is mailed as (what a dry run says it would send). */
+export const environmentOperationEvent = (operation: keyof typeof ENVIRONMENT_EVENTS): MailEvent => ENVIRONMENT_EVENTS[operation].event;
+
 export function environmentOperationMail(p: { operation: keyof typeof ENVIRONMENT_EVENTS; tenantName: string; env: string; thumbprint: string; by: string; at: string }): Notification {
   const e = ENVIRONMENT_EVENTS[p.operation];
   return {

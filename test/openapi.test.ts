@@ -81,7 +81,16 @@ test('requests: path parameters named, body fields listed for the POST routes th
     expect({ name, parameters: (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name) }).toEqual({ name, parameters: templated });
   }
   const byName = Object.fromEntries(operations().map(({ name, op }) => [name, op]));
-  expect(Object.keys(byName['POST /v1/tenants/{tenant}/keys/upload']?.requestBody?.content?.['application/json']?.schema?.properties ?? {})).toEqual(['name', 'fileName', 'file', 'password', 'region', 'activate']);
+  expect(Object.keys(byName['POST /v1/tenants/{tenant}/keys/upload']?.requestBody?.content?.['application/json']?.schema?.properties ?? {})).toEqual(['name', 'fileName', 'file', 'password', 'region', 'activate', 'dryRun']);
+  // Issue 19: the six commands with a dry run take `dryRun` and may answer a DryRunReport; rekey takes none.
+  const dryRunRoutes = ['keys/generate', 'keys/upload', 'keys/rollback', 'environments/{env}/apply', 'environments/{env}/revert', 'lock'].map((p) => `POST /v1/tenants/{tenant}/${p}`);
+  for (const name of dryRunRoutes) {
+    const op = byName[name];
+    expect({ name, dryRun: Object.keys(op?.requestBody?.content?.['application/json']?.schema?.properties ?? {}).includes('dryRun') }).toEqual({ name, dryRun: true });
+    const answers = (op?.responses?.['200']?.content?.['application/json']?.schema as { anyOf?: Array<{ properties?: Record<string, unknown> }> } | undefined)?.anyOf ?? [];
+    expect({ name, report: answers.some((a) => a.properties?.wouldSucceed !== undefined && a.properties?.mails !== undefined) }).toEqual({ name, report: true });
+  }
+  expect(byName['POST /v1/tenants/{tenant}/environments/{env}/rekey']?.requestBody).toBeUndefined();
   expect(byName['POST /v1/tenants/{tenant}/mail/retry']?.requestBody).toBeUndefined();
   expect(byName['GET /v1/status']?.security).toEqual([]);
   expect(byName['GET /openapi.json']?.security).toEqual([]);

@@ -30,6 +30,16 @@ export class AuditBrokenError extends Error {
   }
 }
 
+/** A dry run whose real run would be refused (issue 19): its report is printed; the exit status is the refusal's (3). */
+export class DryRunRefusedError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface CliContext {
   program: Command;
   io: Io;

@@ -1,6 +1,7 @@
 /** `cmk env`: environments and their databases (DESIGN.md §4). */
 import { columns, enc, faultText, query, UsageError, type CliContext } from './context';
 import { createFromFile } from './env-bulk';
+import { reportDryRun, type DryRunReport } from './dry-run';
 import type { Static } from '@sinclair/typebox';
 import type * as S from '../../api/schemas';
 import type { Answer } from '../http';
@@ -47,11 +48,15 @@ export function registerEnv(context: CliContext): void {
     ['rekey', 'a new database encryption key, every page re-encrypted, under the same protector'],
   ] as const;
   for (const [operation, description] of operations) {
-    command(env, operation, description)
+    const sub = command(env, operation, description)
       .requiredOption('--tenant <id>', 'tenant ID')
-      .requiredOption('--env <id>', 'environment ID')
-      .action(async (o: { tenant: string; env: string }) => {
-        const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
+      .requiredOption('--env <id>', 'environment ID');
+    // Issue 19: apply and revert have a dry run; a rekey changes no protection and has none.
+    if (operation !== 'rekey') sub.option('--dry-run', 'check and print what would happen (protection, mail, or the refusal); change nothing');
+    sub.action(async (o: { tenant: string; env: string; dryRun?: boolean }) => {
+        const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`;
+        if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', path, { dryRun: true }));
+        const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', path);
         print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
       });
   }

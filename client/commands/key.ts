@@ -4,6 +4,9 @@ import { writeFileAtomic } from '../../common/atomic';
 import type { Answer, ApiClient } from '../http';
 import { checkOutPath, columns, enc, faultText, query, readKeyFile, readPassword, type CliContext } from './context';
 import type * as S from '../../api/schemas';
+import { reportDryRun, type DryRunReport } from './dry-run';
+
+const DRY_RUN = 'check and print what would happen (environments, mail, or the refusal); change nothing';
 
 export function registerKey({ program, command, api, print, localInput, secretsMayGo }: CliContext): void {
   const key = command(program, 'key', "the tenant's own encryption keys");
@@ -14,9 +17,14 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .requiredOption('--out <file.pfx>', 'where to write the .pfx')
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
-    .action(async (o: { tenant: string; name: string; passwordFile: string; out: string; region?: string; wait?: boolean }) => {
+    .option('--dry-run', `${DRY_RUN}: the password and name are checked, no key is made, --out is not written`)
+    .action(async (o: { tenant: string; name: string; passwordFile: string; out: string; region?: string; wait?: boolean; dryRun?: boolean }) => {
       secretsMayGo();
       const { password, out } = await localInput(o.tenant, 'key.change', async () => ({ password: await readPassword(o.passwordFile), out: await checkOutPath(o.out) }));
+      if (o.dryRun) {
+        const dry = await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region, dryRun: true });
+        return reportDryRun(print, dry);
+      }
       const r = await api().call<Answer<typeof S.GeneratedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/generate`, { name: o.name, password, region: o.region });
       await writeFileAtomic(out, Buffer.from(r.pfx, 'base64'), 0o600);
       const { pfx: _pfx, ...report } = r;
@@ -31,20 +39,16 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--no-activate', 'keep the key Available, protecting nothing, until `cmk key activate` (R5, R6, R11 apply then)')
     .option('--wait', 'wait until every environment is re-protected with the new key')
-    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; activate: boolean; wait?: boolean }) => {
+    .option('--dry-run', `${DRY_RUN}: the file is opened and its thumbprint shown, nothing is stored in the vault`)
+    .action(async (o: { tenant: string; name: string; file: string; passwordFile?: string; region?: string; activate: boolean; wait?: boolean; dryRun?: boolean }) => {
       secretsMayGo();
       const { file, password } = await localInput(o.tenant, 'key.change', async () => ({
         file: await readKeyFile(o.file),
         password: o.passwordFile === undefined ? undefined : await readPassword(o.passwordFile),
       }));
-      const report = await api().call<Answer<typeof S.UploadedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, {
-        name: o.name,
-        fileName: basename(o.file),
-        file: file.toString('base64'),
-        password,
-        region: o.region,
-        ...(o.activate ? {} : { activate: false }),
-      });
+      const request = { name: o.name, fileName: basename(o.file), file: file.toString('base64'), password, region: o.region, ...(o.activate ? {} : { activate: false }) };
+      if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, { ...request, dryRun: true }));
+      const report = await api().call<Answer<typeof S.UploadedKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/upload`, request);
       if (report.key) {
         const added = report.key;
         print(report, () => `Key "${added.name}" uploaded and Available, thumbprint ${added.thumbprint}: it protects nothing until \`cmk key activate --tenant ${o.tenant} --thumbprint ${added.thumbprint}\`.\n${describeKey(report)}`);
@@ -93,7 +97,9 @@ export function registerKey({ program, command, api, print, localInput, secretsM
     .requiredOption('--tenant <id>', 'tenant ID')
     .option('--region <region>', 'region (default: the tenant home region)')
     .option('--wait', 'wait until every environment is re-protected with the key put back')
-    .action(async (o: { tenant: string; region?: string; wait?: boolean }) => {
+    .option('--dry-run', DRY_RUN)
+    .action(async (o: { tenant: string; region?: string; wait?: boolean; dryRun?: boolean }) => {
+      if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region, dryRun: true }));
       const r = await api().call<Answer<typeof S.RolledBackKeyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/keys/rollback`, { region: o.region });
       const final = o.wait ? { ...(await waitForKey(api(), o.tenant, o.region)), rolledBack: r.rolledBack } : r;
       print(final, () => `Rolled back: the key "${r.rolledBack.name}" (${r.rolledBack.thumbprint}) is replaced.\n${describeKey(final)}`);

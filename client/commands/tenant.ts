@@ -8,6 +8,7 @@ import { CmkError } from '../../common/errors';
 import { detectKeyFileKind, parsePfx } from '../../keyfiles';
 import type { LockResult } from '../../workflows/messages';
 import { columns, enc, readKeyFile, readPassword, UsageError, type CliContext, type Json } from './context';
+import { reportDryRun, type DryRunReport } from './dry-run';
 import type { Static } from '@sinclair/typebox';
 import type * as S from '../../api/schemas';
 import type { Answer } from '../http';
@@ -130,9 +131,18 @@ export function registerTenant({ program, command, api, print, localInput, io }:
     .option('--signature-file <file>', 'instead of --file: a detached RSASSA-PKCS1-v1_5 SHA-256 signature over the challenge of `cmk tenant challenge`, raw as `openssl dgst -sha256 -sign` writes it, or base64')
     .option('--challenge-file <file>', 'with --signature-file: the challenge that was signed (default: the last one `cmk tenant challenge` gave here for this tenant and region)')
     .option('--region <region>', 'region (default: the tenant home region)')
-    .action(async (o: { tenant: string; confirm: string; file?: string[]; passwordFile?: string[]; signatureFile?: string; challengeFile?: string; region?: string; allRegions?: boolean }) => {
-      // Usage first (exit 2): exactly one proof, and each flag with its own.
-      if (o.allRegions) return lockEveryRegion(o);
+    .option('--dry-run', 'check and print what would happen (environments offline, mail, or the refusal); lock nothing, spend no challenge; the proof may be left out')
+    .action(async (o: { tenant: string; confirm: string; file?: string[]; passwordFile?: string[]; signatureFile?: string; challengeFile?: string; region?: string; allRegions?: boolean; dryRun?: boolean }) => {
+      // Usage first (exit 2): exactly one proof (none is allowed for a dry run), and each flag with its own.
+      if (o.allRegions) {
+        if (o.dryRun) throw new UsageError('--dry-run checks one region: give --region instead of --all-regions.');
+        return lockEveryRegion(o);
+      }
+      if (o.file !== undefined && o.signatureFile !== undefined) throw new UsageError('tenant lock takes one of --file FILE.pfx (with --password-file) and --signature-file S, not both.');
+      if (o.dryRun && o.file === undefined && o.signatureFile === undefined) {
+        if (o.passwordFile !== undefined || o.challengeFile !== undefined) throw new UsageError('--password-file goes with --file, --challenge-file with --signature-file.');
+        return reportDryRun(print, await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, dryRun: true }));
+      }
       if ((o.file === undefined) === (o.signatureFile === undefined)) throw new UsageError('tenant lock needs exactly one of --file FILE.pfx (with --password-file) and --signature-file S.');
       if (o.file !== undefined && o.passwordFile === undefined) throw new UsageError("required option '--password-file <file>' not specified (it goes with --file)");
       if ((o.file?.length ?? 0) > 1 || (o.passwordFile?.length ?? 0) > 1) throw new UsageError('One --file and one --password-file lock one region; several go with --all-regions.');
@@ -140,7 +150,9 @@ export function registerTenant({ program, command, api, print, localInput, io }:
       if (o.signatureFile !== undefined && o.passwordFile !== undefined) throw new UsageError('--password-file goes with --file: a detached signature needs no password.');
       const { challenge, signature } =
         o.file !== undefined ? await signedHere(o.tenant, o.region, o.file[0]!, o.passwordFile![0]!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
-      const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') });
+      const request = { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') };
+      if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { ...request, dryRun: true }));
+      const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, request);
       print(r, () =>
         [
           `Tenant ${r.tenant} is locked in region ${r.region} since ${r.lockedAt}.`,

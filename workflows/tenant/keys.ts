@@ -7,7 +7,7 @@ import { updates, type KeyActivateRequest, type KeyChangeRequest, type KeyChange
 import type { Actor } from '../../domain/access';
 import type { Policy } from '../../domain/policy';
 import { describeActor } from '../../domain/access';
-import { activeKeyOf, emptyRegion, type EnvironmentRecord, type RegionKeys, type TenantKey, type TenantSnapshot } from '../../domain/model';
+import { activeKeyOf, emptyRegion, reprotectionTargets, type RegionKeys, type TenantKey } from '../../domain/model';
 import { checkKeyActivate, checkKeyAdd, checkKeyChange, checkRollback, lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
 import { keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
@@ -190,7 +190,7 @@ async function makeActive(ctx: TenantContext, region: RegionKeys, key: TenantKey
   region.activeThumbprint = key.thumbprint;
   // R7: every environment on the tenant key moves to the new key, in the background; the key is Installing
   // until they all have, and Active at once when there are none.
-  const targets = onTenantKey(tenant, region);
+  const targets = reprotectionTargets(tenant, region.region);
   if (targets.length === 0) key.state = 'Active';
   else startReprotection(ctx, region, key, targets);
   // A key a lock withdrew is gone from the vault: nothing to roll back to.
@@ -218,11 +218,6 @@ async function makeActive(ctx: TenantContext, region: RegionKeys, key: TenantKey
   return { region: region.region, key };
 }
 
-/** The region's environments that a new active key re-protects (R7): those on the tenant key, neither Locked nor Deleted. */
-function onTenantKey(tenant: TenantSnapshot, region: RegionKeys): EnvironmentRecord[] {
-  return tenant.environments.filter((e) => e.region === region.region && e.protection === 'tenant' && e.state !== 'Locked' && e.state !== 'Deleted');
-}
-
 /** R6's purpose: the key the last change replaced is active again; R6 restarts, R5 does not (DESIGN.md §3). */
 async function rollback(ctx: TenantContext, request: RollbackRequest): Promise<RollbackResult> {
   const { tenant } = ctx;
@@ -244,7 +239,7 @@ async function rollback(ctx: TenantContext, request: RollbackRequest): Promise<R
   region.rollbackUntil = null;
   region.embargoStartedAt = at;
   ctx.carried.policy = ctx.policyOf(request);
-  const targets = onTenantKey(tenant, region);
+  const targets = reprotectionTargets(tenant, region.region);
   if (targets.length === 0) previous.state = 'Active';
   else startReprotection(ctx, region, previous, targets);
   ctx.publishSearchAttributes();

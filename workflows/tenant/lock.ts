@@ -7,7 +7,7 @@ import { ApplicationFailure, log, patched, setHandler } from '@temporalio/workfl
 import { updates, type EnvironmentDeleteRequest, type LockAllRegionsRequest, type LockAllRegionsResult, type KeyChangeResult, type LockRequest, type LockResult, type PurgeRequest, type PurgeResult, type ReactivateRequest, type UnlockRequest } from '../messages';
 import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
-import { activeKeyOf, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
+import { activeKeyOf, lockTargets, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
 import { checkEnvironmentDelete, checkLock, checkLockAllRegions, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
 import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
@@ -175,7 +175,7 @@ async function lockRegion(ctx: TenantContext, usedChallenges: Record<string, str
   const region = tenant.regions[request.region]!;
   for (const [id, expiresAt] of Object.entries(usedChallenges)) if (Date.parse(expiresAt) < now) delete usedChallenges[id];
 
-  const envs = tenant.environments.filter((e) => e.region === region.region && e.state !== 'Deleted');
+  const envs = lockTargets(tenant, region.region);
   const deleteAt = iso(now + ctx.policyOf(request).lockedRetentionMs);
   const warnAt = deletionWarningTimes(now, ctx.policyOf(request).lockedRetentionMs).map(iso);
   // Locked from here: every request for them answers ENVIRONMENT_LOCKED (the data path reads this state too).
