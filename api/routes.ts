@@ -81,8 +81,12 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
         summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
         audited: `env.${operation}`,
+        ...(operation === 'apply' ? { body: bodyOf({ acceptRisk: 'true: the opt-in warning of a first apply is accepted (asked once per tenant; RISK_NOT_ACCEPTED without)' }, ['acceptRisk']) } : {}),
         response: S.EnvironmentShown,
-        handle: ({ actor, params }) => service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation),
+        handle: async ({ actor, params, body }) => {
+          const acceptRisk = operation === 'apply' ? (await body()).acceptRisk : undefined;
+          return service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation, { acceptRisk });
+        },
       }),
   );
   const currentStatus = shortLived(STATUS_CACHE_MS, () => status(deps));

@@ -18,6 +18,7 @@ import { describeActor, isAllowed, tenantAdminRole, type Action, type Actor } fr
 import { isValidId, KEY_NAME_PATTERN, normaliseEmail } from '../domain/ids';
 import {
   activeKeyOf,
+  riskAcceptanceOf,
   usableKeyOf,
   type AdminRole,
   type EnvironmentOperation,
@@ -32,6 +33,7 @@ import {
   checkAdminChange,
   checkBackup,
   checkEnvironmentDelete,
+  checkEnvironmentOperation,
   checkRegionServed,
   checkGeneratedPassword,
   checkKeyActivate,
@@ -279,10 +281,17 @@ export class ApiService {
   }
 
   /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
-  async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation) {
+  async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation, p: { acceptRisk?: unknown } = {}) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
     const current = this.environmentOf(tenant, envId);
-    const env = await this.deps.controlPlane.environmentOperation(tenantId, { actor, policy: this.policy, env: envId, operation }, current);
+    // An input code: after FORBIDDEN and NOT_FOUND (DESIGN.md §4's order), before any state code.
+    if (p.acceptRisk !== undefined && typeof p.acceptRisk !== 'boolean') refuse('INVALID_ARGUMENT', '"acceptRisk" must be true or false.');
+    const request = { actor, policy: this.policy, env: envId, operation, ...(p.acceptRisk === true ? { acceptRisk: true } : {}) };
+    // The opt-in of a first apply answered here, as the workflow's validator would; only this refusal: a repeat of a
+    // running operation must still reach the workflow, which attaches it to the one running.
+    const refusal = checkEnvironmentOperation(tenant, request);
+    if (refusal?.code === 'RISK_NOT_ACCEPTED') refuseIf(refusal);
+    const env = await this.deps.controlPlane.environmentOperation(tenantId, request, current);
     return { environment: environmentView(env) };
   }
 
@@ -715,7 +724,15 @@ function regionSummaries(t: TenantSnapshot) {
 }
 
 function tenantView(t: TenantSnapshot) {
-  return { id: t.tenant, name: t.displayName, homeRegion: t.homeRegion, admins: t.admins, createdAt: t.createdAt };
+  const accepted = riskAcceptanceOf(t);
+  return {
+    id: t.tenant,
+    name: t.displayName,
+    homeRegion: t.homeRegion,
+    admins: t.admins,
+    createdAt: t.createdAt,
+    riskAcceptance: { accepted: accepted !== null, by: accepted?.by ?? null, at: accepted?.at ?? null },
+  };
 }
 
 function describeAction(action: Action): string {

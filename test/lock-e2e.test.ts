@@ -44,7 +44,7 @@ test('set-up: a tenant with prod on its own key (with a backup) and dev on the p
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'prod', '--admin', SAM])).code).toBe(0);
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'dev'])).code).toBe(0);
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'fab-1', '--password-file', password, '--out', pfxPath], { as: ALICE })).code).toBe(0);
-  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
   expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--write', CANARY], { as: SAM })).code).toBe(0);
   const backup = await stack.cmk(['env', 'backup', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
   expect(backup.code).toBe(0);

@@ -197,7 +197,7 @@ test('a re-protection the database refuses leaves the environment on its previou
       await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env: 'prod', region: 'emea', systemAdmin: 'sam@example.com' });
       const first = await stage();
       await plane.changeKey(tenant, keyChange(ALICE, first));
-      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await parts.databases.writeRow(tenant, 'prod', 'kept');
       await harness.env.sleep(25 * HOUR);
       control.refusing = true;

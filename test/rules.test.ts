@@ -326,6 +326,37 @@ describe('apply, revert, rekey (R7)', () => {
   test.each(rows)('%s', (_name, change, actor, envId, operation, code) => expect(codeOf(checkEnvironmentOperation(contoso(change), { actor, env: envId, operation }))).toBe(code));
 });
 
+describe('the opt-in of a first apply (issue 19)', () => {
+  // No environment on the tenant key yet, nothing recorded: the tenant has not accepted the risk.
+  const fresh = (changes: (t: TenantSnapshot) => void = () => {}) =>
+    contoso((t) => {
+      prod(t).protection = 'provider';
+      changes(t);
+    });
+  const check = (t: TenantSnapshot, acceptRisk?: boolean, operation: 'apply' | 'revert' | 'rekey' = 'apply') =>
+    checkEnvironmentOperation(t, { actor: ALICE, env: 'test', operation, ...(acceptRisk === undefined ? {} : { acceptRisk }) });
+  test('a first apply without --accept-risk is refused with the warning, in plain words', () => {
+    const refusal = check(fresh());
+    expect(refusal?.code).toBe('RISK_NOT_ACCEPTED');
+    expect(refusal?.message).toMatch(/cannot be recovered by anyone/);
+    expect(refusal?.message).toMatch(/offline/);
+    expect(refusal?.message).toMatch(/--accept-risk/);
+    expect(check(fresh(), false)?.code).toBe('RISK_NOT_ACCEPTED');
+  });
+  test('accepted with the request, recorded, or implied by an environment already on the tenant key: not asked', () => {
+    expect(check(fresh(), true)).toBeNull();
+    expect(check(fresh((t) => (t.riskAcceptance = { by: 'bob@example.com', at: '2026-01-01T00:00:00.000Z' })))).toBeNull();
+    expect(check(contoso())).toBeNull();
+  });
+  test('only apply asks; the codes before it in the order answer first; OPERATION_IN_PROGRESS after it', () => {
+    expect(check(fresh(), undefined, 'rekey')).toBeNull();
+    expect(codeOf(check(fresh((t) => (region(t).activeThumbprint = null))))).toBe('KEY_NOT_ACTIVE');
+    expect(codeOf(check(fresh((t) => lockAll(t))))).toBe('ENVIRONMENT_LOCKED');
+    expect(codeOf(check(fresh((t) => (t.operations.default = 'a key change'))))).toBe('RISK_NOT_ACCEPTED');
+    expect(codeOf(check(fresh((t) => (t.operations.default = 'a key change')), true))).toBe('OPERATION_IN_PROGRESS');
+  });
+});
+
 describe('lock (R6, R8, R11)', () => {
   const proof = (overrides: Partial<PossessionProof> = {}): PossessionProof => ({
     challengeId: 'c1',

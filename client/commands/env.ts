@@ -47,13 +47,15 @@ export function registerEnv(context: CliContext): void {
     ['rekey', 'a new database encryption key, every page re-encrypted, under the same protector'],
   ] as const;
   for (const [operation, description] of operations) {
-    command(env, operation, description)
+    const c = command(env, operation, description)
       .requiredOption('--tenant <id>', 'tenant ID')
-      .requiredOption('--env <id>', 'environment ID')
-      .action(async (o: { tenant: string; env: string }) => {
-        const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`);
-        print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
-      });
+      .requiredOption('--env <id>', 'environment ID');
+    if (operation === 'apply') c.option('--accept-risk', "accept the risk of managing the tenant's own key (asked once per tenant, before its first apply)");
+    c.action(async (o: { tenant: string; env: string; acceptRisk?: boolean }) => {
+      const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`;
+      const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', path, ...(o.acceptRisk ? [{ acceptRisk: true }] : []));
+      print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
+    });
   }
   command(env, 'data', "read (and with --write, first add) rows of the environment's database")
     .requiredOption('--tenant <id>', 'tenant ID')

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant: other, displayName: 'Reprotected Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
       for (const id of ['prod', 'test']) await plane.createEnvironment(other, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(other) });
-      for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+      for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply', acceptRisk: true });
       await env.sleep(25 * HOUR);
       await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: await stage(other) });
       while ((await plane.snapshot(other))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       const staged = await stage(tenant, privateKey);
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant, displayName: 'Rolled Back Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
       await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await env.sleep(25 * HOUR);
       const second = await stage(tenant);
       await plane.changeKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: second });
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant, displayName: 'Reference Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
       for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       const staged = await stage(tenant, privateKey);
       await plane.addKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged });
       await expectRefusal(plane.activateKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', thumbprint: staged.thumbprint }));
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
       const euStaged = await stageIn('eu', euKey);
       await plane.changeKey(tenant, { actor: alice, policy, region: 'eu', name: 'eu-first', source: 'generated', staged: euStaged });
       await plane.changeKey(tenant, { actor: alice, policy, region: 'us', name: 'us-first', source: 'pfx', staged: await stageIn('us') });
-      for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply' });
+      for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply', acceptRisk: true });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-regions-challenge', tenant, region: 'eu', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
       await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof, possession: await possession(proof, euKey) });
@@ -196,7 +196,7 @@ async function main(): Promise<void> {
       await expectRefusal(plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-bulk-2', region: 'default', list }));
       await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'bulk-first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply', acceptRisk: true });
       await plane.environmentCreation(tenant, 'recorded-bulk-1');
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
