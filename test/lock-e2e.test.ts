@@ -148,7 +148,8 @@ test('key reactivate with the same .pfx, then env unlock after the delay: prod r
   // R4: the re-activation (a key event) to the tenant's administrators; the lock and prod's unlock to sam as well.
   const mails = (await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'])).json().mails as Array<{ to: string; event: string }>;
   const to = (event: string) => mails.filter((m) => m.event === event).map((m) => m.to).sort();
-  expect(to('key-reactivated')).toEqual([ALICE, BOB]);
+  // sam too: his prod was still locked, and the re-activated key lets it be unlocked (issue 19).
+  expect(to('key-reactivated')).toEqual([ALICE, BOB, SAM]);
   expect(to('tenant-locked')).toEqual([ALICE, BOB, SAM]);
   expect(to('environment-unlocked')).toEqual([ALICE, ALICE, BOB, BOB, SAM]);
 });
