@@ -5,7 +5,7 @@
  * cannot replay them breaks those workflows. Add a scenario for new behaviour and record only it.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -198,6 +198,41 @@ async function main(): Promise<void> {
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'bulk-first', source: 'generated', staged: await stage(tenant) });
       await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply', acceptRisk: true });
       await plane.environmentCreation(tenant, 'recorded-bulk-1');
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+
+    // Issue 19: the opt-in recorded by a first apply; a key change mailed to each system administrator about their
+    // own environment; a re-protection that leaves one behind (its key record taken away), mailed; after a lock, a
+    // re-activation mailed to 210 system administrators (their mails in two activities).
+    'recorded-risk-mails': async () => {
+      const tenant = 'recorded-risk-mails';
+      const bob = { kind: 'user', email: 'bob@example.com' } as const;
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Risky Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
+      const { list } = parseEnvironmentList(Array.from({ length: 210 }, (_, i) => `app-${i},admin-${i}@example.com`).join('\n'));
+      await plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-risk-mails-1', region: 'default', list });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+      await expectRefusal(plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-0', operation: 'apply' }));
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-0', operation: 'apply', acceptRisk: true });
+      await plane.environmentOperation(tenant, { actor: bob, policy: DEFAULT_POLICY, env: 'app-1', operation: 'apply' });
+      await env.sleep(25 * HOUR);
+      const record = join(parts.config.dataDir, 'environments', tenant, 'app-1', 'key-record.json');
+      renameSync(record, `${record}.away`);
+      const staged = await stage(tenant, privateKey);
+      await plane.changeKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged });
+      while ((await plane.snapshot(tenant))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+      renameSync(`${record}.away`, record);
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-1', operation: 'rekey' });
+      await env.sleep(73 * HOUR);
+      const proof = { challengeId: 'recorded-risk-mails-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Risky Ltd', proof, possession: await possession(proof, privateKey) });
+      await env.sleep(2 * HOUR);
+      await plane.reactivateKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', staged: await stage(tenant, privateKey) });
+      const mails = await parts.outbox.list(tenant);
+      const count = (event: string) => mails.filter((m) => m.event === event).length;
+      // What the scenario is for, checked before it is kept: 2 + 2, 2 + 1, 2 + 210 recipients.
+      if ([count('key-changed'), count('reprotection-incomplete'), count('key-reactivated')].join() !== '6,3,212') throw new Error(`unexpected mails: ${[count('key-changed'), count('reprotection-incomplete'), count('key-reactivated')].join()}`);
+      await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
   };
