@@ -6,6 +6,8 @@ export interface NotificationInput {
   notificationId: string;
   tenant: string;
   recipients: string[];
+  /** Each its own message (a system administrator's, naming only their environments); same event. */
+  personal?: Array<{ to: string; subject: string; body: string }>;
   event: MailEvent;
   subject: string;
   body: string;
@@ -27,14 +29,15 @@ export function createNotificationActivities({ mailer }: { mailer: Mailer }) {
      * is recorded there, never thrown (DESIGN.md §6: no outside fault fails a tenant).
      */
     async notifyAdministrators(input: NotificationInput): Promise<NotificationResult> {
+      const messages = [...input.recipients.map((to) => ({ to, subject: input.subject, body: input.body })), ...(input.personal ?? [])];
       const results = await mailer.sendAll(
-        input.recipients.map((to) => ({
+        messages.map(({ to, subject, body }) => ({
           id: `${input.notificationId}:${to}`,
           tenant: input.tenant,
           to,
-          subject: input.subject,
+          subject,
           event: input.event,
-          body: input.body,
+          body,
           sentAt: input.occurredAt,
         })),
       );

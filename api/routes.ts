@@ -92,15 +92,19 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         path: `/v1/tenants/{tenant}/environments/{env}/${operation}`,
         summary: { apply: 'Apply the tenant key to an environment (R7)', revert: 'Return an environment to the provider key (R7)', rekey: 'New DEK for an environment, every page re-encrypted' }[operation],
         audited: `env.${operation}`,
-        ...(operation === 'rekey' ? {} : { body: bodyOf({ dryRun: DRY_RUN }, ['dryRun']) }),
+        ...(operation === 'rekey'
+          ? {}
+          : { body: bodyOf({ dryRun: DRY_RUN, ...(operation === 'apply' ? { acceptRisk: 'true: the opt-in warning of a first apply is accepted (asked once per tenant; RISK_NOT_ACCEPTED without)' } : {}) }, ['dryRun', 'acceptRisk']) }),
         response: S.OrDryRun(S.EnvironmentShown),
         handle: async ({ actor, params, body }) => {
+          const b = await body();
+          const acceptRisk = operation === 'apply' ? b.acceptRisk : undefined;
           // A rekey has no dry run: asked for one, it refuses rather than rekey for real.
-          if (dryRunOf(await body())) {
+          if (dryRunOf(b)) {
             if (operation === 'rekey') throw new CmkError('INVALID_ARGUMENT', 'env rekey has no dry run.');
-            return service.environmentOperationDryRun(actor, params.tenant!, params.env!, operation);
+            return service.environmentOperationDryRun(actor, params.tenant!, params.env!, operation, { acceptRisk });
           }
-          return service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation);
+          return service.environmentOperation(actor, params.tenant!, params.env!, operation as EnvironmentOperation, { acceptRisk });
         },
       }),
   );

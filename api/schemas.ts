@@ -45,6 +45,10 @@ export const TenantView = Type.Object({
   homeRegion: Type.String(),
   createdAt: Stamp,
   admins: Type.Array(Admin),
+  riskAcceptance: Type.Object(
+    { accepted: Type.Boolean(), by: Nullable(Type.String()), at: Nullable(Stamp) },
+    { description: 'the opt-in of a first apply (env apply --accept-risk): who accepted it and when; both null for a tenant that applied a key before the opt-in existed' },
+  ),
   regions: Type.Array(Type.Object({ region: Type.String(), environments: Type.Number(), byState: Type.Record(Type.String(), Type.Number()), onTenantKey: Type.Number(), deleted: Type.Number() })),
 });
 export const TenantShown = Type.Object({ tenant: TenantView });

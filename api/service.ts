@@ -18,6 +18,7 @@ import { describeActor, isAllowed, tenantAdminRole, type Action, type Actor } fr
 import { isValidId, KEY_NAME_PATTERN, normaliseEmail } from '../domain/ids';
 import {
   activeKeyOf,
+  riskAcceptanceOf,
   usableKeyOf,
   type AdminRole,
   type EnvironmentOperation,
@@ -283,10 +284,17 @@ export class ApiService {
   }
 
   /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
-  async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation) {
+  async environmentOperation(actor: Actor, tenantId: string, envId: string, operation: EnvironmentOperation, p: { acceptRisk?: unknown } = {}) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
     const current = this.environmentOf(tenant, envId);
-    const env = await this.deps.controlPlane.environmentOperation(tenantId, { actor, policy: this.policy, env: envId, operation }, current);
+    // An input code: after FORBIDDEN and NOT_FOUND (DESIGN.md §4's order), before any state code.
+    if (p.acceptRisk !== undefined && typeof p.acceptRisk !== 'boolean') refuse('INVALID_ARGUMENT', '"acceptRisk" must be true or false.');
+    const request = { actor, policy: this.policy, env: envId, operation, ...(p.acceptRisk === true ? { acceptRisk: true } : {}) };
+    // The opt-in of a first apply answered here, as the workflow's validator would; only this refusal: a repeat of a
+    // running operation must still reach the workflow, which attaches it to the one running.
+    const refusal = checkEnvironmentOperation(tenant, request);
+    if (refusal?.code === 'RISK_NOT_ACCEPTED') refuseIf(refusal);
+    const env = await this.deps.controlPlane.environmentOperation(tenantId, request, current);
     return { environment: environmentView(env) };
   }
 
@@ -547,11 +555,13 @@ export class ApiService {
   }
 
   /** `env apply|revert --dry-run`: the checks of the workflow's validator (checkEnvironmentOperation) on the same snapshot. */
-  async environmentOperationDryRun(actor: Actor, tenantId: string, envId: string, operation: 'apply' | 'revert') {
+  async environmentOperationDryRun(actor: Actor, tenantId: string, envId: string, operation: 'apply' | 'revert', p: { acceptRisk?: unknown } = {}) {
     const tenant = await this.authorize(actor, tenantId, `env.${operation}`, envId);
     const env = this.environmentOf(tenant, envId);
+    if (p.acceptRisk !== undefined && typeof p.acceptRisk !== 'boolean') refuse('INVALID_ARGUMENT', '"acceptRisk" must be true or false.');
     return this.dryRun(`env.${operation}`, tenant, env.region, async () => {
-      refuseIf(checkEnvironmentOperation(tenant, { actor, env: envId, operation }));
+      // The opt-in counts as in the real run: a first apply without it would meet RISK_NOT_ACCEPTED.
+      refuseIf(checkEnvironmentOperation(tenant, { actor, env: envId, operation, ...(p.acceptRisk === true ? { acceptRisk: true } : {}) }));
       return { region: env.region, plan: planEnvironmentOperation(tenant, env, operation) };
     });
   }
@@ -836,7 +846,15 @@ function regionSummaries(t: TenantSnapshot) {
 }
 
 function tenantView(t: TenantSnapshot) {
-  return { id: t.tenant, name: t.displayName, homeRegion: t.homeRegion, admins: t.admins, createdAt: t.createdAt };
+  const accepted = riskAcceptanceOf(t);
+  return {
+    id: t.tenant,
+    name: t.displayName,
+    homeRegion: t.homeRegion,
+    admins: t.admins,
+    createdAt: t.createdAt,
+    riskAcceptance: { accepted: accepted !== null, by: accepted?.by ?? null, at: accepted?.at ?? null },
+  };
 }
 
 function describeAction(action: Action): string {

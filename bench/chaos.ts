@@ -262,7 +262,7 @@ export async function runScenario(scenario: ScenarioId, options: ChaosOptions): 
     await batches(envs, (e) => parts.databases.writeRow(TENANT, e, `row of ${e}`));
     // e: half the environments on the tenant key (sealed by the lock), half on the provider key (locked by decision).
     const applied = scenario === 'e' ? envs.filter((_, i) => i % 2 === 0) : envs;
-    await batches(applied, (e) => plane.environmentOperation(TENANT, { actor, policy: config.policy, env: e, operation: 'apply' }, records.get(e)));
+    await batches(applied, (e) => plane.environmentOperation(TENANT, { actor, policy: config.policy, env: e, operation: 'apply', acceptRisk: true }, records.get(e)));
     const before = new Map<string, string[]>();
     await batches(envs, async (e) => before.set(e, (await parts.databases.readRows(TENANT, e)).map((r) => r.text)));
     await sleep(1100); // R5 at 1 s
@@ -281,7 +281,7 @@ export async function runScenario(scenario: ScenarioId, options: ChaosOptions): 
       if (scenario === 'd') {
         // More mail during the outage: an environment's own events and an administrator change.
         await ok(['env', 'revert', '--tenant', TENANT, '--env', 'env-0'], ALICE);
-        await ok(['env', 'apply', '--tenant', TENANT, '--env', 'env-0'], ALICE);
+        await ok(['env', 'apply', '--accept-risk', '--tenant', TENANT, '--env', 'env-0'], ALICE);
         await ok(['tenant', 'admin', 'add', '--tenant', TENANT, '--admin', `${CAROL}:service`], ALICE);
         await until('the end of the mail outage', options.mailOutageMs + 60_000, () => Promise.resolve(sendgrid.down === null ? true : undefined));
         const pending = (await new Outbox({ dataDir: stack.dataDir }).list(TENANT)).filter((m) => m.delivery === 'pending').length;

@@ -94,3 +94,20 @@ export function notificationRecipients(tenant: Pick<TenantSnapshot, 'admins' | '
   for (const env of tenant.environments) if (concerned.has(env.id) && env.systemAdmin) recipients.add(env.systemAdmin);
   return [...recipients].sort();
 }
+
+/**
+ * The system administrators of the environments concerned who are not also global or service administrators, each
+ * with their own environments only (mail that must not list another's environments).
+ */
+export function systemAdminsOf(tenant: Pick<TenantSnapshot, 'admins' | 'environments'>, envIds: readonly string[]): Array<{ email: string; envs: string[] }> {
+  const admins = new Set(tenant.admins.map((a) => a.email));
+  const concerned = new Set(envIds);
+  const byAdmin = new Map<string, string[]>();
+  for (const env of tenant.environments) {
+    if (!concerned.has(env.id) || !env.systemAdmin || admins.has(env.systemAdmin)) continue;
+    const envs = byAdmin.get(env.systemAdmin) ?? [];
+    envs.push(env.id);
+    byAdmin.set(env.systemAdmin, envs);
+  }
+  return [...byAdmin].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([email, envs]) => ({ email, envs }));
+}

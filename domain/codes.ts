@@ -24,6 +24,9 @@ export const ERROR_CODES = [
   'KEY_NOT_ACTIVE',
   'TENANT_NAME_MISMATCH',
   'KEY_MISMATCH',
+  // Extends §4 (issue 19): the first tenant key applied to an environment of the tenant needs the opt-in
+  // (`env apply --accept-risk`), once per tenant. The last of the state codes.
+  'RISK_NOT_ACCEPTED',
   'KEY_CHANGE_TOO_SOON',
   'LOCK_EMBARGO',
   'UNLOCK_TOO_SOON',
@@ -57,6 +60,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'KEY_NOT_ACTIVE':
     case 'TENANT_NAME_MISMATCH':
     case 'KEY_MISMATCH':
+    case 'RISK_NOT_ACCEPTED':
     case 'KEY_CHANGE_TOO_SOON':
     case 'LOCK_EMBARGO':
     case 'UNLOCK_TOO_SOON':

@@ -139,6 +139,23 @@ export interface TenantSnapshot {
   operations: Record<string, string>;
   /** The latest re-protection per region, running or finished (absent in tenants older than batched re-protection). */
   reprotections?: Record<string, ReprotectionProgress>;
+  /** The opt-in warning of a first apply, accepted once for the tenant (`env apply --accept-risk`); absent before. */
+  riskAcceptance?: RiskAcceptance;
+}
+
+/**
+ * Who accepted the risk of managing the tenant's own key, and when. Both null for a tenant that had applied a tenant
+ * key before the opt-in existed: it is not asked (issue 19).
+ */
+export interface RiskAcceptance {
+  by: string | null;
+  at: string | null;
+}
+
+/** The tenant's acceptance of the risk: recorded, implied by an environment already on a tenant key, or null. */
+export function riskAcceptanceOf(tenant: Pick<TenantSnapshot, 'riskAcceptance' | 'environments'>): RiskAcceptance | null {
+  if (tenant.riskAcceptance) return tenant.riskAcceptance;
+  return tenant.environments.some((e) => e.protection === 'tenant') ? { by: null, at: null } : null;
 }
 
 export function emptyRegion(region: string): RegionKeys {

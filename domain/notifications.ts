@@ -15,6 +15,8 @@ export const MAIL_EVENTS = [
   'environment-deleted',
   'admin-changed',
   'operation-failed',
+  // Extends §4 (issue 19): a re-protection finished with environments it could not move to the new key.
+  'reprotection-incomplete',
 ] as const;
 export type MailEvent = (typeof MAIL_EVENTS)[number];
 
@@ -25,6 +27,16 @@ export interface Notification {
 }
 
 const SIGNATURE = '\n\n— cmk, the encryption key control plane. You receive this because you administer this tenant.';
+const SYSTEM_ADMIN_SIGNATURE = '\n\n— cmk, the encryption key control plane. You receive this because you are the system administrator of the environments named here.';
+
+/**
+ * A tenant-wide notification as the system administrator of some of its environments receives it: the same text,
+ * then the environments it concerns that are theirs (never another's), and what it means for them.
+ */
+export function forSystemAdministrator(n: Notification, envs: readonly string[], meaning: string): Notification {
+  const body = n.body.endsWith(SIGNATURE) ? n.body.slice(0, -SIGNATURE.length) : n.body;
+  return { ...n, body: `${body}\n\nYour environment(s) concerned: ${envs.join(', ')}. ${meaning}` + SYSTEM_ADMIN_SIGNATURE };
+}
 
 export function keyChangedMail(p: {
   tenantName: string;
@@ -185,5 +197,43 @@ export function backgroundFailureMail(p: { tenantName: string; tenant: string; w
     event: 'operation-failed',
     subject: `Action needed for ${p.tenantName}: ${p.what}`,
     body: `At ${p.at}, for tenant ${p.tenant}: ${p.what}.\nReason: ${p.reason}\n\n${p.repair}` + SIGNATURE,
+  };
+}
+
+/** How many environments a mail names one by one; the rest are counted (`cmk key show` lists them all). */
+const NAMED_AT_MOST = 50;
+
+/**
+ * A re-protection (R7, after a key change, rollback or activation) finished with environments it could not move to
+ * the new key: which, why, what to do, and why it matters before a lock. `systemAdmin`: the mail of the system
+ * administrator of those environments, which names only theirs.
+ */
+export function reprotectionIncompleteMail(p: {
+  tenantName: string;
+  tenant: string;
+  region: string;
+  keyName: string;
+  refused: ReadonlyArray<{ env: string; code: string; message: string }>;
+  at: string;
+  systemAdmin?: boolean;
+}): Notification {
+  const shown = p.refused.slice(0, NAMED_AT_MOST);
+  const more = p.refused.length - shown.length;
+  const lines = shown.map((r) => `- ${r.env}: ${r.code}: ${r.message}`);
+  if (more > 0) lines.push(`- and ${more} more (\`cmk key show --tenant ${p.tenant} --region ${p.region}\` lists them all)`);
+  const first = p.refused[0]?.env ?? 'ENV';
+  return {
+    event: 'reprotection-incomplete',
+    subject: `Action needed for ${p.tenantName}: ${p.refused.length} environment(s) left on the previous key (region ${p.region})`,
+    body:
+      `At ${p.at}, tenant ${p.tenant} finished moving its environments in region ${p.region} to the key "${p.keyName}", ` +
+      `but ${p.refused.length} environment(s) could not be moved and are still protected by the previous key:\n${lines.join('\n')}\n\n` +
+      `What to do: repair the cause named above, then move each to the active key with ` +
+      `\`cmk env rekey --tenant ${p.tenant} --env ${first}\` (one command per environment). Until then they stay on the previous key, which stays in ` +
+      `the vault because they depend on it.\n\n` +
+      `Why it matters: a lock withdraws every key of the tenant and only the active key can be uploaded again, so an ` +
+      `environment still on the previous key when the tenant is locked can never be unlocked, and is deleted with its backups ` +
+      `when its lock expires. Move them before anyone locks the tenant.` +
+      (p.systemAdmin ? SYSTEM_ADMIN_SIGNATURE : SIGNATURE),
   };
 }

@@ -9,7 +9,7 @@
 import { describeActor, isAllowed, type Actor } from './access';
 import type { ErrorCode } from './codes';
 import { DISPLAY_NAME_MAX, ID_PATTERN, isValidEmail, isValidId, normaliseEmail } from './ids';
-import { activeKeyOf, lockedEnvironments, usableKeyOf, type AdminRole, type Administrator, type BackupOperation, type EnvironmentOperation, type RegionKeys, type TenantKey, type TenantSnapshot } from './model';
+import { activeKeyOf, lockedEnvironments, riskAcceptanceOf, usableKeyOf, type AdminRole, type Administrator, type BackupOperation, type EnvironmentOperation, type RegionKeys, type TenantKey, type TenantSnapshot } from './model';
 import { formatDuration, type Policy } from './policy';
 
 // ---------------------------------------------------------------------------------------------- refusals
@@ -267,11 +267,24 @@ export interface EnvironmentOperationCheck {
   actor: Actor;
   env: string;
   operation: EnvironmentOperation;
+  /** `env apply --accept-risk`: the caller accepts the opt-in warning (RISK_WARNING); read on a first apply only. */
+  acceptRisk?: boolean;
 }
 
 /**
+ * The opt-in warning of the reference document's first key (its "potential risk" section), in our words: shown by
+ * the refusal RISK_NOT_ACCEPTED and by the console before a first apply.
+ */
+export const RISK_WARNING =
+  'Applying your own key makes your administrators responsible for it: if the key, or the password of its file, is lost, ' +
+  'the data it protects cannot be recovered by anyone, the provider included. A lock takes every environment of the region ' +
+  'offline for everyone and makes its backups unusable until the same key is uploaded again, and environments left locked ' +
+  'are deleted. Anyone with administrator access to this tenant can change the key or lock it, so trust them as you trust the key.';
+
+/**
  * R7 and `env rekey`: R12 (the environment's system administrator included), the environment exists, then state —
- * Locked, already there, no active tenant key (R10) — then a running operation in its region or on it.
+ * Locked, already there, no active tenant key (R10), the opt-in of a first apply — then a running operation in its
+ * region or on it.
  */
 export function checkEnvironmentOperation(tenant: TenantSnapshot, request: EnvironmentOperationCheck): Refusal | null {
   const { actor, env: envId, operation } = request;
@@ -288,6 +301,10 @@ export function checkEnvironmentOperation(tenant: TenantSnapshot, request: Envir
   if (operation === 'revert' && env.protection === 'provider') return refuse('ALREADY_EXISTS', `Environment ${envId} is already protected by the provider key.`);
   if (operation === 'apply' && !active) {
     return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${env.region}; generate or upload one first.`);
+  }
+  // The last of the state codes: the opt-in is asked once per tenant, before its first apply (issue 19).
+  if (operation === 'apply' && request.acceptRisk !== true && !riskAcceptanceOf(tenant)) {
+    return refuse('RISK_NOT_ACCEPTED', `${RISK_WARNING} Nothing was changed. To go on, apply again with --accept-risk (API: "acceptRisk": true); it is asked once for tenant ${tenant.tenant}.`);
   }
   if (env.state !== 'Online') return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is ${env.state.toLowerCase()}; try again when it is back online.`);
   if (env.runningOperation) return refuse('OPERATION_IN_PROGRESS', `Environment ${envId} is busy (${env.runningOperation}); try again in a moment.`);

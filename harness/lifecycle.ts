@@ -212,7 +212,7 @@ export class LifecycleSystem {
       case 'env.data':
         return (await api.environmentData(actorOf(r.who), tenant, r.env, r.write ?? undefined)).rows.map((row) => row.text);
       default:
-        await plane.environmentOperation(tenant, { ...base, env: r.env, operation: r.kind === 'env.apply' ? 'apply' : r.kind === 'env.revert' ? 'revert' : 'rekey' });
+        await plane.environmentOperation(tenant, { ...base, env: r.env, operation: r.kind === 'env.apply' ? 'apply' : r.kind === 'env.revert' ? 'revert' : 'rekey', acceptRisk: true });
     }
   }
 

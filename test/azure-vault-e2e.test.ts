@@ -59,7 +59,7 @@ test('provider key, tenant key and a lock all live in Azure Key Vault: the lock 
   const tenantAzureName = tenantKeys[0]!.name;
 
   // prod moves onto the tenant key; its rows are read back through the vault's unwrap.
-  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
   expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--write', CANARY], { as: SAM })).code).toBe(0);
   expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().rows.map((r: { text: string }) => r.text)).toEqual([CANARY]);
   expect(double.requests.some((r) => r.method === 'POST' && r.path.startsWith(`/keys/${tenantAzureName}/`) && r.path.endsWith('/unwrapkey') && r.status === 200)).toBe(true);

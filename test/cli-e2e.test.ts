@@ -167,11 +167,11 @@ describe('one tenant, from creation to its own key', () => {
   });
 
   test('env apply, rekey and revert through the CLI keep the rows', async () => {
-    const applied = await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
+    const applied = await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
     expect(applied.code).toBe(0);
     const key = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: SAM })).json().activeKey;
     expect(applied.json().environment).toMatchObject({ id: 'prod', state: 'Online', protection: 'tenant', keyThumbprint: key.thumbprint });
-    expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).stderr).toMatch(/^ALREADY_EXISTS/);
+    expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod'], { as: SAM })).stderr).toMatch(/^ALREADY_EXISTS/);
     expect((await stack.cmk(['env', 'rekey', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
     expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().rows.map((r: { text: string }) => r.text)).toEqual(['CANARY-ROW-7f3a']);
     const reverted = await stack.cmk(['env', 'revert', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
@@ -227,18 +227,21 @@ describe('one tenant, from creation to its own key', () => {
         createdAt: expect.any(String),
         admins: [{ email: ALICE, role: 'global' }, { email: 'bob@contoso.example', role: 'service' }],
         regions: [{ region: 'emea', environments: envs.length, byState: { Online: envs.length }, onTenantKey: envs.filter((e) => e.protection === 'tenant').length, deleted: 0 }],
+        // sam's first apply carried --accept-risk (issue 19).
+        riskAcceptance: { accepted: true, by: SAM, at: expect.any(String) },
       },
     });
     // No key in it: the operator may see it (key show is refused to the operator).
     expect((await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'])).json()).toEqual(shown.json());
     const [title, adminsHeading, ...rest] = (await stack.cmk(['tenant', 'show', '--tenant', tenant], { as: ALICE })).stdout.trimEnd().split('\n');
-    expect([title, adminsHeading, rest[0], rest[1]]).toEqual([
+    expect([title, adminsHeading, rest[0], rest[1], rest[2]]).toEqual([
       expect.stringMatching(/^Tenant contoso \("Contoso Ltd"\), home region emea, created \S+\.$/),
       'Administrators:',
       `  ${ALICE} (global)`,
       '  bob@contoso.example (service)',
+      `Risk of managing its own key: accepted by ${SAM} at ${shown.json().tenant.riskAcceptance.at}.`,
     ]);
-    const [heading, row] = rest.slice(2);
+    const [heading, row] = rest.slice(3);
     expect(heading).toMatch(/^REGION +ENVIRONMENTS +ONLINE +LOCKED +IN PROGRESS +ON THE TENANT KEY +DELETED$/);
     expectAligned(heading!, [row!], ['ENVIRONMENTS', 'ONLINE', 'LOCKED', 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED']);
     // A system administrator sees only their own environments (env list), so not the tenant's counts.

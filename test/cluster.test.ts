@@ -110,7 +110,7 @@ smoke(
       writeFileSync(pw, 'a long and secret password\n');
       const generated = await runCmk(['key', 'generate', '--tenant', 'contoso', '--name', 'k1', '--password-file', pw, '--out', join(base, 'k1.pfx'), '--wait', '--json'], as);
       expect(generated.code).toBe(0);
-      const applied = await runCmk(['env', 'apply', '--tenant', 'contoso', '--env', 'prod', '--json'], as);
+      const applied = await runCmk(['env', 'apply', '--accept-risk', '--tenant', 'contoso', '--env', 'prod', '--json'], as);
       expect(applied.code).toBe(0);
       const list = await runCmk(['env', 'list', '--tenant', 'contoso', '--json'], as);
       expect(list.json().environments).toEqual([expect.objectContaining({ id: 'prod', protection: 'tenant', keyThumbprint: generated.json().activeKey.thumbprint })]);

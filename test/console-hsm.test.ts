@@ -97,7 +97,7 @@ browserTest('a key from an HSM: .byok kept Available then activated, backup and 
   await history.getByRole('row', { name: /^hsm-1 Active / }).waitFor();
 
   // Both environments on the tenant key; prod gets a row, a backup, another row, then the backup back.
-  for (const env of ['prod', 'test']) expect((await stack.cmk(['env', 'apply', '--tenant', 'contoso', '--env', env], { as: ALICE })).code).toBe(0);
+  for (const env of ['prod', 'test']) expect((await stack.cmk(['env', 'apply', '--tenant', 'contoso', '--env', env, '--accept-risk'], { as: ALICE })).code).toBe(0);
   expect((await stack.cmk(['env', 'data', '--tenant', 'contoso', '--env', 'prod', '--write', 'before the backup'], { as: ALICE })).code).toBe(0);
   await open(page, 'Environments', /Environments/);
   await row(page, 'prod').getByRole('button', { name: 'Backup', exact: true }).click();

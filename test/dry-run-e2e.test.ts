@@ -146,7 +146,12 @@ test('key generate --dry-run: a weak password is refused as the real run refuses
 
 test('env apply and env revert --dry-run: the protection each would move between, the mail to sam too; the real runs agree', async () => {
   const thumbprint = (await observed()).key.activeKey.thumbprint as string;
-  const apply = (env: string) => ['env', 'apply', '--tenant', tenant, '--env', env];
+  // The tenant's first apply asks for the opt-in: the dry run meets it as the real run does.
+  const withoutOptIn = await dryRun(['env', 'apply', '--tenant', tenant, '--env', 'prod'], SAM);
+  expect(withoutOptIn.code).toBe(3);
+  expect(withoutOptIn.json()).toMatchObject({ wouldSucceed: false, refusal: { code: 'RISK_NOT_ACCEPTED' } });
+  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM })).json().error).toEqual(withoutOptIn.json().refusal);
+  const apply = (env: string) => ['env', 'apply', '--tenant', tenant, '--env', env, '--accept-risk'];
   const accepted = await dryRun(apply('prod'), SAM);
   expect(accepted.code).toBe(0);
   expect(accepted.json()).toMatchObject({

@@ -61,7 +61,9 @@ test('an Available key protects nothing until activated; R5 and R6 count from th
     expect(after.keys.find((k) => k.thumbprint === first.thumbprint)).toMatchObject({ state: 'Retired' });
     expect((await plane.snapshot(tenant))!.environments.find((e) => e.id === 'prod')).toMatchObject({ protection: 'tenant', keyThumbprint: second.thumbprint });
     const changed = (await parts.outbox.list(tenant)).filter((m) => m.event === 'key-changed');
-    expect(changed.filter((m) => m.body.includes(second.thumbprint)).map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com']);
+    // The administrators, and prod's system administrator about prod (issue 19: the environments it re-protects).
+    expect(changed.filter((m) => m.body.includes(second.thumbprint)).map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com', 'sam@example.com']);
+    expect(changed.find((m) => m.to === 'sam@example.com' && m.body.includes(second.thumbprint))!.body).toMatch(/Your environment\(s\) concerned: prod\./);
 
     // A third key, Available: R5 from the activation refuses it for 24 hours.
     const third = await stage();

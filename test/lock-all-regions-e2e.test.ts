@@ -47,7 +47,7 @@ test('every region locked at once with one confirmation; any refusal locks nothi
   expect(noKey.json().error.message).toMatch(/Region us has environments but no active key/);
 
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'us-1', '--region', 'us', '--password-file', otherPassword, '--out', pfx('us'), '--wait'], { as: ALICE })).code).toBe(0);
-  for (const env of ['prod-eu', 'prod-us']) expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', env], { as: ALICE })).code).toBe(0);
+  for (const env of ['prod-eu', 'prod-us']) expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', env, '--accept-risk'], { as: ALICE })).code).toBe(0);
   const before = await states();
   expect(before).toEqual({ 'prod-eu': 'Online', 'prod-us': 'Online', 'dev-us': 'Online' });
 

@@ -44,7 +44,7 @@ test('set-up: a tenant with prod on its own key (with a backup) and dev on the p
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'prod', '--admin', SAM])).code).toBe(0);
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'dev'])).code).toBe(0);
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'fab-1', '--password-file', password, '--out', pfxPath], { as: ALICE })).code).toBe(0);
-  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
   expect((await stack.cmk(['env', 'data', '--tenant', tenant, '--env', 'prod', '--write', CANARY], { as: SAM })).code).toBe(0);
   const backup = await stack.cmk(['env', 'backup', '--tenant', tenant, '--env', 'prod', '--json'], { as: SAM });
   expect(backup.code).toBe(0);
@@ -148,7 +148,8 @@ test('key reactivate with the same .pfx, then env unlock after the delay: prod r
   // R4: the re-activation (a key event) to the tenant's administrators; the lock and prod's unlock to sam as well.
   const mails = (await stack.cmk(['mail', 'list', '--tenant', tenant, '--json'])).json().mails as Array<{ to: string; event: string }>;
   const to = (event: string) => mails.filter((m) => m.event === event).map((m) => m.to).sort();
-  expect(to('key-reactivated')).toEqual([ALICE, BOB]);
+  // sam too: his prod was still locked, and the re-activated key lets it be unlocked (issue 19).
+  expect(to('key-reactivated')).toEqual([ALICE, BOB, SAM]);
   expect(to('tenant-locked')).toEqual([ALICE, BOB, SAM]);
   expect(to('environment-unlocked')).toEqual([ALICE, ALICE, BOB, BOB, SAM]);
 });

@@ -96,7 +96,7 @@ test('R8: refusals come in the order of DESIGN.md §4 and change nothing; the lo
     // While locked: a second lock (R11's sibling), a key change (R11), apply and data all refuse.
     await expect(plane.lockTenant(tenant, await lockRequest(ctx, good()))).rejects.toMatchObject({ code: 'LOCKED_ENVIRONMENTS_EXIST' });
     await expect(plane.changeKey(tenant, keyChange(ALICE, await ctx.stage()))).rejects.toMatchObject({ code: 'LOCKED_ENVIRONMENTS_EXIST' });
-    await expect(plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'dev', operation: 'apply' })).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
+    await expect(plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'dev', operation: 'apply', acceptRisk: true })).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
     await expect(plane.environmentBackup(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null })).rejects.toMatchObject({ code: 'ENVIRONMENT_LOCKED' });
     expect(rowsBefore).toHaveLength(2);
   });

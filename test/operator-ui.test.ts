@@ -40,7 +40,7 @@ beforeAll(async () => {
   const generated = await stack.cmk(['key', 'generate', '--tenant', 'contoso', '--name', 'k1', '--password-file', file('pw.txt', `${PASSWORD}\n`), '--out', join(work, 'k1.pfx'), '--json'], { as: ALICE });
   expect(generated.code).toBe(0);
   thumbprint = generated.json().activeKey.thumbprint as string;
-  expect((await stack.cmk(['env', 'apply', '--tenant', 'contoso', '--env', 'prod-eu'], { as: ALICE })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', 'contoso', '--env', 'prod-eu'], { as: ALICE })).code).toBe(0);
   if (haveChromium) browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 }, 180_000);
 

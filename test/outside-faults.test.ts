@@ -197,7 +197,7 @@ test('a re-protection the database refuses leaves the environment on its previou
       await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env: 'prod', region: 'emea', systemAdmin: 'sam@example.com' });
       const first = await stage();
       await plane.changeKey(tenant, keyChange(ALICE, first));
-      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await parts.databases.writeRow(tenant, 'prod', 'kept');
       await harness.env.sleep(25 * HOUR);
       control.refusing = true;
@@ -208,8 +208,9 @@ test('a re-protection the database refuses leaves the environment on its previou
       const snapshot = (await plane.snapshot(tenant))!;
       expect(snapshot.environments[0]).toMatchObject({ id: 'prod', state: 'Online', keyThumbprint: first.thumbprint });
       expect(snapshot.reprotections!.emea!.refused).toEqual([expect.objectContaining({ env: 'prod', code: 'NOT_FOUND' })]);
-      const failed = (await parts.outbox.list(tenant)).filter((m) => m.event === 'operation-failed');
+      const failed = (await parts.outbox.list(tenant)).filter((m) => m.event === 'reprotection-incomplete');
       expect(failed.map((m) => m.to).sort()).toEqual(['alice@example.com', 'bob@example.com', 'sam@example.com']);
+      expect(failed.every((m) => /- prod: NOT_FOUND: .*cmk env rekey/s.test(m.body))).toBe(true);
 
       control.refusing = false;
       const moved = await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'rekey' });

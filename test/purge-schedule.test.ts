@@ -38,7 +38,7 @@ async function lockedTenant(tenant: string): Promise<{ deleteAt: string }> {
   expect((await stack.cmk(['tenant', 'create', '--tenant', tenant, '--name', `Tenant ${tenant}`, '--admin', `${ALICE}:global`])).code).toBe(0);
   expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', 'e1'])).code).toBe(0);
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k', '--password-file', password, '--out', pfx], { as: ALICE })).code).toBe(0);
-  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'e1'], { as: ALICE })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'e1'], { as: ALICE })).code).toBe(0);
   const locked = await onceTimeAllows('the embargo lets the lock in', () => stack.cmk(['tenant', 'lock', '--tenant', tenant, '--confirm', `Tenant ${tenant}`, '--file', pfx, '--password-file', password, '--json'], { as: ALICE }));
   expect(locked.code).toBe(0);
   return locked.json() as { deleteAt: string };

@@ -96,7 +96,7 @@ test('R1: each region runs on its own queue with its own vault and databases; a 
       await plane.changeKey(tenant, { actor: ALICE, policy: POLICY, region: 'eu', name: 'globex-eu', source: 'generated', staged: euStaged });
       await plane.changeKey(tenant, { actor: ALICE, policy: POLICY, region: 'us', name: 'globex-us', source: 'generated', staged: usStaged });
       for (const region of [eu, us]) {
-        await plane.environmentOperation(tenant, { actor: ALICE, policy: POLICY, env: `prod-${region.name}`, operation: 'apply' });
+        await plane.environmentOperation(tenant, { actor: ALICE, policy: POLICY, env: `prod-${region.name}`, operation: 'apply', acceptRisk: true });
         await region.parts.databases.writeRow(tenant, `prod-${region.name}`, `${region.name} row`);
       }
 

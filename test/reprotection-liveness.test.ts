@@ -35,7 +35,7 @@ test('the vault refuses to retire the rolled-back key at the end of the re-prote
       await plane.createEnvironment(tenant, { actor: OPERATOR_ACTOR, policy: DEFAULT_POLICY, env: 'prod', region: 'emea', systemAdmin: 'sam@example.com' });
       const first = await stage();
       await plane.changeKey(tenant, { ...keyChange(ALICE, first), name: 'first' });
-      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await harness.env.sleep(25 * HOUR);
       const second = await stage();
       await plane.changeKey(tenant, { ...keyChange(BOB, second), name: 'second' });

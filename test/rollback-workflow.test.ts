@@ -24,7 +24,7 @@ async function changedTwice(ctx: TenantContext, count: number) {
   }
   const first = await stage();
   await plane.changeKey(tenant, { ...keyChange(ALICE, first), name: 'first' });
-  for (let i = 0; i < count; i++) await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: `env-${i}`, operation: 'apply' });
+  for (let i = 0; i < count; i++) await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: `env-${i}`, operation: 'apply', acceptRisk: true });
   await harness.env.sleep(25 * HOUR);
   const second = await stage();
   const changed = await plane.changeKey(tenant, { ...keyChange(BOB, second), name: 'second' });

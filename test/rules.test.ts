@@ -3,7 +3,8 @@
  * tenant state, and the code the first failing check answers (DESIGN.md §4's order), or null when it is accepted.
  * No server: milliseconds each. The workflows' validators and the API's pre-checks call exactly these functions.
  */
-import { isAllowed, notificationRecipients, type Action, type Actor } from '../domain/access';
+import { isAllowed, notificationRecipients, systemAdminsOf, type Action, type Actor } from '../domain/access';
+import { forSystemAdministrator, reprotectionIncompleteMail } from '../domain/notifications';
 import { isValidEmail, isValidId } from '../domain/ids';
 import { emptyRegion, type EnvironmentRecord, type TenantKey, type TenantSnapshot } from '../domain/model';
 import { DEFAULT_POLICY, formatDuration, parseDuration } from '../domain/policy';
@@ -184,6 +185,31 @@ describe('privileges (R12)', () => {
     expect(notificationRecipients(contoso(), 'prod')).toEqual(['alice@contoso.example', 'bob@contoso.example', 'sam@contoso.example']);
     expect(notificationRecipients(contoso(), ['test'])).toEqual(['alice@contoso.example', 'bob@contoso.example']);
   });
+
+  test('system administrators each with their own environments only; a tenant administrator is not one of them (issue 19)', () => {
+    const t = contoso((t) => {
+      t.environments.push(env('dev', { systemAdmin: 'sam@contoso.example' }), env('hr', { systemAdmin: 'kim@contoso.example' }), env('ops', { systemAdmin: 'bob@contoso.example' }));
+    });
+    expect(systemAdminsOf(t, ['prod', 'test', 'dev', 'hr', 'ops'])).toEqual([
+      { email: 'kim@contoso.example', envs: ['hr'] },
+      { email: 'sam@contoso.example', envs: ['prod', 'dev'] },
+    ]);
+    expect(systemAdminsOf(t, ['hr'])).toEqual([{ email: 'kim@contoso.example', envs: ['hr'] }]);
+    expect(systemAdminsOf(t, [])).toEqual([]);
+    // Their mail: the tenant's text, then only their environments.
+    const mail = forSystemAdministrator({ event: 'key-changed', subject: 'S', body: 'Key changed.\n\n— cmk, the encryption key control plane. You receive this because you administer this tenant.' }, ['hr'], 'Being re-protected.');
+    expect(mail.body).toBe('Key changed.\n\nYour environment(s) concerned: hr. Being re-protected.\n\n— cmk, the encryption key control plane. You receive this because you are the system administrator of the environments named here.');
+  });
+
+  test('the mail of a re-protection that left environments behind names at most 50 one by one, counts the rest, and says what to do', () => {
+    const refused = Array.from({ length: 60 }, (_, i) => ({ env: `app-${i}`, code: 'NOT_FOUND', message: 'gone' }));
+    const mail = reprotectionIncompleteMail({ tenantName: 'Contoso Ltd', tenant: 'contoso', region: 'eu', keyName: 'k2', refused, at: iso(T0) });
+    expect(mail.event).toBe('reprotection-incomplete');
+    expect(mail.body.match(/^- app-\d+: NOT_FOUND: gone$/gm)).toHaveLength(50);
+    expect(mail.body).toMatch(/- and 10 more \(`cmk key show --tenant contoso --region eu` lists them all\)/);
+    expect(mail.body).toMatch(/`cmk env rekey --tenant contoso --env app-0`/);
+    expect(mail.body).toMatch(/can never be unlocked/);
+  });
 });
 
 describe('key change (R5, R11, R12)', () => {
@@ -324,6 +350,37 @@ describe('apply, revert, rekey (R7)', () => {
     ['OPERATION_IN_PROGRESS while its region changes key', (t) => (t.operations.default = 'a key change'), ALICE, 'test', 'apply', 'OPERATION_IN_PROGRESS'],
   ];
   test.each(rows)('%s', (_name, change, actor, envId, operation, code) => expect(codeOf(checkEnvironmentOperation(contoso(change), { actor, env: envId, operation }))).toBe(code));
+});
+
+describe('the opt-in of a first apply (issue 19)', () => {
+  // No environment on the tenant key yet, nothing recorded: the tenant has not accepted the risk.
+  const fresh = (changes: (t: TenantSnapshot) => void = () => {}) =>
+    contoso((t) => {
+      prod(t).protection = 'provider';
+      changes(t);
+    });
+  const check = (t: TenantSnapshot, acceptRisk?: boolean, operation: 'apply' | 'revert' | 'rekey' = 'apply') =>
+    checkEnvironmentOperation(t, { actor: ALICE, env: 'test', operation, ...(acceptRisk === undefined ? {} : { acceptRisk }) });
+  test('a first apply without --accept-risk is refused with the warning, in plain words', () => {
+    const refusal = check(fresh());
+    expect(refusal?.code).toBe('RISK_NOT_ACCEPTED');
+    expect(refusal?.message).toMatch(/cannot be recovered by anyone/);
+    expect(refusal?.message).toMatch(/offline/);
+    expect(refusal?.message).toMatch(/--accept-risk/);
+    expect(check(fresh(), false)?.code).toBe('RISK_NOT_ACCEPTED');
+  });
+  test('accepted with the request, recorded, or implied by an environment already on the tenant key: not asked', () => {
+    expect(check(fresh(), true)).toBeNull();
+    expect(check(fresh((t) => (t.riskAcceptance = { by: 'bob@example.com', at: '2026-01-01T00:00:00.000Z' })))).toBeNull();
+    expect(check(contoso())).toBeNull();
+  });
+  test('only apply asks; the codes before it in the order answer first; OPERATION_IN_PROGRESS after it', () => {
+    expect(check(fresh(), undefined, 'rekey')).toBeNull();
+    expect(codeOf(check(fresh((t) => (region(t).activeThumbprint = null))))).toBe('KEY_NOT_ACTIVE');
+    expect(codeOf(check(fresh((t) => lockAll(t))))).toBe('ENVIRONMENT_LOCKED');
+    expect(codeOf(check(fresh((t) => (t.operations.default = 'a key change'))))).toBe('RISK_NOT_ACCEPTED');
+    expect(codeOf(check(fresh((t) => (t.operations.default = 'a key change')), true))).toBe('OPERATION_IN_PROGRESS');
+  });
 });
 
 describe('lock (R6, R8, R11)', () => {

@@ -77,7 +77,7 @@ test("RUNBOOK: a tenant's workflow terminated by mistake; reset to its last work
   const key = await stack.cmk(['key', 'show', '--tenant', 'acme', '--json'], { as: ALICE });
   expect(key.json().activeKey.thumbprint).toBe(thumbprint);
   expect((await stack.cmk(['env', 'create', '--tenant', 'acme', '--env', 'dev'])).code).toBe(0);
-  expect((await stack.cmk(['env', 'apply', '--tenant', 'acme', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', 'acme', '--env', 'prod'], { as: ALICE })).code).toBe(0);
   const verified = await stack.cmk(['audit', 'verify', '--tenant', 'acme', '--json'], { as: ALICE });
   expect(verified.code).toBe(0);
   const actions = (await stack.cmk(['audit', 'list', '--tenant', 'acme', '--json'], { as: ALICE })).json().records.map((r: { action: string }) => r.action);

@@ -83,7 +83,7 @@ test('canaries reach neither history nor the data dir', async () => {
   writeFileSync(lockPw, `${CANARY_LOCK_PASSWORD}\n`);
   const lockPfx = join(work, 'lock.pfx');
   writeFileSync(lockPfx, makePfx(hsmKey, CANARY_LOCK_PASSWORD));
-  expect((await stack.cmk(['env', 'apply', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
   expect((await stack.cmk(['env', 'backup', '--tenant', 'fabrikam', '--env', 'prod'], { as: ALICE })).code).toBe(0);
   const locked = await onceTimeAllows('the embargo lets the lock in', () => stack.cmk(['tenant', 'lock', '--tenant', 'fabrikam', '--confirm', 'Fabrikam', '--file', lockPfx, '--password-file', lockPw], { as: ALICE }));
   expect(locked.stderr).toBe('');
@@ -133,7 +133,7 @@ test('canaries reach neither history nor the data dir', async () => {
 
 test('raw history read without the codec holds only binary/encrypted payloads and encoded failures', async () => {
   // A refusal (recorded in the audit trail through its workflow) and a read of the trail (an update with a result).
-  expect((await stack.cmk(['env', 'apply', '--tenant', 'fabrikam', '--env', 'no-such-env'], { as: ALICE })).code).toBe(3);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', 'fabrikam', '--env', 'no-such-env'], { as: ALICE })).code).toBe(3);
   expect((await stack.cmk(['audit', 'list', '--tenant', 'fabrikam', '--json'], { as: ALICE })).code).toBe(0);
   const namespace = process.env.TEMPORAL_NAMESPACE || 'default';
   const connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS! });

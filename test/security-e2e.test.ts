@@ -86,7 +86,7 @@ test('bodies are limited: a key file over 64 KiB is INVALID_KEY_FILE, a large bo
 test('key rollback: another administrator puts the replaced key back within the embargo; R6 restarts, R5 does not', async () => {
   const password = join(work, 'pw.txt');
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'first', '--password-file', password, '--out', join(work, 'first.pfx'), '--wait'], { as: ALICE })).code).toBe(0);
-  expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
+  expect((await stack.cmk(['env', 'apply', '--accept-risk', '--tenant', tenant, '--env', 'prod'], { as: SAM })).code).toBe(0);
   const first = (await stack.cmk(['key', 'show', '--tenant', tenant, '--json'], { as: ALICE })).json();
   // Nothing to roll back to yet: the first key replaced the provider key, not a key of the tenant's.
   const nothing = await stack.cmk(['key', 'rollback', '--tenant', tenant, '--json'], { as: BOB });

@@ -160,7 +160,7 @@ test('R4: every administrator gets each mail exactly once, even when the mail ac
 test('R7: apply, rotate with background re-protection, rekey and revert keep every row; refusals change nothing', async () => {
   await withTenant(async ({ plane, parts, tenant, stage }) => {
     const operator = { kind: 'operator' } as const;
-    const op = (actor: Actor, env: string, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env, operation });
+    const op = (actor: Actor, env: string, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env, operation, acceptRisk: true });
     for (const env of ['prod', 'test', 'dev']) {
       await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env, region: 'emea', systemAdmin: `${env}-admin@example.com` });
       await parts.databases.writeRow(tenant, env, `row of ${env}`);
@@ -217,7 +217,7 @@ test('R7: apply, rotate with background re-protection, rekey and revert keep eve
 
 test('R7: a repeat of a running apply attaches to it; a different operation meanwhile answers OPERATION_IN_PROGRESS', async () => {
   await withTenant(async ({ plane, parts, tenant, stage }) => {
-    const op = (actor: Actor, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env: 'prod', operation });
+    const op = (actor: Actor, operation: 'apply' | 'revert' | 'rekey') => plane.environmentOperation(tenant, { actor, policy: DEFAULT_POLICY, env: 'prod', operation, acceptRisk: true });
     await plane.createEnvironment(tenant, { actor: { kind: 'operator' }, policy: DEFAULT_POLICY, env: 'prod', region: 'emea', systemAdmin: null });
     await parts.databases.writeRow(tenant, 'prod', 'the only row');
     const key = await stage();
@@ -265,7 +265,7 @@ test('R7: a key change re-protects environments in batches; one that cannot move
     const first = await stage();
     await plane.changeKey(tenant, change(ALICE, first));
     for (const id of envs) {
-      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: id, operation: 'apply', acceptRisk: true });
       await parts.databases.writeRow(tenant, id, `row of ${id}`);
     }
     // One environment loses its key record: re-protection must report it and leave it alone.

@@ -42,7 +42,7 @@ test(`a worker killed while re-protecting ${N} environments loses nothing`, asyn
     const envs = Array.from({ length: N }, (_, i) => `env-${i}`);
     await inBatches(envs, 8, (env) => plane.createEnvironment(tenant, { actor: { kind: 'operator' }, policy: config.policy, env, region: 'default', systemAdmin: null }));
     await inBatches(envs, 8, (env) => parts.databases.writeRow(tenant, env, `row of ${env}`));
-    await inBatches(envs, 8, (env) => plane.environmentOperation(tenant, { actor: ALICE, policy: config.policy, env, operation: 'apply' }));
+    await inBatches(envs, 8, (env) => plane.environmentOperation(tenant, { actor: ALICE, policy: config.policy, env, operation: 'apply', acceptRisk: true }));
 
     const second = await onceTimeAllows('R5 lets the second key in', () => stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'k2', '--password-file', join(work, 'pw'), '--out', join(work, 'k2.pfx'), '--json'], { as: ALICE.email }));
     expect(second.code).toBe(0);

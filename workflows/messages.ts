@@ -189,6 +189,8 @@ export interface KeyActivateRequest extends Request {
 export interface EnvironmentOperationRequest extends Request {
   env: string;
   operation: EnvironmentOperation;
+  /** `env apply --accept-risk`: the opt-in warning accepted (recorded once for the tenant, issue 19). */
+  acceptRisk?: boolean;
 }
 
 export interface KeyChangeResult {

@@ -13,6 +13,7 @@ import { describeActor } from '../domain/access';
 import { DEFAULT_POLICY } from '../domain/policy';
 import { tenantCreatedMail } from '../domain/notifications';
 import { packEnvironments, unpackEnvironments } from '../domain/carried';
+import { riskAcceptanceOf } from '../domain/model';
 import { createTenantContext, iso } from './tenant/context';
 import { requestTrust } from './tenant/proxies';
 import { deadlineSummary, labelledDeadlines, nextDeadline } from './tenant/deadlines';
@@ -79,17 +80,22 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   if (trust) adoptTrust(trust);
   const ctx = createTenantContext(carried, trust, publishesDeadlines);
   const { tenant } = ctx;
+  const acceptance = () => {
+    const accepted = riskAcceptanceOf(tenant);
+    return accepted ? { riskAcceptance: accepted } : {};
+  };
 
   // ------------------------------------------------------------------------------------------ queries
 
   setHandler(queries.snapshot, () => tenant);
+  // The risk's acceptance as the whole tenant implies it (issue 19), so that a snapshot of some environments says the same.
   setHandler(queries.compactSnapshot, () => {
     const { environments, ...rest } = tenant;
-    return { ...rest, packedEnvironments: packEnvironments(environments) };
+    return { ...rest, ...acceptance(), packedEnvironments: packEnvironments(environments) };
   });
   setHandler(queries.environmentSnapshot, ({ env, caller }) => {
     const { environments, ...rest } = tenant;
-    return { ...rest, packedEnvironments: packEnvironments(environments.filter((e) => e.id === env || (caller !== null && e.systemAdmin === caller))) };
+    return { ...rest, ...acceptance(), packedEnvironments: packEnvironments(environments.filter((e) => e.id === env || (caller !== null && e.systemAdmin === caller))) };
   });
   setHandler(queries.reprotection, () => ctx.reprotections);
   setHandler(queries.forgedRequests, () => ctx.forged);

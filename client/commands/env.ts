@@ -51,14 +51,16 @@ export function registerEnv(context: CliContext): void {
     const sub = command(env, operation, description)
       .requiredOption('--tenant <id>', 'tenant ID')
       .requiredOption('--env <id>', 'environment ID');
+    if (operation === 'apply') sub.option('--accept-risk', "accept the risk of managing the tenant's own key (asked once per tenant, before its first apply)");
     // Issue 19: apply and revert have a dry run; a rekey changes no protection and has none.
     if (operation !== 'rekey') sub.option('--dry-run', 'check and print what would happen (protection, mail, or the refusal); change nothing');
-    sub.action(async (o: { tenant: string; env: string; dryRun?: boolean }) => {
-        const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`;
-        if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', path, { dryRun: true }));
-        const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', path);
-        print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
-      });
+    sub.action(async (o: { tenant: string; env: string; dryRun?: boolean; acceptRisk?: boolean }) => {
+      const path = `/v1/tenants/${enc(o.tenant)}/environments/${enc(o.env)}/${operation}`;
+      const risk = o.acceptRisk ? { acceptRisk: true } : {};
+      if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', path, { ...risk, dryRun: true }));
+      const r = await api().call<Answer<typeof S.EnvironmentShown>>('POST', path, ...(o.acceptRisk ? [risk] : []));
+      print(r, () => `Environment ${r.environment.id}: ${describeEnv(r.environment)}.`);
+    });
   }
   command(env, 'data', "read (and with --write, first add) rows of the environment's database")
     .requiredOption('--tenant <id>', 'tenant ID')

@@ -229,6 +229,7 @@ function describeTenant(t: TenantView): string {
     `Tenant ${t.id} ("${t.name}"), home region ${t.homeRegion}, created ${t.createdAt}.`,
     'Administrators:',
     ...t.admins.map((a) => `  ${a.email} (${a.role})`),
+    riskText(t.riskAcceptance),
     columns([
       ['REGION', 'ENVIRONMENTS', ...states.map((s) => s.toUpperCase()), 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED'],
       ...t.regions.map((r) => {
@@ -237,6 +238,11 @@ function describeTenant(t: TenantView): string {
       }),
     ]),
   ].join('\n');
+}
+
+function riskText(r: TenantView['riskAcceptance']): string {
+  if (!r.accepted) return 'Risk of managing its own key: not accepted yet (the first `cmk env apply` asks for --accept-risk).';
+  return r.by === null ? 'Risk of managing its own key: accepted before the opt-in existed (a key was already applied).' : `Risk of managing its own key: accepted by ${r.by} at ${r.at}.`;
 }
 
 /** `EMAIL[:global|service]`; without a role, `defaultRole` (none for a removal: whatever role they have). */

@@ -5,7 +5,7 @@
  * cannot replay them breaks those workflows. Add a scenario for new behaviour and record only it.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -75,7 +75,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant: other, displayName: 'Reprotected Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
       for (const id of ['prod', 'test']) await plane.createEnvironment(other, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(other) });
-      for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply' });
+      for (const id of ['prod', 'test']) await plane.environmentOperation(other, { actor: alice, policy: DEFAULT_POLICY, env: id, operation: 'apply', acceptRisk: true });
       await env.sleep(25 * HOUR);
       await plane.changeKey(other, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: await stage(other) });
       while ((await plane.snapshot(other))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
       for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       const staged = await stage(tenant, privateKey);
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await plane.environmentBackup(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'backup', backupId: null });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant, displayName: 'Rolled Back Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
       await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       await env.sleep(25 * HOUR);
       const second = await stage(tenant);
       await plane.changeKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged: second });
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
       await plane.createTenant({ actor: operator, tenant, displayName: 'Reference Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
       for (const id of ['prod', 'test']) await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: id, region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
       const staged = await stage(tenant, privateKey);
       await plane.addKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged });
       await expectRefusal(plane.activateKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', thumbprint: staged.thumbprint }));
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
       const euStaged = await stageIn('eu', euKey);
       await plane.changeKey(tenant, { actor: alice, policy, region: 'eu', name: 'eu-first', source: 'generated', staged: euStaged });
       await plane.changeKey(tenant, { actor: alice, policy, region: 'us', name: 'us-first', source: 'pfx', staged: await stageIn('us') });
-      for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply' });
+      for (const region of policy.regions) await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply', acceptRisk: true });
       await env.sleep(73 * HOUR);
       const proof = { challengeId: 'recorded-regions-challenge', tenant, region: 'eu', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: euStaged.thumbprint };
       await plane.lockTenant(tenant, { actor: alice, policy, region: 'eu', confirm: 'Regional Ltd', proof, possession: await possession(proof, euKey) });
@@ -196,8 +196,43 @@ async function main(): Promise<void> {
       await expectRefusal(plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-bulk-2', region: 'default', list }));
       await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: null });
       await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'bulk-first', source: 'generated', staged: await stage(tenant) });
-      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply' });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-7', operation: 'apply', acceptRisk: true });
       await plane.environmentCreation(tenant, 'recorded-bulk-1');
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+
+    // Issue 19: the opt-in recorded by a first apply; a key change mailed to each system administrator about their
+    // own environment; a re-protection that leaves one behind (its key record taken away), mailed; after a lock, a
+    // re-activation mailed to 210 system administrators (their mails in two activities).
+    'recorded-risk-mails': async () => {
+      const tenant = 'recorded-risk-mails';
+      const bob = { kind: 'user', email: 'bob@example.com' } as const;
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Risky Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
+      const { list } = parseEnvironmentList(Array.from({ length: 210 }, (_, i) => `app-${i},admin-${i}@example.com`).join('\n'));
+      await plane.createEnvironments(tenant, { actor: alice, policy: DEFAULT_POLICY, operation: 'recorded-risk-mails-1', region: 'default', list });
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'generated', staged: await stage(tenant) });
+      await expectRefusal(plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-0', operation: 'apply' }));
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-0', operation: 'apply', acceptRisk: true });
+      await plane.environmentOperation(tenant, { actor: bob, policy: DEFAULT_POLICY, env: 'app-1', operation: 'apply' });
+      await env.sleep(25 * HOUR);
+      const record = join(parts.config.dataDir, 'environments', tenant, 'app-1', 'key-record.json');
+      renameSync(record, `${record}.away`);
+      const staged = await stage(tenant, privateKey);
+      await plane.changeKey(tenant, { actor: bob, policy: DEFAULT_POLICY, region: 'default', name: 'second', source: 'pfx', staged });
+      while ((await plane.snapshot(tenant))?.regions.default?.keys.at(-1)?.state !== 'Active') await new Promise((r) => setTimeout(r, 100));
+      renameSync(`${record}.away`, record);
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'app-1', operation: 'rekey' });
+      await env.sleep(73 * HOUR);
+      const proof = { challengeId: 'recorded-risk-mails-challenge', tenant, region: 'default', user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
+      await plane.lockTenant(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', confirm: 'Risky Ltd', proof, possession: await possession(proof, privateKey) });
+      await env.sleep(2 * HOUR);
+      await plane.reactivateKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', staged: await stage(tenant, privateKey) });
+      const mails = await parts.outbox.list(tenant);
+      const count = (event: string) => mails.filter((m) => m.event === event).length;
+      // What the scenario is for, checked before it is kept: 2 + 2, 2 + 1, 2 + 210 recipients.
+      if ([count('key-changed'), count('reprotection-incomplete'), count('key-reactivated')].join() !== '6,3,212') throw new Error(`unexpected mails: ${[count('key-changed'), count('reprotection-incomplete'), count('key-reactivated')].join()}`);
+      await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
   };

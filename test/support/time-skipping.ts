@@ -68,7 +68,7 @@ export async function tenantWithProdOnItsKey(ctx: TenantContext): Promise<{ priv
   }
   const staged = await stage(privateKey);
   await plane.changeKey(tenant, keyChange(ALICE, staged));
-  await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply' });
+  await plane.environmentOperation(tenant, { actor: ALICE, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
   return { privateKey, staged };
 }
 

@@ -9,7 +9,7 @@ import type { AuditEntry } from '../../audit/trail';
 import { redactAuditEntry } from '../../domain/audit-redaction';
 import { SEARCH_ATTRIBUTES, regionTaskQueue, tenantWorkflowId, type CarriedTenantState, type ForgedRequests } from '../messages';
 import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from '../../domain/signed';
-import { describeActor, notificationRecipients, type Actor } from '../../domain/access';
+import { describeActor, notificationRecipients, systemAdminsOf, type Actor } from '../../domain/access';
 import { activeKeyOf, type ReprotectionProgress, type TenantSnapshot } from '../../domain/model';
 import type { Policy } from '../../domain/policy';
 import type { Refusal } from '../../domain/rules';
@@ -24,6 +24,11 @@ export interface AuditFacts {
   thumbprints?: string[];
   details?: Record<string, string | number | boolean | null>;
 }
+
+/** System administrators' own mails per mail activity (each names only their environments: a few hundred bytes). */
+const PERSONAL_MAILS_PER_ACTIVITY = 200;
+/** Notifications with more system administrators than one activity carries send further activities (issue 19). */
+const PERSONAL_MAIL_PATCH = 'mail-per-system-admin';
 
 /** Workflows started before the audit trail existed replay without its activity calls. */
 const AUDIT_PATCH = 'audit-trail';
@@ -58,8 +63,11 @@ export interface TenantContext {
   exclusively<T>(work: () => Promise<T>): Promise<T>;
   /** Every validator's first check: the API service signed this request (docs/SECURITY.md). */
   refuseUnsigned(name: string, request: unknown): void;
-  /** R4 mail to the administrators (and the environments' system administrators); never throws. */
-  notify(notification: Notification, envIds?: string | string[]): Promise<void>;
+  /**
+   * R4 mail to the administrators (and the environments' system administrators); never throws. With `theirs`, each
+   * system administrator gets their own mail, built for their environments only, instead of the administrators' one.
+   */
+  notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification): Promise<void>;
   /** One record in the audit trail (who, what, when, outcome, thumbprints). */
   audit(action: string, actor: Actor | 'cmk', outcome: AuditEntry['outcome'], facts?: AuditFacts & { code?: string; message?: string }): Promise<void>;
   /** An accepted request's handler, audited: completed with its facts, or failed with the code it failed with. */
@@ -169,14 +177,31 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
    * outages are delivery states there); whatever still fails here is logged, never thrown: what the mail reports has
    * taken effect, and no outside fault may fail the tenant (DESIGN.md §6).
    */
-  async function notify(notification: Notification, envIds?: string | string[]): Promise<void> {
+  async function notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification): Promise<void> {
+    const personal = theirs
+      ? systemAdminsOf(tenant, typeof envIds === 'string' ? [envIds] : (envIds ?? [])).map(({ email, envs }) => {
+          const { subject, body } = theirs(envs);
+          return { to: email, subject, body };
+        })
+      : [];
+    // One activity for the administrators and the first system administrators; a tenant with very many of them gets
+    // further ones, so that no payload nears its size limit (histories recorded before never had them).
+    const first = personal.splice(0, PERSONAL_MAILS_PER_ACTIVITY);
+    await send(notification, theirs ? notificationRecipients(tenant) : notificationRecipients(tenant, envIds), first);
+    if (personal.length > 0 && patched(PERSONAL_MAIL_PATCH)) {
+      while (personal.length > 0) await send(notification, [], personal.splice(0, PERSONAL_MAILS_PER_ACTIVITY));
+    }
+  }
+
+  async function send(notification: Notification, recipients: string[], personal: Array<{ to: string; subject: string; body: string }>): Promise<void> {
     carried.notificationSeq += 1;
     const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
     try {
       await notifyAdministrators.executeWithOptions({ summary: `R4 mail: ${notification.event}` }, [{
         notificationId,
         tenant: tenant.tenant,
-        recipients: notificationRecipients(tenant, envIds),
+        recipients,
+        ...(personal.length > 0 ? { personal } : {}),
         ...notification,
         occurredAt: iso(Date.now()),
       }]);

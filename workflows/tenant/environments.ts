@@ -6,15 +6,21 @@ import { patched, setHandler } from '@temporalio/workflow';
 import { ENVIRONMENT_OPERATION_STATES, updates, type BackupRequest, type BackupResult, type EnvironmentCreateRequest, type EnvironmentOperationRequest } from '../messages';
 import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
-import { activeKeyOf, usableKeyOf, type EnvironmentOperation, type EnvironmentRecord } from '../../domain/model';
+import { activeKeyOf, riskAcceptanceOf, usableKeyOf, type EnvironmentOperation, type EnvironmentRecord } from '../../domain/model';
 import { checkBackup, checkEnvironmentCreate, checkEnvironmentOperation } from '../../domain/rules';
 import { environmentOperationMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { retireUnused } from './retirement';
 
+/** Applies accepted since the opt-in record who accepted the risk; histories recorded before replay without it. */
+const RISK_ACCEPTANCE_PATCH = 'risk-acceptance';
+
 /** Registers the updates `createEnvironment` and `environmentOperation` (apply, revert, rekey). */
 export function registerEnvironments(ctx: TenantContext): void {
   const { tenant, provisioning } = ctx;
+  /** An apply's audit record says whether it carried the opt-in, and who accepted the risk for the tenant. */
+  const applyFacts = (r: EnvironmentOperationRequest) =>
+    r.operation === 'apply' ? { details: { acceptRisk: r.acceptRisk === true, riskAcceptedBy: riskAcceptanceOf(tenant)?.by ?? null } } : {};
 
   setHandler(
     updates.createEnvironment,
@@ -51,8 +57,12 @@ export function registerEnvironments(ctx: TenantContext): void {
 
   setHandler(
     updates.environmentOperation,
-    ctx.audited<EnvironmentOperationRequest, EnvironmentRecord>((r) => `env.${r.operation}`, (r, env) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}) }), async (request) => {
+    ctx.audited<EnvironmentOperationRequest, EnvironmentRecord>((r) => `env.${r.operation}`, (r, env) => ({ environment: r.env, ...(env ? { region: env.region, thumbprints: [env.keyThumbprint] } : {}), ...applyFacts(r) }), async (request) => {
       const env = tenant.environments.find((e) => e.id === request.env)!;
+      if (request.operation === 'apply' && request.acceptRisk === true && !riskAcceptanceOf(tenant) && patched(RISK_ACCEPTANCE_PATCH)) {
+        // The opt-in, once for the tenant: who and when, kept across continue-as-new (issue 19).
+        tenant.riskAcceptance = { by: describeActor(request.actor), at: iso(Date.now()) };
+      }
       // Marked before the first await: a different request for this environment answers OPERATION_IN_PROGRESS,
       // the same one (same update ID, see environmentOperationUpdateId) attaches to this one.
       env.state = ENVIRONMENT_OPERATION_STATES[request.operation];

@@ -9,10 +9,13 @@ import type { Policy } from '../../domain/policy';
 import { describeActor } from '../../domain/access';
 import { activeKeyOf, emptyRegion, reprotectionTargets, type RegionKeys, type TenantKey } from '../../domain/model';
 import { checkKeyActivate, checkKeyAdd, checkKeyChange, checkRollback, lockAllowedAt, nextKeyChangeAllowedAt } from '../../domain/rules';
-import { keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
+import { forSystemAdministrator, keyChangedMail, keyRolledBackMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { startReprotection } from './reprotection';
 import { retire, retireUnused } from './retirement';
+
+/** What a key change means for a system administrator's environments. */
+const REPROTECTED = 'They are being re-protected with this key in the background; you need do nothing unless a later mail names one that could not be.';
 
 /**
  * Registers the updates `addKey` and `activateKey` (`key upload --no-activate`, `key activate`). Registered after the
@@ -202,18 +205,22 @@ async function makeActive(ctx: TenantContext, region: RegionKeys, key: TenantKey
   ctx.carried.policy = ctx.policyOf(request);
   ctx.publishSearchAttributes();
 
+  const changed = keyChangedMail({
+    tenantName: tenant.displayName,
+    tenant: tenant.tenant,
+    region: region.region,
+    keyName: key.name,
+    thumbprint: key.thumbprint,
+    by,
+    at: iso(now),
+    lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
+    nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, ctx.policyOf(request)) ?? now),
+  });
+  // R4: the system administrators of the environments it re-protects learn of it too, each about their own.
   await ctx.notify(
-    keyChangedMail({
-      tenantName: tenant.displayName,
-      tenant: tenant.tenant,
-      region: region.region,
-      keyName: key.name,
-      thumbprint: key.thumbprint,
-      by,
-      at: iso(now),
-      lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
-      nextChangeAllowedAt: iso(nextKeyChangeAllowedAt(region, ctx.policyOf(request)) ?? now),
-    }),
+    changed,
+    targets.map((e) => e.id),
+    (envs) => forSystemAdministrator(changed, envs, REPROTECTED),
   );
   return { region: region.region, key };
 }
@@ -243,21 +250,19 @@ async function rollback(ctx: TenantContext, request: RollbackRequest): Promise<R
   if (targets.length === 0) previous.state = 'Active';
   else startReprotection(ctx, region, previous, targets);
   ctx.publishSearchAttributes();
-  await ctx.notify(
-    keyRolledBackMail({
-      tenantName: tenant.displayName,
-      tenant: tenant.tenant,
-      region: region.region,
-      keyName: previous.name,
-      thumbprint: previous.thumbprint,
-      rolledBackName: current.name,
-      rolledBackThumbprint: current.thumbprint,
-      by,
-      at,
-      lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
-    }),
-    targets.map((e) => e.id),
-  );
+  const rolledBack = keyRolledBackMail({
+    tenantName: tenant.displayName,
+    tenant: tenant.tenant,
+    region: region.region,
+    keyName: previous.name,
+    thumbprint: previous.thumbprint,
+    rolledBackName: current.name,
+    rolledBackThumbprint: current.thumbprint,
+    by,
+    at,
+    lockAllowedAt: iso(lockAllowedAt(region, ctx.policyOf(request)) ?? now),
+  });
+  await ctx.notify(rolledBack, targets.map((e) => e.id), (envs) => forSystemAdministrator(rolledBack, envs, REPROTECTED));
   // With nothing to re-protect, the rolled-back key leaves the vault now; otherwise when the re-protection ends.
   if (targets.length === 0) await retireUnused(ctx, region);
   return { region: region.region, key: previous, rolledBack: { name: current.name, thumbprint: current.thumbprint } };

@@ -9,7 +9,7 @@ import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
 import { activeKeyOf, lockTargets, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
 import { checkEnvironmentDelete, checkLock, checkLockAllRegions, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
-import { backgroundFailureMail, deletionWarningMail, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
+import { backgroundFailureMail, deletionWarningMail, forSystemAdministrator, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { failureOf } from './proxies';
 
@@ -96,7 +96,10 @@ export function registerLock(ctx: TenantContext): void {
           key.reactivatedAt = iso(Date.now());
           ctx.publishSearchAttributes();
           const by = describeActor(request.actor);
-          await ctx.notify(keyReactivatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, region: region.region, keyName: key.name, thumbprint: key.thumbprint, by, at: key.reactivatedAt }));
+          const reactivated = keyReactivatedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, region: region.region, keyName: key.name, thumbprint: key.thumbprint, by, at: key.reactivatedAt });
+          // R4: the system administrators of the region's locked environments, which this key lets them unlock, each about their own.
+          const locked = tenant.environments.filter((e) => e.region === region.region && e.state === 'Locked').map((e) => e.id);
+          await ctx.notify(reactivated, locked, (envs) => forSystemAdministrator(reactivated, envs, 'They are still locked: each can now be unlocked with `cmk env unlock`.'));
           return { region: region.region, key };
         });
       } finally {

@@ -4,7 +4,7 @@
  * attributes); the key is Installing until the end, then Active.
  */
 import { ActivityFailure, ApplicationFailure, log, patched } from '@temporalio/workflow';
-import { backgroundFailureMail } from '../../domain/notifications';
+import { reprotectionIncompleteMail } from '../../domain/notifications';
 import type { EnvironmentRecord, RegionKeys, ReprotectionProgress, TenantKey } from '../../domain/model';
 import { iso, type TenantContext } from './context';
 import { retireUnused } from './retirement';
@@ -97,22 +97,20 @@ function reprotectInBatches(ctx: TenantContext, region: RegionKeys, key: TenantK
     .catch((err) => log.error('The end of a re-protection failed; the tenant workflow goes on.', { region: region.region, error: String(err) }));
 }
 
-/** Environments a re-protection could not move: the administrators learn which, why, and how to move them. */
+/**
+ * Environments a re-protection could not move: the administrators learn which, why, how to move them, and why before
+ * a lock; each of those environments' system administrators gets the same, naming only their own.
+ */
 async function reportLeftBehind(ctx: TenantContext, region: RegionKeys, key: TenantKey, progress: ReprotectionProgress): Promise<void> {
-  const first = progress.refused[0]!;
-  const ids = progress.refused.map((r) => r.env);
+  const mail = (refused: ReprotectionProgress['refused'], systemAdmin = false) =>
+    reprotectionIncompleteMail({ tenantName: ctx.tenant.displayName, tenant: ctx.tenant.tenant, region: region.region, keyName: key.name, refused, at: progress.finishedAt ?? iso(Date.now()), systemAdmin });
   await ctx.notify(
-    backgroundFailureMail({
-      tenantName: ctx.tenant.displayName,
-      tenant: ctx.tenant.tenant,
-      what: `${ids.length} environment(s) in region ${region.region} could not be re-protected with the key "${key.name}": ${ids.slice(0, 20).join(', ')}`,
-      reason: `${first.code}: ${first.message}`,
-      repair:
-        'They stay on their previous key, which stays in the vault while they depend on it (`cmk key show` lists them). ' +
-        'Once the cause is repaired, an administrator moves each to the active key with `cmk env rekey`.',
-      at: progress.finishedAt ?? iso(Date.now()),
-    }),
-    ids,
+    mail(progress.refused),
+    progress.refused.map((r) => r.env),
+    (envs) => {
+      const theirs = new Set(envs);
+      return mail(progress.refused.filter((r) => theirs.has(r.env)), true);
+    },
   );
 }
 

@@ -3,11 +3,12 @@
  * deletion of a locked one now instead of at R9's deadline), each offered only where the rules and the user's role
  * allow it, with the reason shown where they do not.
  */
+import { useState } from 'preact/hooks';
 import type { Action } from '../../../domain/access';
+import { RISK_WARNING } from '../../../domain/rules';
 import { call, enc, type EnvView } from '../api';
 import { relative, when } from '../format';
 import { Field, Refusal, useAction } from '../ui';
-import { useState } from 'preact/hooks';
 import type { TenantContext } from '../tenant-context';
 
 type Operation = 'apply' | 'revert' | 'rekey' | 'backup' | 'restore' | 'unlock';
@@ -23,8 +24,16 @@ const DONE: Record<Operation, string> = {
   unlock: 'unlocked and online',
 };
 
+/**
+ * The opt-in of a first apply (issue 19): asked until the tenant has accepted it. A tenant with an environment on its
+ * key has (the service implies it for tenants older than the opt-in).
+ */
+export function asksForRisk(ctx: TenantContext): boolean {
+  return !ctx.tenant.riskAcceptance.accepted && !ctx.environments.some((e) => e.protection === 'tenant');
+}
+
 /** Why `operation` is not offered on `env` now, or null when it is (the service still decides). */
-export function whyNot(ctx: TenantContext, env: EnvView, operation: Operation): string | null {
+export function whyNot(ctx: TenantContext, env: EnvView, operation: Operation, riskAccepted = true): string | null {
   if (!ctx.can(ACTION[operation], env.id)) return 'Only its system administrator and the tenant\'s global and service administrators may.';
   const active = ctx.key.activeKey;
   if (operation === 'unlock') {
@@ -35,7 +44,8 @@ export function whyNot(ctx: TenantContext, env: EnvView, operation: Operation): 
   if (env.state !== 'Online') return `Busy: ${env.state.toLowerCase()}.`;
   if (operation === 'apply') {
     if (env.protection === 'tenant') return 'Already on the tenant key.';
-    return active?.state === 'Active' ? null : 'No active tenant key in this region.';
+    if (active?.state !== 'Active') return 'No active tenant key in this region.';
+    return riskAccepted ? null : 'Accept the risk first (above the table).';
   }
   if (operation === 'revert' && env.protection !== 'tenant') return 'Already on the provider key.';
   return null;
@@ -83,14 +93,15 @@ function DeleteNow({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
   );
 }
 
-function Row({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
+function Row({ ctx, env, acceptRisk }: { ctx: TenantContext; env: EnvView; acceptRisk: boolean | null }) {
   const action = useAction(async (operation: Operation) => {
-    await call('POST', `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/${operation}`, operation === 'restore' ? {} : undefined);
+    const body = operation === 'restore' ? {} : operation === 'apply' && acceptRisk ? { acceptRisk: true } : undefined;
+    await call('POST', `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/${operation}`, body);
     ctx.refresh();
     return `${env.id}: ${DONE[operation]}.`;
   });
   const ops: Operation[] = ['apply', 'revert', 'rekey', 'backup', 'restore', 'unlock'];
-  const reasons = ops.map((op) => [op, whyNot(ctx, env, op)] as const);
+  const reasons = ops.map((op) => [op, whyNot(ctx, env, op, acceptRisk !== false)] as const);
   const reasonId = `why-${env.id}`;
   return (
     <tr>
@@ -134,9 +145,21 @@ function Row({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
 
 export function Environments({ ctx }: { ctx: TenantContext }) {
   const progress = ctx.key.reprotection;
+  const [ticked, setTicked] = useState(false);
+  // null: not asked (accepted already); else whether the box is ticked.
+  const acceptRisk = asksForRisk(ctx) ? ticked : null;
   return (
     <>
       <h1>Environments in {ctx.region}</h1>
+      {acceptRisk !== null ? (
+        <section class="warning" aria-labelledby="risk-title">
+          <h2 id="risk-title">Before the first key is applied</h2>
+          <p>{RISK_WARNING}</p>
+          <label>
+            <input type="checkbox" checked={ticked} onChange={(e) => setTicked((e.currentTarget as HTMLInputElement).checked)} /> I understand and accept the risk
+          </label>
+        </section>
+      ) : null}
       {progress && progress.remaining > 0 ? (
         <p role="status">
           Re-protecting after a key change: {progress.done} of {progress.total} done, {progress.remaining} to go{progress.refused?.length ? `, ${progress.refused.length} refused` : ''}.
@@ -159,7 +182,7 @@ export function Environments({ ctx }: { ctx: TenantContext }) {
             </thead>
             <tbody>
               {ctx.environments.map((env) => (
-                <Row key={env.id} ctx={ctx} env={env} />
+                <Row key={env.id} ctx={ctx} env={env} acceptRisk={acceptRisk} />
               ))}
             </tbody>
           </table>
