@@ -55,17 +55,14 @@ const now = (env: EnvironmentRecord): PlannedProtection => ({ state: env.state, 
 
 /**
  * A new active key (generate, upload) or the replaced key put back (rollback): every environment on the tenant key
- * is re-protected with it (R7), online throughout. A key change is mailed to the administrators; a rollback also to
- * the system administrators of the environments it re-protects (workflows/tenant/keys.ts).
+ * is re-protected with it (R7), online throughout. Either is mailed to the administrators and, each in a mail of
+ * their own, to the system administrators of the environments it re-protects (workflows/tenant/keys.ts).
  */
 export function planKeyChange(tenant: TenantSnapshot, region: string, kind: 'change' | 'rollback', newThumbprint: string | null): Plan {
   const targets = reprotectionTargets(tenant, region);
   return {
     environments: targets.map((e) => ({ id: e.id, from: now(e), to: { state: 'Online', protection: 'tenant', keyThumbprint: newThumbprint }, goesOffline: false })),
-    mails:
-      kind === 'change'
-        ? [{ event: 'key-changed', to: notificationRecipients(tenant) }]
-        : [{ event: 'key-rolled-back', to: notificationRecipients(tenant, targets.map((e) => e.id)) }],
+    mails: [{ event: kind === 'change' ? 'key-changed' : 'key-rolled-back', to: notificationRecipients(tenant, targets.map((e) => e.id)) }],
   };
 }
 

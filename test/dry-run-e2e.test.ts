@@ -225,7 +225,8 @@ test('key upload --dry-run: the .pfx opened (wrong password, R5), its thumbprint
     wouldSucceed: true,
     key: { name: 'k2', source: 'pfx', thumbprint: expect.stringMatching(/^[0-9a-f]{64}$/), activate: true },
     environments: [{ id: 'prod', from: { protection: 'tenant', keyThumbprint: before }, to: { protection: 'tenant', keyThumbprint: thumbprint }, goesOffline: false }],
-    mails: [{ event: 'key-changed', to: [ALICE, BOB] }],
+    // Sam administers prod, which the change re-protects: he gets a mail of his own about it.
+    mails: [{ event: 'key-changed', to: [ALICE, BOB, SAM] }],
   });
   const { result, mails } = await mailsSentBy(() => stack.cmk([...upload(uploadPassword), '--wait', '--json'], { as: BOB }));
   expect(result.code).toBe(0);
