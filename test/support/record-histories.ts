@@ -187,6 +187,49 @@ async function main(): Promise<void> {
       await Promise.all(running);
     },
 
+    // `tenant lock --all-regions` (issue 19): two regions, each with its own key, locked by one update; then one
+    // region's key re-activated and its environment unlocked.
+    'recorded-lock-all-regions': async () => {
+      const tenant = 'recorded-lock-all-regions';
+      const policy = { ...DEFAULT_POLICY, regions: ['eu', 'us'] };
+      const regionWorkers = await Promise.all(
+        policy.regions.map((region) =>
+          Worker.create({ connection: env.nativeConnection, taskQueue: regionTaskQueue(taskQueue, region), dataConverter: testDataConverter(), activities: createActivities({ ...parts, auditTrail: new AuditTrail(join(parts.config.dataDir, 'audit'), TEST_AUDIT_KEY), auditSink: { report: (entries) => plane.recordAudit(entries) }, ...testRequestTrust(), challenges: TEST_CHALLENGES }) }),
+        ),
+      );
+      const running = regionWorkers.map((w) => w.run());
+      const keys = Object.fromEntries(policy.regions.map((region) => [region, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey]));
+      const stageIn = async (region: string) => {
+        const key = await parts.vault.importKey(`tenant-${tenant}-${region}`, keys[region]!.export({ type: 'pkcs8', format: 'der' }), { purpose: 'tenant', enabled: false });
+        return { vaultKey: { name: key.name, version: key.version }, thumbprint: key.thumbprint };
+      };
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Everywhere Ltd', homeRegion: 'eu', admins: [{ email: alice.email, role: 'global' }], regions: policy.regions });
+      for (const region of policy.regions) await plane.createEnvironment(tenant, { actor: operator, policy, env: `prod-${region}`, region, systemAdmin: null });
+      await plane.createEnvironment(tenant, { actor: operator, policy, env: 'dev-us', region: 'us', systemAdmin: null });
+      const staged: Record<string, Awaited<ReturnType<typeof stageIn>>> = {};
+      for (const region of policy.regions) {
+        staged[region] = await stageIn(region);
+        await plane.changeKey(tenant, { actor: alice, policy, region, name: `${region}-first`, source: 'pfx', staged: staged[region]! });
+        await plane.environmentOperation(tenant, { actor: alice, policy, env: `prod-${region}`, operation: 'apply', acceptRisk: true });
+      }
+      await env.sleep(73 * HOUR);
+      const locks = await Promise.all(
+        policy.regions.map(async (region) => {
+          const proof = { challengeId: `recorded-all-regions-${region}`, tenant, region, user: alice.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged[region]!.thumbprint };
+          return { region, proof, possession: await possession(proof, keys[region]!) };
+        }),
+      );
+      await expectRefusal(plane.lockAllRegions(tenant, { actor: alice, policy, confirm: 'Everywhere', locks }));
+      await plane.lockAllRegions(tenant, { actor: alice, policy, confirm: 'Everywhere Ltd', locks });
+      await env.sleep(2 * HOUR);
+      await plane.reactivateKey(tenant, { actor: alice, policy, region: 'eu', staged: await stageIn('eu') });
+      await plane.unlockEnvironment(tenant, { actor: alice, policy, env: 'prod-eu' });
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+      regionWorkers.forEach((w) => w.shutdown());
+      await Promise.all(running);
+    },
+
     // `env create --from-file` (issue 20): 600 environments in one update, three batches, then a single create and an apply.
     'recorded-bulk': async () => {
       const tenant = 'recorded-bulk';
