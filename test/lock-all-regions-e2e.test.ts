@@ -3,8 +3,12 @@
  * two regions, each with its own key. One confirmation; each region proved by the .pfx whose key is its active key;
  * all or none: any refusal (a missing key file, a region with environments but no key, a wrong name, another key,
  * the embargo) locks nothing in any region. Then every region is Locked, each region's key re-activates and unlocks.
+ * The console does the same in Debian's Chromium, each region's .pfx signing its challenge in the page.
  */
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 import { startStack, type Stack } from '../harness/stack';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from './support/browser';
 import { scratchDir } from './support/scratch';
 import { until } from './support/deadline';
 
@@ -102,3 +106,48 @@ test('every region locked at once with one confirmation; any refusal locks nothi
   }
   expect(await states()).toMatchObject({ 'prod-eu': 'Online', 'prod-us': 'Online', 'dev-us': 'Locked' });
 }, 300_000);
+
+const browserTest = haveChromium ? test : test.skip;
+
+browserTest('the console locks every region at once, each .pfx signing in the page; a refusal locks nothing', async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  try {
+    const page = await (await browser.newContext()).newPage();
+    const bodies: string[] = [];
+    page.on('request', (r) => bodies.push(r.postData() ?? ''));
+    const link = await stack.cmk(['console', '--tenant', tenant, '--no-open'], { as: ALICE });
+    await page.goto(link.stdout.trim().split('\n').pop()!);
+    await page.getByRole('navigation', { name: 'Tenant' }).getByRole('link', { name: 'Lock' }).click();
+    const every = page.getByRole('region', { name: 'Lock every region at once' });
+    await every.getByLabel('Tenant name').fill('Globex Corp');
+    // The files swapped: refused in the page, before any challenge is asked for.
+    await every.getByLabel('Key file for eu').setInputFiles(pfx('us'));
+    await every.getByLabel('Password for eu').fill('another key password 2');
+    await every.getByLabel('Key file for us').setInputFiles(pfx('eu'));
+    await every.getByLabel('Password for us').fill('globex key password 1');
+    await every.getByRole('button', { name: 'Lock every region' }).click();
+    await every.getByRole('alert').filter({ hasText: /KEY_MISMATCH The file chosen for eu/ }).waitFor();
+    // The right files, but dev-us is still locked from the first test: the service refuses, nothing is locked.
+    await every.getByLabel('Key file for eu').setInputFiles(pfx('eu'));
+    await every.getByLabel('Password for eu').fill('globex key password 1');
+    await every.getByLabel('Key file for us').setInputFiles(pfx('us'));
+    await every.getByLabel('Password for us').fill('another key password 2');
+    await every.getByRole('button', { name: 'Lock every region' }).click();
+    await every.getByRole('alert').filter({ hasText: 'LOCKED_ENVIRONMENTS_EXIST' }).waitFor();
+    expect(await states()).toEqual({ 'prod-eu': 'Online', 'prod-us': 'Online', 'dev-us': 'Locked' });
+    // dev-us, not worth unlocking, is deleted; then every region locks at once.
+    expect((await stack.cmk(['env', 'delete', '--tenant', tenant, '--env', 'dev-us', '--confirm', 'dev-us'], { as: ALICE })).code).toBe(0);
+    await every.getByLabel('Password for eu').fill('globex key password 1');
+    await every.getByLabel('Password for us').fill('another key password 2');
+    await every.getByRole('button', { name: 'Lock every region' }).click();
+    await every.locator('.done').filter({ hasText: 'locked in every region (eu, us)' }).waitFor();
+    expect(await states()).toMatchObject({ 'prod-eu': 'Locked', 'prod-us': 'Locked' });
+    // Neither .pfx nor its password left the page.
+    for (const [file, password] of [[pfx('eu'), 'globex key password 1'], [pfx('us'), 'another key password 2']] as const) {
+      const b64 = readFileSync(file).toString('base64');
+      expect(bodies.filter((b) => b.includes(password) || b.includes(b64.slice(0, 64)))).toEqual([]);
+    }
+  } finally {
+    await browser.close();
+  }
+}, 180_000);

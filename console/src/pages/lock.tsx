@@ -6,13 +6,79 @@
  */
 import { CmkError } from '../../../common/errors';
 import { useRef, useState } from 'preact/hooks';
-import { call, download, enc, toBase64 } from '../api';
+import { call, download, enc, toBase64, withRegion, type KeyReport } from '../api';
 import { isPast, relative, when } from '../format';
-import { signChallengeWithPfx } from '../pfx-sign';
+import { openPfxSigner, signChallengeWithPfx } from '../pfx-sign';
 import { Done, Field, Refusal, Section, readPicked, useAction, useRenderAt } from '../ui';
 import type { TenantContext } from '../tenant-context';
 
 type Challenge = { challenge: string; expiresAt: string };
+type LockResult = { region: string; sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string };
+
+/**
+ * The reference document's lock of the whole tenant (`tenant lock --all-regions`): one confirmation, each region's
+ * challenge signed here by that region's .pfx, one request; all or none. Offered when the tenant has several regions.
+ */
+function LockEveryRegion({ ctx, regions }: { ctx: TenantContext; regions: string[] }) {
+  const [confirm, setConfirm] = useState('');
+  const [passwords, setPasswords] = useState<Record<string, string>>({});
+  const files = useRef<Record<string, HTMLInputElement | null>>({});
+  const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
+  const action = useAction(async () => {
+    const proofs: Array<{ region: string; challenge: string; signature: string }> = [];
+    for (const region of regions) {
+      const picked = await readPicked(files.current[region] ?? null);
+      // A region left empty: the service says whether it needed a proof (one without a key of the tenant's does not).
+      if (!picked) continue;
+      const signer = await openPfxSigner(picked.bytes, passwords[region] ?? '');
+      const { activeKey } = await call<KeyReport>('GET', withRegion(`${base}/key`, region));
+      if (activeKey && signer.thumbprint !== activeKey.thumbprint) {
+        throw new CmkError('KEY_MISMATCH', `The file chosen for ${region} is not that region's active key "${activeKey.name}"; nothing was locked.`);
+      }
+      const { challenge } = await call<Challenge>('POST', `${base}/challenges`, { operation: 'lock', region });
+      proofs.push({ region, challenge, signature: toBase64(await signer.sign(challenge)) });
+    }
+    setPasswords({});
+    const r = await call<{ regions: LockResult[] }>('POST', `${base}/lock/all-regions`, { confirm, proofs });
+    ctx.refresh();
+    const offline = r.regions.reduce((n, l) => n + l.sealed.length + l.lockedByDecisionOnly.length, 0);
+    return `The tenant is locked in every region (${r.regions.map((l) => l.region).join(', ')}): ${offline} environments are offline and will be deleted on ${when(r.regions[0]?.deleteAt)} unless unlocked. Re-activate each region's key; unlocking is possible from ${when(r.regions[0]?.unlockAllowedAt)}.`;
+  });
+  return (
+    <Section title="Lock every region at once">
+      <p class="warning">
+        Every environment of the tenant in every region ({regions.join(', ')}) goes offline in one operation, or none does if any region's proof or rule
+        refuses. Each region's key proves itself: choose each region's .pfx, signed here and never sent.
+      </p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void action.go();
+        }}
+      >
+        <Field label="Tenant name" hint={`Type the tenant's name, ${ctx.tenant.name}, to confirm.`}>
+          {(id) => <input id={id} value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
+        </Field>
+        {regions.map((region) => (
+          <fieldset key={region}>
+            <legend>Region {region}</legend>
+            <Field label={`Key file for ${region}`}>{(id) => <input id={id} type="file" accept=".pfx" ref={(el) => {
+                  files.current[region] = el;
+                }} />}</Field>
+            <Field label={`Password for ${region}`}>
+              {(id) => <input id={id} type="password" autocomplete="off" value={passwords[region] ?? ''} onInput={(e) => setPasswords({ ...passwords, [region]: e.currentTarget.value })} />}
+            </Field>
+          </fieldset>
+        ))}
+        <button type="submit" class="danger" disabled={action.busy || !ctx.can('tenant.lock')}>
+          {action.busy ? 'Locking…' : 'Lock every region'}
+        </button>
+      </form>
+      <Refusal error={action.error} />
+      <Done text={action.done} />
+    </Section>
+  );
+}
 
 export function Lock({ ctx }: { ctx: TenantContext }) {
   const [confirm, setConfirm] = useState('');
@@ -121,6 +187,7 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
         <Refusal error={action.error} />
         <Done text={action.done} />
       </Section>
+      {ctx.tenant.regions.length > 1 ? <LockEveryRegion ctx={ctx} regions={ctx.tenant.regions.map((r) => r.region)} /> : null}
     </>
   );
 }
