@@ -15,6 +15,15 @@ import type { TenantContext } from '../tenant-context';
 type Challenge = { challenge: string; expiresAt: string };
 type LockResult = { region: string; sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string };
 
+/** The lock's confirmation: the tenant's display name typed exactly. */
+function TenantName(props: { name: string; value: string; onInput: (value: string) => void }) {
+  return (
+    <Field label="Tenant name" hint={`Type the tenant's name, ${props.name}, to confirm.`}>
+      {(id) => <input id={id} value={props.value} onInput={(e) => props.onInput(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
+    </Field>
+  );
+}
+
 /**
  * The reference document's lock of the whole tenant (`tenant lock --all-regions`): one confirmation, each region's
  * challenge signed here by that region's .pfx, one request; all or none. Offered when the tenant has several regions.
@@ -56,9 +65,7 @@ function LockEveryRegion({ ctx, regions }: { ctx: TenantContext; regions: string
           void action.go();
         }}
       >
-        <Field label="Tenant name" hint={`Type the tenant's name, ${ctx.tenant.name}, to confirm.`}>
-          {(id) => <input id={id} value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
-        </Field>
+        <TenantName name={ctx.tenant.name} value={confirm} onInput={setConfirm} />
         {regions.map((region) => (
           <fieldset key={region}>
             <legend>Region {region}</legend>
@@ -146,9 +153,7 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
             void action.go();
           }}
         >
-          <Field label="Tenant name" hint={`Type the tenant's name, ${ctx.tenant.name}, to confirm.`}>
-            {(id) => <input id={id} value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} required autocomplete="off" aria-describedby={`${id}-hint`} />}
-          </Field>
+          <TenantName name={ctx.tenant.name} value={confirm} onInput={setConfirm} />
           <fieldset>
             <legend>Proof that you hold the active key</legend>
             <label>
