@@ -15,6 +15,7 @@ export const MAIL_EVENTS = [
   'environment-deleted',
   'admin-changed',
   'operation-failed',
+  'drift-detected',
 ] as const;
 export type MailEvent = (typeof MAIL_EVENTS)[number];
 
@@ -182,5 +183,19 @@ export function backgroundFailureMail(p: { tenantName: string; tenant: string; w
     event: 'operation-failed',
     subject: `Action needed for ${p.tenantName}: ${p.what}`,
     body: `At ${p.at}, for tenant ${p.tenant}: ${p.what}.\nReason: ${p.reason}\n\n${p.repair}` + SIGNATURE,
+  };
+}
+
+/** The drift check found environments that differ from what cmk believes (domain/drift.ts); sent once per new drift. */
+export function driftDetectedMail(p: { tenantName: string; tenant: string; drifts: Array<{ env: string; summary: string }>; at: string }): Notification {
+  return {
+    event: 'drift-detected',
+    subject: `Encryption drift found in ${p.tenantName}: ${list(p.drifts.map((d) => d.env))}`,
+    body:
+      `cmk's drift check found, at ${p.at}, environments of tenant ${p.tenant} whose database or key vault no longer matches what cmk set:\n` +
+      p.drifts.map((d) => `- ${d.env}: ${d.summary}\n`).join('') +
+      `\nSomething changed them outside cmk. cmk repairs nothing by itself: the provider's operators follow the drift runbook ` +
+      `(docs/RUNBOOK.md, "Drift"). \`cmk env list\` shows the drift until a check finds the environment as cmk set it again.` +
+      SIGNATURE,
   };
 }

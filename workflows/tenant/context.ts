@@ -59,7 +59,7 @@ export interface TenantContext {
   /** Every validator's first check: the API service signed this request (docs/SECURITY.md). */
   refuseUnsigned(name: string, request: unknown): void;
   /** R4 mail to the administrators (and the environments' system administrators); never throws. */
-  notify(notification: Notification, envIds?: string | string[]): Promise<void>;
+  notify(notification: Notification, envIds?: string | string[], alsoTo?: readonly string[]): Promise<void>;
   /** One record in the audit trail (who, what, when, outcome, thumbprints). */
   audit(action: string, actor: Actor | 'cmk', outcome: AuditEntry['outcome'], facts?: AuditFacts & { code?: string; message?: string }): Promise<void>;
   /** An accepted request's handler, audited: completed with its facts, or failed with the code it failed with. */
@@ -169,14 +169,15 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
    * outages are delivery states there); whatever still fails here is logged, never thrown: what the mail reports has
    * taken effect, and no outside fault may fail the tenant (DESIGN.md §6).
    */
-  async function notify(notification: Notification, envIds?: string | string[]): Promise<void> {
+  /** `alsoTo`: addresses beyond the tenant's (the operators', for a drift). */
+  async function notify(notification: Notification, envIds?: string | string[], alsoTo: readonly string[] = []): Promise<void> {
     carried.notificationSeq += 1;
     const notificationId = `${tenantWorkflowId(tenant.tenant)}#${carried.notificationSeq}`;
     try {
       await notifyAdministrators.executeWithOptions({ summary: `R4 mail: ${notification.event}` }, [{
         notificationId,
         tenant: tenant.tenant,
-        recipients: notificationRecipients(tenant, envIds),
+        recipients: alsoTo.length ? [...new Set([...notificationRecipients(tenant, envIds), ...alsoTo])].sort() : notificationRecipients(tenant, envIds),
         ...notification,
         occurredAt: iso(Date.now()),
       }]);
