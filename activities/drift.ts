@@ -17,7 +17,24 @@ export interface DriftDirectory {
   recordDrift(tenant: string, request: Pick<DriftRecordRequest, 'checkedAt' | 'findings' | 'operators'>): Promise<DriftRecordResult | undefined>;
 }
 
-export function createDriftActivities({ databases, vault, drift, operatorEmails = [] }: { databases: EnvironmentDatabases; vault: Vault; drift?: DriftDirectory; operatorEmails?: string[] }) {
+/** Where the check counts what it found (the worker's Prometheus endpoint, worker/telemetry.ts); absent in tests. */
+export interface DriftMetrics {
+  recorded(result: DriftRecordResult): void;
+}
+
+export function createDriftActivities({
+  databases,
+  vault,
+  drift,
+  operatorEmails = [],
+  driftMetrics,
+}: {
+  databases: EnvironmentDatabases;
+  vault: Vault;
+  drift?: DriftDirectory;
+  operatorEmails?: string[];
+  driftMetrics?: DriftMetrics;
+}) {
   async function observe(tenant: string, env: string): Promise<ObservedProtector> {
     let record;
     try {
@@ -46,7 +63,9 @@ export function createDriftActivities({ databases, vault, drift, operatorEmails 
       if (!snapshot) return undefined;
       const findings: DriftFinding[] = [];
       for (const env of snapshot.environments) findings.push({ env: env.id, differences: await compare(input.tenant, env) });
-      return drift.recordDrift(input.tenant, { checkedAt: input.checkedAt, findings, operators: operatorEmails });
+      const result = await drift.recordDrift(input.tenant, { checkedAt: input.checkedAt, findings, operators: operatorEmails });
+      if (result) driftMetrics?.recorded(result);
+      return result;
     },
   };
 

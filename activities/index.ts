@@ -18,7 +18,7 @@ import type { AuditTrail } from '../audit/trail';
 import type { RequestTrust } from '../domain/signed';
 import type { ChallengeOpener } from './lock';
 import { createTrustActivities } from './trust';
-import { createDriftActivities, type DriftDirectory } from './drift';
+import { createDriftActivities, type DriftDirectory, type DriftMetrics } from './drift';
 
 export interface ActivityDependencies {
   vault: Vault;
@@ -30,6 +30,8 @@ export interface ActivityDependencies {
   drift?: DriftDirectory;
   /** Where a drift is mailed besides the tenant's administrators (CMK_OPERATOR_EMAIL). */
   operatorEmails?: string[];
+  /** The drift check's Prometheus series on the worker (cmk_drift_environments, cmk_drift_detected_total). */
+  driftMetrics?: DriftMetrics;
   /** Where the workflows' audit records go (the audit workflow, through a Temporal client). */
   auditSink?: AuditSink;
   /** The trail itself: only on the worker that is its single writer. */

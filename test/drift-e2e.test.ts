@@ -10,13 +10,14 @@ import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { loadDataConverter } from '../codec';
 import { DRIFT_SCHEDULE_ID } from '../workflows/messages';
-import { startStack, type Stack } from '../harness/stack';
+import { freePort, startStack, type Stack } from '../harness/stack';
 import { scratchDir } from './support/scratch';
 import { expectSchedule } from './support/schedules';
 
 let stack: Stack;
 let connection: Connection;
 let temporal: Client;
+let metricsPort: number;
 const { dir: work, file } = scratchDir('cmk-drift-e2e-');
 const ALICE = 'alice@contoso.example';
 const SAM = 'sam@contoso.example';
@@ -25,7 +26,8 @@ const tenant = 'contoso';
 const password = file('password.txt', 'contoso key password 1\n');
 
 beforeAll(async () => {
-  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_DRIFT_CHECK_INTERVAL: '2h', CMK_OPERATOR_EMAIL: OPS });
+  metricsPort = await freePort();
+  stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_DRIFT_CHECK_INTERVAL: '2h', CMK_OPERATOR_EMAIL: OPS, CMK_METRICS_PORT: String(metricsPort) });
   connection = await Connection.connect({ address: stack.env.TEMPORAL_ADDRESS });
   temporal = new Client({ connection, dataConverter: loadDataConverter(stack.secretsDir) });
 }, 120_000);
@@ -40,6 +42,13 @@ const envList = async () => {
   const r = await stack.cmk(['env', 'list', '--tenant', tenant, '--json'], { as: ALICE });
   expect(r.code).toBe(0);
   return r.json().environments as Array<{ id: string; drift?: { foundAt: string; summary: string; differences: Array<{ kind: string }> } }>;
+};
+/** The drift series on the worker's Prometheus endpoint, for this tenant: `name` → value. */
+const driftSeries = async () => {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const series: Record<string, number> = {};
+  for (const m of text.matchAll(/^(cmk_drift_\w+)\{tenant="contoso"\} (\d+)$/gm)) series[m[1]!] = Number(m[2]);
+  return series;
 };
 const driftMails = async () => {
   const r = await stack.cmk(['mail', 'list', '--tenant', tenant, '--json']);
@@ -65,6 +74,7 @@ test('set-up: prod and stage on the tenant key, dev on the provider key; a clean
   expect(human.stdout).toContain('No drift in contoso');
   expect((await envList()).filter((e) => e.drift)).toEqual([]);
   expect(await driftMails()).toEqual([]);
+  expect(await driftSeries()).toMatchObject({ cmk_drift_environments: 0 });
 }, 120_000);
 
 test('changed behind cmk’s back: found, shown in env list, mailed once to administrators and operators, audited', async () => {
@@ -92,6 +102,7 @@ test('changed behind cmk’s back: found, shown in env list, mailed once to admi
   const mails = await driftMails();
   expect(mails.map((m) => m.to).sort()).toEqual([ALICE, OPS, SAM]);
   expect(mails[0]!.subject).toContain('prod, stage');
+  expect(await driftSeries()).toEqual({ cmk_drift_environments: 2, cmk_drift_detected_total: 2 });
 
   // The same drift an hour later (here: now) is not mailed again, and keeps when it was first found.
   const again = await driftCheck();
@@ -99,6 +110,7 @@ test('changed behind cmk’s back: found, shown in env list, mailed once to admi
   expect(again.json()).toMatchObject({ clean: false, newlyFound: [] });
   expect((await envList()).find((e) => e.id === 'prod')?.drift?.foundAt).toBe(report.checkedAt);
   expect(await driftMails()).toHaveLength(3);
+  expect(await driftSeries()).toEqual({ cmk_drift_environments: 2, cmk_drift_detected_total: 2 });
 
   const audit = await stack.cmk(['audit', 'list', '--tenant', tenant, '--json'], { as: ALICE });
   const actions = (audit.json().records as Array<{ action: string; environment: string | null }>).filter((r) => r.action === 'env.drift').map((r) => r.environment);

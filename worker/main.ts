@@ -18,7 +18,7 @@ import { loadRequestSigner, requestTrustFor } from '../common/request-signing';
 import { ChallengeIssuer } from '../api/challenges';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
-import { installWorkerRuntime } from './telemetry';
+import { driftMetrics, installWorkerRuntime } from './telemetry';
 
 /**
  * What this process's activities need besides its parts: the tenants (for the daily purge), the audit sink, and — in
@@ -36,6 +36,7 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
       recordDrift: (tenant: string, found: Pick<DriftRecordRequest, 'checkedAt' | 'findings' | 'operators'>) => plane.recordDrift(tenant, { ...found, actor: OPERATOR, policy: config.policy }),
     },
     operatorEmails: config.operatorEmails,
+    driftMetrics: driftMetrics(() => Runtime.instance().metricMeter),
     ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
     auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
     // The workflows trust this worker's own signing key and durations, never a request's (DESIGN.md §6).
