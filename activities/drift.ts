@@ -28,24 +28,28 @@ export function createDriftActivities({
   drift,
   operatorEmails = [],
   driftMetrics,
+  inRegion,
 }: {
   databases: EnvironmentDatabases;
   vault: Vault;
+  /** Each region's vault and databases (R1), as the API service reads them; absent: this worker's own serve every region. */
+  inRegion?: (region: string) => { vault: Vault; databases: EnvironmentDatabases };
   drift?: DriftDirectory;
   operatorEmails?: string[];
   driftMetrics?: DriftMetrics;
 }) {
-  async function observe(tenant: string, env: string): Promise<ObservedProtector> {
+  async function observe(tenant: string, env: string, region: string): Promise<ObservedProtector> {
+    const parts = inRegion ? inRegion(region) : { vault, databases };
     let record;
     try {
-      record = await databases.describe(tenant, env);
+      record = await parts.databases.describe(tenant, env);
     } catch (err) {
       // The database contradicts its own key record: that is drift. Any other fault (an outage) is retried.
       if (err instanceof KeyRecordDisagreement) return { unreadable: err.message };
       throw err;
     }
     if (!record) return {};
-    const key = await vault.getKey({ name: record.protector.name, version: record.protector.version });
+    const key = await parts.vault.getKey({ name: record.protector.name, version: record.protector.version });
     return { protector: record.protector, ...(key ? { vaultKey: { thumbprint: key.thumbprint, enabled: key.enabled } } : {}) };
   }
 
@@ -70,6 +74,6 @@ export function createDriftActivities({
   };
 
   async function compare(tenant: string, env: EnvironmentRecord) {
-    return isSettling(env.state) ? [] : findDrift(env, await observe(tenant, env.id));
+    return isSettling(env.state) ? [] : findDrift(env, await observe(tenant, env.id, env.region));
   }
 }

@@ -30,6 +30,8 @@ export interface ActivityDependencies {
   drift?: DriftDirectory;
   /** Where a drift is mailed besides the tenant's administrators (CMK_OPERATOR_EMAIL). */
   operatorEmails?: string[];
+  /** Each region's vault and databases (R1; worker/parts.ts), for the drift check's reads of every region. */
+  inRegion?: (region: string) => { vault: Vault; databases: EnvironmentDatabases };
   /** The drift check's Prometheus series on the worker (cmk_drift_environments, cmk_drift_detected_total). */
   driftMetrics?: DriftMetrics;
   /** Where the workflows' audit records go (the audit workflow, through a Temporal client). */

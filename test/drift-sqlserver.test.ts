@@ -12,7 +12,7 @@ import type { DriftRecordRequest } from '../workflows/messages';
 import { localParts } from './support/parts';
 import { RecordingSqlServer } from './support/recording-sql';
 
-async function rig() {
+async function rig(routed = false) {
   const { vault } = localParts();
   const key = await vault.createKey('provider-emea', { purpose: 'provider', enabled: true });
   const provider: Protector = { kind: 'provider', name: key.name, version: key.version, thumbprint: key.thumbprint };
@@ -30,7 +30,10 @@ async function rig() {
       return { tenant: 'contoso', drifting: [], newlyFound: [] };
     },
   };
-  const activities = createDriftActivities({ databases, vault, drift });
+  // Routed: the worker's own parts are another region's server (empty); the environment's region has its own (R1).
+  const activities = routed
+    ? createDriftActivities({ databases: new SqlServerEnvironmentDatabases({ connection: new RecordingSqlServer() }), vault, drift, inRegion: (region) => (region === 'emea' ? { databases, vault } : { databases: new SqlServerEnvironmentDatabases({ connection: new RecordingSqlServer() }), vault }) })
+    : createDriftActivities({ databases, vault, drift });
   return { server, activities, recorded };
 }
 
@@ -52,4 +55,10 @@ test('SQL Server: an outage is an error for Temporal to retry, never a drift', a
   server.failOnce(/dm_database_encryption_keys/);
   await expect(activities.checkTenantDrift({ tenant: 'contoso', checkedAt: '2030-01-01T01:00:00.000Z' })).rejects.toThrow();
   expect(recorded).toEqual([]);
+});
+
+test('R1: each environment is read in its own region (its SQL Server), not on the worker’s default one', async () => {
+  const { activities, recorded } = await rig(true);
+  await activities.checkTenantDrift({ tenant: 'contoso', checkedAt: '2030-01-01T01:00:00.000Z' });
+  expect(recorded[0]!.findings).toEqual([{ env: 'prod', differences: [] }]);
 });
