@@ -1,4 +1,5 @@
 import { describeDrift, driftSignature, findDrift, type BelievedProtector, type ObservedProtector } from '../domain/drift';
+import { ConfigError, loadConfig } from '../config';
 
 const believed: BelievedProtector = { id: 'prod', state: 'Online', protection: 'tenant', keyThumbprint: 'aa' };
 const clean: ObservedProtector = { protector: { kind: 'tenant', name: 'tenant-t-eu', version: 'v1', thumbprint: 'aa' }, vaultKey: { thumbprint: 'aa', enabled: true } };
@@ -39,5 +40,20 @@ describe('drift: what the database and the vault say against what the tenant wor
     const a = findDrift(believed, { protector: clean.protector });
     expect(driftSignature(a)).toBe(driftSignature(findDrift(believed, { protector: clean.protector })));
     expect(driftSignature(a)).not.toBe(driftSignature(findDrift(believed, {})));
+  });
+});
+
+describe('drift configuration', () => {
+  it('checks hourly and mails no operator by default; CMK_DRIFT_CHECK_INTERVAL and CMK_OPERATOR_EMAIL change that', () => {
+    expect(loadConfig({})).toMatchObject({ driftCheckIntervalMs: 3_600_000, operatorEmails: [] });
+    expect(loadConfig({ CMK_DRIFT_CHECK_INTERVAL: '15m', CMK_OPERATOR_EMAIL: 'ops@provider.example, Night@Provider.example' })).toMatchObject({
+      driftCheckIntervalMs: 900_000,
+      operatorEmails: ['ops@provider.example', 'night@provider.example'],
+    });
+  });
+
+  it('refuses an operator address that is not one, naming the variable', () => {
+    expect(() => loadConfig({ CMK_OPERATOR_EMAIL: 'ops@provider.example,not-an-address' })).toThrow(ConfigError);
+    expect(() => loadConfig({ CMK_OPERATOR_EMAIL: 'ops@provider.example,not-an-address' })).toThrow(/CMK_OPERATOR_EMAIL names "not-an-address"/);
   });
 });
