@@ -66,7 +66,9 @@ export function createDriftActivities({
       const snapshot = await drift.snapshot(input.tenant);
       if (!snapshot) return undefined;
       const findings: DriftFinding[] = [];
-      for (const env of snapshot.environments) findings.push({ env: env.id, differences: await compare(input.tenant, env) });
+      for (const env of snapshot.environments) {
+        findings.push({ env: env.id, believed: { state: env.state, protection: env.protection, keyThumbprint: env.keyThumbprint }, differences: await compare(input.tenant, env) });
+      }
       const result = await drift.recordDrift(input.tenant, { checkedAt: input.checkedAt, findings, operators: operatorEmails });
       if (result) driftMetrics?.recorded(result);
       return result;

@@ -10,6 +10,10 @@ import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { loadDataConverter } from '../codec';
 import { DRIFT_SCHEDULE_ID } from '../workflows/messages';
+import { ControlPlane } from '../client/library';
+import { loadRequestSigner } from '../common/request-signing';
+import { OPERATOR } from '../domain/access';
+import { DEFAULT_POLICY } from '../domain/policy';
 import { freePort, startStack, type Stack } from '../harness/stack';
 import { scratchDir } from './support/scratch';
 import { expectSchedule } from './support/schedules';
@@ -116,6 +120,21 @@ test('changed behind cmk’s back: found, shown in env list, mailed once to admi
   const actions = (audit.json().records as Array<{ action: string; environment: string | null }>).filter((r) => r.action === 'env.drift').map((r) => r.environment);
   expect(actions.sort()).toEqual(['prod', 'stage']);
 }, 120_000);
+
+test('a finding about a belief that changed since the check read it (an operation meanwhile) is dropped, not mailed', async () => {
+  const plane = new ControlPlane(temporal, stack.env.CMK_TASK_QUEUE ?? 'cmk', loadRequestSigner(stack.secretsDir));
+  const stale = { state: 'Online' as const, protection: 'provider' as const, keyThumbprint: 'f'.repeat(64) };
+  const result = await plane.recordDrift(tenant, {
+    actor: OPERATOR,
+    policy: DEFAULT_POLICY,
+    checkedAt: new Date().toISOString(),
+    findings: [{ env: 'dev', believed: stale, differences: [{ kind: 'thumbprint', expected: stale.keyThumbprint, found: 'e'.repeat(64) }] }],
+    operators: [OPS],
+  });
+  expect(result?.newlyFound).toEqual([]);
+  expect((await envList()).find((e) => e.id === 'dev')?.drift).toBeUndefined();
+  expect(await driftMails()).toHaveLength(3);
+});
 
 test('refusals: a system administrator, an unknown tenant — nothing checked, nothing mailed', async () => {
   const before = await envList();

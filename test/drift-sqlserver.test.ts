@@ -40,13 +40,13 @@ async function rig(routed = false) {
 test('SQL Server: the DEK re-wrapped by another encryptor than the key record names is drift', async () => {
   const { server, activities, recorded } = await rig();
   await activities.checkTenantDrift({ tenant: 'contoso', checkedAt: '2030-01-01T01:00:00.000Z' });
-  expect(recorded[0]!.findings).toEqual([{ env: 'prod', differences: [] }]);
+  expect(recorded[0]!.findings).toEqual([{ env: 'prod', believed: { state: 'Online', protection: 'provider', keyThumbprint: expect.any(String) }, differences: [] }]);
 
   server.certificates.set('dba_cert', 'D'.repeat(40));
   server.rewrapBehindTheEnginesBack('cmk_contoso_prod', 'CERTIFICATE', 'dba_cert');
   await activities.checkTenantDrift({ tenant: 'contoso', checkedAt: '2030-01-01T02:00:00.000Z' });
   expect(recorded[1]!.findings).toEqual([
-    { env: 'prod', differences: [{ kind: 'key-record-unreadable', expected: 'a readable key record', found: expect.stringMatching(/wrapped by the encryptor with thumbprint DDDD/) }] },
+    { env: 'prod', believed: expect.anything(), differences: [{ kind: 'key-record-unreadable', expected: 'a readable key record', found: expect.stringMatching(/wrapped by the encryptor with thumbprint DDDD/) }] },
   ]);
 });
 
@@ -60,5 +60,5 @@ test('SQL Server: an outage is an error for Temporal to retry, never a drift', a
 test('R1: each environment is read in its own region (its SQL Server), not on the worker’s default one', async () => {
   const { activities, recorded } = await rig(true);
   await activities.checkTenantDrift({ tenant: 'contoso', checkedAt: '2030-01-01T01:00:00.000Z' });
-  expect(recorded[0]!.findings).toEqual([{ env: 'prod', differences: [] }]);
+  expect(recorded[0]!.findings).toEqual([{ env: 'prod', believed: { state: 'Online', protection: 'provider', keyThumbprint: expect.any(String) }, differences: [] }]);
 });

@@ -277,6 +277,8 @@ export type PurgeRequest = Request;
 /** One environment as the drift check found it (domain/drift.ts); no differences: as the workflow believes. */
 export interface DriftFinding {
   env: string;
+  /** What the workflow believed when the check read the environment: a finding about a belief since changed is dropped. */
+  believed: Pick<EnvironmentRecord, 'state' | 'protection' | 'keyThumbprint'>;
   differences: DriftDifference[];
 }
 

@@ -2,7 +2,8 @@
  * The drift check's findings (workflows/drift.ts) kept where `env list` reads them, and told once: a drift found for
  * the first time (or changed) is mailed to the administrators, the environment's system administrator and the
  * operators, and audited; the same drift found again an hour later changes only when it was last seen. A finding
- * without differences clears the environment's drift (audited as resolved). Nothing here repairs anything.
+ * without differences clears the environment's drift (audited as resolved); one about a belief that changed since the
+ * check read it (an operation started meanwhile) is dropped. Nothing here repairs anything.
  *
  * No recorded history holds this update: its mail and audit commands appear only in runs that receive it, so the
  * handler needs no patch (as `refreshTrust`).
@@ -22,7 +23,11 @@ export function registerDrift(ctx: TenantContext): void {
       ctx.exclusively(async () => {
         const drift = (tenant.drift ??= {});
         const newlyFound: string[] = [];
-        for (const { env, differences } of request.findings) {
+        for (const { env, believed, differences } of request.findings) {
+          // An operation that started after the check read its snapshot (apply, revert, a re-protection) changed the
+          // database legitimately: that finding says nothing, either way; the next check reads the new state.
+          const now = tenant.environments.find((e) => e.id === env);
+          if (now && (now.state !== believed.state || now.protection !== believed.protection || now.keyThumbprint !== believed.keyThumbprint)) continue;
           const known = drift[env];
           if (differences.length === 0) {
             if (known) {
