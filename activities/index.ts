@@ -18,6 +18,7 @@ import type { AuditTrail } from '../audit/trail';
 import type { RequestTrust } from '../domain/signed';
 import type { ChallengeOpener } from './lock';
 import { createTrustActivities } from './trust';
+import { createDriftActivities, type DriftDirectory, type DriftMetrics } from './drift';
 
 export interface ActivityDependencies {
   vault: Vault;
@@ -25,6 +26,14 @@ export interface ActivityDependencies {
   mailer: Mailer;
   /** The tenant workflows as the daily purge reaches them (a Temporal client); absent in tests that do not purge. */
   tenants?: TenantDirectory;
+  /** The tenant workflows as the drift check reaches them (a Temporal client); absent in tests that do not check drift. */
+  drift?: DriftDirectory;
+  /** Where a drift is mailed besides the tenant's administrators (CMK_OPERATOR_EMAIL). */
+  operatorEmails?: string[];
+  /** Each region's vault and databases (R1; worker/parts.ts), for the drift check's reads of every region. */
+  inRegion?: (region: string) => { vault: Vault; databases: EnvironmentDatabases };
+  /** The drift check's Prometheus series on the worker (cmk_drift_environments, cmk_drift_detected_total). */
+  driftMetrics?: DriftMetrics;
   /** Where the workflows' audit records go (the audit workflow, through a Temporal client). */
   auditSink?: AuditSink;
   /** The trail itself: only on the worker that is its single writer. */
@@ -44,6 +53,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createPurgeActivities(deps),
     ...createAuditActivities(deps),
     ...createTrustActivities(deps),
+    ...createDriftActivities(deps),
   });
 }
 

@@ -302,6 +302,14 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       handle: ({ actor, params }) => service.retryMail(actor, params.tenant!),
     }),
     route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/drift-check',
+      summary: "Compare the tenant's environments with their databases and the vault now (reads only)",
+      audited: 'drift.check',
+      response: S.DriftChecked,
+      handle: ({ actor, params }) => service.checkDrift(actor, params.tenant!),
+    }),
+    route({
       method: 'GET',
       path: '/v1/tenants/{tenant}/audit',
       summary: "The tenant's audit trail (newest last; ?limit=N, ?after=SEQ)",

@@ -59,6 +59,14 @@ export const AccessAllowed = Type.Object({ allowed: Type.Boolean() });
 
 // ------------------------------------------------------------------------------------------ environments
 
+/** A drift the drift check found (domain/drift.ts): shown until a check finds the environment as cmk set it again. */
+const DriftView = Type.Object({
+  foundAt: Stamp,
+  checkedAt: Stamp,
+  summary: Type.String(),
+  differences: Type.Array(Type.Object({ kind: Type.String(), expected: Type.String(), found: Type.String() })),
+});
+
 export const EnvView = Type.Object({
   id: Type.String(),
   region: Type.String(),
@@ -72,6 +80,8 @@ export const EnvView = Type.Object({
   deletedAt: Type.Optional(Stamp),
   /** What background work could not do to it (docs/RELIABILITY.md). */
   fault: Type.Optional(Type.Object({ operation: Type.Union([Type.Literal('delete'), Type.Literal('reprotect')]), code: Type.String(), reason: Type.String(), repair: Type.String(), at: Type.Optional(Stamp) })),
+  /** Its database or vault differs from what cmk believes (the drift check; docs/RUNBOOK.md, "Drift"). */
+  drift: Type.Optional(DriftView),
 });
 export const EnvironmentShown = Type.Object({ environment: EnvView });
 export const EnvironmentList = Type.Object({ tenant: Type.String(), region: Type.String(), environments: Type.Array(EnvView) });
@@ -187,6 +197,15 @@ export const MailView = Type.Object({
   attempts: Type.Optional(Type.Number()),
 });
 export const MailList = Type.Object({ tenant: Type.String(), mails: Type.Array(MailView) });
+/** `cmk drift check`: the tenant's drifting environments (none: clean), and which of them this check found first. */
+export const DriftChecked = Type.Object({
+  tenant: Type.String(),
+  checkedAt: Stamp,
+  clean: Type.Boolean(),
+  drifting: Type.Array(Type.Intersect([Type.Object({ env: Type.String() }), DriftView])),
+  newlyFound: Type.Array(Type.String()),
+});
+
 export const MailRetried = Type.Object({ tenant: Type.String(), tried: Type.Array(MailView), mails: Type.Array(MailView) });
 
 // ------------------------------------------------------------------------------------------ lock (R8–R11, R15)

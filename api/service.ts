@@ -280,7 +280,7 @@ export class ApiService {
     const mine = actor.kind === 'user' ? normaliseEmail(actor.email) : null;
     const environments = tenant.environments.filter((e) => e.region === region && (seesAll || e.systemAdmin === mine));
     await this.recordOperatorRead(actor, 'env.list', tenantId, { region, details: { environments: environments.length } });
-    return { tenant: tenantId, region, environments: environments.map((e) => ({ ...environmentView(e), ...faultView(tenant, e) })) };
+    return { tenant: tenantId, region, environments: environments.map((e) => ({ ...environmentView(e), ...faultView(tenant, e), ...driftView(tenant, e) })) };
   }
 
   /** R7 `env apply` / `env revert`, and `env rekey`: returns when done, its mail in the outbox. */
@@ -761,6 +761,18 @@ export class ApiService {
     };
   }
 
+  /**
+   * `cmk drift check`: the tenant's environments compared with their databases and the vault now, by the workflows'
+   * worker (it reads; it repairs nothing). Global and service administrators, and the operator.
+   */
+  async checkDrift(actor: Actor, tenantId: string) {
+    await this.authorize(actor, tenantId, 'drift.check');
+    const report = await this.deps.controlPlane.checkDrift(tenantId);
+    const found = report.tenants.find((t) => t.tenant === tenantId);
+    const drifting = (found?.drifting ?? []).map(({ env, foundAt, checkedAt, summary, differences }) => ({ env, foundAt, checkedAt, summary, differences }));
+    return { tenant: tenantId, checkedAt: report.checkedAt, clean: drifting.length === 0, drifting, newlyFound: found?.newlyFound ?? [] };
+  }
+
   /** For `cmk status` and the metrics: mail not delivered, across tenants. */
   mailSummary() {
     return this.deps.outbox.summary();
@@ -783,6 +795,14 @@ export function faultView(tenant: TenantSnapshot, env: EnvironmentRecord): { fau
     return { fault: { operation: 'reprotect', code: refused.code, reason: refused.message, at, repair: '`cmk env rekey` moves it to the active key.' } };
   }
   return {};
+}
+
+/** The drift the last check found in the environment, if any (without its signature, an internal key). */
+export function driftView(tenant: TenantSnapshot, env: EnvironmentRecord): { drift?: { foundAt: string; checkedAt: string; summary: string; differences: Array<{ kind: string; expected: string; found: string }> } } {
+  const drift = tenant.drift?.[env.id];
+  if (!drift) return {};
+  const { foundAt, checkedAt, summary, differences } = drift;
+  return { drift: { foundAt, checkedAt, summary, differences } };
 }
 
 /** `key show`: the region's environments with a fault, and replaced keys the vault refused to delete. */
@@ -879,6 +899,7 @@ function describeAction(action: Action): string {
     'key.rollback': 'roll back the key of this tenant',
     'key.reactivate': 're-activate the key of this tenant',
     'mail.list': 'read the mail of this tenant',
+    'drift.check': 'check this tenant for drift',
     audit: 'read the audit trail of this tenant',
   };
   return words[action];

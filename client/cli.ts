@@ -8,13 +8,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { isCmkError } from '../common/errors';
 import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
 import type { Action } from '../domain/access';
-import { AuditBrokenError, DryRunRefusedError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
+import { AuditBrokenError, CheckFailedError, DryRunRefusedError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
 import { registerStatus } from './commands/status';
 import { registerTenant } from './commands/tenant';
 import { registerEnv } from './commands/env';
 import { registerKey } from './commands/key';
 import { registerMail } from './commands/mail';
 import { registerAudit } from './commands/audit';
+import { registerDrift } from './commands/drift';
 import { registerConsole } from './commands/console';
 import { callerToken, registerToken } from './commands/token';
 
@@ -42,7 +43,7 @@ function report(err: unknown, json: boolean, io: Io): number {
     if (json) io.out(JSON.stringify({ error: { code: 'USAGE', message: err.message } }));
     return EXIT.usage;
   }
-  if (err instanceof AuditBrokenError) {
+  if (err instanceof CheckFailedError) {
     io.err(`cmk: ${err.message}`);
     return EXIT.failed;
   }
@@ -95,7 +96,7 @@ function buildProgram(io: Io, setJson: (json: boolean) => void): Command {
 
   const context: CliContext = { program, io, command, api, secretsMayGo, print, localInput };
   // The order of the groups is the order of `cmk --help`.
-  for (const register of [registerStatus, registerTenant, registerEnv, registerKey, registerMail, registerAudit, registerToken, registerConsole]) register(context);
+  for (const register of [registerStatus, registerTenant, registerEnv, registerKey, registerMail, registerAudit, registerDrift, registerToken, registerConsole]) register(context);
   return program;
 }
 

@@ -52,10 +52,15 @@ import {
   type EnvironmentsCreateRequest,
   type EnvironmentsCreateResult,
   environmentsCreateUpdateId,
+  DRIFT_WORKFLOW_TYPE,
+  driftCheckWorkflowId,
+  type DriftCheckReport,
+  type DriftRecordRequest,
+  type DriftRecordResult,
 } from '../workflows/messages';
 import type { AuditEntry } from '../audit/trail';
 import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
-import type { auditTrailWorkflow, mailRetryWorkflow } from '../workflows';
+import type { auditTrailWorkflow, driftCheckWorkflow, mailRetryWorkflow } from '../workflows';
 import type { MailRetryReport } from '../mail/types';
 import { normaliseEmail } from '../domain/ids';
 import type { EnvironmentRecord, TenantSnapshot } from '../domain/model';
@@ -371,9 +376,39 @@ export class ControlPlane {
   }
 
   /** R9's daily safety net for one tenant; undefined when its workflow no longer runs. */
-  async purgeOverdue(tenant: string, request: PurgeRequest): Promise<PurgeResult | undefined> {
+  purgeOverdue(tenant: string, request: PurgeRequest): Promise<PurgeResult | undefined> {
+    return this.updateIfRunning(tenant, updates.purgeOverdue, request);
+  }
+
+  /** The drift check's findings for one tenant, kept (and a new drift mailed) by its workflow; undefined when it no longer runs. */
+  recordDrift(tenant: string, request: DriftRecordRequest): Promise<DriftRecordResult | undefined> {
+    return this.updateIfRunning(tenant, updates.recordDrift, request);
+  }
+
+  /** The tenants whose workflow runs (Temporal's visibility), for the drift check's pass over all of them. */
+  async runningTenants(): Promise<string[]> {
+    const tenants: string[] = [];
+    const prefix = tenantWorkflowId('');
+    for await (const run of this.temporal.workflow.list({ query: `WorkflowType = 'tenantWorkflow' AND ExecutionStatus = 'Running'` })) {
+      if (run.workflowId.startsWith(prefix)) tenants.push(run.workflowId.slice(prefix.length));
+    }
+    return [...new Set(tenants)].sort();
+  }
+
+  /** `cmk drift check`: the tenant's environments compared now by the workflows' worker; a check already running for it is joined. */
+  checkDrift(tenant: string): Promise<DriftCheckReport> {
+    return this.temporal.workflow.execute<typeof driftCheckWorkflow>(DRIFT_WORKFLOW_TYPE, {
+      workflowId: driftCheckWorkflowId(tenant),
+      taskQueue: this.taskQueue,
+      args: [{ tenant }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+  }
+
+  /** An operator's update of one tenant; undefined when its workflow no longer runs. */
+  private async updateIfRunning<Ret, Req extends object>(tenant: string, update: UpdateDefinition<Ret, [Req]>, request: Req): Promise<Ret | undefined> {
     try {
-      return await this.tenantUpdate(tenant, updates.purgeOverdue, request);
+      return await this.tenantUpdate(tenant, update, request);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw asRefusal(err) ?? err;

@@ -36,6 +36,10 @@ export interface Config {
   workerMaxCachedWorkflows?: number;
   /** How often the Schedule runs the purge of locked environments past their deadline (R9's safety net). */
   purgeIntervalMs: number;
+  /** How often the Schedule `cmk-drift-check` compares every environment with what cmk believes (CMK_DRIFT_CHECK_INTERVAL). */
+  driftCheckIntervalMs: number;
+  /** The provider's operators, mailed with a tenant's administrators when a drift is found (CMK_OPERATOR_EMAIL, comma-separated). */
+  operatorEmails: string[];
   /** Environment databases: embedded SQLite files (default) or SQL Server with TDE (database/sqlserver.ts). */
   dbEngine: 'sqlite' | 'sqlserver';
   /** SQL Server connection string or mssql:// URL; set exactly when dbEngine is 'sqlserver'. */
@@ -195,6 +199,16 @@ const worker = (regions: string[] | undefined) =>
     // Below 2 the SDK would silently use 2, or (at 0) replay each tenant's whole history on every task.
     CMK_WORKER_MAX_CACHED_WORKFLOWS: wholeNumber(2),
     CMK_PURGE_INTERVAL: duration(24 * HOUR),
+    CMK_DRIFT_CHECK_INTERVAL: duration(HOUR),
+    CMK_OPERATOR_EMAIL: parsed<string[]>(
+      [],
+      (value, name) => {
+        const list = value.split(',').map((e) => e.trim().toLowerCase()).filter((e) => e !== '');
+        const bad = list.find((e) => !isValidEmail(e));
+        return bad === undefined ? list : new Refused(`${name} names "${bad}", which is not an e-mail address such as ops@example.com.`);
+      },
+      { trim: true },
+    ),
   });
 
 type DatabaseConfig = Pick<Config, 'dbEngine' | 'mssqlUrl' | 'mssqlEkmProvider' | 'mssqlTenantKeys' | 'mssqlBackupDir' | 'mssqlControlDatabase'>;
@@ -392,6 +406,8 @@ export function loadConfig(env: Env = process.env): Config {
     workerWorkflows: workerSettings.CMK_WORKER_WORKFLOWS,
     ...(workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { workerMaxCachedWorkflows: workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS } : {}),
     purgeIntervalMs: workerSettings.CMK_PURGE_INTERVAL,
+    driftCheckIntervalMs: workerSettings.CMK_DRIFT_CHECK_INTERVAL,
+    operatorEmails: workerSettings.CMK_OPERATOR_EMAIL,
     ...database,
     ...sqlServersConfig(env),
     auth,

@@ -35,6 +35,7 @@ import { assertEnvironmentIds, assertOfflineMark, newBackupId } from './ids';
 import * as sql from './sqlserver-sql';
 import { MAX_IDENTIFIER_LENGTH, type Encryptor } from './sqlserver-sql';
 import type { BackupView, EnvironmentDatabases, KeyRecordView, OfflineEnvironment, OfflineMark, Protector, RekeyHooks, Row, ScanProgress } from './types';
+import { KeyRecordDisagreement } from './types';
 
 // ------------------------------------------------------------------------------------------------- connection
 
@@ -684,14 +685,14 @@ export class SqlServerEnvironmentDatabases implements EnvironmentDatabases {
   private async checkedView(tenant: string, env: string, database: string, record: KeyRecord): Promise<KeyRecordView> {
     const expected = this.encryptorFor(record.protector);
     if (expected.type !== record.encryptor.type || expected.name !== record.encryptor.name) {
-      throw new Error(`The key record of ${database} names ${record.encryptor.type} ${record.encryptor.name}, but its protector maps to ${expected.type} ${expected.name}.`);
+      throw new KeyRecordDisagreement(`The key record of ${database} names ${record.encryptor.type} ${record.encryptor.name}, but its protector maps to ${expected.type} ${expected.name}.`);
     }
     const state = await this.encryptionState(database);
-    if (!state) throw new Error(`${database} has a key record but no database encryption key.`);
+    if (!state) throw new KeyRecordDisagreement(`${database} has a key record but no database encryption key.`);
     const inMaster = await this.findEncryptor(expected);
-    if (!inMaster) throw new Error(`The ${expected.type} ${expected.name} that wraps the DEK of ${database} is missing from master.`);
+    if (!inMaster) throw new KeyRecordDisagreement(`The ${expected.type} ${expected.name} that wraps the DEK of ${database} is missing from master.`);
     if (!sameThumbprint(state.encryptor_thumbprint, inMaster.thumbprint)) {
-      throw new Error(`The DEK of ${database} is wrapped by the encryptor with thumbprint ${state.encryptor_thumbprint ?? 'none'}, not by ${expected.type} ${expected.name} (${inMaster.thumbprint}) as its key record says.`);
+      throw new KeyRecordDisagreement(`The DEK of ${database} is wrapped by the encryptor with thumbprint ${state.encryptor_thumbprint ?? 'none'}, not by ${expected.type} ${expected.name} (${inMaster.thumbprint}) as its key record says.`);
     }
     return view(tenant, env, record);
   }

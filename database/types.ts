@@ -3,6 +3,12 @@
  * at rest only in the environment's one key record, wrapped by exactly one protector key in the vault (DESIGN.md §6).
  */
 
+/**
+ * The database contradicts its own key record (on SQL Server: the DEK wrapped by another encryptor than the record
+ * names): changed behind cmk's back. The drift check reports it; every other caller fails as before.
+ */
+export class KeyRecordDisagreement extends Error {}
+
 /** The key that wraps an environment's DEK: the region's provider key or the tenant's active key. */
 export interface Protector {
   kind: 'provider' | 'tenant';

@@ -34,16 +34,17 @@ export type Action =
   | 'key.rollback'
   | 'key.reactivate'
   | 'mail.list'
+  | 'drift.check'
   | 'audit';
 
 export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
-  'env.unlock', 'env.delete', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'audit',
+  'env.unlock', 'env.delete', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'drift.check', 'audit',
 ]);
 
 // The operator also reads and verifies the audit trail, and sees a tenant's administrators and environment counts
-// (`tenant show`): extensions of §4's table, neither a key operation.
-const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'tenant.show', 'env.create', 'env.list', 'env.data', 'mail.list', 'audit']);
+// (`tenant show`), and runs the drift check (`drift check`, which only reads): extensions of §4's table, none a key operation.
+const OPERATOR_ACTIONS: ReadonlySet<Action> = new Set<Action>(['tenant.create', 'tenant.show', 'env.create', 'env.list', 'env.data', 'mail.list', 'drift.check', 'audit']);
 /** R12: what the system administrator of one environment may do, on that environment only. */
 const SYSTEM_ADMIN_ENV_ACTIONS: ReadonlySet<Action> = new Set<Action>([
   'env.apply',

@@ -139,6 +139,8 @@ export interface TenantSnapshot {
   operations: Record<string, string>;
   /** The latest re-protection per region, running or finished (absent in tenants older than batched re-protection). */
   reprotections?: Record<string, ReprotectionProgress>;
+  /** Environments whose database or vault differs from what this workflow believes, found by the drift check. */
+  drift?: Record<string, EnvironmentDrift>;
   /** The opt-in warning of a first apply, accepted once for the tenant (`env apply --accept-risk`); absent before. */
   riskAcceptance?: RiskAcceptance;
 }
@@ -156,6 +158,18 @@ export interface RiskAcceptance {
 export function riskAcceptanceOf(tenant: Pick<TenantSnapshot, 'riskAcceptance' | 'environments'>): RiskAcceptance | null {
   if (tenant.riskAcceptance) return tenant.riskAcceptance;
   return tenant.environments.some((e) => e.protection === 'tenant') ? { by: null, at: null } : null;
+}
+
+/** A drift as last found (domain/drift.ts): kept until a check finds the environment as believed again. */
+export interface EnvironmentDrift {
+  /** When this drift (this signature) was first found: a later check of the same drift keeps it. */
+  foundAt: string;
+  /** When a check last saw it. */
+  checkedAt: string;
+  /** What differs, in a sentence an administrator understands. */
+  summary: string;
+  differences: Array<{ kind: string; expected: string; found: string }>;
+  signature: string;
 }
 
 export function emptyRegion(region: string): RegionKeys {

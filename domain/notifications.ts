@@ -17,6 +17,7 @@ export const MAIL_EVENTS = [
   'operation-failed',
   // Extends §4 (issue 19): a re-protection finished with environments it could not move to the new key.
   'reprotection-incomplete',
+  'drift-detected',
 ] as const;
 export type MailEvent = (typeof MAIL_EVENTS)[number];
 
@@ -235,5 +236,19 @@ export function reprotectionIncompleteMail(p: {
       `environment still on the previous key when the tenant is locked can never be unlocked, and is deleted with its backups ` +
       `when its lock expires. Move them before anyone locks the tenant.` +
       (p.systemAdmin ? SYSTEM_ADMIN_SIGNATURE : SIGNATURE),
+  };
+}
+
+/** The drift check found environments that differ from what cmk believes (domain/drift.ts); sent once per new drift. */
+export function driftDetectedMail(p: { tenantName: string; tenant: string; drifts: Array<{ env: string; summary: string }>; at: string }): Notification {
+  return {
+    event: 'drift-detected',
+    subject: `Encryption drift found in ${p.tenantName}: ${list(p.drifts.map((d) => d.env))}`,
+    body:
+      `cmk's drift check found, at ${p.at}, environments of tenant ${p.tenant} whose database or key vault no longer matches what cmk set:\n` +
+      p.drifts.map((d) => `- ${d.env}: ${d.summary}\n`).join('') +
+      `\nSomething changed them outside cmk. cmk repairs nothing by itself: the provider's operators follow the drift runbook ` +
+      `(docs/RUNBOOK.md, "Drift"). \`cmk env list\` shows the drift until a check finds the environment as cmk set it again.` +
+      SIGNATURE,
   };
 }

@@ -560,6 +560,11 @@ export function checkBackup(tenant: TenantSnapshot, request: BackupCheck): Refus
 }
 
 /** The daily purge (R9's safety net) is the provider's own job: only the operator asks for it. */
+/** The drift check's findings are recorded by cmk's own worker, which acts as the operator (it only reads the databases). */
+export function checkDriftRecord(actor: Actor): Refusal | null {
+  return actor.kind === 'operator' ? null : forbidden(actor, 'record a drift check');
+}
+
 export function checkPurge(actor: Actor): Refusal | null {
   return actor.kind === 'operator' ? null : forbidden(actor, 'purge locked environments');
 }

@@ -12,6 +12,7 @@ import { PURGE_SCHEDULE_ID, tenantWorkflowId } from '../workflows/messages';
 import type { PurgeReport } from '../activities/purge';
 import { startStack, type Stack } from '../harness/stack';
 import { onceTimeAllows } from './support/deadline';
+import { expectSchedule } from './support/schedules';
 
 let stack: Stack;
 let connection: Connection;
@@ -45,10 +46,7 @@ async function lockedTenant(tenant: string): Promise<{ deleteAt: string }> {
 }
 
 test('the stack creates the daily purge Schedule, visible to operators', async () => {
-  const described = await temporal.schedule.getHandle(PURGE_SCHEDULE_ID).describe();
-  expect(described.spec.intervals).toEqual([expect.objectContaining({ every: 24 * 3_600_000 })]);
-  expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'purgeLockedEnvironmentsWorkflow' });
-  expect(described.state.paused).toBe(false);
+  await expectSchedule(temporal, PURGE_SCHEDULE_ID, { everyMs: 24 * 3_600_000, workflowType: 'purgeLockedEnvironmentsWorkflow' });
 });
 
 test('R9: the tenant timer deletes at the deadline; the purge deletes what no timer will (a terminated tenant workflow)', async () => {

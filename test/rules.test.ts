@@ -20,6 +20,7 @@ import {
   checkKeyChange,
   checkLock,
   checkPurge,
+  checkDriftRecord,
   checkReactivate,
   checkRollback,
   checkTenantCreate,
@@ -170,6 +171,10 @@ describe('privileges (R12)', () => {
     ['a system administrator changes no key', SAM, 'key.change', undefined, false],
     ['a system administrator does not lock', SAM, 'tenant.lock', undefined, false],
     ['a system administrator reads no mail', SAM, 'mail.list', undefined, false],
+    ['the operator checks a tenant for drift (it only reads)', OPERATOR, 'drift.check', undefined, true],
+    ['a service administrator checks for drift', BOB, 'drift.check', undefined, true],
+    ['a system administrator does not check for drift', SAM, 'drift.check', undefined, false],
+    ['a stranger does not check for drift', EVE, 'drift.check', undefined, false],
     ['a stranger does nothing', EVE, 'env.list', undefined, false],
     ['e-mail case does not matter', { kind: 'user', email: 'ALICE@contoso.example' }, 'key.change', undefined, true],
   ];
@@ -507,6 +512,11 @@ describe('backups, the purge, passwords', () => {
   test('only the operator purges', () => {
     expect(checkPurge(OPERATOR)).toBeNull();
     expect(codeOf(checkPurge(ALICE))).toBe('FORBIDDEN');
+  });
+
+  test('only cmk’s own worker, as the operator, records what a drift check found', () => {
+    expect(checkDriftRecord(OPERATOR)).toBeNull();
+    expect(codeOf(checkDriftRecord(ALICE))).toBe('FORBIDDEN');
   });
 
   test.each([

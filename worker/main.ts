@@ -4,8 +4,9 @@ import { Client, Connection, type DataConverter } from '@temporalio/client';
 import { ControlPlane } from '../client/library';
 import { ensurePurgeSchedule } from '../client/purge-schedule';
 import { ensureMailRetrySchedule } from '../client/mail-schedule';
+import { ensureDriftSchedule } from '../client/drift-schedule';
 import { OPERATOR } from '../domain/access';
-import { regionTaskQueue } from '../workflows/messages';
+import { regionTaskQueue, type DriftRecordRequest } from '../workflows/messages';
 import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
@@ -17,7 +18,7 @@ import { loadRequestSigner, requestTrustFor } from '../common/request-signing';
 import { ChallengeIssuer } from '../api/challenges';
 import { join } from 'node:path';
 import { stopWhenStackEnds } from '../stack/parent';
-import { installWorkerRuntime } from './telemetry';
+import { driftMetrics, installWorkerRuntime } from './telemetry';
 
 /**
  * What this process's activities need besides its parts: the tenants (for the daily purge), the audit sink, and — in
@@ -28,6 +29,14 @@ import { installWorkerRuntime } from './telemetry';
 export function workerActivityDependencies(config: Config, plane: ControlPlane) {
   return {
     tenants: { purgeOverdue: (tenant: string) => plane.purgeOverdue(tenant, { actor: OPERATOR, policy: config.policy }) },
+    // The drift check reads as the operator and has cmk's own worker record what it found (it repairs nothing).
+    drift: {
+      runningTenants: () => plane.runningTenants(),
+      snapshot: (tenant: string) => plane.snapshot(tenant),
+      recordDrift: (tenant: string, found: Pick<DriftRecordRequest, 'checkedAt' | 'findings' | 'operators'>) => plane.recordDrift(tenant, { ...found, actor: OPERATOR, policy: config.policy }),
+    },
+    operatorEmails: config.operatorEmails,
+    driftMetrics: driftMetrics(() => Runtime.instance().metricMeter),
     ...(config.workerWorkflows ? { auditTrail: new AuditTrail(join(config.dataDir, 'audit'), loadOrCreateSecret(config.secretsDir, 'audit-key')) } : {}),
     auditSink: { report: (entries: Parameters<ControlPlane['recordAudit']>[0]) => plane.recordAudit(entries) },
     // The workflows trust this worker's own signing key and durations, never a request's (DESIGN.md §6).
@@ -96,6 +105,7 @@ export async function runWorker(): Promise<void> {
   // The Schedule starts workflows: the workers that run them keep it in place.
   if (config.workerWorkflows) await ensurePurgeSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.purgeIntervalMs });
   if (config.workerWorkflows) await ensureMailRetrySchedule(temporal, { taskQueue: config.taskQueue });
+  if (config.workerWorkflows) await ensureDriftSchedule(temporal, { taskQueue: config.taskQueue, intervalMs: config.driftCheckIntervalMs });
   const activityDependencies = workerActivityDependencies(config, plane);
   const workers = await createWorkers(config, connection, parts, activityDependencies, dataConverter);
   if (workers.length === 0) throw new Error('This worker serves nothing: CMK_WORKER_WORKFLOWS=false and CMK_WORKER_REGIONS=none.');

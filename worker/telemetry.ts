@@ -4,7 +4,8 @@
  * @temporalio/activity with their execution's IDs, and in json the Rust core's lines — goes through this logger.
  */
 import { DefaultLogger, Runtime, type LogEntry, type Logger, type RuntimeOptions } from '@temporalio/worker';
-import type { LogLevel } from '@temporalio/common';
+import type { LogLevel, MetricCounter, MetricGauge, MetricMeter } from '@temporalio/common';
+import type { DriftMetrics } from '../activities/drift';
 import { formatJsonLine, isAtLeast } from '../common/logging';
 import { metricsBindAddress, type TelemetryConfig } from '../config/telemetry';
 
@@ -57,4 +58,26 @@ export function installWorkerRuntime(config: { telemetry: TelemetryConfig; taskQ
     runtime.logger.info(`Prometheus metrics on http://${metricsBindAddress(config.telemetry.metrics)}/metrics`, { sdkComponent: 'worker', taskQueue: config.taskQueue });
   }
   return runtime;
+}
+
+/**
+ * The drift check's series, on the worker's Prometheus endpoint beside the SDK's: environments drifting now, per
+ * tenant (set by each check of that tenant), and drifts found for the first time (what was mailed).
+ */
+export function driftMetrics(meterOf: () => MetricMeter): DriftMetrics {
+  // Made at the first check, from the Runtime the worker installed by then (building the dependencies installs none).
+  let series: { drifting: MetricGauge; detected: MetricCounter } | undefined;
+  return {
+    recorded(result) {
+      if (!series) {
+        const meter = meterOf();
+        series = {
+          drifting: meter.createGauge('cmk_drift_environments', 'int', 'environments', 'Environments whose database or vault differs from what cmk believes, per tenant, at its last drift check.'),
+          detected: meter.createCounter('cmk_drift_detected_total', 'drifts', 'Drifts found for the first time (each one mailed and audited once).'),
+        };
+      }
+      series.drifting.set(result.drifting.length, { tenant: result.tenant });
+      if (result.newlyFound.length) series.detected.add(result.newlyFound.length, { tenant: result.tenant });
+    },
+  };
 }

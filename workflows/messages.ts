@@ -11,10 +11,12 @@ import type { BackupView } from '../database/types';
 import type { PackedEnvironments } from '../domain/carried';
 import type { BulkEnvironmentList } from '../domain/bulk';
 import type { RequestAuth } from '../domain/signed';
+import type { DriftDifference } from '../domain/drift';
 import type { Actor } from '../domain/access';
 import type {
   Administrator,
   AdminRole,
+  EnvironmentDrift,
   EnvironmentRecord,
   EnvironmentOperation,
   BackupOperation,
@@ -285,6 +287,34 @@ export interface BackupResult {
 
 export type PurgeRequest = Request;
 
+/** One environment as the drift check found it (domain/drift.ts); no differences: as the workflow believes. */
+export interface DriftFinding {
+  env: string;
+  /** What the workflow believed when the check read the environment: a finding about a belief since changed is dropped. */
+  believed: Pick<EnvironmentRecord, 'state' | 'protection' | 'keyThumbprint'>;
+  differences: DriftDifference[];
+}
+
+/** The drift check's findings for a tenant, with the operators' addresses (the worker's CMK_OPERATOR_EMAIL) to mail. */
+export interface DriftRecordRequest extends Request {
+  checkedAt: string;
+  findings: DriftFinding[];
+  operators: string[];
+}
+
+/** What the tenant workflow recorded: every drifting environment, and those found for the first time (mailed). */
+export interface DriftRecordResult {
+  tenant: string;
+  drifting: Array<{ env: string } & EnvironmentDrift>;
+  newlyFound: string[];
+}
+
+/** What `cmk drift check` prints, and what each run of the Schedule returns. */
+export interface DriftCheckReport {
+  checkedAt: string;
+  tenants: DriftRecordResult[];
+}
+
 /** What one purge pass did for a tenant: environments deleted now (a timer had missed them) and those still locked. */
 export interface PurgeResult {
   tenant: string;
@@ -363,6 +393,8 @@ export const updates = {
   activateKey: defineUpdate<KeyChangeResult, [KeyActivateRequest]>('activateKey'),
   /** `env create --from-file`: one update for the whole list (workflows/tenant/bulk.ts). */
   createEnvironments: defineUpdate<EnvironmentsCreateResult, [EnvironmentsCreateRequest]>('createEnvironments'),
+  /** The drift check's findings: kept for `env list`, mailed and audited once per new drift (workflows/tenant/drift.ts). */
+  recordDrift: defineUpdate<DriftRecordResult, [DriftRecordRequest]>('recordDrift'),
 };
 
 /** The update ID of a bulk creation: a request sent again (a dropped connection) attaches to the running one. */
@@ -377,6 +409,12 @@ export const MAIL_RETRY_SCHEDULE_ID = 'cmk-mail-retry';
 export const MAIL_RETRY_WORKFLOW_TYPE = 'mailRetryWorkflow';
 /** The operator's retry of one tenant's mail: one at a time per tenant (a second request joins the running one). */
 export const mailRetryWorkflowId = (tenant: string): string => `cmk-mail-retry/${tenant}`;
+
+/** The drift check (workflows/drift.ts): hourly by its Schedule over every tenant, and now by `cmk drift check`. */
+export const DRIFT_SCHEDULE_ID = 'cmk-drift-check';
+export const DRIFT_WORKFLOW_TYPE = 'driftCheckWorkflow';
+/** `cmk drift check` of one tenant: one at a time per tenant (a second request joins the running one). */
+export const driftCheckWorkflowId = (tenant: string): string => `cmk-drift-check/${tenant}`;
 
 /** The audit trail's single writer (workflows/audit.ts): one workflow for the whole deployment. */
 export const AUDIT_WORKFLOW_ID = 'cmk-audit-trail';

@@ -23,6 +23,7 @@ import { registerBackups, registerEnvironments } from './tenant/environments';
 import { registerKeyActivation, registerKeys } from './tenant/keys';
 import { deleteOverdue, registerEnvironmentDeletion, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
 import { registerBulkCreate } from './tenant/bulk';
+import { registerDrift } from './tenant/drift';
 
 /**
  * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
@@ -136,6 +137,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerEnvironmentDeletion(ctx);
   registerKeyActivation(ctx);
   registerBulkCreate(ctx);
+  registerDrift(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 

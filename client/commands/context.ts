@@ -1,7 +1,7 @@
 /**
  * What every command group of the CLI (client/commands/*.ts) is given by client/cli.ts: the API client, the printer
  * that honours --json, the order of checks for local input, and the helpers that read key and password files and
- * lay out columns. The refusals the program turns into exit statuses (UsageError: 2, AuditBrokenError: 1) live here
+ * lay out columns. The refusals the program turns into exit statuses (UsageError: 2, CheckFailedError: 1) live here
  * too, so that a command can throw them without importing the program.
  */
 import { constants, promises as fs } from 'node:fs';
@@ -23,8 +23,11 @@ export type Json = Record<string, unknown>;
 /** A usage error found after commander parsed the line (exit 2). */
 export class UsageError extends Error {}
 
-/** `cmk audit verify` found the trail changed (exit 1, not a refusal). */
-export class AuditBrokenError extends Error {
+/** A check whose report was printed found something wrong (exit 1, not a refusal): `audit verify`, `drift check`. */
+export class CheckFailedError extends Error {}
+
+/** `cmk audit verify` found the trail changed. */
+export class AuditBrokenError extends CheckFailedError {
   constructor() {
     super('The audit trail does not verify.');
   }
@@ -37,6 +40,13 @@ export class DryRunRefusedError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/** `cmk drift check` found environments that differ from what cmk believes. */
+export class DriftFoundError extends CheckFailedError {
+  constructor(environments: number) {
+    super(`Drift found in ${environments} environment(s).`);
   }
 }
 

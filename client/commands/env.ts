@@ -36,7 +36,14 @@ export function registerEnv(context: CliContext): void {
               `Environments of ${o.tenant} in region ${r.region}:`,
               columns([
                 ['ENVIRONMENT', 'STATE', 'PROTECTION', 'KEY THUMBPRINT', 'SYSTEM ADMIN', ''],
-                ...r.environments.map((e) => [e.id, e.state, e.protection, e.keyThumbprint, e.systemAdmin ?? '-', e.fault ? faultText(e.fault) : e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : '']),
+                ...r.environments.map((e) => [
+                  e.id,
+                  e.state,
+                  e.protection,
+                  e.keyThumbprint,
+                  e.systemAdmin ?? '-',
+                  [e.drift ? `DRIFT since ${e.drift.foundAt}: ${e.drift.summary}` : '', e.fault ? faultText(e.fault) : e.lock ? `deleted at ${e.lock.deleteAt} unless unlocked` : ''].filter(Boolean).join('; '),
+                ]),
               ]),
               `Covered by the key: ${r.environments[0]!.coverage.covered.join(', ')}. Not covered: ${r.environments[0]!.coverage.notCovered.join(', ')}.`,
             ].join('\n'),

@@ -278,6 +278,22 @@ async function main(): Promise<void> {
       await plane.snapshot(tenant);
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
+
+    // Drift (issue 19): a drift found and mailed, the same drift found again (not mailed), then resolved.
+    'recorded-drift': async () => {
+      const tenant = 'recorded-drift';
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Drift Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }] });
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: 'sam@example.com' });
+      const believed = (await plane.snapshot(tenant))!.environments[0]!;
+      const drift = [{ env: 'prod', believed: { state: believed.state, protection: believed.protection, keyThumbprint: believed.keyThumbprint }, differences: [{ kind: 'vault-key-missing' as const, expected: 'provider-default version 1 in the vault', found: 'none' }] }];
+      const record = (checkedAt: string, findings: typeof drift) => plane.recordDrift(tenant, { actor: operator, policy: DEFAULT_POLICY, checkedAt, findings, operators: ['ops@example.com'] });
+      await record('2030-01-01T00:00:00.000Z', drift);
+      await record('2030-01-01T01:00:00.000Z', drift);
+      await expectRefusal(plane.recordDrift(tenant, { actor: alice, policy: DEFAULT_POLICY, checkedAt: '2030-01-01T01:30:00.000Z', findings: [], operators: [] }));
+      await record('2030-01-01T02:00:00.000Z', [{ ...drift[0]!, differences: [] }]);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
   };
 
   const chosen = process.argv.slice(2);

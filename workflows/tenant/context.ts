@@ -66,8 +66,9 @@ export interface TenantContext {
   /**
    * R4 mail to the administrators (and the environments' system administrators); never throws. With `theirs`, each
    * system administrator gets their own mail, built for their environments only, instead of the administrators' one.
+   * `alsoTo`: addresses beyond the tenant's (the operators', for a drift).
    */
-  notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification): Promise<void>;
+  notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification, alsoTo?: readonly string[]): Promise<void>;
   /** One record in the audit trail (who, what, when, outcome, thumbprints). */
   audit(action: string, actor: Actor | 'cmk', outcome: AuditEntry['outcome'], facts?: AuditFacts & { code?: string; message?: string }): Promise<void>;
   /** An accepted request's handler, audited: completed with its facts, or failed with the code it failed with. */
@@ -177,7 +178,7 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
    * outages are delivery states there); whatever still fails here is logged, never thrown: what the mail reports has
    * taken effect, and no outside fault may fail the tenant (DESIGN.md §6).
    */
-  async function notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification): Promise<void> {
+  async function notify(notification: Notification, envIds?: string | string[], theirs?: (envs: string[]) => Notification, alsoTo: readonly string[] = []): Promise<void> {
     const personal = theirs
       ? systemAdminsOf(tenant, typeof envIds === 'string' ? [envIds] : (envIds ?? [])).map(({ email, envs }) => {
           const { subject, body } = theirs(envs);
@@ -187,7 +188,8 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
     // One activity for the administrators and the first system administrators; a tenant with very many of them gets
     // further ones, so that no payload nears its size limit (histories recorded before never had them).
     const first = personal.splice(0, PERSONAL_MAILS_PER_ACTIVITY);
-    await send(notification, theirs ? notificationRecipients(tenant) : notificationRecipients(tenant, envIds), first);
+    const tenants = theirs ? notificationRecipients(tenant) : notificationRecipients(tenant, envIds);
+    await send(notification, alsoTo.length ? [...new Set([...tenants, ...alsoTo])].sort() : tenants, first);
     if (personal.length > 0 && patched(PERSONAL_MAIL_PATCH)) {
       while (personal.length > 0) await send(notification, [], personal.splice(0, PERSONAL_MAILS_PER_ACTIVITY));
     }
