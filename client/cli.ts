@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isCmkError } from '../common/errors';
 import { ApiClient, ApiUnreachableError, secretsMayTravelTo } from './http';
 import type { Action } from '../domain/access';
-import { AuditBrokenError, CheckFailedError, DryRunRefusedError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
+import { CheckFailedError, DryRunRefusedError, enc, UsageError, type CliContext, type Io, type Json } from './commands/context';
 import { registerStatus } from './commands/status';
 import { registerTenant } from './commands/tenant';
 import { registerEnv } from './commands/env';

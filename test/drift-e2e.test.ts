@@ -68,7 +68,7 @@ test('set-up: prod and stage on the tenant key, dev on the provider key; a clean
   expect((await stack.cmk(['tenant', 'create', '--tenant', tenant, '--name', 'Contoso', '--admin', `${ALICE}:global`])).code).toBe(0);
   for (const env of ['prod', 'stage', 'dev']) expect((await stack.cmk(['env', 'create', '--tenant', tenant, '--env', env, ...(env === 'prod' ? ['--admin', SAM] : [])])).code).toBe(0);
   expect((await stack.cmk(['key', 'generate', '--tenant', tenant, '--name', 'c-1', '--password-file', password, '--out', join(work, 'c.pfx')], { as: ALICE })).code).toBe(0);
-  for (const env of ['prod', 'stage']) expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', env], { as: ALICE })).code).toBe(0);
+  for (const env of ['prod', 'stage']) expect((await stack.cmk(['env', 'apply', '--tenant', tenant, '--env', env, '--accept-risk'], { as: ALICE })).code).toBe(0);
 
   const clean = await driftCheck(ALICE);
   expect(clean.code).toBe(0);
