@@ -125,7 +125,9 @@ const SECRET_MARKERS = [PASSWORD, 'PRIVATE KEY', 'BEGIN ', '"pfx"', 'password'];
 browserTest('the embedded UI shows a tenant workflow decoded: name, environment, thumbprint, summary; no secret', async () => {
   const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
   const id = encodeURIComponent(tenantWorkflowId('contoso'));
-  const { text, decoded } = await openDecoded(page, `/namespaces/default/workflows/${id}`, ['Contoso Ltd']);
+  // The deadline timer starts in the workflow task after the apply's update: wait for it as for the rest (the UI
+  // refreshes itself), not only for the first thing the page shows.
+  const { text, decoded } = await openDecoded(page, `/namespaces/default/workflows/${id}`, ['Contoso Ltd', 'R4 mail: key-changed', 'R5 key change allowed again']);
   const shots = join(__dirname, '..', 'docs', 'img');
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, 'operator-ui-tenant.png') });
