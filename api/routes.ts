@@ -62,6 +62,13 @@ function adminList(value: unknown): Array<{ email: string; role: AdminRole }> {
   });
 }
 
+/** A lock request's ID, as the workflow made it (a UUID); anything else is refused, never echoed at length. */
+function lockRequestId(body: Record<string, unknown>): string | undefined {
+  const id = optionalString(body, 'id');
+  if (id !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw new CmkError('INVALID_ARGUMENT', '"id" must be the lock request\'s ID, as `cmk tenant policy` shows it.');
+  return id;
+}
+
 /** `"dryRun": true` (issue 19) on the routes that take it; anything but a boolean is refused, never taken for "no". */
 function dryRunOf(body: Record<string, unknown>): boolean {
   if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new CmkError('INVALID_ARGUMENT', '"dryRun" must be true or false.');
@@ -346,7 +353,7 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
         { confirm: "the tenant's display name", challenge: 'from /challenges (optional with dryRun)', signature: 'RSASSA-PKCS1-v1_5 SHA-256 over the challenge, base64 (optional with dryRun)', region: REGION, dryRun: DRY_RUN },
         ['region', 'dryRun'],
       ),
-      response: S.OrDryRun(S.LockReport),
+      response: S.OrDryRun(Type.Union([S.LockReport, S.PendingLockReport], { description: 'Locked (LockResult), or, under the two-administrator policy, waiting for approval' })),
       handle: async ({ actor, params, body }) => {
         const b = await body();
         if (dryRunOf(b)) {
@@ -363,7 +370,7 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
       summary: 'Lock the tenant in every region at once, all or none (R8; `tenant lock --all-regions`)',
       audited: 'tenant.lock',
       body: bodyOf({ confirm: "the tenant's display name", proofs: 'one per region: { region, challenge (from /challenges for that region), signature (base64, by that region\'s active key) }' }),
-      response: S.LockAllRegionsReport,
+      response: Type.Union([S.LockAllRegionsReport, S.PendingLockReport], { description: 'Every region locked, or, under the two-administrator policy, waiting for approval' }),
       handle: async ({ actor, params, body }) => {
         const b = await body();
         const proofs = b.proofs;
@@ -378,6 +385,46 @@ export function apiRoutes(deps: RouteDependencies, document: () => Static<typeof
             return { region: requiredString(proof, 'region'), challenge: requiredString(proof, 'challenge'), signature: base64Field(proof, 'signature') };
           }),
         });
+      },
+    }),
+    route({ method: 'GET', path: '/v1/tenants/{tenant}/policy', summary: "The tenant's lock policy: how many administrators a lock takes, and the lock waiting for approval", response: S.LockPolicyReport, handle: ({ actor, params }) => service.lockPolicy(actor, params.tenant!) }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/policy',
+      summary: 'Set how many global or service administrators a lock takes (1 or 2; a lowering holds after the approval window)',
+      audited: 'tenant.policy',
+      body: bodyOf({ lockApproval: '1: one administrator locks; 2: a second one approves every lock' }),
+      response: S.LockPolicyReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        if (typeof b.lockApproval !== 'number') throw new CmkError('INVALID_ARGUMENT', '"lockApproval" must be 1 or 2.');
+        return service.setLockPolicy(actor, params.tenant!, { lockApproval: b.lockApproval });
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/lock/approve',
+      summary: 'Approve the lock waiting for a second administrator; it is carried out at once',
+      audited: 'tenant.lock',
+      body: bodyOf({ confirm: "the tenant's display name", id: 'the lock request to approve (optional: the one waiting)' }, ['id']),
+      response: S.LockApprovedReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        const id = lockRequestId(b);
+        return service.approveLock(actor, params.tenant!, { confirm: requiredString(b, 'confirm'), ...(id === undefined ? {} : { id }) });
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tenants/{tenant}/lock/cancel',
+      summary: 'Cancel the lock waiting for approval; nothing is locked',
+      audited: 'tenant.lock.cancel',
+      body: bodyOf({ id: 'the lock request to cancel (optional: the one waiting)' }, ['id']),
+      response: S.LockCancelledReport,
+      handle: async ({ actor, params, body }) => {
+        const b = await body();
+        const id = lockRequestId(b);
+        return service.cancelLock(actor, params.tenant!, id === undefined ? {} : { id });
       },
     }),
     route({

@@ -50,6 +50,8 @@ export const TenantView = Type.Object({
     { description: 'the opt-in of a first apply (env apply --accept-risk): who accepted it and when; both null for a tenant that applied a key before the opt-in existed' },
   ),
   regions: Type.Array(Type.Object({ region: Type.String(), environments: Type.Number(), byState: Type.Record(Type.String(), Type.Number()), onTenantKey: Type.Number(), deleted: Type.Number() })),
+  lockApproval: Type.Union([Type.Literal(1), Type.Literal(2)], { description: 'how many global or service administrators a lock takes now (`tenant policy`)' }),
+  pendingLock: Type.Union([Type.Object({}, { description: 'a lock waiting for approval (PendingLockView)' }), Type.Null()]),
 });
 export const TenantShown = Type.Object({ tenant: TenantView });
 
@@ -214,6 +216,31 @@ export const Challenge = Type.Object({ tenant: Type.String(), region: Type.Strin
 /** The tenant workflow's LockResult (workflows/messages.ts), as it is. */
 export const LockReport = Type.Object({}, { description: "The tenant workflow's lock result (LockResult)" });
 export const LockAllRegionsReport = Type.Object({ tenant: Type.String(), regions: Type.Array(LockReport) }, { description: 'One lock result per region (LockAllRegionsResult)' });
+/** A lock waiting for a second administrator (the two-administrator policy, issue 19). */
+export const PendingLockView = Type.Object(
+  {
+    id: Type.String(),
+    requestedBy: Type.String(),
+    requestedAt: Stamp,
+    expiresAt: Stamp,
+    allRegions: Type.Boolean(),
+    regions: Type.Array(Type.Object({ region: Type.String(), thumbprint: Type.String() })),
+  },
+  { description: 'A lock asked for, waiting for a second global or service administrator until expiresAt' },
+);
+export const PendingLockReport = Type.Object({ tenant: Type.String(), pendingLock: PendingLockView }, { description: "The tenant's policy wants a second administrator: the lock waits for `/lock/approve`" });
+/** `tenant policy`: how many administrators a lock takes now, a lowering not holding yet, and the lock waiting. */
+export const LockPolicyReport = Type.Object({
+  tenant: Type.String(),
+  lockApproval: Type.Union([Type.Literal(1), Type.Literal(2)]),
+  setBy: Type.Optional(Type.String()),
+  setAt: Type.Optional(Stamp),
+  lockApprovalFrom: Type.Optional(Type.Object({ value: Type.Union([Type.Literal(1), Type.Literal(2)]), at: Stamp }, { description: 'a lowering asked for, holding from `at` (the approval window)' })),
+  pendingLock: Type.Union([PendingLockView, Type.Null()]),
+});
+export const LockApprovedReport = Type.Object({ tenant: Type.String(), regions: Type.Array(LockReport), requestedBy: Type.String(), approvedBy: Type.String() }, { description: 'The approved lock: one lock result per region' });
+export const LockCancelledReport = Type.Object({ tenant: Type.String(), cancelled: PendingLockView });
+
 /** The reactivated key's report. */
 export const ReactivationReport = KeyReport;
 
@@ -236,6 +263,12 @@ export const DryRunReport = Type.Object(
     mails: Type.Array(Type.Object({ event: Type.String(), to: Type.Array(Type.String()) })),
     key: Type.Optional(Type.Object({ name: Type.String(), source: Type.String(), thumbprint: Type.Union([Type.String(), Type.Null()]), activate: Type.Boolean() })),
     proof: Type.Optional(Type.Object({ given: Type.Boolean(), verified: Type.Union([Type.Boolean(), Type.Null()]), needs: Type.Union([Type.String(), Type.Null()]) })),
+    approval: Type.Optional(
+      Type.Object(
+        { required: Type.Union([Type.Literal(1), Type.Literal(2)]), waitsUntil: Type.Union([Stamp, Type.Null()]) },
+        { description: 'a lock: how many administrators it takes; with 2 it would wait for approval until waitsUntil' },
+      ),
+    ),
   },
   { description: 'Dry run: nothing was changed' },
 );

@@ -14,7 +14,7 @@ import type { Delivery } from '../mail/types';
 import type { Vault, VaultKeyInfo } from '../vault/types';
 import type { Config } from '../config';
 import { detectKeyFileKind, generateKeyPfx, MAX_KEY_FILE_BYTES, parseByok, parsePfx, type GeneratedKey, type GenerateKeyOptions, type OpenedPfx } from '../keyfiles';
-import { describeActor, isAllowed, tenantAdminRole, type Action, type Actor } from '../domain/access';
+import { describeActor, isAllowed, notificationRecipients, tenantAdminRole, type Action, type Actor } from '../domain/access';
 import { isValidId, KEY_NAME_PATTERN, normaliseEmail } from '../domain/ids';
 import {
   activeKeyOf,
@@ -51,7 +51,8 @@ import {
   type PossessionProof,
   type Refusal,
 } from '../domain/rules';
-import type { StagedKey } from '../workflows/messages';
+import type { LockAskRequest, StagedKey } from '../workflows/messages';
+import { checkLockApproval, checkLockApprovalChange, checkLockCancel, checkLockRequest, lockApprovalReport, lockApprovalsRequired, loweringHoldsAt, pendingLockOf } from '../domain/lock-approval';
 import type { ChallengeIssuer } from './challenges';
 import type { AuditEntry } from '../audit/trail';
 import { quotable, redactAuditEntry } from '../domain/audit-redaction';
@@ -616,8 +617,48 @@ export class ApiService {
     refuseIf(checkLock(tenant, request, Date.now(), this.policy));
     // checkLock refuses a missing proof; this only tells the compiler.
     if (!proof) return refuse('KEY_MISMATCH', 'The key file does not prove possession of the active key.');
+    const possession = { challenge: p.challenge, signature: p.signature.toString('base64') };
+    if (lockApprovalsRequired(tenant, Date.now()) === 2) return this.askForLock(tenantId, tenant, { actor, policy: this.policy, confirm: p.confirm, allRegions: false, locks: [{ region, proof, possession }] });
     // The workflow has the challenge and signature checked again against the vault before it locks anything.
-    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof, possession: { challenge: p.challenge, signature: p.signature.toString('base64') } });
+    return this.deps.controlPlane.lockTenant(tenantId, { ...request, proof, possession });
+  }
+
+  /** Under the two-administrator policy: the lock's proofs go to the workflow, which keeps the lock waiting for approval. */
+  private async askForLock(tenantId: string, tenant: TenantSnapshot, request: LockAskRequest) {
+    refuseIf(checkLockRequest(tenant, request, Date.now(), this.policy));
+    const pendingLock = await this.deps.controlPlane.requestLock(tenantId, request);
+    return { tenant: tenantId, pendingLock };
+  }
+
+  /** `tenant policy`: how many administrators a lock takes, and the lock waiting for approval. */
+  async lockPolicy(actor: Actor, tenantId: string) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.show');
+    return { tenant: tenantId, ...lockApprovalReport(tenant, Date.now()) };
+  }
+
+  /** `tenant policy --lock-approval 1|2`: raised at once; lowered after the approval window (mailed to every administrator). */
+  async setLockPolicy(actor: Actor, tenantId: string, p: { lockApproval: number }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.policy');
+    refuseIf(checkLockApprovalChange(tenant, { actor, lockApproval: p.lockApproval }));
+    const state = await this.deps.controlPlane.setLockApproval(tenantId, { actor, policy: this.policy, lockApproval: p.lockApproval as 1 | 2 });
+    return { tenant: tenantId, ...state };
+  }
+
+  /** `tenant lock approve`: a second global or service administrator carries out the lock waiting for approval. */
+  async approveLock(actor: Actor, tenantId: string, p: { confirm: string; id?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    refuseIf(checkLockApproval(tenant, { actor, ...p }, Date.now(), this.policy));
+    const pending = pendingLockOf(tenant, Date.now())!;
+    return this.deps.controlPlane.approveLock(tenantId, { actor, policy: this.policy, confirm: p.confirm, id: pending.id });
+  }
+
+  /** `tenant lock cancel`: the lock waiting for approval is dropped; nothing is locked. */
+  async cancelLock(actor: Actor, tenantId: string, p: { id?: string }) {
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
+    refuseIf(checkLockCancel(tenant, { actor, ...p }, Date.now()));
+    const pending = pendingLockOf(tenant, Date.now())!;
+    const cancelled = await this.deps.controlPlane.cancelLock(tenantId, { actor, policy: this.policy, id: pending.id });
+    return { tenant: tenantId, cancelled };
   }
 
   /**
@@ -637,6 +678,7 @@ export class ApiService {
     // checkLockAllRegions refuses a missing proof; this only tells the compiler.
     const proven = locks.flatMap((l) => (l.proof ? [{ ...l, proof: l.proof }] : []));
     if (proven.length !== locks.length) return refuse('KEY_MISMATCH', 'A key file does not prove possession of its region\'s active key.');
+    if (lockApprovalsRequired(tenant, Date.now()) === 2) return this.askForLock(tenantId, tenant, { ...request, allRegions: true, locks: proven });
     return this.deps.controlPlane.lockAllRegions(tenantId, { ...request, locks: proven });
   }
 
@@ -653,10 +695,16 @@ export class ApiService {
       const given = p.challenge !== undefined && p.signature !== undefined;
       const proof = given ? await this.verifyPossession(tenant, region, p.challenge!, p.signature!) : active && actor.kind === 'user' ? assumedProof(tenant.tenant, region, actor.email, active.thumbprint) : null;
       refuseIf(checkLock(tenant, { actor, region, confirm: p.confirm, proof }, Date.now(), this.policy));
+      const approval = lockApprovalsRequired(tenant, Date.now());
+      if (approval === 2) refuseIf(checkLockRequest(tenant, { actor, confirm: p.confirm, allRegions: false, locks: [{ region, proof }] }, Date.now(), this.policy));
       const needs = active
         ? `A real lock needs proof of possession of the active key "${active.name}" (thumbprint ${active.thumbprint}): its .pfx (--file with --password-file), or a signature over \`cmk tenant challenge\` made where the key is kept (--signature-file).`
         : null;
-      return { region, plan: planLock(tenant, region), facts: { proof: { given, verified: given ? true : null, needs } } };
+      const waitsUntil = approval === 2 ? new Date(loweringHoldsAt(Date.now(), this.policy)).toISOString() : null;
+      const plan = planLock(tenant, region);
+      // Under the policy the request itself only mails the administrators; the lock's own mail follows its approval.
+      const planned = approval === 2 ? { ...plan, mails: [{ event: 'lock-requested' as const, to: notificationRecipients(tenant) }, ...plan.mails] } : plan;
+      return { region, plan: planned, facts: { proof: { given, verified: given ? true : null, needs }, approval: { required: approval, waitsUntil } } };
     });
   }
 
@@ -874,6 +922,8 @@ function tenantView(t: TenantSnapshot) {
     admins: t.admins,
     createdAt: t.createdAt,
     riskAcceptance: { accepted: accepted !== null, by: accepted?.by ?? null, at: accepted?.at ?? null },
+    lockApproval: lockApprovalsRequired(t, Date.now()),
+    pendingLock: pendingLockOf(t, Date.now()),
   };
 }
 
@@ -883,6 +933,7 @@ function describeAction(action: Action): string {
     'tenant.show': 'see this tenant',
     'tenant.admin': 'change the administrators of this tenant',
     'tenant.lock': 'lock this tenant',
+    'tenant.policy': "change this tenant's lock policy",
     'env.create': 'create environments for this tenant',
     'env.list': 'list the environments of this tenant',
     'env.data': 'read or write the data of this environment',

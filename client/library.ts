@@ -29,6 +29,11 @@ import {
   type BackupResult,
   type LockRequest,
   type LockAllRegionsRequest,
+  type LockApprovalChangeRequest,
+  type LockApprovalState,
+  type LockApprovedResult,
+  type LockAskRequest,
+  type LockDecisionRequest,
   type LockAllRegionsResult,
   type LockResult,
   type PurgeRequest,
@@ -63,7 +68,7 @@ import type { AuditReadRequest, AuditReadResult } from '../activities/audit';
 import type { auditTrailWorkflow, driftCheckWorkflow, mailRetryWorkflow } from '../workflows';
 import type { MailRetryReport } from '../mail/types';
 import { normaliseEmail } from '../domain/ids';
-import type { EnvironmentRecord, TenantSnapshot } from '../domain/model';
+import type { EnvironmentRecord, PendingLock, TenantSnapshot } from '../domain/model';
 import { checkTenantCreate, type TenantCreateCheck } from '../domain/rules';
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../domain/carried';
@@ -301,6 +306,25 @@ export class ControlPlane {
   /** `tenant lock --all-regions`: every region at once, all or none (no update ID, as `lockTenant`). */
   lockAllRegions(tenant: string, request: LockAllRegionsRequest): Promise<LockAllRegionsResult> {
     return this.update(tenant, () => this.tenantUpdate(tenant, updates.lockAllRegions, request));
+  }
+
+  /** The two-administrator lock policy (issue 19). */
+  setLockApproval(tenant: string, request: LockApprovalChangeRequest): Promise<LockApprovalState> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.setLockApproval, request));
+  }
+
+  /** A lock under the two-administrator policy: kept waiting for approval (no update ID: the challenge is single use). */
+  requestLock(tenant: string, request: LockAskRequest): Promise<PendingLock> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.requestLock, request));
+  }
+
+  /** One approval per lock request: a retried call attaches to it. */
+  approveLock(tenant: string, request: LockDecisionRequest & { id: string }): Promise<LockApprovedResult> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.approveLock, request, `lock-approve/${request.id}`));
+  }
+
+  cancelLock(tenant: string, request: LockDecisionRequest & { id: string }): Promise<PendingLock> {
+    return this.update(tenant, () => this.tenantUpdate(tenant, updates.cancelLock, request, `lock-cancel/${request.id}`));
   }
 
   /**

@@ -164,6 +164,7 @@ const POLICY = section({
   CMK_LOCK_EMBARGO: duration(DEFAULT_POLICY.lockEmbargoMs),
   CMK_LOCKED_RETENTION: duration(DEFAULT_POLICY.lockedRetentionMs),
   CMK_UNLOCK_DELAY: duration(DEFAULT_POLICY.unlockDelayMs),
+  CMK_LOCK_APPROVAL_WINDOW: duration(DEFAULT_POLICY.lockApprovalWindowMs!),
   CMK_REGIONS: parsed(undefined, regionIds, { trim: true }),
 }).transform(
   (v): Policy => ({
@@ -171,6 +172,7 @@ const POLICY = section({
     lockEmbargoMs: v.CMK_LOCK_EMBARGO,
     lockedRetentionMs: v.CMK_LOCKED_RETENTION,
     unlockDelayMs: v.CMK_UNLOCK_DELAY,
+    lockApprovalWindowMs: v.CMK_LOCK_APPROVAL_WINDOW,
     ...(v.CMK_REGIONS ? { regions: v.CMK_REGIONS } : {}),
   }),
 );

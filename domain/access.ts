@@ -18,6 +18,7 @@ export type Action =
   | 'tenant.show'
   | 'tenant.admin'
   | 'tenant.lock'
+  | 'tenant.policy'
   | 'env.create'
   | 'env.list'
   | 'env.data'
@@ -38,7 +39,7 @@ export type Action =
   | 'audit';
 
 export const ACTIONS: ReadonlySet<Action> = new Set<Action>([
-  'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
+  'tenant.create', 'tenant.show', 'tenant.admin', 'tenant.lock', 'tenant.policy', 'env.create', 'env.list', 'env.data', 'env.apply', 'env.revert', 'env.rekey',
   'env.unlock', 'env.delete', 'env.backup', 'env.restore', 'key.change', 'key.kek', 'key.show', 'key.rollback', 'key.reactivate', 'mail.list', 'drift.check', 'audit',
 ]);
 

@@ -143,6 +143,37 @@ export interface TenantSnapshot {
   drift?: Record<string, EnvironmentDrift>;
   /** The opt-in warning of a first apply, accepted once for the tenant (`env apply --accept-risk`); absent before. */
   riskAcceptance?: RiskAcceptance;
+  /** The two-administrator lock policy (`tenant policy --lock-approval`); absent: one administrator locks. */
+  lockApproval?: LockApprovalPolicy;
+  /** A lock one administrator asked for, waiting for a second's approval (lockApproval 2); absent or null: none. */
+  pendingLock?: PendingLock | null;
+}
+
+/**
+ * How many global or service administrators a lock takes (issue 19). Raising it to 2 holds at once; lowering it
+ * to 1 holds only after the approval window (`effectiveAt`), so that one administrator cannot lift the rule and
+ * lock alone in the same minute: the others are mailed and have the window to set it back.
+ */
+export interface LockApprovalPolicy {
+  /** What an administrator last asked for. */
+  required: 1 | 2;
+  setBy: string;
+  setAt: string;
+  /** A lowering to 1 holds from then on; until then a lock still takes two. */
+  effectiveAt?: string;
+}
+
+/** A lock waiting for a second administrator: its proofs were verified (and spent) when it was asked for. */
+export interface PendingLock {
+  id: string;
+  requestedBy: string;
+  requestedAt: string;
+  /** Approved by then, or it lapses (the approval window, 24 hours by default). */
+  expiresAt: string;
+  /** `tenant lock --all-regions`: every region at once. */
+  allRegions: boolean;
+  /** Each region to lock, with the thumbprint of the active key whose possession was proven. */
+  regions: Array<{ region: string; thumbprint: string }>;
 }
 
 /**

@@ -18,6 +18,11 @@ export const MAIL_EVENTS = [
   // Extends §4 (issue 19): a re-protection finished with environments it could not move to the new key.
   'reprotection-incomplete',
   'drift-detected',
+  // Extends §4 (issue 19): the two-administrator lock — the policy changed, a lock waits for approval, a request
+  // cancelled or lapsed. An approved lock is mailed as every lock is (tenant-locked).
+  'lock-policy-changed',
+  'lock-requested',
+  'lock-request-closed',
 ] as const;
 export type MailEvent = (typeof MAIL_EVENTS)[number];
 
@@ -135,16 +140,56 @@ export function tenantLockedMail(p: {
   lockedByDecisionOnly: string[];
   unlockAllowedAt: string;
   deleteAt: string;
+  /** A lock under the two-administrator policy: who approved it (`by` asked for it). */
+  approvedBy?: string;
 }): Notification {
   return {
     event: 'tenant-locked',
     subject: `${p.tenantName} was locked (region ${p.region})`,
     body:
-      `${p.by} locked tenant ${p.tenant} in region ${p.region} at ${p.at}. Every environment there is offline and inaccessible, to the provider too.\n` +
+      `${p.by} locked tenant ${p.tenant} in region ${p.region} at ${p.at}${p.approvedBy ? `, approved by ${p.approvedBy}` : ''}. Every environment there is offline and inaccessible, to the provider too.\n` +
       `Sealed with your key (the service no longer holds any key that opens them): ${list(p.sealed)}.\n` +
       `Locked by decision only (they were on the provider key): ${list(p.lockedByDecisionOnly)}.\n\n` +
       `To undo it, upload the same key again (\`cmk key reactivate\`), then unlock each environment (\`cmk env unlock\`), ` +
       `not before ${p.unlockAllowedAt}. Environments still locked at ${p.deleteAt} are deleted with their backups.` +
+      SIGNATURE,
+  };
+}
+
+export function lockPolicyChangedMail(p: { tenantName: string; tenant: string; lockApproval: 1 | 2; by: string; at: string; holdsFrom: string | null }): Notification {
+  const what =
+    p.lockApproval === 2
+      ? 'From now on, a lock asked for by one global or service administrator waits for a second one to approve it (`cmk tenant lock approve`).'
+      : `One administrator will lock alone again from ${p.holdsFrom ?? p.at}; until then a lock still needs a second administrator's approval. If you did not expect this, set it back now: \`cmk tenant policy --tenant ${p.tenant} --lock-approval 2\`.`;
+  return {
+    event: 'lock-policy-changed',
+    subject: `${p.tenantName}: a lock now takes ${p.lockApproval === 2 ? 'two administrators' : 'one administrator'}`,
+    body: `${p.by} set the lock policy of tenant ${p.tenant} at ${p.at}. ${what}` + SIGNATURE,
+  };
+}
+
+export function lockRequestedMail(p: { tenantName: string; tenant: string; id: string; regions: string[]; offline: string[]; by: string; at: string; expiresAt: string }): Notification {
+  return {
+    event: 'lock-requested',
+    subject: `${p.tenantName}: a lock waits for your approval`,
+    body:
+      `${p.by} asked at ${p.at} to lock tenant ${p.tenant} (region(s) ${list(p.regions)}; request ${p.id}). The tenant's policy wants a second ` +
+      `global or service administrator to approve it.\nApproved, every environment there goes offline and is locked: ${list(p.offline)}; ` +
+      `those not unlocked are deleted after the retention period.\n\nTo approve: \`cmk tenant lock approve --tenant ${p.tenant} --confirm "${p.tenantName}"\`. ` +
+      `To refuse: \`cmk tenant lock cancel --tenant ${p.tenant}\`. Without an approval the request lapses at ${p.expiresAt}.` +
+      SIGNATURE,
+  };
+}
+
+export function lockRequestClosedMail(p: { tenantName: string; tenant: string; id: string; requestedBy: string; how: 'cancelled' | 'lapsed'; by: string | null; at: string }): Notification {
+  return {
+    event: 'lock-request-closed',
+    subject: `${p.tenantName}: the lock asked for by ${p.requestedBy} was ${p.how === 'cancelled' ? 'cancelled' : 'not approved in time'}`,
+    body:
+      (p.how === 'cancelled'
+        ? `${p.by} cancelled at ${p.at} the lock of tenant ${p.tenant} that ${p.requestedBy} had asked for (request ${p.id}).`
+        : `The lock of tenant ${p.tenant} that ${p.requestedBy} asked for (request ${p.id}) lapsed at ${p.at}: no second administrator approved it.`) +
+      ' Nothing was locked.' +
       SIGNATURE,
   };
 }

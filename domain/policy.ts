@@ -10,6 +10,11 @@ export interface Policy {
   lockedRetentionMs: number;
   unlockDelayMs: number;
   /**
+   * How long a lock asked for under the two-administrator policy waits for the second administrator, and how long
+   * a lowering of that policy takes to hold (issue 19; CMK_LOCK_APPROVAL_WINDOW). Absent in policies older than it.
+   */
+  lockApprovalWindowMs?: number;
+  /**
    * R1: the regions this deployment serves (CMK_REGIONS), each with its own task queue, vault and database servers.
    * Absent: any valid region ID, and one task queue for all (the embedded default).
    */
@@ -22,7 +27,11 @@ export const DEFAULT_POLICY: Policy = {
   lockEmbargoMs: 72 * HOUR, // R6
   lockedRetentionMs: 28 * 24 * HOUR, // R9
   unlockDelayMs: 1 * HOUR, // R15
+  lockApprovalWindowMs: 24 * HOUR,
 };
+
+/** The two-administrator lock's window: the policy's, or 24 hours for a policy that predates it. */
+export const lockApprovalWindowOf = (policy: Policy): number => policy.lockApprovalWindowMs ?? 24 * HOUR;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: HOUR, d: 24 * HOUR };
 

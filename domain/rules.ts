@@ -18,7 +18,7 @@ export interface Refusal {
   code: ErrorCode;
   message: string;
 }
-const refuse = (code: ErrorCode, message: string): Refusal => ({ code, message });
+export const refuse = (code: ErrorCode, message: string): Refusal => ({ code, message });
 
 /** Generate requires at least 12 characters (DESIGN.md §4); an upload takes the file's own password. */
 export const MIN_GENERATED_PASSWORD_LENGTH = 12;
@@ -348,26 +348,37 @@ export function checkLock(tenant: TenantSnapshot, request: LockCheck, now: numbe
   const { actor } = request;
   if (!isAllowed(tenant, actor, 'tenant.lock') || actor.kind !== 'user') return forbidden(actor, 'lock this tenant');
   if (!isValidId(request.region)) return refuse('INVALID_ARGUMENT', `"${request.region}" is not a valid region ID.`);
-  const region = tenant.regions[request.region];
-  const locked = lockedEnvironments(tenant, request.region);
-  if (locked.length > 0) {
-    return refuse('LOCKED_ENVIRONMENTS_EXIST', `${locked.length} environment(s) of this tenant in region ${request.region} are still locked; unlock them (or wait for their deletion) before locking again.`);
-  }
-  const active = usableKeyOf(region);
-  if (!active) return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${request.region}; there is nothing to lock with.`);
-  if (request.confirm !== tenant.displayName) {
-    return refuse('TENANT_NAME_MISMATCH', `--confirm must be the tenant's display name exactly, as it is written (case and spaces included).`);
-  }
+  const stateRefusal = lockStateRefusal(tenant, request.region);
+  if (stateRefusal) return stateRefusal;
+  const active = usableKeyOf(tenant.regions[request.region])!;
+  if (request.confirm !== tenant.displayName) return tenantNameMismatch();
   const proofRefusal = checkPossession(tenant, request, active, now, usedChallenges);
   if (proofRefusal) return proofRefusal;
-  const allowedAt = lockAllowedAt(region, policy);
+  return lockTimingRefusal(tenant, request.region, now, policy);
+}
+
+export const tenantNameMismatch = (): Refusal => refuse('TENANT_NAME_MISMATCH', `--confirm must be the tenant's display name exactly, as it is written (case and spaces included).`);
+
+/** R11 and R10 for a lock of one region: none of its environments still Locked, and an active key to lock with. */
+export function lockStateRefusal(tenant: TenantSnapshot, regionId: string): Refusal | null {
+  const locked = lockedEnvironments(tenant, regionId);
+  if (locked.length > 0) {
+    return refuse('LOCKED_ENVIRONMENTS_EXIST', `${locked.length} environment(s) of this tenant in region ${regionId} are still locked; unlock them (or wait for their deletion) before locking again.`);
+  }
+  if (!usableKeyOf(tenant.regions[regionId])) return refuse('KEY_NOT_ACTIVE', `The tenant has no active key in region ${regionId}; there is nothing to lock with.`);
+  return null;
+}
+
+/** R6's embargo for a lock of one region, then anything still running there. */
+export function lockTimingRefusal(tenant: TenantSnapshot, regionId: string, now: number, policy: Policy): Refusal | null {
+  const allowedAt = lockAllowedAt(tenant.regions[regionId], policy);
   if (allowedAt !== null && now < allowedAt) {
     return refuse('LOCK_EMBARGO', `The key changed less than ${formatDuration(policy.lockEmbargoMs)} ago; to give the other administrators time to roll the change back, the tenant cannot be locked before ${new Date(allowedAt).toISOString()}.`);
   }
-  if (tenant.operations[request.region]) {
-    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${request.region}: ${tenant.operations[request.region]}.`);
+  if (tenant.operations[regionId]) {
+    return refuse('OPERATION_IN_PROGRESS', `Another operation is in progress for this tenant in region ${regionId}: ${tenant.operations[regionId]}.`);
   }
-  const busy = tenant.environments.find((e) => e.region === request.region && e.state !== 'Deleted' && (e.state !== 'Online' || e.runningOperation));
+  const busy = tenant.environments.find((e) => e.region === regionId && e.state !== 'Deleted' && (e.state !== 'Online' || e.runningOperation));
   if (busy) return refuse('OPERATION_IN_PROGRESS', `Environment ${busy.id} is busy (${busy.runningOperation ?? busy.state.toLowerCase()}); lock when it is done.`);
   return null;
 }

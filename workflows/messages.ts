@@ -20,6 +20,7 @@ import type {
   EnvironmentRecord,
   EnvironmentOperation,
   BackupOperation,
+  PendingLock,
   KeySource,
   Protection,
   ReprotectionProgress,
@@ -248,6 +249,39 @@ export interface LockResult {
   withdrawnKeys: string[];
 }
 
+/** `tenant policy --lock-approval 1|2` (issue 19): how many administrators a lock takes. */
+export interface LockApprovalChangeRequest extends Request {
+  lockApproval: 1 | 2;
+}
+
+/** The policy as it holds now, a lowering that does not hold yet, and the lock waiting for approval. */
+export interface LockApprovalState {
+  lockApproval: 1 | 2;
+  setBy?: string;
+  setAt?: string;
+  lockApprovalFrom?: { value: 1 | 2; at: string };
+  pendingLock: PendingLock | null;
+}
+
+/** A lock asked for under the two-administrator policy: the lock's own request (one region, or all), not yet carried out. */
+export interface LockAskRequest extends Request {
+  confirm: string;
+  allRegions: boolean;
+  locks: Array<{ region: string; proof: PossessionProof; possession?: LockPossession }>;
+}
+
+/** `tenant lock approve` (with the display name typed again) or `tenant lock cancel`. */
+export interface LockDecisionRequest extends Request {
+  id?: string;
+  confirm?: string;
+}
+
+/** An approved lock: every region it asked for, locked, and who asked and who approved. */
+export interface LockApprovedResult extends LockAllRegionsResult {
+  requestedBy: string;
+  approvedBy: string;
+}
+
 /** R10: the withdrawn key, uploaded again and staged (disabled) by the API service. */
 export interface ReactivateRequest extends Request {
   region: string;
@@ -395,6 +429,11 @@ export const updates = {
   createEnvironments: defineUpdate<EnvironmentsCreateResult, [EnvironmentsCreateRequest]>('createEnvironments'),
   /** The drift check's findings: kept for `env list`, mailed and audited once per new drift (workflows/tenant/drift.ts). */
   recordDrift: defineUpdate<DriftRecordResult, [DriftRecordRequest]>('recordDrift'),
+  /** The two-administrator lock (workflows/tenant/lock-approval.ts). */
+  setLockApproval: defineUpdate<LockApprovalState, [LockApprovalChangeRequest]>('setLockApproval'),
+  requestLock: defineUpdate<PendingLock, [LockAskRequest]>('requestLock'),
+  approveLock: defineUpdate<LockApprovedResult, [LockDecisionRequest]>('approveLock'),
+  cancelLock: defineUpdate<PendingLock, [LockDecisionRequest]>('cancelLock'),
 };
 
 /** The update ID of a bulk creation: a request sent again (a dropped connection) attaches to the running one. */

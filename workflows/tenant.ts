@@ -24,6 +24,7 @@ import { registerKeyActivation, registerKeys } from './tenant/keys';
 import { deleteOverdue, registerEnvironmentDeletion, registerLock, registerPurge, sendDueDeletionWarnings } from './tenant/lock';
 import { registerBulkCreate } from './tenant/bulk';
 import { registerDrift } from './tenant/drift';
+import { expireLockRequest, registerLockApproval } from './tenant/lock-approval';
 
 /**
  * Runs started before the deadline search attributes neither publish them nor wake at the end of an embargo or a
@@ -138,6 +139,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
   registerKeyActivation(ctx);
   registerBulkCreate(ctx);
   registerDrift(ctx);
+  registerLockApproval(ctx);
 
   // ------------------------------------------------------------------------------------------ life
 
@@ -174,6 +176,7 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
       }
       await sendDueDeletionWarnings(ctx);
       await deleteOverdue(ctx);
+      await expireLockRequest(ctx);
       // An embargo or a key-change interval that ended leaves its search attribute; the row says so too.
       if (publishesDeadlines) ctx.publishSearchAttributes();
     });

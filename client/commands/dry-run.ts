@@ -32,6 +32,7 @@ export function describeDryRun(r: DryRunReport): string {
   if (r.key) lines.push(`Key "${r.key.name}" (${r.key.source}): thumbprint ${r.key.thumbprint ?? 'known once the vault opens the .byok'}${r.key.activate ? '' : '; kept Available, protecting nothing'}.`);
   if (r.proof && !r.proof.given && r.proof.needs) lines.push(r.proof.needs);
   if (r.proof?.given) lines.push('The proof of possession verifies with the active key (its challenge is not spent).');
+  if (r.approval?.required === 2) lines.push(`The tenant's policy wants a second administrator: the lock would wait for approval (\`cmk tenant lock approve\`) until ${r.approval.waitsUntil}; nothing goes offline before.`);
   const unknown = r.operation === 'key.generate' ? 'the new key' : 'not known yet';
   if (r.environments.length === 0) lines.push('No environment would be touched.');
   else {

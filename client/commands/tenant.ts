@@ -101,7 +101,9 @@ export function registerTenant({ program, command, api, print, localInput, io }:
         const { challenge } = await api().call<Answer<typeof S.Challenge>>('POST', `/v1/tenants/${enc(o.tenant)}/challenges`, { operation: 'lock', region });
         proofs.push({ region, challenge, signature: sign('sha256', Buffer.from(challenge, 'utf8'), { key: key.pkcs8, format: 'der', type: 'pkcs8' }).toString('base64') });
       }
-      const r = await api().call<{ tenant: string; regions: LockResult[] }>('POST', `/v1/tenants/${enc(o.tenant)}/lock/all-regions`, { confirm: o.confirm, proofs });
+      const answer = await api().call<{ tenant: string; regions: LockResult[] } | PendingLockAnswer>('POST', `/v1/tenants/${enc(o.tenant)}/lock/all-regions`, { confirm: o.confirm, proofs });
+      if (isPending(answer)) return printPending(answer);
+      const r = answer;
       print(r as unknown as Json, () =>
         [
           `Tenant ${r.tenant} is locked in every region (${r.regions.map((l) => l.region).join(', ')}).`,
@@ -122,9 +124,11 @@ export function registerTenant({ program, command, api, print, localInput, io }:
     }));
   }
 
+  // --tenant and --confirm are required, checked in the action: commander checks an ancestor's required options for
+  // its subcommands too, and `lock approve|cancel` take their own.
   command(tenant, 'lock', "lock the tenant in a region (R8): every environment offline; those on your key sealed until you re-activate it")
-    .requiredOption('--tenant <id>', 'tenant ID')
-    .requiredOption('--confirm <display name>', "the tenant's display name, exactly")
+    .option('--tenant <id>', 'tenant ID (required)')
+    .option('--confirm <display name>', "the tenant's display name, exactly (required)")
     .option('--file <file.pfx>', "the active key's .pfx: it signs a challenge here and is never sent (with --all-regions: once per region's key)", collect)
     .option('--password-file <file>', "with --file: file whose first line is the .pfx's password (with several --file: one for all, or one each, in order)", collect)
     .option('--all-regions', 'lock every region of the tenant at once, all or none: each region is proved by the --file whose key is its active key')
@@ -134,6 +138,9 @@ export function registerTenant({ program, command, api, print, localInput, io }:
     .option('--dry-run', 'check and print what would happen (environments offline, mail, or the refusal); lock nothing, spend no challenge; the proof may be left out')
     .action(async (o: { tenant: string; confirm: string; file?: string[]; passwordFile?: string[]; signatureFile?: string; challengeFile?: string; region?: string; allRegions?: boolean; dryRun?: boolean }) => {
       // Usage first (exit 2): exactly one proof (none is allowed for a dry run), and each flag with its own.
+      for (const [flag, value] of [['--tenant <id>', o.tenant], ['--confirm <display name>', o.confirm]] as const) {
+        if (value === undefined) throw new UsageError(`required option '${flag}' not specified`);
+      }
       if (o.allRegions) {
         if (o.dryRun) throw new UsageError('--dry-run checks one region: give --region instead of --all-regions.');
         return lockEveryRegion(o);
@@ -152,7 +159,9 @@ export function registerTenant({ program, command, api, print, localInput, io }:
         o.file !== undefined ? await signedHere(o.tenant, o.region, o.file[0]!, o.passwordFile![0]!) : await signedElsewhere(o.tenant, o.region, o.signatureFile!, o.challengeFile);
       const request = { region: o.region, confirm: o.confirm, challenge, signature: signature.toString('base64') };
       if (o.dryRun) return reportDryRun(print, await api().call<DryRunReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, { ...request, dryRun: true }));
-      const r = await api().call<LockReport>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, request);
+      const answer = await api().call<LockReport | PendingLockAnswer>('POST', `/v1/tenants/${enc(o.tenant)}/lock`, request);
+      if (isPending(answer)) return printPending(answer);
+      const r = answer;
       print(r, () =>
         [
           `Tenant ${r.tenant} is locked in region ${r.region} since ${r.lockedAt}.`,
@@ -163,7 +172,82 @@ export function registerTenant({ program, command, api, print, localInput, io }:
         ].join('\n'),
       );
     });
+
+  /** Under the two-administrator policy a lock waits: who may approve it, and until when. */
+  function printPending(r: PendingLockAnswer): void {
+    const p = r.pendingLock;
+    print(r, () =>
+      [
+        `The lock of tenant ${r.tenant} (region(s) ${p.regions.map((x) => x.region).join(', ')}) waits for a second administrator: nothing is locked yet.`,
+        `Request ${p.id}, asked for by ${p.requestedBy} at ${p.requestedAt}; it lapses at ${p.expiresAt} unless another global or service administrator runs`,
+        `  cmk tenant lock approve --tenant ${r.tenant} --confirm "<display name>"`,
+        `Every administrator was mailed. To withdraw it: cmk tenant lock cancel --tenant ${r.tenant}`,
+      ].join('\n'),
+    );
+  }
+
+  /**
+   * `lock approve|cancel`: commander hands the flags the lock also has (--tenant, --confirm) to the lock, wherever they
+   * stand; read from there. A flag only the lock itself takes is a usage error here.
+   */
+  const lockCommand = tenant.commands.find((c) => c.name() === 'lock')!;
+  function lockDecision(o: { tenant?: string; confirm?: string }, needsConfirm: boolean): { tenant: string; confirm?: string } {
+    const lock = lockCommand.opts<{ tenant?: string; confirm?: string } & Record<string, unknown>>();
+    const stray = Object.keys(lock).find((k) => k !== 'tenant' && (k !== 'confirm' || !needsConfirm) && lock[k] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is not an option of this command.`);
+    const tenant = o.tenant ?? lock.tenant;
+    const confirm = o.confirm ?? lock.confirm;
+    if (tenant === undefined) throw new UsageError("required option '--tenant <id>' not specified");
+    if (needsConfirm && confirm === undefined) throw new UsageError("required option '--confirm <display name>' not specified");
+    return { tenant, ...(needsConfirm ? { confirm: confirm! } : {}) };
+  }
+  command(lockCommand, 'approve', "approve the lock another administrator asked for (two-administrator policy): it is carried out at once")
+    .option('--tenant <id>', 'tenant ID (required)')
+    .option('--confirm <display name>', "the tenant's display name, exactly (required)")
+    .option('--id <request>', 'the lock request (default: the one waiting)')
+    .action(async (given: { tenant?: string; confirm?: string; id?: string }) => {
+      const o = { ...lockDecision(given, true), id: given.id };
+      const r = await api().call<Answer<typeof S.LockApprovedReport>>('POST', `/v1/tenants/${enc(o.tenant)}/lock/approve`, { confirm: o.confirm, ...(o.id === undefined ? {} : { id: o.id }) });
+      const regions = r.regions as unknown as LockResult[];
+      print(r, () =>
+        [
+          `Tenant ${r.tenant} is locked (region(s) ${regions.map((l) => l.region).join(', ')}), asked for by ${r.requestedBy}, approved by ${r.approvedBy}.`,
+          ...regions.map((l) => `  ${l.region}: since ${l.lockedAt}; sealed ${l.sealed.join(', ') || 'none'}; locked by decision only ${l.lockedByDecisionOnly.join(', ') || 'none'}; ${l.withdrawnKeys.length} key version(s) withdrawn; deleted at ${l.deleteAt} unless unlocked.`),
+          `To undo: \`cmk key reactivate\`, then \`cmk env unlock\` for each environment, from ${regions[0]?.unlockAllowedAt ?? 'the unlock delay'}.`,
+        ].join('\n'),
+      );
+    });
+  command(lockCommand, 'cancel', 'cancel the lock waiting for approval (any global or service administrator, the one who asked included)')
+    .option('--tenant <id>', 'tenant ID (required)')
+    .option('--id <request>', 'the lock request (default: the one waiting)')
+    .action(async (given: { tenant?: string; id?: string }) => {
+      const o = { ...lockDecision(given, false), id: given.id };
+      const r = await api().call<Answer<typeof S.LockCancelledReport>>('POST', `/v1/tenants/${enc(o.tenant)}/lock/cancel`, o.id === undefined ? {} : { id: o.id });
+      print(r, () => `The lock of tenant ${r.tenant} asked for by ${r.cancelled.requestedBy} (request ${r.cancelled.id}) is cancelled; nothing was locked.`);
+    });
+
+  command(tenant, 'policy', "how many administrators a lock takes (1, or 2: a second approves every lock), and the lock waiting for approval")
+    .requiredOption('--tenant <id>', 'tenant ID')
+    .option('--lock-approval <n>', 'set it: 1 or 2 (raised at once; lowered only after the approval window, 24 hours by default)')
+    .action(async (o: { tenant: string; lockApproval?: string }) => {
+      if (o.lockApproval !== undefined && o.lockApproval !== '1' && o.lockApproval !== '2') throw new UsageError('--lock-approval takes 1 or 2.');
+      const r =
+        o.lockApproval === undefined
+          ? await api().call<Answer<typeof S.LockPolicyReport>>('GET', `/v1/tenants/${enc(o.tenant)}/policy`)
+          : await api().call<Answer<typeof S.LockPolicyReport>>('POST', `/v1/tenants/${enc(o.tenant)}/policy`, { lockApproval: Number(o.lockApproval) });
+      print(r, () =>
+        [
+          r.lockApproval === 2 ? `A lock of tenant ${r.tenant} takes two administrators: one asks for it, another approves it.` : `A lock of tenant ${r.tenant} takes one administrator.`,
+          ...(r.setBy ? [`Set by ${r.setBy} at ${r.setAt}.`] : []),
+          ...(r.lockApprovalFrom ? [`From ${r.lockApprovalFrom.at}: ${r.lockApprovalFrom.value === 1 ? 'one administrator' : 'two administrators'} (a lowering holds only after the approval window).`] : []),
+          r.pendingLock ? `Waiting for approval: the lock asked for by ${r.pendingLock.requestedBy} at ${r.pendingLock.requestedAt} (request ${r.pendingLock.id}), until ${r.pendingLock.expiresAt}.` : 'No lock waits for approval.',
+        ].join('\n'),
+      );
+    });
 }
+
+type PendingLockAnswer = Json & Answer<typeof S.PendingLockReport>;
+const isPending = (answer: object): answer is PendingLockAnswer => 'pendingLock' in answer;
 
 /** A flag given several times: every value, in order. */
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
@@ -230,6 +314,8 @@ function describeTenant(t: TenantView): string {
     'Administrators:',
     ...t.admins.map((a) => `  ${a.email} (${a.role})`),
     riskText(t.riskAcceptance),
+    t.lockApproval === 2 ? 'Lock: a second global or service administrator approves every lock (`cmk tenant policy`).' : 'Lock: one global or service administrator locks (`cmk tenant policy`).',
+    ...(t.pendingLock ? [`A lock waits for approval: \`cmk tenant policy --tenant ${t.id}\` says which; \`cmk tenant lock approve\` or \`cancel\`.`] : []),
     columns([
       ['REGION', 'ENVIRONMENTS', ...states.map((s) => s.toUpperCase()), 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED'],
       ...t.regions.map((r) => {

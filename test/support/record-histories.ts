@@ -279,6 +279,38 @@ async function main(): Promise<void> {
       save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
     },
 
+    // The two-administrator lock (issue 19): the policy set, a lock asked for and cancelled, one that lapses at the
+    // end of the window (the timer), one approved by the other administrator; then a lowering of the policy.
+    'recorded-lock-approval': async () => {
+      const tenant = 'recorded-lock-approval';
+      const bob = { kind: 'user', email: 'bob@example.com' } as const;
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await plane.createTenant({ actor: operator, tenant, displayName: 'Twice Ltd', homeRegion: 'default', admins: [{ email: alice.email, role: 'global' }, { email: bob.email, role: 'service' }] });
+      await plane.createEnvironment(tenant, { actor: operator, policy: DEFAULT_POLICY, env: 'prod', region: 'default', systemAdmin: 'sam@example.com' });
+      const staged = await stage(tenant, privateKey);
+      await plane.changeKey(tenant, { actor: alice, policy: DEFAULT_POLICY, region: 'default', name: 'first', source: 'pfx', staged });
+      await plane.environmentOperation(tenant, { actor: alice, policy: DEFAULT_POLICY, env: 'prod', operation: 'apply', acceptRisk: true });
+      await plane.setLockApproval(tenant, { actor: alice, policy: DEFAULT_POLICY, lockApproval: 2 });
+      await env.sleep(73 * HOUR);
+      let n = 0;
+      const ask = async (actor: typeof alice | typeof bob) => {
+        const proof = { challengeId: `recorded-lock-approval-${++n}`, tenant, region: 'default', user: actor.email, operation: 'lock' as const, expiresAt: new Date(Date.now() + 400 * 24 * HOUR).toISOString(), verifiedThumbprint: staged.thumbprint };
+        return plane.requestLock(tenant, { actor, policy: DEFAULT_POLICY, confirm: 'Twice Ltd', allRegions: false, locks: [{ region: 'default', proof, possession: await possession(proof, privateKey) }] });
+      };
+      const first = await ask(alice);
+      await plane.cancelLock(tenant, { actor: bob, policy: DEFAULT_POLICY, id: first.id });
+      await ask(bob);
+      await env.sleep(25 * HOUR);
+      const third = await ask(alice);
+      await expectRefusal(plane.approveLock(tenant, { actor: alice, policy: DEFAULT_POLICY, confirm: 'Twice Ltd', id: third.id }));
+      await plane.approveLock(tenant, { actor: bob, policy: DEFAULT_POLICY, confirm: 'Twice Ltd', id: third.id });
+      await plane.setLockApproval(tenant, { actor: bob, policy: DEFAULT_POLICY, lockApproval: 1 });
+      const events: string[] = (await parts.outbox.list(tenant)).map((m) => m.event);
+      if (!['lock-requested', 'lock-request-closed', 'tenant-locked', 'lock-policy-changed'].every((e) => events.includes(e))) throw new Error(`unexpected mails: ${events.join()}`);
+      await plane.snapshot(tenant);
+      save(tenant, await env.client.workflow.getHandle(tenantWorkflowId(tenant)).fetchHistory());
+    },
+
     // Drift (issue 19): a drift found and mailed, the same drift found again (not mailed), then resolved.
     'recorded-drift': async () => {
       const tenant = 'recorded-drift';

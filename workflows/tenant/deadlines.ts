@@ -41,6 +41,8 @@ export function labelledDeadlines(tenant: TenantSnapshot, policy: Policy, publis
     const what = warning ? `R9 deletion warning for env ${env.id}` : lock.deletionFailure ? `R9 deletion of env ${env.id} (retry)` : `R9 deletion of env ${env.id}`;
     deadlines.push({ at: Date.parse(warning ?? lock.deletionFailure?.retryAt ?? lock.deleteAt), what });
   }
+  // A lock waiting for a second administrator lapses at the end of its window (issue 19).
+  if (tenant.pendingLock) deadlines.push({ at: Date.parse(tenant.pendingLock.expiresAt), what: 'lock request lapses unless approved' });
   if (publishesDeadlines) {
     // Only to unset their search attributes: nothing else happens when an embargo or an interval ends.
     for (const r of Object.values(tenant.regions)) {

@@ -10,8 +10,12 @@ import { normaliseEmail } from '../../domain/ids';
 import { activeKeyOf, lockTargets, usableKeyOf, type BackgroundFailure, type EnvironmentRecord } from '../../domain/model';
 import { checkEnvironmentDelete, checkLock, checkLockAllRegions, checkPurge, checkReactivate, checkUnlock, deletionWarningTimes } from '../../domain/rules';
 import { backgroundFailureMail, deletionWarningMail, forSystemAdministrator, environmentsDeletedMail, environmentUnlockedMail, keyReactivatedMail, tenantLockedMail } from '../../domain/notifications';
+import { checkLockWithoutApproval } from '../../domain/lock-approval';
 import { iso, refuseIf, type TenantContext } from './context';
 import { failureOf } from './proxies';
+
+/** The spent challenges (single use, R8), carried across continue-as-new. */
+export const usedChallengesOf = (ctx: TenantContext): Record<string, string> => (ctx.carried.usedChallenges ??= {});
 
 /** Locks accepted since then have their possession proof checked again by an activity; older histories replay without. */
 const LOCK_POSSESSION_PATCH = 'lock-possession-recheck';
@@ -22,7 +26,7 @@ const DELETION_RETRY_MS = 3_600_000;
 /** Registers the updates `lockTenant`, `reactivateKey` and `unlockEnvironment`. */
 export function registerLock(ctx: TenantContext): void {
   const { tenant } = ctx;
-  const usedChallenges: Record<string, string> = (ctx.carried.usedChallenges ??= {});
+  const usedChallenges = usedChallengesOf(ctx);
 
   setHandler(
     updates.lockTenant,
@@ -40,6 +44,7 @@ export function registerLock(ctx: TenantContext): void {
       validator: (request) => {
         ctx.refuseUnsigned(updates.lockTenant.name, request);
         refuseIf(checkLock(tenant, request, Date.now(), ctx.policyOf(request), new Set(Object.keys(usedChallenges))));
+        refuseIf(checkLockWithoutApproval(tenant, Date.now()));
       },
     },
   );
@@ -76,6 +81,7 @@ export function registerLock(ctx: TenantContext): void {
       validator: (request) => {
         ctx.refuseUnsigned(updates.lockAllRegions.name, request);
         refuseIf(checkLockAllRegions(tenant, request, Date.now(), ctx.policyOf(request), new Set(Object.keys(usedChallenges))));
+        refuseIf(checkLockWithoutApproval(tenant, Date.now()));
       },
     },
   );
@@ -152,7 +158,7 @@ async function lock(ctx: TenantContext, usedChallenges: Record<string, string>, 
 }
 
 /** The proof once more, against the vault, before anything is locked: a request's word is not enough (§6). */
-async function recheckPossession(ctx: TenantContext, request: LockRequest): Promise<void> {
+export async function recheckPossession(ctx: TenantContext, request: LockRequest): Promise<void> {
   const { tenant } = ctx;
   {
     const key = usableKeyOf(tenant.regions[request.region])!;
@@ -169,8 +175,11 @@ async function recheckPossession(ctx: TenantContext, request: LockRequest): Prom
   }
 }
 
-/** R8 for one region: its environments Locked and offline, then its keys withdrawn from the vault. */
-async function lockRegion(ctx: TenantContext, usedChallenges: Record<string, string>, request: LockRequest): Promise<LockResult> {
+/**
+ * R8 for one region: its environments Locked and offline, then its keys withdrawn from the vault. `approvedBy`: a
+ * lock under the two-administrator policy (`request.actor` asked for it).
+ */
+export async function lockRegion(ctx: TenantContext, usedChallenges: Record<string, string>, request: Pick<LockRequest, 'actor' | 'policy' | 'region'>, approvedBy?: string): Promise<LockResult> {
   const { tenant } = ctx;
   const now = Date.now();
   const at = iso(now);
@@ -214,7 +223,7 @@ async function lockRegion(ctx: TenantContext, usedChallenges: Record<string, str
     lockedByDecisionOnly: envs.filter((e) => !e.lock?.sealed).map((e) => e.id),
     withdrawnKeys: withdrawn.map((k) => k.thumbprint),
   };
-  await ctx.notify(tenantLockedMail({ tenantName: tenant.displayName, ...result, by, at }), envs.map((e) => e.id));
+  await ctx.notify(tenantLockedMail({ tenantName: tenant.displayName, ...result, by, at, ...(approvedBy ? { approvedBy } : {}) }), envs.map((e) => e.id));
   return result;
 }
 

@@ -11,6 +11,7 @@ import { isPast, relative, when } from '../format';
 import { openPfxSigner, signChallengeWithPfx } from '../pfx-sign';
 import { Done, Field, Refusal, Section, readPicked, useAction, useRenderAt } from '../ui';
 import type { TenantContext } from '../tenant-context';
+import { LockApproval, pendingText } from './lock-approval';
 
 type Challenge = { challenge: string; expiresAt: string };
 type LockResult = { region: string; sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string };
@@ -48,8 +49,10 @@ function LockEveryRegion({ ctx, regions }: { ctx: TenantContext; regions: string
       proofs.push({ region, challenge, signature: toBase64(await signer.sign(challenge)) });
     }
     setPasswords({});
-    const r = await call<{ regions: LockResult[] }>('POST', `${base}/lock/all-regions`, { confirm, proofs });
+    const answer = await call<{ regions: LockResult[] } | { pendingLock: Parameters<typeof pendingText>[0] }>('POST', `${base}/lock/all-regions`, { confirm, proofs });
     ctx.refresh();
+    if ('pendingLock' in answer) return pendingText(answer.pendingLock);
+    const r = answer;
     const offline = r.regions.reduce((n, l) => n + l.sealed.length + l.lockedByDecisionOnly.length, 0);
     return `The tenant is locked in every region (${r.regions.map((l) => l.region).join(', ')}): ${offline} environments are offline and will be deleted on ${when(r.regions[0]?.deleteAt)} unless unlocked. Re-activate each region's key; unlocking is possible from ${when(r.regions[0]?.unlockAllowedAt)}.`;
   });
@@ -121,8 +124,10 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
   };
   const action = useAction(async () => {
     const { challenge, signature } = await signed();
-    const r = await call<{ sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string }>('POST', `${base}/lock`, { region: ctx.region, confirm, challenge, signature: toBase64(signature) });
+    const answer = await call<LockResult | { pendingLock: Parameters<typeof pendingText>[0] }>('POST', `${base}/lock`, { region: ctx.region, confirm, challenge, signature: toBase64(signature) });
     ctx.refresh();
+    if ('pendingLock' in answer) return pendingText(answer.pendingLock);
+    const r = answer;
     return `The tenant is locked in ${ctx.region}: ${r.sealed.length + r.lockedByDecisionOnly.length} environments are offline (${r.sealed.length} sealed) and will be deleted on ${when(r.deleteAt)} unless unlocked. Re-activate the key; unlocking is possible from ${when(r.unlockAllowedAt)}.`;
   });
   useRenderAt(ctx.key.lockAllowedAt);
@@ -140,6 +145,7 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
   return (
     <>
       <h1>Lock the tenant</h1>
+      <LockApproval ctx={ctx} />
       <Section title={`Lock in ${ctx.region}`}>
         <p class="warning">
           Locking takes every environment of the tenant in {ctx.region} offline at once ({live} here): the {onTenantKey} on the tenant key are sealed

@@ -38,7 +38,7 @@ async function loadTenant(base: string, id: string): Promise<TenantView> {
     if (!(err instanceof ApiError) || err.code !== 'FORBIDDEN') throw err;
     const key = await call<KeyReport>('GET', `${base}/key`);
     // Whether the risk was accepted is not theirs to read: the Environments page offers the opt-in, the service decides.
-    return { id, name: id, homeRegion: key.region, createdAt: '', admins: [], riskAcceptance: { accepted: false, by: null, at: null }, regions: [{ region: key.region, environments: 0, byState: {}, onTenantKey: 0, deleted: 0 }] };
+    return { id, name: id, homeRegion: key.region, createdAt: '', admins: [], riskAcceptance: { accepted: false, by: null, at: null }, regions: [{ region: key.region, environments: 0, byState: {}, onTenantKey: 0, deleted: 0 }], lockApproval: 1, pendingLock: null };
   }
 }
 
