@@ -229,19 +229,23 @@ describe('one tenant, from creation to its own key', () => {
         regions: [{ region: 'emea', environments: envs.length, byState: { Online: envs.length }, onTenantKey: envs.filter((e) => e.protection === 'tenant').length, deleted: 0 }],
         // sam's first apply carried --accept-risk (issue 19).
         riskAcceptance: { accepted: true, by: SAM, at: expect.any(String) },
+        // The two-administrator lock (issue 19): off by default, nothing waiting.
+        lockApproval: 1,
+        pendingLock: null,
       },
     });
     // No key in it: the operator may see it (key show is refused to the operator).
     expect((await stack.cmk(['tenant', 'show', '--tenant', tenant, '--json'])).json()).toEqual(shown.json());
     const [title, adminsHeading, ...rest] = (await stack.cmk(['tenant', 'show', '--tenant', tenant], { as: ALICE })).stdout.trimEnd().split('\n');
-    expect([title, adminsHeading, rest[0], rest[1], rest[2]]).toEqual([
+    expect([title, adminsHeading, rest[0], rest[1], rest[2], rest[3]]).toEqual([
       expect.stringMatching(/^Tenant contoso \("Contoso Ltd"\), home region emea, created \S+\.$/),
       'Administrators:',
       `  ${ALICE} (global)`,
       '  bob@contoso.example (service)',
       `Risk of managing its own key: accepted by ${SAM} at ${shown.json().tenant.riskAcceptance.at}.`,
+      'Lock: one global or service administrator locks (`cmk tenant policy`).',
     ]);
-    const [heading, row] = rest.slice(3);
+    const [heading, row] = rest.slice(4);
     expect(heading).toMatch(/^REGION +ENVIRONMENTS +ONLINE +LOCKED +IN PROGRESS +ON THE TENANT KEY +DELETED$/);
     expectAligned(heading!, [row!], ['ENVIRONMENTS', 'ONLINE', 'LOCKED', 'IN PROGRESS', 'ON THE TENANT KEY', 'DELETED']);
     // A system administrator sees only their own environments (env list), so not the tenant's counts.
