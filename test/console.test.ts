@@ -135,10 +135,10 @@ browserTest('a tenant journey as three people, each step checked with cmk; the l
   const prod = rows.filter({ hasText: 'prod' });
   // The tenant's first apply asks for the opt-in: Apply stays disabled, saying why, until the box is ticked.
   await until('the key is active for Sam', async () => ((await prod.locator('.why').innerText()).includes('Accept the risk first') ? true : (await page.reload(), undefined)));
-  expect(await prod.getByRole('button', { name: 'Apply' }).isEnabled()).toBe(false);
+  expect(await prod.getByRole('button', { name: 'Apply', exact: true }).isEnabled()).toBe(false);
   await expect(page.getByRole('region', { name: 'Before the first key is applied' }).innerText()).resolves.toMatch(/cannot be recovered by anyone/);
   await page.getByLabel('I understand and accept the risk').check();
-  await prod.getByRole('button', { name: 'Apply' }).click();
+  await prod.getByRole('button', { name: 'Apply', exact: true }).click();
   await prod.locator('.done').waitFor();
   // Recorded once for the tenant, and never asked again.
   expect((await stack.cmk(['tenant', 'show', '--tenant', 'contoso', '--json'], { as: ALICE })).json().tenant.riskAcceptance).toMatchObject({ accepted: true, by: SAM });
