@@ -16,7 +16,7 @@ import { generateKeyPfx } from '../keyfiles/generate';
 import { parsePfx } from '../keyfiles/pfx';
 import { scratchDir } from './support/scratch';
 import { onceTimeAllows, until } from './support/deadline';
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from './support/browser';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, seriousAxeViolations } from './support/browser';
 
 if (!haveChromium) console.warn(`console-dry-drift.test.ts: skipped, ${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it).`);
 const browserTest = haveChromium ? test : test.skip;
@@ -282,13 +282,8 @@ browserTest('drift: Check drift now finds a key record changed behind cmk’s ba
 }, 180_000);
 
 browserTest('axe-core finds nothing serious or critical with the preview and drift panels open', async () => {
-  const axe = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
   const violations: string[] = [];
-  const scan = async (page: Page, name: string) => {
-    await page.evaluate(axe);
-    const found = (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length })))`)) as Array<{ id: string; impact: string; nodes: number }>;
-    for (const v of found) if (v.impact === 'serious' || v.impact === 'critical') violations.push(`${name}: ${v.id} (${v.impact}, ${v.nodes} nodes)`);
-  };
+  const scan = async (page: Page, name: string) => void violations.push(...(await seriousAxeViolations(page, name)));
   const alice = await signIn(ALICE);
   let page = await open(alice, 'Keys', 'Keys');
   const generate = page.getByRole('region', { name: 'Generate a key' });
