@@ -126,7 +126,7 @@ function Row({ ctx, env, acceptRisk }: { ctx: TenantContext; env: EnvView; accep
       </td>
       <td>{env.systemAdmin ?? '—'}</td>
       <td>{env.lock ? `${when(env.lock.deleteAt)} (${relative(env.lock.deleteAt)})` : ''}</td>
-      <td>
+      <td class="drift">
         {env.drift ? (
           <>
             <span class="badge">Drift</span> {env.drift.summary}{' '}
