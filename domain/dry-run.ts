@@ -12,6 +12,16 @@ import type { Refusal } from './rules';
 
 export type DryRunOperation = 'key.generate' | 'key.upload' | 'key.rollback' | 'env.apply' | 'env.revert' | 'tenant.lock';
 
+/** What each operation is, in the words the CLI's and the console's reports use ("the real command would … "). */
+export const DRY_RUN_WHAT: Readonly<Record<DryRunOperation, string>> = {
+  'key.generate': 'generate a key',
+  'key.upload': 'upload the key',
+  'key.rollback': 'roll back the key',
+  'env.apply': 'apply the tenant key',
+  'env.revert': 'revert to the provider key',
+  'tenant.lock': 'lock the tenant',
+};
+
 /** An environment's protection: `keyThumbprint` null for a key not made yet (generate) or not known here (the provider key, a .byok). */
 export interface PlannedProtection {
   state: EnvironmentState;

@@ -15,7 +15,7 @@ import { parsePfx } from '../keyfiles/pfx';
 import { scratchDir } from './support/scratch';
 import { until } from './support/deadline';
 import { actWhenTimeAllows } from './support/console';
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium } from './support/browser';
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, seriousAxeViolations } from './support/browser';
 
 if (!haveChromium) console.warn(`console.test.ts: skipped, ${CHROMIUM} is missing (apt-get install chromium; .ci/run installs it).`);
 const browserTest = haveChromium ? test : test.skip;
@@ -135,10 +135,10 @@ browserTest('a tenant journey as three people, each step checked with cmk; the l
   const prod = rows.filter({ hasText: 'prod' });
   // The tenant's first apply asks for the opt-in: Apply stays disabled, saying why, until the box is ticked.
   await until('the key is active for Sam', async () => ((await prod.locator('.why').innerText()).includes('Accept the risk first') ? true : (await page.reload(), undefined)));
-  expect(await prod.getByRole('button', { name: 'Apply' }).isEnabled()).toBe(false);
+  expect(await prod.getByRole('button', { name: 'Apply', exact: true }).isEnabled()).toBe(false);
   await expect(page.getByRole('region', { name: 'Before the first key is applied' }).innerText()).resolves.toMatch(/cannot be recovered by anyone/);
   await page.getByLabel('I understand and accept the risk').check();
-  await prod.getByRole('button', { name: 'Apply' }).click();
+  await prod.getByRole('button', { name: 'Apply', exact: true }).click();
   await prod.locator('.done').waitFor();
   // Recorded once for the tenant, and never asked again.
   expect((await stack.cmk(['tenant', 'show', '--tenant', 'contoso', '--json'], { as: ALICE })).json().tenant.riskAcceptance).toMatchObject({ accepted: true, by: SAM });
@@ -333,15 +333,8 @@ browserTest('every page: a strict CSP with no inline script, security headers, h
   expect((await fetch(`${base}/assets/../package.json`)).status).not.toBe(200);
   expect((await fetch(`${base}/assets/nothing.js`)).status).toBe(404);
 
-  const axe = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
   const violations: string[] = [];
-  const scan = async (page: Page, name: string) => {
-    // The CSP forbids inline script, so axe goes in through the automation channel, not a <script> tag.
-    await page.evaluate(axe);
-    // A string, evaluated in the page (this file is compiled without the DOM's types).
-    const found = (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length })))`)) as Array<{ id: string; impact: string; nodes: number }>;
-    for (const v of found) if (v.impact === 'serious' || v.impact === 'critical') violations.push(`${name}: ${v.id} (${v.impact}, ${v.nodes} nodes)`);
-  };
+  const scan = async (page: Page, name: string) => void violations.push(...(await seriousAxeViolations(page, name)));
   const cspViolations: string[] = [];
   const context = await browser!.newContext();
   const signInPage = await context.newPage();

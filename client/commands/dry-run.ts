@@ -1,6 +1,7 @@
 /** `--dry-run` (issue 19): the API's DryRunReport printed, and the exit status the real run's refusal would have. */
 import type { Answer } from '../http';
 import type * as S from '../../api/schemas';
+import { DRY_RUN_WHAT } from '../../domain/dry-run';
 import { DryRunRefusedError, type CliContext } from './context';
 
 export type DryRunReport = Answer<typeof S.DryRunReport>;
@@ -11,18 +12,9 @@ function protection(p: DryRunReport['environments'][number]['to'], unknown: stri
   return p.protection === 'provider' ? 'provider key' : `tenant key ${short(p.keyThumbprint, unknown)}`;
 }
 
-const WHAT: Record<string, string> = {
-  'key.generate': 'generate a key',
-  'key.upload': 'upload the key',
-  'key.rollback': 'roll back the key',
-  'env.apply': 'apply the tenant key',
-  'env.revert': 'revert to the provider key',
-  'tenant.lock': 'lock the tenant',
-};
-
 /** The human report: nothing changed, then what would happen, or the refusal the real run would meet. */
 export function describeDryRun(r: DryRunReport): string {
-  const what = WHAT[r.operation] ?? r.operation;
+  const what = (DRY_RUN_WHAT as Record<string, string>)[r.operation] ?? r.operation;
   const lines = ['Dry run: nothing was changed.'];
   if (r.refusal) {
     lines.push(`The real command (${what}, tenant ${r.tenant}, region ${r.region}) would be refused: ${r.refusal.code}: ${r.refusal.message}`);

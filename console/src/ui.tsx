@@ -45,12 +45,17 @@ const CONSOLE_SENTENCES: Record<string, string> = {
   TENANT_NAME_MISMATCH: "Type the tenant's display name exactly as it is written (case and spaces included).",
 };
 
+/** The service's sentence for `code`, or the console's own where the service's names a CLI flag. */
+export function consoleSentence(code: string | undefined, said: string): string {
+  return code && CONSOLE_SENTENCES[code] && /(^|\s)--[a-z]/.test(said) ? CONSOLE_SENTENCES[code] : said;
+}
+
 /** A refusal: its code and sentence, read out when it appears. */
 export function Refusal({ error }: { error: unknown }) {
   if (!error) return null;
   const code = error instanceof ApiError ? error.code : (error as { code?: string }).code;
   const said = error instanceof Error ? error.message : String(error);
-  const message = code && CONSOLE_SENTENCES[code] && /(^|\s)--[a-z]/.test(said) ? CONSOLE_SENTENCES[code] : said;
+  const message = consoleSentence(code, said);
   return (
     <p class="refusal" role="alert">
       {code ? <code>{code}</code> : null} {message}

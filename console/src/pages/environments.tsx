@@ -6,8 +6,10 @@
 import { useState } from 'preact/hooks';
 import type { Action } from '../../../domain/access';
 import { RISK_WARNING } from '../../../domain/rules';
-import { call, enc, type EnvView } from '../api';
+import { call, enc, type Answer, type EnvView } from '../api';
+import type * as S from '../../../api/schemas';
 import { relative, when } from '../format';
+import { PreviewPanel, usePreview, type DryRunView } from '../preview';
 import { Field, Refusal, useAction } from '../ui';
 import type { TenantContext } from '../tenant-context';
 
@@ -93,13 +95,19 @@ function DeleteNow({ ctx, env }: { ctx: TenantContext; env: EnvView }) {
   );
 }
 
+/** The operations with a preview (the service's dry run: a rekey has none). */
+const PREVIEWED = ['apply', 'revert'] as const;
+
 function Row({ ctx, env, acceptRisk }: { ctx: TenantContext; env: EnvView; acceptRisk: boolean | null }) {
+  const path = (operation: Operation) => `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/${operation}`;
   const action = useAction(async (operation: Operation) => {
     const body = operation === 'restore' ? {} : operation === 'apply' && acceptRisk ? { acceptRisk: true } : undefined;
-    await call('POST', `/v1/tenants/${enc(ctx.tenant.id)}/environments/${enc(env.id)}/${operation}`, body);
+    await call('POST', path(operation), body);
     ctx.refresh();
     return `${env.id}: ${DONE[operation]}.`;
   });
+  // The same request with "dryRun" (the opt-in included, as the real apply would carry it): nothing changes.
+  const preview = usePreview((operation: (typeof PREVIEWED)[number]) => call<DryRunView>('POST', path(operation), { dryRun: true, ...(operation === 'apply' && acceptRisk ? { acceptRisk: true } : {}) }));
   const ops: Operation[] = ['apply', 'revert', 'rekey', 'backup', 'restore', 'unlock'];
   const reasons = ops.map((op) => [op, whyNot(ctx, env, op, acceptRisk !== false)] as const);
   const reasonId = `why-${env.id}`;
@@ -118,10 +126,25 @@ function Row({ ctx, env, acceptRisk }: { ctx: TenantContext; env: EnvView; accep
       </td>
       <td>{env.systemAdmin ?? '—'}</td>
       <td>{env.lock ? `${when(env.lock.deleteAt)} (${relative(env.lock.deleteAt)})` : ''}</td>
+      <td class="drift">
+        {env.drift ? (
+          <>
+            <span class="badge">Drift</span> {env.drift.summary}{' '}
+            <small>
+              (found {when(env.drift.foundAt)}, last checked {when(env.drift.checkedAt)})
+            </small>
+          </>
+        ) : null}
+      </td>
       <td class="actions">
         {reasons.map(([op, why]) => (
           <button key={op} type="button" disabled={action.busy || why !== null} aria-describedby={reasonId} title={why ?? undefined} onClick={() => void action.go(op)}>
             {LABEL[op]}
+          </button>
+        ))}
+        {PREVIEWED.map((op) => (
+          <button key={op} type="button" class="secondary" disabled={preview.busy || !ctx.can(ACTION[op], env.id)} onClick={() => void preview.go(op)}>
+            Preview {op}
           </button>
         ))}
         <p id={reasonId} class="why">
@@ -138,8 +161,62 @@ function Row({ ctx, env, acceptRisk }: { ctx: TenantContext; env: EnvView; accep
         ) : null}
         <Refusal error={action.error} />
         {action.done ? <p class="done">{action.done}</p> : null}
+        <PreviewPanel preview={preview} label={`Preview for ${env.id}`} />
       </td>
     </tr>
+  );
+}
+
+type DriftChecked = Answer<typeof S.DriftChecked>;
+
+/**
+ * The drift check (`cmk drift check`): every environment of the tenant compared with its database and the vault now.
+ * It reads and repairs nothing; what it finds shows in the table's Drift column until a check finds it as cmk set it.
+ */
+function DriftCheck({ ctx }: { ctx: TenantContext }) {
+  const [result, setResult] = useState<DriftChecked | null>(null);
+  const check = useAction(async () => {
+    setResult(null);
+    setResult(await call<DriftChecked>('POST', `/v1/tenants/${enc(ctx.tenant.id)}/drift-check`));
+    ctx.refresh();
+  });
+  const allowed = ctx.can('drift.check');
+  return (
+    <section class="card" aria-labelledby="drift-title">
+      <h2 id="drift-title">Drift</h2>
+      <p>
+        The drift check compares every environment of the tenant with its database and the vault, and shows what differs from what cmk set (it also runs on
+        a schedule). It changes nothing.
+      </p>
+      <button type="button" disabled={check.busy || !allowed} onClick={() => void check.go()}>
+        {check.busy ? 'Checking…' : 'Check drift now'}
+      </button>
+      {allowed ? null : <p class="why">Only the tenant's global and service administrators run the drift check.</p>}
+      <Refusal error={check.error} />
+      <div class={result ? 'preview' : 'preview-idle'} role="status" aria-live="polite" aria-label="Drift check result">
+        {result === null ? null : result.clean ? (
+          <p>No drift: every environment of {ctx.tenant.id} is as cmk set it (checked {when(result.checkedAt)}).</p>
+        ) : (
+          <>
+            <p>
+              <strong>
+                Drift in {result.drifting.length} environment{result.drifting.length === 1 ? '' : 's'}
+              </strong>{' '}
+              (checked {when(result.checkedAt)}):
+            </p>
+            <ul>
+              {result.drifting.map((d) => (
+                <li key={d.env}>
+                  <strong>{d.env}</strong>: {d.summary} (found {when(d.foundAt)}
+                  {result.newlyFound.includes(d.env) ? ', new' : ''})
+                </li>
+              ))}
+            </ul>
+            <p>cmk repairs nothing by itself: the provider's operators find who changed it and repair it (their runbook, “Drift”).</p>
+          </>
+        )}
+      </div>
+    </section>
   );
 }
 
@@ -177,6 +254,7 @@ export function Environments({ ctx }: { ctx: TenantContext }) {
                 <th scope="col">Protection</th>
                 <th scope="col">System administrator</th>
                 <th scope="col">Deletion</th>
+                <th scope="col">Drift</th>
                 <th scope="col">Actions</th>
               </tr>
             </thead>
@@ -188,6 +266,7 @@ export function Environments({ ctx }: { ctx: TenantContext }) {
           </table>
         </div>
       )}
+      <DriftCheck ctx={ctx} />
     </>
   );
 }

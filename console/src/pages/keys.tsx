@@ -11,6 +11,7 @@ import type * as S from '../../../api/schemas';
 import { isPast, relative, when } from '../format';
 import { Done, Field, Refusal, Section, readPicked, useAction, useLoad, useRenderAt } from '../ui';
 import type { TenantContext } from '../tenant-context';
+import { PreviewPanel, usePreview, type DryRunView } from '../preview';
 
 /** A hint, not a rule: the service's only rule is the length (R3); this says how far a password is from a good one. */
 export function passwordStrength(password: string): string {
@@ -35,6 +36,11 @@ function Generate({ ctx }: { ctx: TenantContext }) {
     ctx.refresh();
     return `Key ${r.activeKey?.name ?? name} generated; its .pfx was downloaded (this is the only copy you will get). Environments on the tenant key are being re-protected.`;
   });
+  // The same route and checks with "dryRun": no key is made, nothing downloads.
+  const preview = usePreview(async () => {
+    if (password !== confirm) throw new CmkError('INVALID_ARGUMENT', 'The two passwords differ; type the same password twice.');
+    return call<DryRunView>('POST', `${keyBase(ctx)}/generate`, { name, password, region: ctx.region, dryRun: true });
+  });
   const allowed = ctx.can('key.change');
   const waiting = !isPast(ctx.key.nextKeyChangeAllowedAt);
   return (
@@ -53,10 +59,14 @@ function Generate({ ctx }: { ctx: TenantContext }) {
         <button type="submit" disabled={action.busy || !allowed}>
           {action.busy ? 'Generating…' : 'Generate key'}
         </button>
+        <button type="button" class="secondary" disabled={preview.busy || !allowed} onClick={() => void preview.go()}>
+          Preview generate
+        </button>
         {!allowed ? <p class="why">Only the tenant's global and service administrators change keys.</p> : waiting ? <p class="why">A key change is allowed from {when(ctx.key.nextKeyChangeAllowedAt)} (R5).</p> : null}
       </form>
       <Refusal error={action.error} />
       <Done text={action.done} />
+      <PreviewPanel preview={preview} label="Preview of the key generation" />
     </Section>
   );
 }
@@ -66,23 +76,21 @@ function Upload({ ctx }: { ctx: TenantContext }) {
   const [password, setPassword] = useState('');
   const [activate, setActivate] = useState(true);
   const file = useRef<HTMLInputElement>(null);
-  const action = useAction(async () => {
+  const request = async () => {
     const picked = await readPicked(file.current);
     if (!picked) throw new CmkError('INVALID_ARGUMENT', 'Choose the key file (.pfx or .byok).');
-    const r = await call<KeyReport & { uploadedKey?: { thumbprint: string } }>('POST', `${keyBase(ctx)}/upload`, {
-      name,
-      fileName: picked.name,
-      file: toBase64(picked.bytes),
-      ...(password ? { password } : {}),
-      region: ctx.region,
-      ...(activate ? {} : { activate: false }),
-    });
+    return { name, fileName: picked.name, file: toBase64(picked.bytes), ...(password ? { password } : {}), region: ctx.region, ...(activate ? {} : { activate: false }) };
+  };
+  const action = useAction(async () => {
+    const r = await call<KeyReport & { uploadedKey?: { thumbprint: string } }>('POST', `${keyBase(ctx)}/upload`, await request());
     setPassword('');
     ctx.refresh();
     return activate
       ? `Key ${r.activeKey?.name ?? name} uploaded and active. Environments on the tenant key are being re-protected.`
       : `Key ${name} uploaded and kept Available: nothing uses it until you activate it under Key history.`;
   });
+  // The file is opened and checked by the service as for the upload; nothing is staged or activated.
+  const preview = usePreview(async () => call<DryRunView>('POST', `${keyBase(ctx)}/upload`, { ...(await request()), dryRun: true }));
   const kek = useAction(async () => {
     const r = await call<{ kid: string; publicKeyPem: string }>('POST', `${keyBase(ctx)}/kek`, { region: ctx.region });
     // A kid is a vault URL or path: the file's name keeps only what every file system takes; the page shows it whole.
@@ -117,9 +125,13 @@ function Upload({ ctx }: { ctx: TenantContext }) {
         <button type="submit" disabled={action.busy || !allowed}>
           {action.busy ? 'Uploading…' : 'Upload key'}
         </button>
+        <button type="button" class="secondary" disabled={preview.busy || !allowed} onClick={() => void preview.go()}>
+          Preview upload
+        </button>
       </form>
       <Refusal error={action.error} />
       <Done text={action.done} />
+      <PreviewPanel preview={preview} label="Preview of the upload" />
     </Section>
   );
 }
@@ -130,6 +142,7 @@ function Rollback({ ctx }: { ctx: TenantContext }) {
     ctx.refresh();
     return `Rolled back: ${r.rolledBack.name} is no longer the active key; ${r.activeKey?.name ?? 'the provider key'} is.`;
   });
+  const preview = usePreview(async () => call<DryRunView>('POST', `${keyBase(ctx)}/rollback`, { region: ctx.region, dryRun: true }));
   const open = ctx.key.rollbackAvailableUntil && !isPast(ctx.key.rollbackAvailableUntil);
   // R6: the administrator who made the change cannot undo it alone (the service refuses; the console says so first).
   const mine = ctx.key.activeKey?.activatedBy?.toLowerCase() === ctx.user.toLowerCase();
@@ -143,9 +156,13 @@ function Rollback({ ctx }: { ctx: TenantContext }) {
       <button type="button" disabled={action.busy || !open || mine || !ctx.can('key.rollback')} onClick={() => void action.go()}>
         Roll back
       </button>
+      <button type="button" class="secondary" disabled={preview.busy || !ctx.can('key.rollback')} onClick={() => void preview.go()}>
+        Preview rollback
+      </button>
       {open && mine ? <p class="why">You made this key change; another global or service administrator must roll it back (R6).</p> : null}
       <Refusal error={action.error} />
       <Done text={action.done} />
+      <PreviewPanel preview={preview} label="Preview of the rollback" />
     </Section>
   );
 }

@@ -12,6 +12,7 @@ import { openPfxSigner, signChallengeWithPfx } from '../pfx-sign';
 import { Done, Field, Refusal, Section, readPicked, useAction, useRenderAt } from '../ui';
 import type { TenantContext } from '../tenant-context';
 import { LockApproval, pendingText } from './lock-approval';
+import { PreviewPanel, usePreview, type DryRunView } from '../preview';
 
 type Challenge = { challenge: string; expiresAt: string };
 type LockResult = { region: string; sealed: string[]; lockedByDecisionOnly: string[]; deleteAt: string; unlockAllowedAt: string };
@@ -130,6 +131,8 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
     const r = answer;
     return `The tenant is locked in ${ctx.region}: ${r.sealed.length + r.lockedByDecisionOnly.length} environments are offline (${r.sealed.length} sealed) and will be deleted on ${when(r.deleteAt)} unless unlocked. Re-activate the key; unlocking is possible from ${when(r.unlockAllowedAt)}.`;
   });
+  // The dry run needs no proof (the service says what the real lock needs): neither the key file nor its password is read.
+  const preview = usePreview(async () => call<DryRunView>('POST', `${base}/lock`, { region: ctx.region, confirm, dryRun: true }));
   useRenderAt(ctx.key.lockAllowedAt);
   const embargo = !isPast(ctx.key.lockAllowedAt);
   const locked = ctx.key.activeKey?.state === 'Locked';
@@ -193,10 +196,18 @@ export function Lock({ ctx }: { ctx: TenantContext }) {
           <button type="submit" class="danger" disabled={action.busy || why !== null}>
             {action.busy ? 'Locking…' : 'Lock tenant'}
           </button>
+          <button type="button" class="secondary" disabled={preview.busy || !ctx.can('tenant.lock')} onClick={() => void preview.go()}>
+            Preview lock
+          </button>
           {why ? <p class="why">{why}</p> : null}
         </form>
         <Refusal error={action.error} />
         <Done text={action.done} />
+        <PreviewPanel
+          preview={preview}
+          label="Preview of the lock"
+          proofNeeds={`The real lock also needs proof that you hold the active key${ctx.key.activeKey ? ` “${ctx.key.activeKey.name}”` : ''}: its .pfx signed in this page, or a signature from your HSM. The preview reads neither.`}
+        />
       </Section>
       {ctx.tenant.regions.length > 1 ? <LockEveryRegion ctx={ctx} regions={ctx.tenant.regions.map((r) => r.region)} /> : null}
     </>
