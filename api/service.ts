@@ -26,6 +26,7 @@ import {
   type EnvironmentState,
   type BackupOperation,
   type KeySource,
+  type PendingLock,
   type TenantKey,
   type TenantSnapshot,
 } from '../domain/model';
@@ -632,7 +633,8 @@ export class ApiService {
 
   /** `tenant policy`: how many administrators a lock takes, and the lock waiting for approval. */
   async lockPolicy(actor: Actor, tenantId: string) {
-    const tenant = await this.authorize(actor, tenantId, 'tenant.show');
+    // The tenant's global and service administrators: the request names the key proven (as `key show` does).
+    const tenant = await this.authorize(actor, tenantId, 'tenant.lock');
     return { tenant: tenantId, ...lockApprovalReport(tenant, Date.now()) };
   }
 
@@ -923,8 +925,13 @@ function tenantView(t: TenantSnapshot) {
     createdAt: t.createdAt,
     riskAcceptance: { accepted: accepted !== null, by: accepted?.by ?? null, at: accepted?.at ?? null },
     lockApproval: lockApprovalsRequired(t, Date.now()),
-    pendingLock: pendingLockOf(t, Date.now()),
+    // Without the thumbprints: `tenant show` carries no key (the operator reads it too); `tenant policy` has them.
+    pendingLock: withoutKeys(pendingLockOf(t, Date.now())),
   };
+}
+
+function withoutKeys(pending: PendingLock | null) {
+  return pending && { ...pending, regions: pending.regions.map((r) => ({ region: r.region })) };
 }
 
 function describeAction(action: Action): string {

@@ -22,7 +22,7 @@ const { dir: work, file } = scratchDir('cmk-lock-approval-');
 const ALICE = 'alice@contoso.example';
 const BOB = 'bob@contoso.example';
 const SAM = 'sam@contoso.example';
-const WINDOW_S = 40;
+const WINDOW_S = 60;
 
 beforeAll(async () => {
   stack = await startStack({ CMK_KEY_CHANGE_INTERVAL: '1s', CMK_LOCK_EMBARGO: '2s', CMK_UNLOCK_DELAY: '1s', CMK_LOCK_APPROVAL_WINDOW: `${WINDOW_S}s` });
@@ -81,6 +81,9 @@ test('a lock asked for waits; the one who asked cannot approve; cancelled, nothi
   expect([await envState('contoso', 'prod'), await keyState('contoso')]).toEqual(['Online', 'Active']);
   expect((await mails('contoso', 'lock-requested')).map((m) => m.to).sort()).toEqual([ALICE, BOB]);
   expect((await policy('contoso')).pendingLock.id).toBe(pending.id);
+  // `tenant show` names it without the key's thumbprint (the operator reads it too); the policy is the administrators'.
+  expect((await stack.cmk(['tenant', 'show', '--tenant', 'contoso', '--json'])).json().tenant.pendingLock).toEqual({ ...pending, regions: [{ region: 'default' }] });
+  expect(refusal(await stack.cmk(['tenant', 'policy', '--tenant', 'contoso', '--json']))).toEqual([3, 'FORBIDDEN']);
   const text = await stack.cmk(['tenant', 'policy', '--tenant', 'contoso'], { as: BOB });
   expect(text.stdout).toContain(`Waiting for approval: the lock asked for by ${ALICE}`);
 

@@ -12,6 +12,8 @@ import { Done, Field, Refusal, Section, useAction } from '../ui';
 import type { TenantContext } from '../tenant-context';
 
 type PendingLock = Static<typeof S.PendingLockView>;
+/** As `tenant show` gives it: without the thumbprints. */
+type PendingShown = Omit<PendingLock, 'regions'> & { regions: Array<{ region: string }> };
 type LockPolicy = Static<typeof S.LockPolicyReport>;
 
 /** What a lock request's answer says: locked at once, or waiting for approval. */
@@ -22,7 +24,7 @@ export function pendingText(p: PendingLock): string {
 export function LockApproval({ ctx }: { ctx: TenantContext }) {
   const base = `/v1/tenants/${enc(ctx.tenant.id)}`;
   const [confirm, setConfirm] = useState('');
-  const pending = ctx.tenant.pendingLock as PendingLock | null;
+  const pending = ctx.tenant.pendingLock as PendingShown | null;
   const admin = ctx.can('tenant.lock');
   const setPolicy = useAction(async (lockApproval: 1 | 2) => {
     const r = await call<LockPolicy>('POST', `${base}/policy`, { lockApproval });
