@@ -26,9 +26,10 @@ export function registerLockApproval(ctx: TenantContext): void {
       const before = tenant.lockApproval;
       const by = describeActor(request.actor);
       // Raising holds at once; a lowering of a policy that holds waits for the window (a second lowering keeps the first's date).
-      const stillLowering = before?.required === 1 && before.effectiveAt !== undefined ? before.effectiveAt : undefined;
+      const stillLowering = before?.required === 1 && before.effectiveAt !== undefined && Date.parse(before.effectiveAt) > now ? before.effectiveAt : undefined;
       const effectiveAt = request.lockApproval === 1 && lockApprovalsRequired(tenant, now) === 2 ? (stillLowering ?? iso(loweringHoldsAt(now, ctx.policyOf(request)))) : undefined;
-      const unchanged = (before?.required ?? 1) === request.lockApproval && before?.effectiveAt === effectiveAt;
+      // Asking for what holds (or is already on its way) changes nothing and mails nobody.
+      const unchanged = (before?.required ?? 1) === request.lockApproval && effectiveAt === stillLowering;
       if (!unchanged) {
         tenant.lockApproval = { required: request.lockApproval, setBy: by, setAt: iso(now), ...(effectiveAt ? { effectiveAt } : {}) };
         await ctx.notify(lockPolicyChangedMail({ tenantName: tenant.displayName, tenant: tenant.tenant, lockApproval: request.lockApproval, by, at: iso(now), holdsFrom: effectiveAt ?? null }));
