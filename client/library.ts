@@ -94,11 +94,11 @@ export class ControlPlane {
       return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
     };
     try {
-      return await send();
+      return await sendUntilHandled(send);
     } catch (err) {
       if (!isTrustNotLoaded(err)) throw err;
       await this.refreshTrust(tenant);
-      return send();
+      return sendUntilHandled(send);
     }
   }
 
@@ -364,14 +364,14 @@ export class ControlPlane {
       return this.temporal.workflow.executeUpdateWithStart(auditMessages.read, { args: [signed], startWorkflowOperation: start });
     };
     try {
-      return await send();
+      return await sendUntilHandled(send);
     } catch (err) {
       if (!isTrustNotLoaded(err)) throw err;
       await this.temporal.workflow
         .getHandle(AUDIT_WORKFLOW_ID)
         .executeUpdate(auditMessages.refreshTrust)
         .catch(() => undefined);
-      return send();
+      return sendUntilHandled(send);
     }
   }
 
@@ -485,6 +485,32 @@ const GRPC_RESOURCE_EXHAUSTED = 8;
 function isResourceExhausted(err: unknown): boolean {
   for (let cause: unknown = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
     if ((cause as { code?: unknown }).code === GRPC_RESOURCE_EXHAUSTED) return true;
+  }
+  return false;
+}
+
+/**
+ * A run that has just continued as new loads its worker's trust (a local activity) before it registers its handlers,
+ * and the SDK rejects an update that finds no handler by the end of the activation it arrived in. Rejected, it was
+ * never applied (nothing in history): it is sent again, for a few seconds, until the new run has its handlers.
+ */
+async function sendUntilHandled<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (!isNoHandlerYet(err) || attempt >= NO_HANDLER_RETRIES) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+    }
+  }
+}
+
+/** About 10 s in all: a run's first activation, with its one local activity, takes far less. */
+const NO_HANDLER_RETRIES = 14;
+
+function isNoHandlerYet(err: unknown): boolean {
+  for (let cause: unknown = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if (cause.message.startsWith('No registered handler for update')) return true;
   }
   return false;
 }

@@ -128,7 +128,9 @@ export async function tenantWorkflow(input: TenantWorkflowInput): Promise<void> 
 
   // ------------------------------------------------------------------------------------------ the concerns
   // In this order: updates that arrive with a run's first task wait for their handler and then run in the order
-  // their handlers are registered, so the order is part of what recorded histories replay.
+  // their handlers are registered, so the order is part of what recorded histories replay. (A run that loads its
+  // trust first registers them in a later activation: the SDK rejects an update that arrived before, and the client
+  // library sends it again — `sendUntilHandled` in client/library.ts.)
   registerAdmins(ctx);
   registerEnvironments(ctx);
   registerKeys(ctx);
