@@ -109,12 +109,33 @@ class OpenedKeys {
   }
 }
 
+/**
+ * Public keys parsed from their PEM, by the PEM itself (32 at most, oldest use out first): parsing costs about as
+ * much as the RSA encryption. Keyed by content, so a kept key is always the one the record, just read and checked,
+ * names.
+ */
+class PublicKeys {
+  private readonly entries = new Map<string, KeyObject>();
+
+  get(pem: string): KeyObject {
+    const key = this.entries.get(pem) ?? createPublicKey(pem);
+    this.entries.delete(pem);
+    this.entries.set(pem, key);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= OPENED_KEYS_MAX) break;
+      this.entries.delete(oldest);
+    }
+    return key;
+  }
+}
+
 export class LocalVault implements Vault {
   private readonly root: string;
   private readonly masterKey: Buffer;
   /** Its own key for the records' MACs, derived from the master key (never the encryption key itself). */
   private readonly macKey: Buffer;
   private readonly opened = new OpenedKeys();
+  private readonly publicKeys = new PublicKeys();
 
   constructor({ dataDir, masterKey }: { dataDir: string; masterKey: Buffer }) {
     if (masterKey.length !== 32) throw new Error('The vault master key must be 32 bytes.');
@@ -303,7 +324,7 @@ export class LocalVault implements Vault {
 
   async wrapKey(ref: KeyRef, plaintext: Buffer): Promise<Buffer> {
     const stored = await this.require(ref);
-    return publicEncrypt({ key: stored.publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
+    return publicEncrypt({ key: this.publicKeys.get(stored.publicKeyPem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
   }
 
   async unwrapKey(ref: KeyRef, wrapped: Buffer): Promise<Buffer> {
@@ -317,7 +338,7 @@ export class LocalVault implements Vault {
 
   async verify(ref: KeyRef, data: Buffer, signature: Buffer): Promise<boolean> {
     const stored = await this.require(ref);
-    return verifySignature('sha256', data, { key: stored.publicKeyPem, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return verifySignature('sha256', data, { key: this.publicKeys.get(stored.publicKeyPem), padding: constants.RSA_PKCS1_PADDING }, signature);
   }
 
   /** A .byok's header.kid: the full kid, `<name>/<version>` or `<name>` (its newest version). */
