@@ -8,10 +8,12 @@
  * Not a test: it prints figures; the machine is shared and noisy, so compare ratios between runs, not durations.
  */
 import { constants, generateKeyPairSync, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, promises as fs } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { localParts } from '../test/support/parts';
+import { loadConfig } from '../config';
+import { buildParts } from '../worker/parts';
 import type { Protector } from '../database/types';
 import type { Vault } from '../vault/types';
 import { arg, percentile } from './support';
@@ -138,7 +140,10 @@ async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const ci = process.argv.indexOf('--concurrency');
   const concurrencies = (ci > 0 ? process.argv[ci + 1]! : '1,2,4,8').split(',').map(Number);
-  const { vault, databases, config } = localParts();
+  // The real local parts in a fresh temporary data dir, as the worker builds them.
+  const base = mkdtempSync(join(tmpdir(), 'cmk-profile-'));
+  const config = loadConfig({ CMK_DATA_DIR: join(base, 'var'), CMK_SECRETS_DIR: join(base, 'secrets') });
+  const { vault, databases } = buildParts(config);
   const tenant = 'bench';
   const envs = Array.from({ length: n }, (_, i) => `env-${i}`);
   const say = (line: string) => !json && console.error(line);
