@@ -262,8 +262,12 @@ export class SqliteEnvironmentDatabases implements EnvironmentDatabases {
     this.assertOnline(tenant, env);
     // Only an interrupted apply or rekey (a pending DEK) needs the database opened to settle it: otherwise that open
     // would be a third vault call per environment, on a path that runs for every environment of a tenant.
-    if ((await this.record(tenant, env)).pending) (await this.openSettled(tenant, env)).close();
-    const record = await this.record(tenant, env);
+    // The record is read once; only after a settlement (which rewrites it) a second time.
+    let record = await this.record(tenant, env);
+    if (record.pending) {
+      (await this.openSettled(tenant, env, record)).close();
+      record = await this.record(tenant, env);
+    }
     if (samePlace(record.protector, protector)) return this.view(record);
     // Only the current DEK is wrapped by the protector (the earlier ones are sealed under it): one unwrap, one wrap.
     const current = await this.vault.unwrapKey(record.protector, Buffer.from(record.wrappedDek, 'base64'));

@@ -2,7 +2,7 @@
  * The embedded parts on real files: the local vault (keys encrypted at rest, Azure's semantics), the encrypted
  * environment databases with their one key record, and the outbox's exactly-once delivery.
  */
-import { createCipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import crypto, { createCipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { localParts } from './support/parts';
@@ -10,6 +10,7 @@ import { LocalVault } from '../vault/local';
 import { loadOrCreateSecret } from '../common/secrets';
 import { wrapForByok } from '../keyfiles';
 import { createEnvironmentActivities, providerProtector } from '../activities/environments';
+import { createLockActivities } from '../activities/lock';
 import { thumbprintOf } from '../common/keys';
 
 const der = (bits = 2048) => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'der' });
@@ -75,6 +76,56 @@ describe('local vault', () => {
     const before = await vault.listVersions('tenant-a-default');
     await expect(vault.importByok('tenant-a-default', transfer(otherPem, otherKek.kid), { purpose: 'tenant', enabled: true }, 'kek-a-default')).rejects.toMatchObject({ code: 'INVALID_KEY_FILE' });
     expect(await vault.listVersions('tenant-a-default')).toEqual(before);
+  });
+});
+
+describe('private keys kept between unwraps never outlive a withdrawal (issue 20)', () => {
+  const dek = Buffer.alloc(32, 9);
+  /** A key that has unwrapped once, and proof that the next unwrap used the kept key (no private key parsed again). */
+  async function cachedKey() {
+    const parts = localParts();
+    const key = await parts.vault.importKey('tenant--1-a-default', der(), { purpose: 'tenant', enabled: true });
+    const wrapped = await parts.vault.wrapKey(key, dek);
+    expect(await parts.vault.unwrapKey(key, wrapped)).toEqual(dek);
+    const parsing = jest.spyOn(crypto, 'createPrivateKey');
+    try {
+      expect(await parts.vault.unwrapKey(key, wrapped)).toEqual(dek);
+      expect(parsing).not.toHaveBeenCalled();
+    } finally {
+      parsing.mockRestore();
+    }
+    const other = new LocalVault({ dataDir: parts.config.dataDir, masterKey: loadOrCreateSecret(parts.config.secretsDir, 'vault-master-key') });
+    return { ...parts, key, wrapped, other };
+  }
+
+  test("a lock's withdrawal (disable, delete, purge): the kept key unwraps nothing more", async () => {
+    const { vault, databases, key, wrapped } = await cachedKey();
+    await createLockActivities({ vault, databases }).withdrawTenantKeys({ vaultKeys: [key] });
+    await expect(vault.unwrapKey(key, wrapped)).rejects.toMatchObject({ reason: 'not-found' });
+  });
+
+  test('disabled by this process, or by another one (the API service): refused at once, and again after re-reading', async () => {
+    const here = await cachedKey();
+    await here.vault.setEnabled(here.key, false);
+    await expect(here.vault.unwrapKey(here.key, here.wrapped)).rejects.toMatchObject({ reason: 'disabled' });
+    const there = await cachedKey();
+    await there.other.setEnabled(there.key, false);
+    await expect(there.vault.unwrapKey(there.key, there.wrapped)).rejects.toMatchObject({ reason: 'disabled' });
+    await expect(there.vault.wrapKey(there.key, dek)).rejects.toMatchObject({ reason: 'disabled' });
+  });
+
+  test('deleted by another process: not found, though this one had it open', async () => {
+    const { vault, other, key, wrapped } = await cachedKey();
+    await other.deleteKey(key);
+    await expect(vault.unwrapKey(key, wrapped)).rejects.toMatchObject({ reason: 'not-found' });
+  });
+
+  test('re-enabled in the data dir behind the vault (no MAC) after a disable: tampered, not the kept key', async () => {
+    const { vault, other, key, wrapped, config } = await cachedKey();
+    await other.setEnabled(key, false);
+    const file = join(config.dataDir, 'vault', 'keys', key.name, `${key.version}.json`);
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), enabled: true }));
+    await expect(vault.unwrapKey(key, wrapped)).rejects.toMatchObject({ reason: 'tampered' });
   });
 });
 

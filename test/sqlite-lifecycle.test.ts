@@ -244,6 +244,27 @@ describe('backups', () => {
     expect(texts(await databases.readRows(T, 'prod'))).toEqual(['one', 'two']);
   });
 
+  test('a re-protection after an interrupted rekey settles the record first, then re-wraps the DEK the file is under', async () => {
+    const killed = () => {
+      throw new Error('killed');
+    };
+    for (const hooks of [
+      // Killed before any page was re-encrypted (settles on the old DEK), then after all were (on the new one).
+      { onProgress: (p: number) => (p === 0 ? killed() : undefined) },
+      { afterPagesRewritten: killed },
+    ]) {
+      const { databases, protect, provider, readRecord } = await setUp();
+      await databases.writeRow(T, 'prod', 'kept');
+      await expect(databases.rekey(T, 'prod', provider, hooks)).rejects.toThrow('killed');
+      expect(readRecord().pending).toBeDefined();
+      const tenantKey = await protect(rsa(1));
+      expect((await databases.reprotect(T, 'prod', tenantKey)).protector).toEqual(tenantKey);
+      expect(readRecord()).toMatchObject({ protector: tenantKey });
+      expect(readRecord().pending).toBeUndefined();
+      expect(texts(await databases.readRows(T, 'prod'))).toEqual(['kept']);
+    }
+  });
+
   test('restore refuses no backup, a malformed, unknown or damaged one, changing nothing', async () => {
     const { databases, envDir } = await setUp();
     await databases.writeRow(T, 'prod', 'kept');

@@ -6,6 +6,11 @@
  * an HMAC under a key derived from the master key: whoever can write the data dir but not the secrets dir cannot
  * put their own public key in a record (and so pass a lock's proof of possession) or re-enable a key. Every call
  * reads from disk: the API service and the worker share it.
+ *
+ * What is kept in memory: the private keys opened by recent unwraps (OpenedKeys), so that a re-protection of many
+ * environments does not decrypt and parse the same private key once per environment. Keeping it changes nothing of
+ * what may unwrap: every call still reads the key's record from disk, checks its MAC and refuses a disabled or
+ * deleted key (whichever process disabled or deleted it) before the kept key is used.
  */
 import {
   constants,
@@ -33,6 +38,10 @@ import { VaultError } from './errors';
 import type { ByokTransfer, ImportOptions, KeyRef, Vault, VaultKeyInfo } from './types';
 
 const generateRsa = promisify(generateKeyPair);
+
+/** How long an opened private key is kept after it was opened, and how many are kept at most (oldest use first out). */
+const OPENED_KEY_TTL_MS = 60_000;
+const OPENED_KEYS_MAX = 32;
 const KEY_NAME = /^[a-z0-9][a-z0-9-]{0,126}$/;
 const VERSION = /^[0-9a-f]{32}$/;
 
@@ -56,11 +65,77 @@ function canonicalRecord(stored: StoredKey): Buffer {
   return Buffer.from(JSON.stringify(['cmk-local-vault-record/2', name, version, kid, thumbprint, purpose, enabled, createdAt, sortedTags, publicKeyPem, sealed.iv, sealed.tag, sealed.ciphertext]));
 }
 
+/**
+ * Private keys opened from their records, by name/version, each with the sealed form it was opened from (a record
+ * sealed afresh is opened afresh) — for at most OPENED_KEY_TTL_MS after opening, at most OPENED_KEYS_MAX of them.
+ * Only a cache of work: it is consulted after the record was read and found enabled, never instead. Node offers no
+ * way to wipe a KeyObject's memory; an entry dropped is unreferenced, and its DER was zeroed as soon as it was parsed.
+ */
+class OpenedKeys {
+  private readonly entries = new Map<string, { key: KeyObject; sealed: string; expires: number }>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  get(stored: StoredKey, open: () => KeyObject): KeyObject {
+    const id = `${stored.name}/${stored.version}`;
+    const sealed = `${stored.sealed.iv}.${stored.sealed.tag}`;
+    const now = Date.now();
+    const found = this.entries.get(id);
+    this.entries.delete(id);
+    if (found && found.sealed === sealed && found.expires > now) {
+      this.entries.set(id, found);
+      return found.key;
+    }
+    const key = open();
+    this.entries.set(id, { key, sealed, expires: now + OPENED_KEY_TTL_MS });
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= OPENED_KEYS_MAX) break;
+      this.entries.delete(oldest);
+    }
+    this.sweeper ??= setInterval(() => this.sweep(), OPENED_KEY_TTL_MS).unref();
+    return key;
+  }
+
+  forget({ name, version }: KeyRef): void {
+    this.entries.delete(`${name}/${version}`);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, entry] of this.entries) if (entry.expires <= now) this.entries.delete(id);
+    if (this.entries.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+}
+
+/**
+ * Public keys parsed from their PEM, by the PEM itself (32 at most, oldest use out first): parsing costs about as
+ * much as the RSA encryption. Keyed by content, so a kept key is always the one the record, just read and checked,
+ * names.
+ */
+class PublicKeys {
+  private readonly entries = new Map<string, KeyObject>();
+
+  get(pem: string): KeyObject {
+    const key = this.entries.get(pem) ?? createPublicKey(pem);
+    this.entries.delete(pem);
+    this.entries.set(pem, key);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= OPENED_KEYS_MAX) break;
+      this.entries.delete(oldest);
+    }
+    return key;
+  }
+}
+
 export class LocalVault implements Vault {
   private readonly root: string;
   private readonly masterKey: Buffer;
   /** Its own key for the records' MACs, derived from the master key (never the encryption key itself). */
   private readonly macKey: Buffer;
+  private readonly opened = new OpenedKeys();
+  private readonly publicKeys = new PublicKeys();
 
   constructor({ dataDir, masterKey }: { dataDir: string; masterKey: Buffer }) {
     if (masterKey.length !== 32) throw new Error('The vault master key must be 32 bytes.');
@@ -138,8 +213,14 @@ export class LocalVault implements Vault {
     const decipher = createDecipheriv('aes-256-gcm', this.masterKey, Buffer.from(stored.sealed.iv, 'base64'));
     decipher.setAAD(this.aad(stored, legacy));
     decipher.setAuthTag(Buffer.from(stored.sealed.tag, 'base64'));
-    const der = Buffer.concat([decipher.update(Buffer.from(stored.sealed.ciphertext, 'base64')), decipher.final()]);
-    return privateKeyFromPkcs8(der);
+    const parts = [decipher.update(Buffer.from(stored.sealed.ciphertext, 'base64')), decipher.final()];
+    const der = Buffer.concat(parts);
+    try {
+      return privateKeyFromPkcs8(der);
+    } finally {
+      // The key's plaintext DER is needed only to parse it.
+      for (const b of [der, ...parts]) b.fill(0);
+    }
   }
 
   private async require(ref: KeyRef, mustBeEnabled = true): Promise<StoredKey> {
@@ -149,9 +230,10 @@ export class LocalVault implements Vault {
     return stored;
   }
 
+  /** The record's private key, opened — or kept from a recent opening of the same record (OpenedKeys). */
   private privateKey(stored: StoredKey): KeyObject {
     try {
-      return this.open(stored);
+      return this.opened.get(stored, () => this.open(stored));
     } catch {
       throw new VaultError('tampered', `The vault record ${stored.name}/${stored.version} cannot be opened with this vault's master key.`);
     }
@@ -228,29 +310,35 @@ export class LocalVault implements Vault {
   }
 
   async setEnabled(ref: KeyRef, enabled: boolean): Promise<void> {
+    this.opened.forget(ref);
     const stored = await this.require(ref, false);
     if (stored.enabled === enabled) return;
     await this.write({ ...stored, enabled });
   }
 
   async deleteKey(ref: KeyRef): Promise<void> {
-    // The local vault has no soft-delete: deleting is purging; the encrypted record is gone.
+    // The local vault has no soft-delete: deleting is purging; the encrypted record is gone (and no opened copy kept).
+    this.opened.forget(ref);
     await fs.rm(this.path(ref), { force: true });
   }
 
   async wrapKey(ref: KeyRef, plaintext: Buffer): Promise<Buffer> {
     const stored = await this.require(ref);
-    return publicEncrypt({ key: stored.publicKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
+    return publicEncrypt({ key: this.publicKeys.get(stored.publicKeyPem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, plaintext);
   }
 
   async unwrapKey(ref: KeyRef, wrapped: Buffer): Promise<Buffer> {
-    const stored = await this.require(ref);
+    // Read and checked on every call (another process may have disabled or deleted the key); a refused key is not kept.
+    const stored = await this.require(ref).catch((err: unknown) => {
+      this.opened.forget(ref);
+      throw err;
+    });
     return privateDecrypt({ key: this.privateKey(stored), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, wrapped);
   }
 
   async verify(ref: KeyRef, data: Buffer, signature: Buffer): Promise<boolean> {
     const stored = await this.require(ref);
-    return verifySignature('sha256', data, { key: stored.publicKeyPem, padding: constants.RSA_PKCS1_PADDING }, signature);
+    return verifySignature('sha256', data, { key: this.publicKeys.get(stored.publicKeyPem), padding: constants.RSA_PKCS1_PADDING }, signature);
   }
 
   /** A .byok's header.kid: the full kid, `<name>/<version>` or `<name>` (its newest version). */
