@@ -53,7 +53,7 @@ import {
   type Refusal,
 } from '../domain/rules';
 import type { LockAskRequest, StagedKey } from '../workflows/messages';
-import { checkLockApproval, checkLockApprovalChange, checkLockCancel, checkLockRequest, lockApprovalReport, lockApprovalsRequired, loweringHoldsAt, pendingLockOf } from '../domain/lock-approval';
+import { checkLockApproval, checkLockApprovalChange, checkLockCancel, checkLockRequest, lockApprovalReport, lockApprovalsRequired, approvalWindowEndsAt, pendingLockOf } from '../domain/lock-approval';
 import type { ChallengeIssuer } from './challenges';
 import type { AuditEntry } from '../audit/trail';
 import { quotable, redactAuditEntry } from '../domain/audit-redaction';
@@ -696,13 +696,13 @@ export class ApiService {
       const active = usableKeyOf(tenant.regions[region]);
       const given = p.challenge !== undefined && p.signature !== undefined;
       const proof = given ? await this.verifyPossession(tenant, region, p.challenge!, p.signature!) : active && actor.kind === 'user' ? assumedProof(tenant.tenant, region, actor.email, active.thumbprint) : null;
-      refuseIf(checkLock(tenant, { actor, region, confirm: p.confirm, proof }, Date.now(), this.policy));
       const approval = lockApprovalsRequired(tenant, Date.now());
-      if (approval === 2) refuseIf(checkLockRequest(tenant, { actor, confirm: p.confirm, allRegions: false, locks: [{ region, proof }] }, Date.now(), this.policy));
+      // Under the policy, the request's checks (the lock's own, then none waiting); else the lock's.
+      refuseIf(approval === 2 ? checkLockRequest(tenant, { actor, confirm: p.confirm, allRegions: false, locks: [{ region, proof }] }, Date.now(), this.policy) : checkLock(tenant, { actor, region, confirm: p.confirm, proof }, Date.now(), this.policy));
       const needs = active
         ? `A real lock needs proof of possession of the active key "${active.name}" (thumbprint ${active.thumbprint}): its .pfx (--file with --password-file), or a signature over \`cmk tenant challenge\` made where the key is kept (--signature-file).`
         : null;
-      const waitsUntil = approval === 2 ? new Date(loweringHoldsAt(Date.now(), this.policy)).toISOString() : null;
+      const waitsUntil = approval === 2 ? new Date(approvalWindowEndsAt(Date.now(), this.policy)).toISOString() : null;
       const plan = planLock(tenant, region);
       // Under the policy the request itself only mails the administrators; the lock's own mail follows its approval.
       const planned = approval === 2 ? { ...plan, mails: [{ event: 'lock-requested' as const, to: notificationRecipients(tenant) }, ...plan.mails] } : plan;

@@ -5,10 +5,10 @@
  * again (R11, R10, R6, a running operation) and that the proven key is still the active one.
  * Pure, like rules.ts: "now" is passed in.
  */
-import { isAllowed, tenantAdminRole, type Actor } from './access';
+import { tenantAdminRole, type Actor } from './access';
 import { normaliseEmail } from './ids';
 import { usableKeyOf, type PendingLock, type TenantSnapshot } from './model';
-import { lockApprovalWindowOf, formatDuration, type Policy } from './policy';
+import { lockApprovalWindowOf, type Policy } from './policy';
 import { checkLock, checkLockAllRegions, forbidden, lockStateRefusal, lockTimingRefusal, refuse, tenantNameMismatch, type PossessionProof, type Refusal } from './rules';
 
 /** How many administrators a lock takes now: 2 under the policy, and still 2 while its lowering waits for its window. */
@@ -45,7 +45,7 @@ export interface LockApprovalChangeCheck {
 /** `tenant policy --lock-approval 1|2`: a global or service administrator; two need a second one to approve. */
 export function checkLockApprovalChange(tenant: TenantSnapshot, request: LockApprovalChangeCheck): Refusal | null {
   const { actor } = request;
-  if (actor.kind !== 'user' || !tenantAdminRole(tenant, actor)) return forbidden(actor, "change this tenant's lock policy");
+  if (!tenantAdminRole(tenant, actor)) return forbidden(actor, "change this tenant's lock policy");
   if (request.lockApproval !== 1 && request.lockApproval !== 2) {
     return refuse('INVALID_ARGUMENT', '--lock-approval must be 1 (one administrator locks) or 2 (a second administrator approves every lock).');
   }
@@ -95,7 +95,7 @@ export interface LockDecisionCheck {
 
 function waitingLock(tenant: TenantSnapshot, request: LockDecisionCheck, now: number, what: string): Refusal | PendingLock {
   const { actor } = request;
-  if (!isAllowed(tenant, actor, 'tenant.lock') || actor.kind !== 'user' || !tenantAdminRole(tenant, actor)) return forbidden(actor, what);
+  if (!tenantAdminRole(tenant, actor)) return forbidden(actor, what);
   const pending = pendingLockOf(tenant, now);
   if (!pending) {
     const lapsed = tenant.pendingLock;
@@ -139,7 +139,5 @@ export function checkLockCancel(tenant: TenantSnapshot, request: LockDecisionChe
   return 'code' in pending ? pending : null;
 }
 
-/** When a lowering of the policy asked for now would hold. */
-export const loweringHoldsAt = (now: number, policy: Policy): number => now + lockApprovalWindowOf(policy);
-
-export const approvalWindowText = (policy: Policy): string => formatDuration(lockApprovalWindowOf(policy));
+/** The end of an approval window opened now: when a lock asked for now lapses, and when a lowering asked for now holds. */
+export const approvalWindowEndsAt = (now: number, policy: Policy): number => now + lockApprovalWindowOf(policy);

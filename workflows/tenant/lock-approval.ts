@@ -8,9 +8,8 @@ import { setHandler, uuid4 } from '@temporalio/workflow';
 import { updates, type LockApprovalChangeRequest, type LockApprovalState, type LockApprovedResult, type LockAskRequest, type LockDecisionRequest } from '../messages';
 import { describeActor } from '../../domain/access';
 import { normaliseEmail } from '../../domain/ids';
-import { checkLockApproval, checkLockApprovalChange, checkLockCancel, checkLockRequest, lockApprovalReport, lockApprovalsRequired, loweringHoldsAt, pendingLockOf } from '../../domain/lock-approval';
+import { checkLockApproval, checkLockApprovalChange, checkLockCancel, checkLockRequest, lockApprovalReport, lockApprovalsRequired, approvalWindowEndsAt, pendingLockOf } from '../../domain/lock-approval';
 import { lockTargets, usableKeyOf, type PendingLock } from '../../domain/model';
-import { lockApprovalWindowOf } from '../../domain/policy';
 import { lockPolicyChangedMail, lockRequestClosedMail, lockRequestedMail } from '../../domain/notifications';
 import { iso, refuseIf, type TenantContext } from './context';
 import { lockRegion, recheckPossession, usedChallengesOf } from './lock';
@@ -27,7 +26,7 @@ export function registerLockApproval(ctx: TenantContext): void {
       const by = describeActor(request.actor);
       // Raising holds at once; a lowering of a policy that holds waits for the window (a second lowering keeps the first's date).
       const stillLowering = before?.required === 1 && before.effectiveAt !== undefined && Date.parse(before.effectiveAt) > now ? before.effectiveAt : undefined;
-      const effectiveAt = request.lockApproval === 1 && lockApprovalsRequired(tenant, now) === 2 ? (stillLowering ?? iso(loweringHoldsAt(now, ctx.policyOf(request)))) : undefined;
+      const effectiveAt = request.lockApproval === 1 && lockApprovalsRequired(tenant, now) === 2 ? (stillLowering ?? iso(approvalWindowEndsAt(now, ctx.policyOf(request)))) : undefined;
       // Asking for what holds (or is already on its way) changes nothing and mails nobody.
       const unchanged = (before?.required ?? 1) === request.lockApproval && effectiveAt === stillLowering;
       if (!unchanged) {
@@ -65,7 +64,7 @@ export function registerLockApproval(ctx: TenantContext): void {
               id: uuid4(),
               requestedBy: request.actor.kind === 'user' ? normaliseEmail(request.actor.email) : describeActor(request.actor),
               requestedAt: iso(now),
-              expiresAt: iso(now + lockApprovalWindowOf(ctx.policyOf(request))),
+              expiresAt: iso(approvalWindowEndsAt(now, ctx.policyOf(request))),
               allRegions: request.allRegions,
               regions: request.locks.map((l) => ({ region: l.region, thumbprint: usableKeyOf(tenant.regions[l.region])!.thumbprint })),
             };
