@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   }
 }
 
-void (process.argv.includes('--bulk-setup') ? bulkSetupBench() : main()).catch((err: unknown) => {
+void (process.argv.includes('--bulk-setup') ? bulkSetupBench() : process.argv.includes('--tenants') || process.argv.includes('--growth') ? import('./many-tenants').then((m) => m.manyTenantsBench()) : main()).catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });

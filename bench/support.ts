@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import { tenantWorkflowId } from '../workflows/messages';
-import { stackWorkerPid } from '../harness/stack';
+import { stackTemporalPid, stackWorkerPid } from '../harness/stack';
 
 export const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -15,8 +15,23 @@ export function percentile(sorted: number[], p: number): number {
 
 /** The stack's worker process: its resident memory now (`VmRSS`) and at its highest (`VmHWM`), in MB. */
 export function workerMemory(dataDir: string): (field: 'VmRSS' | 'VmHWM') => number {
-  const worker = stackWorkerPid(dataDir);
-  return (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${worker}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  return processMemory(stackWorkerPid(dataDir));
+}
+
+/** The stack's Temporal dev server, the same way as `workerMemory`. */
+export function temporalServerMemory(dataDir: string): (field: 'VmRSS' | 'VmHWM') => number {
+  return processMemory(stackTemporalPid(dataDir));
+}
+
+function processMemory(pid: number): (field: 'VmRSS' | 'VmHWM') => number {
+  return (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+}
+
+/** A process's CPU time so far (user + system), in seconds: where a phase's time went, process by process. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)!.split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the command's closing parenthesis; 100 ticks a second on Linux.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 type HistoryEvents = NonNullable<Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>>['events']>;

@@ -179,14 +179,23 @@ export function runCmk(args: string[], env: Record<string, string>): Promise<Cli
 
 /** The pid of the worker a stack started (its supervisor writes every child's pid to `run/stack.json`). */
 export function stackWorkerPid(dataDir: string): number {
+  return stackChildPid(dataDir, 'worker', (cmdline) => cmdline.includes('worker/main.ts'));
+}
+
+/** The pid of the Temporal dev server a stack started (`temporal server start-dev`, one Go process). */
+export function stackTemporalPid(dataDir: string): number {
+  return stackChildPid(dataDir, 'Temporal dev server', (cmdline) => cmdline.split('\0').includes('start-dev'));
+}
+
+function stackChildPid(dataDir: string, what: string, matches: (cmdline: string) => boolean): number {
   const { pids } = JSON.parse(readFileSync(join(dataDir, 'run', 'stack.json'), 'utf8')) as { pids: number[] };
   const pid = pids.find((p) => {
     try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker/main.ts');
+      return matches(readFileSync(`/proc/${p}/cmdline`, 'utf8'));
     } catch {
       return false;
     }
   });
-  if (!pid) throw new Error('no worker process');
+  if (!pid) throw new Error(`no ${what} process`);
   return pid;
 }
