@@ -127,6 +127,27 @@ describe('private keys kept between unwraps never outlive a withdrawal (issue 20
     writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), enabled: true }));
     await expect(vault.unwrapKey(key, wrapped)).rejects.toMatchObject({ reason: 'tampered' });
   });
+
+  test('many unwraps at once (off the event loop): each DEK right, the key opened once, a foreign DEK refused by name', async () => {
+    const { vault } = localParts();
+    const key = await vault.importKey('tenant--2-a-default', der(), { purpose: 'tenant', enabled: true });
+    const deks = Array.from({ length: 24 }, () => randomBytes(32));
+    const wrapped = await Promise.all(deks.map((d) => vault.wrapKey(key, d)));
+    const opening = jest.spyOn(crypto.webcrypto.subtle, 'importKey');
+    try {
+      expect(await Promise.all(wrapped.map((w) => vault.unwrapKey(key, w)))).toEqual(deks);
+      // One opening shared by the 24 concurrent unwraps: a copy per lane, not one per unwrap.
+      expect(opening.mock.calls.length).toBeGreaterThanOrEqual(2);
+      expect(opening.mock.calls.length).toBeLessThanOrEqual(4);
+    } finally {
+      opening.mockRestore();
+    }
+    const stranger = await vault.importKey('tenant--2-b-default', der(), { purpose: 'tenant', enabled: true });
+    const foreign = await vault.wrapKey(stranger, deks[0]!);
+    await expect(vault.unwrapKey(key, foreign)).rejects.toThrow(`cannot be unwrapped with tenant--2-a-default/${key.version}`);
+    // A refused ciphertext does not spoil the kept key.
+    expect(await vault.unwrapKey(key, wrapped[3]!)).toEqual(deks[3]);
+  });
 });
 
 describe('local vault records are authenticated (issue 16)', () => {
