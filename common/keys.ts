@@ -4,6 +4,10 @@ import { CmkError } from './errors';
 /** DESIGN.md §4: larger key files are refused before any parsing (a real .pfx or .byok is a few KiB). */
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 
+export function oversized(): CmkError {
+  return new CmkError('INVALID_KEY_FILE', `The key file is larger than ${MAX_KEY_FILE_BYTES / 1024} KiB; real .pfx and .byok files are a few KiB.`);
+}
+
 /** R2: tenant keys are 2048-bit RSA. */
 export const REQUIRED_RSA_BITS = 2048;
 

@@ -12,7 +12,7 @@
 import { constants, createCipheriv, createDecipheriv, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 import { CmkError } from '../common/errors';
 import type { ByokTransfer } from '../vault/types';
-import { MAX_KEY_FILE_BYTES, oversized } from './pfx';
+import { MAX_KEY_FILE_BYTES, oversized } from '../common/keys';
 
 /** RFC 5649's alternative initial value, which node's 'id-aes256-wrap-pad' takes as its 4-byte IV. */
 const KWP_IV = Buffer.from('A65959A6', 'hex');

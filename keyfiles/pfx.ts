@@ -15,7 +15,7 @@
 import { createDecipheriv, createPrivateKey, createPublicKey, pbkdf2Sync, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { CmkError } from '../common/errors';
-import { assertSupportedKey, MAX_KEY_FILE_BYTES, thumbprintOf } from '../common/keys';
+import { assertSupportedKey, MAX_KEY_FILE_BYTES, oversized, thumbprintOf } from '../common/keys';
 import { bmpPassword, DIGEST_SIZES, pkcs12Kdf, pkcs12Mac, type KdfWork } from './pkcs12-kdf';
 import {
   assertOneKey,
@@ -55,9 +55,6 @@ export interface OpenedPfx {
 // ---------------------------------------------------------------------------------------------------------------
 // Refusals: plain sentences for a tenant administrator.
 
-export function oversized(): CmkError {
-  return new CmkError('INVALID_KEY_FILE', `The key file is larger than ${MAX_KEY_FILE_BYTES / 1024} KiB; real .pfx and .byok files are a few KiB.`);
-}
 
 const passwordRequired = (): CmkError =>
   new CmkError('PASSWORD_REQUIRED', 'This .pfx file is protected by a password: give its password with --password-file.');

@@ -9,7 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { CmkError } from '../common/errors';
-import { buildMailer, PostOffice, SendGridMailer } from '../mail';
+import { buildMailer, PostOffice } from '../mail';
+import { SendGridMailer } from '../mail/sendgrid';
 import { tenantWorkflowId } from '../workflows/messages';
 import { DEFAULT_POLICY } from '../domain/policy';
 import type { PossessionProof } from '../domain/rules';

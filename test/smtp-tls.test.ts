@@ -6,7 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { SMTPServer } from 'smtp-server';
-import { SmtpMailer } from '../mail';
+import { SmtpMailer } from '../mail/smtp';
 import type { OutgoingMail } from '../mail/types';
 
 const address = Object.values(networkInterfaces())

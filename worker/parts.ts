@@ -7,7 +7,9 @@ import type { Config } from '../config';
 import { assertOutside } from '../common/secrets';
 import { buildVault } from '../vault';
 import { SqliteEnvironmentDatabases } from '../database/sqlite';
-import { buildSqlServerDatabases } from '../database/sqlserver-build';
+// Types only: SQL Server's modules (mssql and tedious, about 33 MB of every process that loads them) are required
+// when the configuration names SQL Server.
+import type * as SqlServerBuild from '../database/sqlserver-build';
 import type { EnvironmentDatabases } from '../database/types';
 import type { Vault } from '../vault/types';
 import { Outbox } from '../mail/outbox';
@@ -35,7 +37,7 @@ export function buildParts(config: Config) {
   };
   /** A region's databases: its own SQL Servers, or SQLite files whose DEKs its own vault wraps. */
   const regionDatabases = (region: string, regionVault: Vault): EnvironmentDatabases => {
-    if (config.dbEngine === 'sqlserver') return config.mssqlServers ? buildSqlServerDatabases(config, region) : databases;
+    if (config.dbEngine === 'sqlserver') return config.mssqlServers ? sqlServerBuild().buildSqlServerDatabases(config, region) : databases;
     return regionVault === vault ? databases : new SqliteEnvironmentDatabases({ dataDir: config.dataDir, vault: regionVault });
   };
   return { vault, databases, inRegion, mailer: buildMailer(config, outbox), outbox };
@@ -50,5 +52,7 @@ export interface RegionParts {
 /** SQL Server with TDE (docs/SQLSERVER.md): the DEKs live in SQL Server, wrapped by certificates or EKM keys. */
 function sqlServerDatabases(config: Config): EnvironmentDatabases {
   // One server (MSSQL_URL) or every server of CMK_MSSQL_SERVERS; buildSqlServerDatabases(config, region) gives a region's.
-  return buildSqlServerDatabases(config);
+  return sqlServerBuild().buildSqlServerDatabases(config);
 }
+
+const sqlServerBuild = () => require('../database/sqlserver-build') as typeof SqlServerBuild;
