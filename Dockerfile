@@ -26,4 +26,7 @@ RUN mkdir -p /var/lib/cmk/data /var/lib/cmk/secrets /run/cmk/lowkey-vault-ca \
 # The official image's unprivileged user (uid 1000).
 USER node
 EXPOSE 8787 9464
-CMD ["node", "--import", "tsx", "worker/main.ts"]
+# The worker's memory bounds, as `npm start` gives them (stack/worker-process.ts; CMK_WORKER_HEAP_MB there): at most two
+# malloc arenas, a 256 MB old space and 8 MB semi-spaces (docs/PERFORMANCE.md, "Worker memory").
+ENV MALLOC_ARENA_MAX=2
+CMD ["node", "--max-old-space-size=256", "--max-semi-space-size=8", "--import", "tsx", "worker/main.ts"]

@@ -34,6 +34,11 @@ export interface Config {
    * SDK derives it from the heap limit, so a worker started with a small `--max-old-space-size` would cache few.
    */
   workerMaxCachedWorkflows?: number;
+  /**
+   * The worker process's V8 old-space limit in MB (CMK_WORKER_HEAP_MB, default 256), given by the launchers
+   * (stack/worker-process.ts): without one, V8 on a large machine lets the heap grow far past what the worker holds.
+   */
+  workerHeapMb: number;
   /** How often the Schedule runs the purge of locked environments past their deadline (R9's safety net). */
   purgeIntervalMs: number;
   /** How often the Schedule `cmk-drift-check` compares every environment with what cmk believes (CMK_DRIFT_CHECK_INTERVAL). */
@@ -134,6 +139,8 @@ export const ALLOWED_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'ES512', 'RS
 export { ConfigError };
 
 const HOUR = 3_600_000;
+/** The worker's heap limit unless CMK_WORKER_HEAP_MB says otherwise: 10,000 environments of one tenant fit (PERFORMANCE.md). */
+export const DEFAULT_WORKER_HEAP_MB = 256;
 
 /** Where the deployment keeps its files and listens, and which Temporal it talks to. */
 const PLACES = section({
@@ -200,6 +207,8 @@ const worker = (regions: string[] | undefined) =>
     CMK_WORKER_WORKFLOWS: trueOrFalse(true),
     // Below 2 the SDK would silently use 2, or (at 0) replay each tenant's whole history on every task.
     CMK_WORKER_MAX_CACHED_WORKFLOWS: wholeNumber(2),
+    // Below 128 MB the worker's own modules and one large tenant's state would not fit (docs/PERFORMANCE.md).
+    CMK_WORKER_HEAP_MB: wholeNumber(128),
     CMK_PURGE_INTERVAL: duration(24 * HOUR),
     CMK_DRIFT_CHECK_INTERVAL: duration(HOUR),
     CMK_OPERATOR_EMAIL: parsed<string[]>(
@@ -407,6 +416,7 @@ export function loadConfig(env: Env = process.env): Config {
     workerRegions: workerSettings.CMK_WORKER_REGIONS,
     workerWorkflows: workerSettings.CMK_WORKER_WORKFLOWS,
     ...(workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS !== undefined ? { workerMaxCachedWorkflows: workerSettings.CMK_WORKER_MAX_CACHED_WORKFLOWS } : {}),
+    workerHeapMb: workerSettings.CMK_WORKER_HEAP_MB ?? DEFAULT_WORKER_HEAP_MB,
     purgeIntervalMs: workerSettings.CMK_PURGE_INTERVAL,
     driftCheckIntervalMs: workerSettings.CMK_DRIFT_CHECK_INTERVAL,
     operatorEmails: workerSettings.CMK_OPERATOR_EMAIL,

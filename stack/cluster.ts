@@ -20,6 +20,7 @@ import { ConfigError, loadConfig, type Config } from '../config';
 import { registerSearchAttributes } from './search-attributes';
 import { reapPreviousStack } from './pids';
 import { Supervisor, splitAddress, until } from './supervisor';
+import { workerNodeFlags, workerProcessEnv } from './worker-process';
 
 const root = join(__dirname, '..');
 const say = (line: string) => process.stderr.write(`cmk cluster: ${line}\n`);
@@ -288,16 +289,17 @@ async function main(): Promise<void> {
   const tsx = ['--import', 'tsx'];
   const bundle = join(paths.run, 'workflows.bundle.js');
   run(process.execPath, [...tsx, join(root, 'stack', 'bundle-workflows.ts'), bundle], { what: 'Bundling the workflows', cwd: root });
-  launch('workflows worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')], {
+  const worker = [...workerNodeFlags(config), ...tsx, join(root, 'worker', 'main.ts')];
+  launch('workflows worker', process.execPath, worker, {
     log: join(paths.logs, 'worker-workflows.log'),
     restart: true,
-    env: { ...cmkEnv, CMK_WORKFLOW_BUNDLE: bundle, CMK_WORKER_WORKFLOWS: 'true', CMK_WORKER_REGIONS: 'none' },
+    env: { ...cmkEnv, ...workerProcessEnv(), CMK_WORKFLOW_BUNDLE: bundle, CMK_WORKER_WORKFLOWS: 'true', CMK_WORKER_REGIONS: 'none' },
   });
   for (const region of regions) {
-    launch(`worker for region ${region}`, process.execPath, [...tsx, join(root, 'worker', 'main.ts')], {
+    launch(`worker for region ${region}`, process.execPath, worker, {
       log: join(paths.logs, `worker-${region}.log`),
       restart: true,
-      env: { ...cmkEnv, CMK_WORKER_WORKFLOWS: 'false', CMK_WORKER_REGIONS: region },
+      env: { ...cmkEnv, ...workerProcessEnv(), CMK_WORKER_WORKFLOWS: 'false', CMK_WORKER_REGIONS: region },
     });
   }
   launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')], { log: join(paths.logs, 'api.log'), restart: true, env: cmkEnv });

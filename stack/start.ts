@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../config';
 import { SEARCH_ATTRIBUTE_REGISTRATION } from '../workflows/messages';
 import { uiCodecCapability } from '../api/codec';
 import { temporalCliPath } from './tools';
+import { workerNodeFlags, workerProcessEnv } from './worker-process';
 import { reapPreviousStack } from './pids';
 import { Supervisor, splitAddress, until } from './supervisor';
 
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
   const bundle = join(runDir, 'workflows.bundle.js');
   const bundled = spawnSync(process.execPath, [...tsx, join(root, 'stack', 'bundle-workflows.ts'), bundle], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   if (bundled.status !== 0) throw new Error('The workflow code could not be bundled (see above).');
-  launch('worker', process.execPath, [...tsx, join(root, 'worker', 'main.ts')], { restart: true, env: { CMK_WORKFLOW_BUNDLE: bundle } });
+  launch('worker', process.execPath, [...workerNodeFlags(config), ...tsx, join(root, 'worker', 'main.ts')], { restart: true, env: { ...workerProcessEnv(), CMK_WORKFLOW_BUNDLE: bundle } });
   launch('API service', process.execPath, [...tsx, join(root, 'api', 'main.ts')], { restart: true });
   await waitForApi(config);
   process.stdout.write(

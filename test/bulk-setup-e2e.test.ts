@@ -3,7 +3,7 @@
  * environments in one operation, with progress and one audit record; then every refusal names its line and leaves
  * the tenant exactly as it was — no environment recorded, no database made.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stackWorkerPid, startStack, type Stack } from '../harness/stack';
 import { scratchDir } from './support/scratch';
@@ -145,4 +145,8 @@ test('a worker SIGKILLed midway: the supervisor starts another, the operation re
   expect(after.slice(before)).toEqual(ids);
   expect(databasesOnDisk().filter((d) => d.startsWith('crash-'))).toHaveLength(n);
   for (const env of ['crash-0', 'crash-1999']) expect(existsSync(join(stack.dataDir, 'environments', tenant, env, 'key-record.json'))).toBe(true);
+  // The worker started again has the memory bounds of the first (stack/worker-process.ts; issue 20).
+  const again = stackWorkerPid(stack.dataDir);
+  expect(readFileSync(`/proc/${again}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['--max-old-space-size=256', '--max-semi-space-size=8']));
+  expect(readFileSync(`/proc/${again}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
 }, 300_000);

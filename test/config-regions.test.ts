@@ -17,6 +17,9 @@ test('without CMK_REGIONS any region is accepted and nothing is routed', () => {
   // The SDK sizes the workflow cache unless told.
   expect(config.workerMaxCachedWorkflows).toBeUndefined();
   expect(loadConfig({ ...base, CMK_WORKER_MAX_CACHED_WORKFLOWS: '500' }).workerMaxCachedWorkflows).toBe(500);
+  // The launchers give the worker a heap limit (issue 20): 256 MB unless told.
+  expect(config.workerHeapMb).toBe(256);
+  expect(loadConfig({ ...base, CMK_WORKER_HEAP_MB: '1024' }).workerHeapMb).toBe(1024);
 });
 
 test('CMK_REGIONS names the regions; a worker serves all of them unless told otherwise', () => {
@@ -35,6 +38,8 @@ test.each([
   [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: '0' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="0" is not a whole number/],
   [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: '2.5' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="2.5" is not a whole number/],
   [{ CMK_WORKER_MAX_CACHED_WORKFLOWS: 'many' }, /CMK_WORKER_MAX_CACHED_WORKFLOWS="many" is not a whole number/],
+  [{ CMK_WORKER_HEAP_MB: '64' }, /CMK_WORKER_HEAP_MB="64" is not a whole number of at least 128/],
+  [{ CMK_WORKER_HEAP_MB: '256MB' }, /CMK_WORKER_HEAP_MB="256MB" is not a whole number/],
   [{ CMK_REGIONS: 'eu,us', CMK_WORKER_REGIONS: 'apac' }, /CMK_WORKER_REGIONS names apac, not in CMK_REGIONS \(eu, us\)/],
   [{ CMK_REGIONS: 'eu', CMK_WORKER_WORKFLOWS: 'no' }, /CMK_WORKER_WORKFLOWS="no" is not true or false/],
   [{ ...azure, CMK_AZURE_VAULT_URL_EU: 'https://cmk-eu.vault.azure.net' }, /CMK_AZURE_VAULT_URL_EU names a region that CMK_REGIONS \(unset\) does not list/],
