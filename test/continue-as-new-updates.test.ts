@@ -14,7 +14,8 @@ import { createActivities } from '../activities';
 import { temporalCliPath } from '../stack/tools';
 import { registerSearchAttributes } from '../stack/search-attributes';
 import { DEFAULT_POLICY } from '../domain/policy';
-import { tenantWorkflowId } from '../workflows/messages';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { tenantWorkflowId, type TenantWorkflowInput } from '../workflows/messages';
 import { localParts } from './support/parts';
 import { TEST_AUDIT_KEY, testDataConverter, testRequestSigner, testRequestTrust } from './support/codec';
 import { AuditTrail } from '../audit/trail';
@@ -69,5 +70,28 @@ test('environments created eight at a time across continue-as-new boundaries: ev
     expect(snapshot?.environments.map((e) => e.id).sort()).toEqual([...ids].sort());
     // The boundaries were crossed: the run that holds them is not the first.
     expect((await env.client.workflow.getHandle(tenantWorkflowId(tenant)).describe()).runId).not.toBe(firstRun);
+
+    // What crossed them: the spent signatures of the requests accepted so far, compact (domain/spent-signatures.ts).
+    // Kept whole (128 hex characters and an ISO time, 160 bytes each) they filled the 2 MB payload at 10,000 applies.
+    const carriedLedgers: Array<Record<string, unknown>> = [];
+    for await (const run of env.client.workflow.list({ query: `WorkflowId = "${tenantWorkflowId(tenant)}"` })) {
+      const { events } = await env.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      for (const event of events ?? []) {
+        const payload = event.workflowExecutionContinuedAsNewEventAttributes?.input?.payloads?.[0];
+        if (!payload) continue;
+        const [decoded] = await testDataConverter().payloadCodecs![0]!.decode([payload]);
+        const input = defaultPayloadConverter.fromPayload<TenantWorkflowInput>(decoded!);
+        expect(input.carried?.spentSignatures).toBeUndefined();
+        carriedLedgers.push(input.carried?.spentRequests ?? {});
+      }
+    }
+    expect(carriedLedgers.length).toBeGreaterThan(0);
+    const largest = carriedLedgers.reduce((a, b) => (Object.keys(b).length > Object.keys(a).length ? b : a));
+    expect(Object.keys(largest).length).toBeGreaterThan(8);
+    for (const [key, seconds] of Object.entries(largest)) {
+      expect(key).toMatch(/^[0-9a-f]{24}$/);
+      expect(typeof seconds).toBe('number');
+    }
+    expect(JSON.stringify(largest).length / Object.keys(largest).length).toBeLessThan(40);
   });
 }, 300_000);

@@ -11,6 +11,7 @@ import type { BackupView } from '../database/types';
 import type { PackedEnvironments } from '../domain/carried';
 import type { BulkEnvironmentList } from '../domain/bulk';
 import type { RequestAuth } from '../domain/signed';
+import type { SpentSignatures } from '../domain/spent-signatures';
 import type { DriftDifference } from '../domain/drift';
 import type { Actor } from '../domain/access';
 import type {
@@ -113,7 +114,9 @@ export interface CarriedTenantState {
   regions?: string[];
   /** IDs of lock challenges already spent, with their expiry (single use, R8); pruned once expired. */
   usedChallenges?: Record<string, string>;
-  /** Signatures of accepted requests with their signing time (each works once); pruned past their window. */
+  /** Signatures of accepted requests (each works once), compacted (domain/spent-signatures.ts); pruned past their window. */
+  spentRequests?: SpentSignatures;
+  /** The same as runs before the compaction carried it (whole signature → ISO time): adopted into spentRequests. */
   spentSignatures?: Record<string, string>;
 }
 

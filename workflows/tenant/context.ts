@@ -8,7 +8,8 @@ import { ApplicationFailure, condition, log, patched, setCurrentDetails, upsertS
 import type { AuditEntry } from '../../audit/trail';
 import { redactAuditEntry } from '../../domain/audit-redaction';
 import { SEARCH_ATTRIBUTES, regionTaskQueue, tenantWorkflowId, type CarriedTenantState, type ForgedRequests } from '../messages';
-import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, REQUEST_MAX_AGE_MS, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from '../../domain/signed';
+import { authOf, checkSignature, FORGED_REQUEST_MESSAGE, TRUST_NOT_LOADED_MESSAGE, type RequestAuth, type RequestTrust } from '../../domain/signed';
+import { SpentLedger } from '../../domain/spent-signatures';
 import { describeActor, notificationRecipients, systemAdminsOf, type Actor } from '../../domain/access';
 import { activeKeyOf, type ReprotectionProgress, type TenantSnapshot } from '../../domain/model';
 import type { Policy } from '../../domain/policy';
@@ -45,6 +46,8 @@ export interface TenantContext {
   readonly publishesDeadlines: boolean;
   /** Requests refused as not signed by the API service (query `forgedRequests`). */
   readonly forged: ForgedRequests;
+  /** Signatures of accepted requests still inside their window: a captured request does not work twice. */
+  readonly spentRequests: SpentLedger;
   /** A handler that awaits the outside world is running (see `exclusively`). */
   busy: boolean;
   /** Regions whose environments are being re-protected in the background after a key change. */
@@ -89,8 +92,10 @@ const day = (at: string | number): string => new Date(at).toISOString().slice(0,
 
 export function createTenantContext(carried: CarriedTenantState, trust: RequestTrust | null, publishesDeadlines: boolean): TenantContext {
   const tenant = carried.snapshot;
-  /** Signatures of accepted requests still inside their window: a captured request does not work twice. */
-  const spentSignatures: Record<string, string> = (carried.spentSignatures ??= {});
+  // Carried again at continue-as-new from the ledger (tenant.ts), in its compact form.
+  const spentRequests = new SpentLedger(carried.spentRequests, carried.spentSignatures);
+  delete carried.spentRequests;
+  delete carried.spentSignatures;
   /**
    * R1: a region's vault and database work runs on that region's task queue, served by workers configured with the
    * region's vault and servers — once the deployment names its regions (every request carries them in its policy).
@@ -105,6 +110,7 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
     trust,
     publishesDeadlines,
     forged: { refused: 0, last: null },
+    spentRequests,
     busy: false,
     reprotecting: new Set<string>(),
     superseded: new Set<string>(),
@@ -156,7 +162,7 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
     if (!ctx.trust) return refuseIf({ code: 'OPERATION_IN_PROGRESS', message: TRUST_NOT_LOADED_MESSAGE });
     const auth = authOf(request);
     let why = checkSignature(ctx.trust.publicKeys, workflowInfo().workflowId, name, request, auth, Date.now());
-    if (!why && spentSignatures[(auth as RequestAuth).signature]) why = 'it was already accepted once';
+    if (!why && spentRequests.isSpent((auth as RequestAuth).signature)) why = 'it was already accepted once';
     if (!why) return;
     ctx.forged.refused += 1;
     ctx.forged.last = { at: iso(Date.now()), message: name, reason: why };
@@ -167,9 +173,7 @@ export function createTenantContext(carried: CarriedTenantState, trust: RequestT
   /** An accepted request's signature is spent; those past the window are forgotten (they are refused as too old). */
   function spend(request: { auth?: RequestAuth }): void {
     if (!ctx.trust || !request.auth) return;
-    const now = Date.now();
-    for (const [signature, signedAt] of Object.entries(spentSignatures)) if (Date.parse(signedAt) < now - 2 * REQUEST_MAX_AGE_MS) delete spentSignatures[signature];
-    spentSignatures[request.auth.signature] = request.auth.signedAt;
+    spentRequests.spend(request.auth, Date.now());
   }
 
   /**
