@@ -17,6 +17,7 @@ import { loadOrCreateSecret } from '../common/secrets';
 import { loadRequestSigner, requestTrustFor } from '../common/request-signing';
 import { ChallengeIssuer } from '../api/challenges';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { stopWhenStackEnds } from '../stack/parent';
 import { driftMetrics, installWorkerRuntime } from './telemetry';
 
@@ -72,6 +73,12 @@ export async function createWorkers(
         ...(config.workerMaxCachedWorkflows ? { maxCachedWorkflows: config.workerMaxCachedWorkflows } : {}),
       }),
     );
+    // Past this many tenants active at once, each task replays its tenant's history (docs/PERFORMANCE.md: 100 tenants
+    // changing keys at once took 165 s with 46 cached, 9 s with all cached): operators size both together.
+    Runtime.instance().logger.info('Tenant workflows kept in memory between tasks, and the heap limit they share.', {
+      maxCachedWorkflows: workers[0]!.options.maxCachedWorkflows,
+      heapLimitMb: Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024),
+    });
   }
   // R1: one activity worker per region served, with that region's vault and database servers.
   for (const region of config.workerRegions) {
