@@ -73,6 +73,14 @@ import { checkTenantCreate, type TenantCreateCheck } from '../domain/rules';
 import type { tenantWorkflow } from '../workflows';
 import { unpackEnvironments } from '../domain/carried';
 
+export interface ControlPlaneOptions {
+  /**
+   * How long an update is sent again while the tenant's workflow tasks are failing (Temporal refuses updates then):
+   * a worker restarting or overloaded completes a task within this, a broken one does not. Default 30 s.
+   */
+  failingTaskRetryMs?: number;
+}
+
 /**
  * Every start, update and signal is signed with the request-signing key (domain/signed.ts): the workflows accept
  * nothing else, so the Temporal frontend is no way around the API service's checks (DESIGN.md §6).
@@ -82,6 +90,7 @@ export class ControlPlane {
     private readonly temporal: Client,
     private readonly taskQueue: string,
     private readonly signer: RequestSigner,
+    private readonly options: ControlPlaneOptions = {},
   ) {}
 
   /**
@@ -93,12 +102,13 @@ export class ControlPlane {
       const signed = await this.signer.signed(tenantWorkflowId(tenant), update.name, request);
       return this.tenantHandle(tenant).executeUpdate(update, { args: [signed], ...(updateId ? { updateId } : {}) });
     };
+    const patience = this.options.failingTaskRetryMs ?? FAILING_TASK_RETRY_MS;
     try {
-      return await sendUntilHandled(send);
+      return await sendUntilHandled(send, patience);
     } catch (err) {
       if (!isTrustNotLoaded(err)) throw err;
       await this.refreshTrust(tenant);
-      return sendUntilHandled(send);
+      return sendUntilHandled(send, patience);
     }
   }
 
@@ -464,6 +474,12 @@ export class ControlPlane {
       }
       // Temporal admits a bounded number of in-flight updates per workflow; past it the tenant is simply busy.
       if (isResourceExhausted(err)) throw new CmkError('OPERATION_IN_PROGRESS', `Tenant ${tenant} is busy with other requests; try again in a moment.`);
+      if (isWorkflowTaskFailing(err)) {
+        throw new CmkError(
+          'TENANT_UNAVAILABLE',
+          `Tenant ${tenant} cannot take requests right now: its workflow's last tasks failed (a worker restarting or overloaded). Nothing was changed; try again in a minute, and if this persists the provider's operator must look (docs/RUNBOOK.md).`,
+        );
+      }
       throw asRefusal(err) ?? err;
     }
   }
@@ -494,15 +510,38 @@ function isResourceExhausted(err: unknown): boolean {
  * and the SDK rejects an update that finds no handler by the end of the activation it arrived in. Rejected, it was
  * never applied (nothing in history): it is sent again, for a few seconds, until the new run has its handlers.
  */
-async function sendUntilHandled<T>(send: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
+async function sendUntilHandled<T>(send: () => Promise<T>, failingTaskRetryMs = FAILING_TASK_RETRY_MS): Promise<T> {
+  const failingTaskDeadline = Date.now() + failingTaskRetryMs;
+  for (let attempt = 0, failingTask = 0; ; ) {
     try {
       return await send();
     } catch (err) {
-      if (!isNoHandlerYet(err) || attempt >= NO_HANDLER_RETRIES) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
+      // Both refusals come before the update is admitted (nothing in history), so sending it again is safe.
+      let wait: number;
+      if (isNoHandlerYet(err) && attempt < NO_HANDLER_RETRIES) wait = Math.min(1000, 50 * 2 ** attempt++);
+      else if (isWorkflowTaskFailing(err) && Date.now() < failingTaskDeadline) wait = Math.min(2000, 100 * 2 ** failingTask++, Math.max(0, failingTaskDeadline - Date.now()));
+      else throw err;
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
+}
+
+/** A worker that restarts, or one overloaded past the workflow task timeout, completes a task well within this. */
+const FAILING_TASK_RETRY_MS = 30_000;
+
+/** gRPC status code 9, with which Temporal refuses an update while the run's workflow task keeps failing. */
+const GRPC_FAILED_PRECONDITION = 9;
+
+/**
+ * Temporal's refusal of an update to a run whose workflow task has failed or timed out several times in a row
+ * ("Unable to perform workflow execution update due to Workflow Task in failed state."): it lasts until a task
+ * completes. Told apart from the other FAILED_PRECONDITION refusals by its sentence, the only thing that says it.
+ */
+function isWorkflowTaskFailing(err: unknown): boolean {
+  for (let cause: unknown = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    if ((cause as { code?: unknown }).code === GRPC_FAILED_PRECONDITION && cause.message.includes('Workflow Task in failed state')) return true;
+  }
+  return false;
 }
 
 /** About 10 s in all: a run's first activation, with its one local activity, takes far less. */
