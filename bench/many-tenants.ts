@@ -8,9 +8,11 @@
  * a duration; a tenant that fails is reported by name, and a run past its deadline stops with what was still pending.
  *
  * Options: `--setup-concurrency N` tenants set up at once (default 32), `--change-concurrency N` key changes in
- * flight at once (default: all of them), `--deadline-minutes M` for the whole run (default 5 + T×E/250).
+ * flight at once (default: all of them), `--deadline-minutes M` for the whole run (default 5 + T×E/250), `--stack-log FILE`
+ * to keep what the stack's processes printed.
  */
 import { generateKeyPair, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { loadDataConverter } from '../codec';
 import { loadRequestSigner } from '../common/request-signing';
@@ -23,7 +25,7 @@ import { parseEnvironmentList } from '../domain/bulk';
 import { activeKeyOf, type TenantSnapshot } from '../domain/model';
 import { tenantWorkflowId, type StagedKey } from '../workflows/messages';
 import { tenantVaultKeyName } from '../vault/names';
-import { arg, cpuSeconds, percentile, temporalServerMemory, workerMemory } from './support';
+import { arg, cpuSeconds, percentile, pool, temporalServerMemory, workerMemory } from './support';
 
 const REGION = 'default';
 const ALICE = { kind: 'user', email: 'alice@bench.example' } as const;
@@ -41,19 +43,23 @@ interface Failure {
 
 type Memory = (field: 'VmRSS' | 'VmHWM') => number;
 
-/** `work` over the items, at most `bound` at once. */
-async function pool<T>(items: readonly T[], bound: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) await work(items[i]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(Math.max(1, bound), items.length) }, lane));
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 const round = (n: number, digits = 2): number => Number(n.toFixed(digits));
-const message = (err: unknown): string => (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, 500);
+/** An error with its causes (a Temporal failure says what went wrong only in its cause chain). */
+const message = (err: unknown): string => {
+  const parts: string[] = [];
+  for (let cause: unknown = err, depth = 0; cause !== undefined && depth < 6; depth++) {
+    if (!(cause instanceof Error)) {
+      parts.push(String(cause));
+      break;
+    }
+    const type = (cause as { type?: unknown }).type;
+    parts.push(`${cause.name}${typeof type === 'string' ? `[${type}]` : ''}: ${cause.message}`);
+    cause = cause.cause;
+  }
+  return parts.join(' <- ').slice(0, 800);
+};
 
 /** A tenant's new 2048-bit RSA key, as PKCS#8 (Node's generation runs on libuv's thread pool, so many overlap). */
 function newKeyDer(): Promise<Buffer> {
@@ -353,6 +359,9 @@ export async function manyTenantsRun(tenantCount: number, envCount: number, opti
     if (failures.length > 0) console.error(`Tenants that failed before this: ${JSON.stringify(failures.slice(0, 20), null, 2)}`);
     throw err;
   } finally {
+    // `--stack-log FILE`: everything the stack's processes printed (a worker's errors, its restarts), for diagnosis.
+    const logAt = process.argv.indexOf('--stack-log');
+    if (logAt > 0 && process.argv[logAt + 1]) writeFileSync(process.argv[logAt + 1]!, stack.output());
     await connection.close();
     await stack.stop();
   }

@@ -15,7 +15,7 @@ import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { buildParts } from '../worker/parts';
 import { startStack } from '../harness/stack';
-import { activityLatencies, arg, percentile, tenantHistories, workerMemory } from './support';
+import { activityLatencies, arg, percentile, pool, tenantHistories, workerMemory } from './support';
 import { bulkSetupBench } from './bulk-setup';
 
 async function main(): Promise<void> {
@@ -31,9 +31,7 @@ async function main(): Promise<void> {
   const alice = { kind: 'user', email: 'alice@bench.example' } as const;
   const work = mkdtempSync(join(tmpdir(), 'cmk-bench-'));
   writeFileSync(join(work, 'pw'), 'a long and secret password\n');
-  const batches = async (items: string[], work: (item: string) => Promise<unknown>) => {
-    for (let i = 0; i < items.length; i += 8) await Promise.all(items.slice(i, i + 8).map(work));
-  };
+  const batches = (items: string[], work: (item: string) => Promise<unknown>) => pool(items, 8, work);
   try {
     await stack.cmk(['tenant', 'create', '--tenant', 'bench', '--name', 'Bench', '--admin', `${alice.email}:global`]);
     await stack.cmk(['key', 'generate', '--tenant', 'bench', '--name', 'k1', '--password-file', join(work, 'pw'), '--out', join(work, 'k1.pfx')], { as: alice.email });

@@ -9,6 +9,15 @@ export const arg = (name: string, fallback: number): number => {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
 
+/** `work` over the items, at most `bound` at once. */
+export async function pool<T>(items: readonly T[], bound: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) await work(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, bound), items.length) }, lane));
+}
+
 export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }

@@ -30,8 +30,8 @@ export interface Config {
   /** Whether this worker also runs the workflows and the region-less activities (mail, audit) (CMK_WORKER_WORKFLOWS). */
   workerWorkflows: boolean;
   /**
-   * How many tenant workflows the worker keeps in memory between tasks (CMK_WORKER_MAX_CACHED_WORKFLOWS); unset: the
-   * SDK derives it from the heap limit, so a worker started with a small `--max-old-space-size` would cache few.
+   * How many tenant workflows the worker keeps in memory between tasks (CMK_WORKER_MAX_CACHED_WORKFLOWS); unset: one
+   * per MB of the heap limit past 80 MB (`defaultMaxCachedWorkflows`, worker/main.ts), about 200 at the default heap.
    */
   workerMaxCachedWorkflows?: number;
   /**

@@ -30,6 +30,7 @@ import { registerSearchAttributes } from '../stack/search-attributes';
 import { temporalTestServerPath } from '../stack/tools';
 import { tenantVaultKeyName } from '../vault/names';
 import { buildParts } from '../worker/parts';
+import { workflowBundleOptions } from '../worker/workflow-bundle';
 import { tenantWorkflowId, type StagedKey } from '../workflows/messages';
 import { accept, advance, answer, deadlines, emailOf, environmentLine, initialModel, viewOf, type Answer, type LifecycleModel, type LifecycleView, type Request, type Role, type Who } from './lifecycle-model';
 
@@ -62,7 +63,7 @@ export async function startLifecycleServer(): Promise<LifecycleServer> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } }, client: { dataConverter } });
   try {
     await registerSearchAttributes(env.connection, 'default');
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), failureConverterPath: dataConverter.failureConverterPath });
+    const workflowBundle = await bundleWorkflowCode(workflowBundleOptions());
     const base = mkdtempSync(join(tmpdir(), 'cmk-model-'));
     const config = loadConfig({ CMK_DATA_DIR: join(base, 'var'), CMK_SECRETS_DIR: join(base, 'secrets') });
     const parts = buildParts(config);

@@ -5,14 +5,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { FAILURE_CONVERTER_PATH } from '../codec';
+import { workflowBundleOptions } from '../worker/workflow-bundle';
 
 async function main(): Promise<void> {
   const out = process.argv[2];
   if (!out) throw new Error('usage: bundle-workflows.ts OUT.js');
   const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../workflows'),
-    failureConverterPath: FAILURE_CONVERTER_PATH,
+    ...workflowBundleOptions(),
     // Warnings only: `npm start` prints one line when ready, not webpack's report.
     logger: new DefaultLogger('WARN'),
   });

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { workflowBundleOptions } from '../worker/workflow-bundle';
 import { temporal } from '@temporalio/proto';
 import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
@@ -76,7 +77,7 @@ test('a read that arrives with records while the audit workflow waits to continu
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), failureConverterPath: testDataConverter().failureConverterPath }),
+    workflowBundle: await bundleWorkflowCode(workflowBundleOptions()),
     dataConverter: testDataConverter(),
     activities,
   });

@@ -8,6 +8,7 @@
 import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { workflowBundleOptions } from '../worker/workflow-bundle';
 import { ControlPlane, asRefusal } from '../client/library';
 import { createActivities } from '../activities';
 import { temporalCliPath } from '../stack/tools';
@@ -90,7 +91,7 @@ async function afterUpgrade(workflowType: string, workflowId: string, args: unkn
 
   // The upgrade: today's worker takes over the queue.
   const parts = localParts();
-  const workflowBundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), failureConverterPath });
+  const workflowBundle = await bundleWorkflowCode(workflowBundleOptions());
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,

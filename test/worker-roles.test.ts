@@ -11,7 +11,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ControlPlane } from '../client/library';
 import { loadConfig } from '../config';
 import { TRAIL_FILE } from '../audit/trail';
-import { createWorkers, workerActivityDependencies } from '../worker/main';
+import { createWorkers, defaultMaxCachedWorkflows, workerActivityDependencies } from '../worker/main';
 import { buildParts } from '../worker/parts';
 import { temporalCliPath } from '../stack/tools';
 import { testDataConverter, testRequestSigner } from './support/codec';
@@ -68,10 +68,13 @@ describe('the workers a process creates, on the Temporal dev server', () => {
     return workers.map((w) => [w.options.taskQueue, w.options.maxCachedWorkflows]);
   }
 
-  test('CMK_WORKER_MAX_CACHED_WORKFLOWS sizes the workflows worker’s cache; unset, the SDK derives it from the heap limit', async () => {
+  test('CMK_WORKER_MAX_CACHED_WORKFLOWS sizes the workflows worker’s cache; unset, one tenant per MB of heap past 80 MB', async () => {
     expect(await workersFor({ CMK_WORKER_MAX_CACHED_WORKFLOWS: '7' })).toEqual([['cmk', 7]]);
     const derived = (await workersFor({}))[0]?.[1];
-    expect(derived).toBe(Math.max(Math.floor((Math.max(getHeapStatistics().heap_size_limit / 1024 / 1024 - 200, 0) * 600) / 1024), 10));
+    expect(derived).toBe(Math.floor(getHeapStatistics().heap_size_limit / 1024 / 1024 - 80));
+    // At the launchers' default heap (256 MB old space; V8 adds its young generation): about 200, not the SDK's 46.
+    expect(defaultMaxCachedWorkflows(280)).toBe(200);
+    expect(defaultMaxCachedWorkflows(64)).toBe(10);
   }, 120_000);
 
   test('a region worker serves its region’s queue only; the workflows worker the main one', async () => {

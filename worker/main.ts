@@ -10,6 +10,7 @@ import { regionTaskQueue, type DriftRecordRequest } from '../workflows/messages'
 import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
+import { SHARED_WORKFLOW_MODULES, workflowBundleOptions } from './workflow-bundle';
 import { loadDataConverter } from '../codec';
 import { temporalConnectionOptions } from '../config/temporal';
 import { AuditTrail } from '../audit/trail';
@@ -52,6 +53,17 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
  * CMK_WORKER_MAX_CACHED_WORKFLOWS sets one, and one activity worker per region served (R1), each with that region's
  * vault and database servers.
  */
+/**
+ * The tenant workflows kept in memory when CMK_WORKER_MAX_CACHED_WORKFLOWS is unset: one per MB of heap past the
+ * 80 MB the worker's own modules and the SDK hold. A cached tenant of 10 environments holds 0.2 MB once the bundle's
+ * shared modules are loaded once (worker/workflow-bundle.ts; bench/workflow-memory.ts), so this leaves room for
+ * tenants five times that. The SDK's own default (one per 1.7 MB past 200 MB: 46 at the 256 MB default heap)
+ * assumed tenants eight times bigger, and 100 changing keys at once replayed their histories on every task.
+ */
+export function defaultMaxCachedWorkflows(heapLimitMb: number): number {
+  return Math.max(10, Math.floor(heapLimitMb - 80));
+}
+
 export async function createWorkers(
   config: Config,
   connection: NativeConnection,
@@ -68,9 +80,9 @@ export async function createWorkers(
         taskQueue: config.taskQueue,
         dataConverter,
         // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
-        ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: require.resolve('../workflows') }),
+        ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: workflowBundleOptions().workflowsPath, bundlerOptions: { preloadModules: [...SHARED_WORKFLOW_MODULES] } }),
         activities: createActivities({ ...parts, ...activityDependencies }),
-        ...(config.workerMaxCachedWorkflows ? { maxCachedWorkflows: config.workerMaxCachedWorkflows } : {}),
+        maxCachedWorkflows: config.workerMaxCachedWorkflows ?? defaultMaxCachedWorkflows(getHeapStatistics().heap_size_limit / 1024 / 1024),
       }),
     );
     // Past this many tenants active at once, each task replays its tenant's history (docs/PERFORMANCE.md: 100 tenants

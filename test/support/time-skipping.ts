@@ -8,6 +8,7 @@ import type { LockPossession } from '../../workflows/messages';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { temporal } from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { workflowBundleOptions } from '../../worker/workflow-bundle';
 import { ControlPlane } from '../../client/library';
 import { createActivities, type ActivityDependencies } from '../../activities';
 import { temporalTestServerPath } from '../../stack/tools';
@@ -81,7 +82,7 @@ export function timeSkippingHarness() {
     // Encrypted payloads, as in production: the workflows see them only through the codec.
     env = await TestWorkflowEnvironment.createTimeSkipping({ server: { executable: { type: 'existing-path', path: temporalTestServerPath() } }, client: { dataConverter: testDataConverter() } });
     await registerSearchAttributes(env.connection, 'default');
-    bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), failureConverterPath: testDataConverter().failureConverterPath });
+    bundle = await bundleWorkflowCode(workflowBundleOptions());
   });
 
   afterAll(async () => {
