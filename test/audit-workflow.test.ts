@@ -12,6 +12,7 @@ import { ControlPlane } from '../client/library';
 import { createActivities } from '../activities';
 import { AuditTrail, type AuditEntry } from '../audit/trail';
 import { AUDIT_WORKFLOW_ID } from '../workflows/messages';
+import { AUDIT_SIGNALS_PER_RUN } from '../workflows/audit';
 import { localParts } from './support/parts';
 import { TEST_AUDIT_KEY, testDataConverter, testRequestTrust } from './support/codec';
 import { timeSkippingHarness } from './support/time-skipping';
@@ -98,4 +99,21 @@ test('a trail deleted, or put back from an older copy, behind the writer fails v
     expect(gone.ok).toBe(false);
     expect(gone.problems.map((p) => p.problem).join(' ')).toMatch(/deleted or rolled back: it holds no records, .*records 1\.\.4 missing/);
   });
+}, 300_000);
+
+test('the writer continues as new after a bounded number of record signals, so a replay checks few signatures; nothing is lost on the way', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'cmk-audit-wf-')), 'audit');
+  const count = AUDIT_SIGNALS_PER_RUN + 30;
+  await withWriter(dir, async (plane) => {
+    // One signal each, as tenant workflows and the API service send them; a few at a time.
+    for (let n = 1; n <= count; n += 10) await Promise.all(Array.from({ length: Math.min(10, count - n + 1) }, (_, i) => plane.recordAudit([entry(n + i)])));
+    const read = await plane.readAudit({ tenant: 'contoso', afterSeq: null, limit: count + 10, verify: false });
+    expect(read.records.map((r) => r.id).sort()).toEqual(Array.from({ length: count }, (_, i) => `test/${process.pid}/${i + 1}`).sort());
+    expect((await plane.readAudit({ tenant: null, afterSeq: null, limit: 1, verify: true })).verification).toMatchObject({ ok: true, records: count });
+  });
+  // The run now open began from a continue-as-new, and holds fewer signals than the bound; it replays on today's code.
+  const history = await harness.env.client.workflow.getHandle(AUDIT_WORKFLOW_ID).fetchHistory();
+  expect(history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId).toBeTruthy();
+  expect(history.events?.filter((e) => e.workflowExecutionSignaledEventAttributes).length).toBeLessThan(AUDIT_SIGNALS_PER_RUN);
+  await Worker.runReplayHistory({ workflowBundle: harness.bundle, dataConverter: testDataConverter() }, history, AUDIT_WORKFLOW_ID);
 }, 300_000);

@@ -32,6 +32,15 @@ const BATCH = 200;
 const MAX_TRAIL_PROBLEMS = 20;
 /** Workflows started before placeholders existed never took this path; the marker keeps their replays unchanged. */
 const PLACEHOLDER_PATCH = 'audit-placeholders';
+/**
+ * Record signals one run takes before it continues as new. A worker that replays this run (restarted, or its cache
+ * full) checks each signal's signature again, about 4 ms each in the workflows' sandbox: Temporal's own suggestion
+ * comes near 4,000 events, and 1,300 events already took 5.4-5.9 s a replay on 2 busy cores — past the SDK's 5 s
+ * limit for one activation (the task failed, and once the worker crashed) and near the 10 s task timeout, so the
+ * trail stalled while 100 tenants changed keys (docs/PERFORMANCE.md). Runs from before replay as they were.
+ */
+export const AUDIT_SIGNALS_PER_RUN = 250;
+const BOUNDED_RUNS_PATCH = 'audit-bounded-runs';
 
 export interface AuditTrailState {
   pending?: AuditEntry[];
@@ -53,6 +62,8 @@ function refusedIndex(err: unknown): number | null {
 
 export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<void> {
   // Runs from before signed records replay without the check (their histories have no such step).
+  // Both decided before anything is awaited, so that a replay meets each marker where the run made it.
+  const boundedRuns = patched(BOUNDED_RUNS_PATCH);
   let trust: RequestTrust | null = patched('signed-audit-records') ? await requestTrust() : null;
   // Anyone may start this workflow through the frontend: only a run continued by this workflow carries its state
   // over (records, and the head it saw written: a forged one would hide a rolled-back trail).
@@ -63,8 +74,11 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
   const trailProblems: string[] = [...(carried.trailProblems ?? [])];
   let appending = false;
   let dropped = 0;
+  let signalsThisRun = 0;
+  const runIsFull = () => workflowInfo().continueAsNewSuggested || (boundedRuns && signalsThisRun >= AUDIT_SIGNALS_PER_RUN);
 
   setHandler(auditMessages.record, (entries: AuditEntry[], auth?: RequestAuth) => {
+    signalsThisRun += 1;
     // No freshness window: records wait in Temporal while this workflow's worker is down, and each has its own ID.
     const why = trust ? checkSignature(trust.publicKeys, workflowInfo().workflowId, auditMessages.record.name, entries, auth, null) : Array.isArray(entries) ? null : 'it is not a list of records';
     if (why) {
@@ -136,7 +150,7 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
   }
 
   for (;;) {
-    await condition(() => pending.length > 0 || workflowInfo().continueAsNewSuggested);
+    await condition(() => pending.length > 0 || runIsFull());
     while (pending.length > 0) {
       const batch = pending.slice(0, BATCH);
       appending = true;
@@ -152,7 +166,7 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
         appending = false;
       }
     }
-    if (workflowInfo().continueAsNewSuggested) {
+    if (runIsFull()) {
       // A read waits for the records received before it to be written, and only this loop writes them: records that
       // arrive meanwhile are drained first, else that read (and so allHandlersFinished) would wait for ever.
       await condition(() => allHandlersFinished() || pending.length > 0);
