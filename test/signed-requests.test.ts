@@ -34,6 +34,10 @@ test('a request signed by the API service verifies, after a JSON round trip, wit
   expect(checkSignature([signer.publicKey], 'cmk-tenant/contoso', 'changeAdmin', signed, signed.auth, null)).toBeNull();
 });
 
+// The signatures below are the same bytes as the one found good above (ed25519 signs deterministically), so each
+// refusal also shows that the memo of good signatures (domain/signed.ts) keys on the message and the key, not on the
+// signature alone.
+
 type Case = [string, (s: Record<string, unknown> & { auth: { signedAt: string; signature: string } }) => { keys?: string[]; workflowId?: string; name?: string; request?: unknown; auth?: unknown; now?: number }, RegExp];
 test.each<Case>([
   ['no auth (a plaintext or forged request)', () => ({ auth: undefined }), /not signed/],

@@ -34,12 +34,13 @@ const MAX_TRAIL_PROBLEMS = 20;
 const PLACEHOLDER_PATCH = 'audit-placeholders';
 /**
  * Record signals one run takes before it continues as new. A worker that replays this run (restarted, or its cache
- * full) checks each signal's signature again, about 4 ms each in the workflows' sandbox: Temporal's own suggestion
- * comes near 4,000 events, and 1,300 events already took 5.4-5.9 s a replay on 2 busy cores — past the SDK's 5 s
- * limit for one activation (the task failed, and once the worker crashed) and near the 10 s task timeout, so the
- * trail stalled while 100 tenants changed keys (docs/PERFORMANCE.md). Runs from before replay as they were.
+ * full) checks each signal's signature again (about 4 ms each in the workflows' sandbox, less once memoised on that
+ * worker: domain/signed.ts): Temporal's own suggestion comes near 4,000 events, and 1,300 events already took
+ * 5.4-7 s a replay on 2 busy cores — past the SDK's 5 s limit for one activation (the task failed, and once the
+ * worker crashed) — while 100 tenants changed keys (docs/PERFORMANCE.md). Small runs also replay fast when a
+ * continue-as-new is refused because records kept arriving in the same task. Runs from before replay as they were.
  */
-export const AUDIT_SIGNALS_PER_RUN = 250;
+export const AUDIT_SIGNALS_PER_RUN = 100;
 const BOUNDED_RUNS_PATCH = 'audit-bounded-runs';
 
 export interface AuditTrailState {
@@ -152,6 +153,9 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
   for (;;) {
     await condition(() => pending.length > 0 || runIsFull());
     while (pending.length > 0) {
+      // A full run with no read waiting carries what is pending over (below) rather than write batch after batch of
+      // a stream that may not pause.
+      if (boundedRuns && runIsFull() && allHandlersFinished()) break;
       const batch = pending.slice(0, BATCH);
       appending = true;
       try {
@@ -170,7 +174,9 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
       // A read waits for the records received before it to be written, and only this loop writes them: records that
       // arrive meanwhile are drained first, else that read (and so allHandlersFinished) would wait for ever.
       await condition(() => allHandlersFinished() || pending.length > 0);
-      if (pending.length > 0) continue;
+      // With no read waiting, records still pending are carried over: under a steady stream of them (every tenant
+      // busy at once) waiting for an empty queue would put the continue-as-new off for as long as the stream lasts.
+      if (pending.length > 0 && !(boundedRuns && allHandlersFinished())) continue;
       await continueAsNew<typeof auditTrailWorkflow>({ pending, head, placeholders, trailProblems });
     }
   }
