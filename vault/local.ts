@@ -242,7 +242,7 @@ export class LocalVault implements Vault {
     return der;
   }
 
-  private open(stored: StoredKey, legacy = false): KeyObject {
+  private open(stored: StoredKey, legacy: boolean): KeyObject {
     const der = this.openDer(stored, legacy);
     try {
       return privateKeyFromPkcs8(der);

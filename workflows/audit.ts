@@ -77,6 +77,7 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
   let dropped = 0;
   let signalsThisRun = 0;
   const runIsFull = () => workflowInfo().continueAsNewSuggested || (boundedRuns && signalsThisRun >= AUDIT_SIGNALS_PER_RUN);
+  const canCarryOver = () => boundedRuns && runIsFull() && allHandlersFinished() && pending.length <= BATCH;
 
   setHandler(auditMessages.record, (entries: AuditEntry[], auth?: RequestAuth) => {
     signalsThisRun += 1;
@@ -154,8 +155,8 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
     await condition(() => pending.length > 0 || runIsFull());
     while (pending.length > 0) {
       // A full run with no read waiting carries what is pending over (below) rather than write batch after batch of
-      // a stream that may not pause.
-      if (boundedRuns && runIsFull() && allHandlersFinished()) break;
+      // a stream that may not pause — at most one batch, so that the carried state stays far below Temporal's 2 MB.
+      if (canCarryOver()) break;
       const batch = pending.slice(0, BATCH);
       appending = true;
       try {
@@ -176,7 +177,7 @@ export async function auditTrailWorkflow(input: AuditTrailState = {}): Promise<v
       await condition(() => allHandlersFinished() || pending.length > 0);
       // With no read waiting, records still pending are carried over: under a steady stream of them (every tenant
       // busy at once) waiting for an empty queue would put the continue-as-new off for as long as the stream lasts.
-      if (pending.length > 0 && !(boundedRuns && allHandlersFinished())) continue;
+      if (pending.length > 0 && !canCarryOver()) continue;
       await continueAsNew<typeof auditTrailWorkflow>({ pending, head, placeholders, trailProblems });
     }
   }
