@@ -10,7 +10,7 @@ import { regionTaskQueue, type DriftRecordRequest } from '../workflows/messages'
 import { loadConfig, type Config } from '../config';
 import { createActivities } from '../activities';
 import { buildParts } from './parts';
-import { SHARED_WORKFLOW_MODULES, workflowBundleOptions } from './workflow-bundle';
+import { workflowBundleOptions } from './workflow-bundle';
 import { loadDataConverter } from '../codec';
 import { temporalConnectionOptions } from '../config/temporal';
 import { AuditTrail } from '../audit/trail';
@@ -49,11 +49,6 @@ export function workerActivityDependencies(config: Config, plane: ControlPlane) 
 }
 
 /**
- * The `Worker`s of this process: the workflows' (unless CMK_WORKER_WORKFLOWS=false), with its workflow cache when
- * CMK_WORKER_MAX_CACHED_WORKFLOWS sets one, and one activity worker per region served (R1), each with that region's
- * vault and database servers.
- */
-/**
  * The tenant workflows kept in memory when CMK_WORKER_MAX_CACHED_WORKFLOWS is unset: one per MB of heap past the
  * 80 MB the worker's own modules and the SDK hold. A cached tenant of 10 environments holds 0.2 MB once the bundle's
  * shared modules are loaded once (worker/workflow-bundle.ts; bench/workflow-memory.ts), so this leaves room for
@@ -64,6 +59,11 @@ export function defaultMaxCachedWorkflows(heapLimitMb: number): number {
   return Math.max(10, Math.floor(heapLimitMb - 80));
 }
 
+/**
+ * The `Worker`s of this process: the workflows' (unless CMK_WORKER_WORKFLOWS=false), with its workflow cache as
+ * CMK_WORKER_MAX_CACHED_WORKFLOWS sets it (else `defaultMaxCachedWorkflows`), and one activity worker per region
+ * served (R1), each with that region's vault and database servers.
+ */
 export async function createWorkers(
   config: Config,
   connection: NativeConnection,
@@ -73,6 +73,7 @@ export async function createWorkers(
 ): Promise<Worker[]> {
   const workers: Worker[] = [];
   if (config.workerWorkflows) {
+    const bundleOptions = workflowBundleOptions();
     workers.push(
       await Worker.create({
         connection,
@@ -80,7 +81,7 @@ export async function createWorkers(
         taskQueue: config.taskQueue,
         dataConverter,
         // `npm start` bundles the workflows once in a process of its own (stack/bundle-workflows.ts); alone, the worker bundles them itself.
-        ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: workflowBundleOptions().workflowsPath, bundlerOptions: { preloadModules: [...SHARED_WORKFLOW_MODULES] } }),
+        ...(process.env.CMK_WORKFLOW_BUNDLE ? { workflowBundle: { codePath: process.env.CMK_WORKFLOW_BUNDLE } } : { workflowsPath: bundleOptions.workflowsPath, bundlerOptions: { preloadModules: bundleOptions.preloadModules } }),
         activities: createActivities({ ...parts, ...activityDependencies }),
         maxCachedWorkflows: config.workerMaxCachedWorkflows ?? defaultMaxCachedWorkflows(getHeapStatistics().heap_size_limit / 1024 / 1024),
       }),

@@ -13,7 +13,7 @@ import { FAILURE_CONVERTER_PATH } from '../codec';
  * costs"); shared, both are paid once, and the SDK freezes what it can reach of them. Named by path, not by package:
  * the bundle reaches ed25519 through `import` (its ES module), and a package name here would load its CommonJS twin.
  */
-export const SHARED_WORKFLOW_MODULES: readonly string[] = [require.resolve('../domain/signed')];
+const SHARED_WORKFLOW_MODULES: readonly string[] = [require.resolve('../domain/signed')];
 
 export function workflowBundleOptions(): BundleOptions {
   return {
